@@ -1,0 +1,38 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace PrefPipe.Host.Commands;
+
+/// <summary>Builds the prefpipe command tree.</summary>
+internal static class Cli
+{
+    /// <summary>The process exit codes prefpipe uses.</summary>
+    internal static class ExitCodes
+    {
+        public const int Ok = 0;
+        public const int Failed = 1;
+        public const int Usage = 2;
+    }
+
+    public static RootCommand Build(IAnsiConsole? console = null)
+    {
+        var root = new RootCommand(
+            "prefpipe builds preference datasets and aligns language models with them: ingest prompts and generate " +
+            "candidates, rank them with a reward model, split pairs into easy and difficult, then train DPO-family " +
+            "objectives and PPO (Mixed Preference Optimization).");
+        root.Subcommands.Add(DoctorCommand.Create(console));
+        return root;
+    }
+
+    public static async Task<int> InvokeAsync(string[] args, IAnsiConsole? console = null, CancellationToken cancellationToken = default)
+    {
+        var parse = Build(console).Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors) Console.Error.WriteLine($"prefpipe: {error.Message}");
+            Console.Error.WriteLine("Run 'prefpipe --help' for usage.");
+            return ExitCodes.Usage;
+        }
+        return await parse.InvokeAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+}
