@@ -1,0 +1,98 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace PrefPipe.Trainer.Objectives;
+
+/// <summary>
+/// Which preference objective to train and its hyper-parameters. Names follow TRL's <c>DPOConfig</c> where one exists
+/// (<c>loss_type</c>, <c>beta</c>, <c>label_smoothing</c>, <c>rpo_alpha</c>); the maths is in docs/objectives.
+/// </summary>
+public sealed class ObjectiveOptions : IValidatableObject
+{
+    /// <summary>The names <see cref="LossType"/> accepts.</summary>
+    public static readonly IReadOnlyList<string> LossTypes = ["sigmoid", "sigmoid_norm", "ipo", "mipo", "mallows_theta", "mallows_phi", "bcr"];
+
+    /// <summary>TRL's <c>loss_type</c>: sigmoid (DPO), sigmoid_norm, ipo, mipo, mallows_theta, mallows_phi, bcr.</summary>
+    /// <value>Default "sigmoid".</value>
+    [Required]
+    public string LossType { get; set; } = "sigmoid";
+
+    /// <summary>β. Null takes the objective's default: 20 for mipo, 0.1 for the others.</summary>
+    /// <value>Default null; when set, greater than 0 and at most 1000.</value>
+    [Range(1e-6, 1000)]
+    public double? Beta { get; set; }
+
+    /// <summary>TRL's <c>label_smoothing</c> ε (conservative DPO) for sigmoid, sigmoid_norm and bcr.</summary>
+    /// <value>Default 0; 0 to 0.5.</value>
+    [Range(0, 0.5)]
+    public double LabelSmoothing { get; set; }
+
+    /// <summary>TRL's <c>rpo_alpha</c>: weight of the NLL (SFT) term on the chosen response added to any objective; null or 0 = off.</summary>
+    /// <value>Default null; 0 to 100.</value>
+    [Range(0, 100)]
+    public double? RpoAlpha { get; set; }
+
+    /// <summary>MIPO's modulation q(K).</summary>
+    /// <value>Default <see cref="MipoModulation.Softplus"/> (the paper).</value>
+    public MipoModulation MipoModulation { get; set; } = MipoModulation.Softplus;
+
+    /// <summary>MIPO with <see cref="MipoModulation.Constant"/>: the constant q.</summary>
+    /// <value>Default 0.</value>
+    [Range(-100, 100)]
+    public double MipoConstant { get; set; }
+
+    /// <summary>MallowsPO's φ* (c(x) = −φ*·log H̄(x); φ = H̄^φ*).</summary>
+    /// <value>Default 0.29; greater than 0, at most 10.</value>
+    [Range(1e-6, 10)]
+    public double PhiStar { get; set; } = 0.29;
+
+    /// <summary>MallowsPO-θ α: weight of the reference margin (1 = DPO form, 0 = the authors' reference-free plugin).</summary>
+    /// <value>Default 1; 0 to 10.</value>
+    [Range(0, 10)]
+    public double MallowsAlpha { get; set; } = 1;
+
+    /// <summary>MallowsPO-θ γ: margin subtracted from Δ.</summary>
+    /// <value>Default 0.</value>
+    [Range(-100, 100)]
+    public double MallowsGamma { get; set; }
+
+    /// <summary>MallowsPO-θ on mean log-probs A instead of sums S (the authors' plugin setting).</summary>
+    /// <value>Default false.</value>
+    public bool MallowsLengthNormalized { get; set; }
+
+    /// <summary>MallowsPO-θ with c(x) from the reference dispersion; false gives c ≡ 1 (= DPO).</summary>
+    /// <value>Default true.</value>
+    public bool MallowsUseDispersion { get; set; } = true;
+
+    /// <summary>BCR's λ: weight of the budget penalty (0 = DPO).</summary>
+    /// <value>Default 1; 0 to 100.</value>
+    [Range(0, 100)]
+    public double BcrLambda { get; set; } = 1;
+
+    /// <summary>BCR's budget δ ≥ 0: how far the chosen log-likelihood may drop below the reference unpenalised.</summary>
+    /// <value>Default 1 (sum form); 0 to 1000.</value>
+    [Range(0, 1000)]
+    public double BcrBudget { get; set; } = 1;
+
+    /// <summary>BCR on mean log-probs instead of sums.</summary>
+    /// <value>Default false.</value>
+    public bool BcrLengthNormalized { get; set; }
+
+    /// <summary>β actually used: <see cref="Beta"/> or the objective's default.</summary>
+    public double EffectiveBeta => Beta ?? (LossType == "mipo" ? 20.0 : 0.1);
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!LossTypes.Contains(LossType))
+            yield return new ValidationResult(
+                $"loss_type '{LossType}' is not known; expected one of {string.Join(", ", LossTypes)}.", [nameof(LossType)]);
+    }
+
+    /// <summary>Throws <see cref="ValidationException"/> naming every invalid option and what was expected.</summary>
+    public void ValidateOrThrow()
+    {
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
+            throw new ValidationException("Invalid objective options: " + string.Join("; ", results.Select(r => r.ErrorMessage)));
+    }
+}
