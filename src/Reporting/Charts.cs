@@ -1,0 +1,104 @@
+using ScottPlot;
+
+namespace PrefPipe.Reporting;
+
+/// <summary>A vertical marker on a chart, e.g. a split threshold.</summary>
+/// <param name="X">Where on the x axis.</param>
+/// <param name="Label">Legend text.</param>
+public sealed record ChartMarker(double X, string Label);
+
+/// <summary>A named series of values (histograms) or points (line charts).</summary>
+/// <param name="Name">Legend text.</param>
+/// <param name="X">X values (line charts; ignored by histograms).</param>
+/// <param name="Y">Values (histograms) or Y values (line charts).</param>
+public sealed record ChartSeries(string Name, IReadOnlyList<double> X, IReadOnlyList<double> Y);
+
+/// <summary>PNG charts written next to reports. Files are written to a temporary name and renamed, never half-written.</summary>
+public static class Charts
+{
+    /// <summary>Width and height of every chart, in pixels.</summary>
+    public const int Width = 800, Height = 480;
+
+    /// <summary>A histogram of one or more value sets (overlaid, semi-transparent), with optional vertical markers.</summary>
+    /// <param name="path">Output .png path.</param>
+    /// <param name="title">Chart title.</param>
+    /// <param name="xLabel">X-axis label.</param>
+    /// <param name="series">Value sets; each gets its own colour and legend entry.</param>
+    /// <param name="markers">Vertical lines (thresholds, means).</param>
+    /// <param name="bins">Number of bins over the joint range.</param>
+    public static void Histogram(string path, string title, string xLabel, IReadOnlyList<ChartSeries> series,
+        IReadOnlyList<ChartMarker>? markers = null, int bins = 30)
+    {
+        ArgumentNullException.ThrowIfNull(series);
+        var plot = new Plot();
+        var all = series.SelectMany(s => s.Y).Where(double.IsFinite).ToArray();
+        if (all.Length > 0)
+        {
+            double min = all.Min(), max = all.Max();
+            if (max <= min) { min -= 0.5; max += 0.5; }
+            var palette = new ScottPlot.Palettes.Category10();
+            for (int i = 0; i < series.Count; i++)
+            {
+                var values = series[i].Y.Where(double.IsFinite).ToArray();
+                if (values.Length == 0) continue;
+                double width = (max - min) / bins;
+                var counts = new double[bins];
+                foreach (double v in values) counts[Math.Clamp((int)((v - min) / width), 0, bins - 1)]++;
+                var centers = Enumerable.Range(0, bins).Select(b => min + (b + 0.5) * width).ToArray();
+                var bars = plot.Add.Bars(centers, counts);
+                bars.Color = palette.GetColor(i).WithAlpha(series.Count > 1 ? 0.55 : 1.0);
+                bars.LegendText = $"{series[i].Name} (n={values.Length})";
+                foreach (var bar in bars.Bars)
+                {
+                    bar.Size = width;
+                    bar.LineWidth = 0;
+                }
+            }
+        }
+        AddMarkers(plot, markers);
+        Finish(plot, path, title, xLabel, "count", showLegend: series.Count > 1 || markers is { Count: > 0 });
+    }
+
+    /// <summary>Line chart of one or more series (loss curves, reward and KL over steps).</summary>
+    public static void Lines(string path, string title, string xLabel, string yLabel, IReadOnlyList<ChartSeries> series,
+        IReadOnlyList<ChartMarker>? markers = null)
+    {
+        ArgumentNullException.ThrowIfNull(series);
+        var plot = new Plot();
+        foreach (var s in series)
+        {
+            int n = Math.Min(s.X.Count, s.Y.Count);
+            if (n == 0) continue;
+            var line = plot.Add.ScatterLine(s.X.Take(n).ToArray(), s.Y.Take(n).ToArray());
+            line.LegendText = s.Name;
+            line.LineWidth = 2;
+        }
+        AddMarkers(plot, markers);
+        Finish(plot, path, title, xLabel, yLabel, showLegend: series.Count > 1 || markers is { Count: > 0 });
+    }
+
+    private static void AddMarkers(Plot plot, IReadOnlyList<ChartMarker>? markers)
+    {
+        if (markers is null) return;
+        foreach (var m in markers)
+        {
+            var line = plot.Add.VerticalLine(m.X);
+            line.LegendText = m.Label;
+            line.LineWidth = 2;
+            line.LinePattern = LinePattern.Dashed;
+        }
+    }
+
+    private static void Finish(Plot plot, string path, string title, string xLabel, string yLabel, bool showLegend)
+    {
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        if (showLegend) plot.ShowLegend(Alignment.UpperRight);
+        string full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string tmp = full + $".{Environment.ProcessId}.tmp.png";
+        plot.SavePng(tmp, Width, Height);
+        File.Move(tmp, full, overwrite: true);
+    }
+}

@@ -1,0 +1,64 @@
+using System.Buffers.Binary;
+
+namespace PrefPipe.Reporting.Tests;
+
+public sealed class ChartsTests
+{
+    private static (int Width, int Height) PngSize(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], bytes[..4]);
+        return (BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)), BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)));
+    }
+
+    [Fact]
+    public void Histogram_TwoSeriesWithThreshold_WritesPngAndNoTemporaryFiles()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-chart-").FullName;
+        string path = Path.Combine(dir, "gaps.png");
+        var rng = new Random(1);
+
+        Charts.Histogram(path, "Reward gap", "gap",
+            [new ChartSeries("easy", [], Enumerable.Range(0, 300).Select(_ => rng.NextDouble() * 3 + 1).ToArray()),
+             new ChartSeries("difficult", [], Enumerable.Range(0, 300).Select(_ => rng.NextDouble()).ToArray())],
+            [new ChartMarker(1.0, "τ = 1.0")]);
+
+        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+        Assert.Equal(["gaps.png"], Directory.GetFiles(dir).Select(Path.GetFileName));
+        Assert.True(new FileInfo(path).Length > 5_000, "a chart with bars, axes and text is more than a blank image");
+    }
+
+    [Fact]
+    public void Histogram_AllValuesEqualOrNaN_StillWritesAChart()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "flat.png");
+
+        Charts.Histogram(path, "flat", "x", [new ChartSeries("v", [], [2.0, 2.0, double.NaN])]);
+
+        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+    }
+
+    [Fact]
+    public void Lines_LossCurve_WritesPng()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "sub", "loss.png");
+        double[] steps = Enumerable.Range(1, 50).Select(i => (double)i).ToArray();
+
+        Charts.Lines(path, "Loss", "step", "loss",
+            [new ChartSeries("loss", steps, steps.Select(s => Math.Exp(-s / 10)).ToArray()),
+             new ChartSeries("margin", steps, steps.Select(s => s / 50).ToArray())]);
+
+        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+    }
+
+    [Fact]
+    public void SummaryTable_RendersMarkdownAndAlignedText()
+    {
+        var table = new SummaryTable("set", "pairs", "fraction").Add("easy", 120, 0.6).Add("difficult", 80, 1.0 / 3);
+
+        Assert.Equal("| set | pairs | fraction |\n| --- | --- | --- |\n| easy | 120 | 0.6 |\n| difficult | 80 | 0.3333 |\n",
+            table.ToMarkdown().ReplaceLineEndings("\n"));
+        Assert.StartsWith("set        pairs  fraction", table.ToString(), StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => table.Add("only one cell"));
+    }
+}
