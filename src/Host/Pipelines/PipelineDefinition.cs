@@ -1,0 +1,163 @@
+using System.ComponentModel.DataAnnotations;
+using PrefPipe.Ingest;
+using PrefPipe.Models.Reward;
+using PrefPipe.Ranking.Judges;
+using PrefPipe.Splitter;
+using PrefPipe.Trainer;
+
+namespace PrefPipe.Host.Pipelines;
+
+/// <summary>A pipeline file (pipelines/*.yaml): what to run, on which data and models, and when.</summary>
+internal sealed class PipelineDefinition
+{
+    /// <summary>Pipeline name, used in run ids and logs.</summary>
+    [Required, RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "name must be 1-63 lowercase letters, digits or '-', starting with a letter or digit.")]
+    public string Name { get; set; } = "pipeline";
+
+    /// <summary>Where runs and artifacts go: a local folder, az://container/prefix or a blob endpoint URL.</summary>
+    [Required(AllowEmptyStrings = false)]
+    public string Storage { get; set; } = "./runs";
+
+    /// <summary>Input data.</summary>
+    public InputsSection Inputs { get; set; } = new();
+
+    /// <summary>Model folders.</summary>
+    public ModelsSection Models { get; set; } = new();
+
+    /// <summary>Stage: ingest and generation.</summary>
+    public IngestOptions Ingest { get; set; } = new();
+
+    /// <summary>Stage: scoring and ranking.</summary>
+    public RankingSection Ranking { get; set; } = new();
+
+    /// <summary>Stage: easy/difficult split.</summary>
+    public SplitterOptions Split { get; set; } = new();
+
+    /// <summary>Stage: training plan.</summary>
+    public TrainingSection Training { get; set; } = new();
+
+    /// <summary>Stage: evaluation of the final policy against the start.</summary>
+    public EvaluationSection Evaluation { get; set; } = new();
+
+    /// <summary>When the hosted service starts runs.</summary>
+    public TriggersSection Triggers { get; set; } = new();
+}
+
+/// <summary>Input data locations (local paths relative to the pipeline file, or blob URIs).</summary>
+internal sealed class InputsSection
+{
+    /// <summary>Training prompts: Parquet or JSONL with a prompt (text) or messages column.</summary>
+    [Required(AllowEmptyStrings = false, ErrorMessage = "inputs.prompts is required: a Parquet or JSONL file of prompts.")]
+    public string Prompts { get; set; } = "";
+
+    /// <summary>Held-out prompts for evaluation; none = no evaluation stage.</summary>
+    public string? EvalPrompts { get; set; }
+}
+
+/// <summary>Model folders in Hugging Face layout.</summary>
+internal sealed class ModelsSection
+{
+    /// <summary>The policy to align (config.json, safetensors, tokenizer.json).</summary>
+    [Required(AllowEmptyStrings = false, ErrorMessage = "models.policy is required: a Hugging Face model folder.")]
+    public string Policy { get; set; } = "";
+
+    /// <summary>The stage-1 reference model; default: the policy itself (the SFT model).</summary>
+    public string? Reference { get; set; }
+
+    /// <summary>The reward model: model.onnx + tokenizer.json.</summary>
+    [Required(AllowEmptyStrings = false, ErrorMessage = "models.reward is required: a folder with model.onnx and tokenizer.json.")]
+    public string Reward { get; set; } = "";
+}
+
+/// <summary>Ranking: judge choice, reward model options, LLM judge options.</summary>
+internal sealed class RankingSection : IValidatableObject
+{
+    /// <summary>reward (Bradley–Terry on reward-model scores) or llm (chat-completions endpoint).</summary>
+    [RegularExpression("^(reward|llm)$", ErrorMessage = "judge must be reward or llm.")]
+    public string Judge { get; set; } = "reward";
+
+    /// <summary>Reward judge: |r_a − r_b| below this is a tie.</summary>
+    /// <value>Default 0.05; 0 to 1000.</value>
+    [Range(0, 1000)]
+    public double TieEpsilon { get; set; } = 0.05;
+
+    /// <summary>Reward model scoring options.</summary>
+    public RewardModelOptions Reward { get; set; } = new();
+
+    /// <summary>LLM judge options (required when judge = llm). The API key comes from the environment only.</summary>
+    public LlmJudgeOptions? Llm { get; set; }
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Judge == "llm" && Llm is null)
+            yield return new ValidationResult("judge is llm but the llm section (endpoint, model) is missing.", [nameof(Llm)]);
+    }
+}
+
+/// <summary>Training plan.</summary>
+internal sealed class TrainingSection
+{
+    /// <summary>mpo (stage 1 on easy, stage 2 PPO on difficult), dpo (stage 1 on all pairs) or ppo (PPO on all prompts), or none.</summary>
+    [RegularExpression("^(mpo|dpo|ppo|none)$", ErrorMessage = "plan must be mpo, dpo, ppo or none.")]
+    public string Plan { get; set; } = "mpo";
+
+    /// <summary>Stage 1 (DPO family).</summary>
+    public DpoTrainingOptions Stage1 { get; set; } = new();
+}
+
+/// <summary>Evaluation on held-out prompts.</summary>
+internal sealed class EvaluationSection
+{
+    /// <summary>Samples per prompt from each policy.</summary>
+    /// <value>Default 1; 1 to 64.</value>
+    [Range(1, 64)]
+    public int SamplesPerPrompt { get; set; } = 1;
+
+    /// <summary>New tokens per sample.</summary>
+    /// <value>Default 64; 1 to 32768.</value>
+    [Range(1, 32_768)]
+    public int MaxNewTokens { get; set; } = 64;
+
+    /// <summary>Sampling temperature.</summary>
+    /// <value>Default 1.0; 0 to 5.</value>
+    [Range(0, 5)]
+    public double Temperature { get; set; } = 1.0;
+
+    /// <summary>Seed for evaluation sampling.</summary>
+    /// <value>Default 7.</value>
+    public long Seed { get; set; } = 7;
+}
+
+/// <summary>Triggers for the hosted service.</summary>
+internal sealed class TriggersSection
+{
+    /// <summary>Cron expression (5 fields, or 6 with seconds) for scheduled runs; none = not scheduled.</summary>
+    public string? Schedule { get; set; }
+
+    /// <summary>IANA or Windows time-zone id for the schedule.</summary>
+    /// <value>Default UTC.</value>
+    public string TimeZone { get; set; } = "UTC";
+
+    /// <summary>Blob trigger: a new prompts blob under container/prefix starts a run.</summary>
+    public BlobTrigger? Blob { get; set; }
+}
+
+/// <summary>Where new prompt blobs arrive.</summary>
+internal sealed class BlobTrigger
+{
+    /// <summary>Container name.</summary>
+    [Required(AllowEmptyStrings = false), RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "container must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
+    public string Container { get; set; } = "";
+
+    /// <summary>Blob name prefix, e.g. incoming/.</summary>
+    public string Prefix { get; set; } = "";
+
+    /// <summary>Optional Azure Storage queue receiving Event Grid BlobCreated events (else the container is polled).</summary>
+    public string? Queue { get; set; }
+
+    /// <summary>Polling interval.</summary>
+    /// <value>Default 30 s.</value>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(30);
+}

@@ -1,0 +1,224 @@
+using System.Collections;
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using YamlDotNet.RepresentationModel;
+
+namespace PrefPipe.Host.Pipelines;
+
+/// <summary>
+/// Binds a YAML tree onto option classes: keys are the snake_case property names (or [JsonPropertyName]); unknown keys,
+/// wrong types and out-of-range values are collected with their dotted path, the value and what was expected, then
+/// DataAnnotations validation runs on every bound object. Nothing is silently ignored.
+/// </summary>
+internal static partial class YamlBinder
+{
+    private static readonly Regex SecretKey = SecretKeyRegex();
+
+    public static T Bind<T>(YamlMappingNode node, string path, List<string> problems) where T : new()
+        => (T)BindObject(typeof(T), node, path, problems)!;
+
+    /// <summary>snake_case of a PascalCase name: MaxNewTokens → max_new_tokens, TopP → top_p.</summary>
+    public static string SnakeCase(string name)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < name.Length; i++)
+        {
+            char c = name[i];
+            if (char.IsUpper(c))
+            {
+                if (i > 0 && (char.IsLower(name[i - 1]) || (i + 1 < name.Length && char.IsLower(name[i + 1]) && char.IsUpper(name[i - 1])))) sb.Append('_');
+                sb.Append(char.ToLowerInvariant(c));
+            }
+            else sb.Append(c);
+        }
+        return sb.ToString();
+    }
+
+    public static string KeyOf(PropertyInfo p) => p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? SnakeCase(p.Name);
+
+    private static IEnumerable<PropertyInfo> Bindable(Type type) =>
+        type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.GetIndexParameters().Length == 0 && p.GetCustomAttribute<JsonIgnoreAttribute>() is null);
+
+    private static object? BindObject(Type type, YamlMappingNode node, string path, List<string> problems)
+    {
+        object target = Activator.CreateInstance(type)!;
+        var props = Bindable(type).ToDictionary(KeyOf, StringComparer.Ordinal);
+        foreach (var (keyNode, valueNode) in node.Children)
+        {
+            string key = ((YamlScalarNode)keyNode).Value ?? "";
+            string at = path.Length == 0 ? key : $"{path}.{key}";
+            if (SecretKey.IsMatch(key))
+            {
+                problems.Add($"{at}: secrets are never read from pipeline files; set them in the environment or configuration (see README).");
+                continue;
+            }
+            if (!props.TryGetValue(key, out var prop))
+            {
+                problems.Add($"{at}: unknown key; expected one of {string.Join(", ", props.Keys.Order(StringComparer.Ordinal))}.");
+                continue;
+            }
+            var value = Convert(prop.PropertyType, valueNode, at, problems, out bool ok);
+            if (ok) prop.SetValue(target, value);
+        }
+        return target;
+    }
+
+    private static object? Convert(Type type, YamlNode node, string path, List<string> problems, out bool ok)
+    {
+        ok = true;
+        var underlying = Nullable.GetUnderlyingType(type);
+        if (node is YamlScalarNode { Value: null or "~" or "null" } && (underlying is not null || !type.IsValueType))
+            return null;
+        type = underlying ?? type;
+
+        if (IsScalarType(type))
+        {
+            if (node is not YamlScalarNode scalar)
+            {
+                ok = false;
+                problems.Add($"{path}: expected a single {Describe(type)} value, found a {(node is YamlSequenceNode ? "list" : "mapping")}.");
+                return null;
+            }
+            if (TryScalar(type, scalar.Value ?? "", out object? value, out string expected)) return value;
+            ok = false;
+            problems.Add($"{path}: '{scalar.Value}' is not valid; expected {expected}.");
+            return null;
+        }
+        if (type.IsGenericType && (type.GetGenericTypeDefinition() == typeof(IList<>) || type.GetGenericTypeDefinition() == typeof(List<>) || type.GetGenericTypeDefinition() == typeof(IReadOnlyList<>)) || type.IsArray)
+        {
+            var element = type.IsArray ? type.GetElementType()! : type.GetGenericArguments()[0];
+            if (node is not YamlSequenceNode seq)
+            {
+                ok = false;
+                problems.Add($"{path}: expected a list of {Describe(element)}.");
+                return null;
+            }
+            var list = (IList)Activator.CreateInstance(typeof(List<>).MakeGenericType(element))!;
+            int i = 0;
+            foreach (var item in seq.Children)
+            {
+                var v = Convert(element, item, $"{path}[{i++}]", problems, out bool itemOk);
+                if (itemOk) list.Add(v);
+                else ok = false;
+            }
+            if (!type.IsArray) return list;
+            var array = Array.CreateInstance(element, list.Count);
+            list.CopyTo(array, 0);
+            return array;
+        }
+        if (node is not YamlMappingNode mapping)
+        {
+            ok = false;
+            problems.Add($"{path}: expected a mapping with keys {string.Join(", ", Bindable(type).Select(KeyOf))}.");
+            return null;
+        }
+        return BindObject(type, mapping, path, problems);
+    }
+
+    private static bool IsScalarType(Type t) =>
+        t == typeof(string) || t == typeof(bool) || t == typeof(int) || t == typeof(long) || t == typeof(double) || t == typeof(float)
+        || t == typeof(Uri) || t == typeof(TimeSpan) || t.IsEnum;
+
+    private static string Describe(Type t) => t.IsEnum ? "name" : t.Name.ToLowerInvariant();
+
+    private static bool TryScalar(Type type, string text, out object? value, out string expected)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        value = null;
+        expected = Describe(type);
+        if (type == typeof(string)) { value = text; return true; }
+        if (type == typeof(bool))
+        {
+            expected = "true or false";
+            if (text is "true" or "True" or "TRUE" or "yes") { value = true; return true; }
+            if (text is "false" or "False" or "FALSE" or "no") { value = false; return true; }
+            return false;
+        }
+        if (type == typeof(int)) { expected = "a whole number"; if (int.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.Integer, inv, out int i)) { value = i; return true; } return false; }
+        if (type == typeof(long)) { expected = "a whole number"; if (long.TryParse(text.Replace("_", "", StringComparison.Ordinal), NumberStyles.Integer, inv, out long l)) { value = l; return true; } return false; }
+        if (type == typeof(double) || type == typeof(float))
+        {
+            expected = "a number";
+            if (!double.TryParse(text, NumberStyles.Float, inv, out double d) || !double.IsFinite(d)) return false;
+            value = type == typeof(float) ? (float)d : d;
+            return true;
+        }
+        if (type == typeof(Uri))
+        {
+            expected = "an absolute URL";
+            if (Uri.TryCreate(text, UriKind.Absolute, out var uri)) { value = uri; return true; }
+            return false;
+        }
+        if (type == typeof(TimeSpan))
+        {
+            expected = "a duration such as 250ms, 30s, 5m, 2h or 00:05:00";
+            var m = DurationRegex().Match(text);
+            if (m.Success)
+            {
+                double n = double.Parse(m.Groups[1].Value, inv);
+                value = m.Groups[2].Value switch
+                {
+                    "ms" => TimeSpan.FromMilliseconds(n),
+                    "s" => TimeSpan.FromSeconds(n),
+                    "m" => TimeSpan.FromMinutes(n),
+                    _ => TimeSpan.FromHours(n),
+                };
+                return true;
+            }
+            if (TimeSpan.TryParse(text, inv, out var ts)) { value = ts; return true; }
+            return false;
+        }
+        // Enums: snake_case or the C# name, case-insensitive.
+        var names = Enum.GetNames(type);
+        expected = "one of " + string.Join(", ", names.Select(SnakeCase));
+        string folded = text.Replace("_", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal);
+        var match = names.FirstOrDefault(n => string.Equals(n, folded, StringComparison.OrdinalIgnoreCase));
+        if (match is null) return false;
+        value = Enum.Parse(type, match);
+        return true;
+    }
+
+    /// <summary>Runs DataAnnotations on <paramref name="target"/> and every nested option object, reporting YAML paths.</summary>
+    public static void Validate(object target, string path, List<string> problems)
+    {
+        var results = new List<ValidationResult>();
+        Validator.TryValidateObject(target, new ValidationContext(target), results, validateAllProperties: true);
+        var keys = Bindable(target.GetType()).ToDictionary(p => p.Name, KeyOf);
+        foreach (var r in results)
+        {
+            // Nested members come back as "Objective.Beta": map each segment to its key.
+            var member = r.MemberNames.FirstOrDefault();
+            string at = path;
+            object? value = null;
+            if (member is not null)
+            {
+                string key = string.Join(".", member.Split('.').Select(s => keys.TryGetValue(s, out var k) ? k : SnakeCase(s)));
+                at = path.Length == 0 ? key : $"{path}.{key}";
+                value = target;
+                foreach (string segment in member.Split('.'))
+                    value = value?.GetType().GetProperty(segment)?.GetValue(value);
+            }
+            string shown = value is null ? "" : $" (value {FormatValue(value)})";
+            problems.Add($"{at}{shown}: {r.ErrorMessage}");
+        }
+        foreach (var p in Bindable(target.GetType()))
+        {
+            var t = p.PropertyType;
+            if (IsScalarType(Nullable.GetUnderlyingType(t) ?? t) || typeof(IEnumerable).IsAssignableFrom(t)) continue;
+            if (p.GetValue(target) is { } nested)
+                Validate(nested, path.Length == 0 ? KeyOf(p) : $"{path}.{KeyOf(p)}", problems);
+        }
+    }
+
+    private static string FormatValue(object value) => value is IFormattable f ? f.ToString(null, CultureInfo.InvariantCulture) : value.ToString() ?? "";
+
+    [GeneratedRegex(@"^(api_?key|.*password.*|.*secret.*|connection_string|sas(_token)?|account_key|token)$", RegexOptions.IgnoreCase)]
+    private static partial Regex SecretKeyRegex();
+
+    [GeneratedRegex(@"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)\s*$")]
+    private static partial Regex DurationRegex();
+}

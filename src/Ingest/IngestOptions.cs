@@ -1,0 +1,94 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace PrefPipe.Ingest;
+
+/// <summary>What to do with a prompt longer than <see cref="IngestOptions.MaxPromptTokens"/> after templating.</summary>
+public enum OverLongPolicy
+{
+    /// <summary>Route it to rejects with the reason.</summary>
+    Reject,
+
+    /// <summary>Keep the last MaxPromptTokens tokens (the end of a conversation matters most).</summary>
+    Truncate,
+}
+
+/// <summary>When to render prompts with the policy's chat template.</summary>
+public enum ChatTemplateMode
+{
+    /// <summary>When the policy has a chat template (tokenizer_config.json or chat_template.jinja), else raw text.</summary>
+    Auto,
+
+    /// <summary>Always; fail if the policy has none.</summary>
+    Always,
+
+    /// <summary>Never: prompts are fed as raw text (messages are rejected).</summary>
+    Never,
+}
+
+/// <summary>Ingest options: prompt validation and candidate generation. YAML keys are the snake_case names.</summary>
+public sealed class IngestOptions : IValidatableObject
+{
+    /// <summary>K: candidate responses generated per prompt.</summary>
+    /// <value>Default 4; 2 to 64.</value>
+    [Range(2, 64)]
+    public int CandidatesPerPrompt { get; set; } = 4;
+
+    /// <summary>Maximum new tokens per candidate.</summary>
+    /// <value>Default 64; 1 to 32768.</value>
+    [Range(1, 32_768)]
+    public int MaxNewTokens { get; set; } = 64;
+
+    /// <summary>Sampling temperature; 0 means greedy (then all K candidates are identical: use K sampling instead).</summary>
+    /// <value>Default 1.0; 0 to 5.</value>
+    [Range(0, 5)]
+    public double Temperature { get; set; } = 1.0;
+
+    /// <summary>Nucleus sampling mass.</summary>
+    /// <value>Default 1.0 (off); greater than 0, at most 1.</value>
+    [Range(1e-6, 1)]
+    public double TopP { get; set; } = 1.0;
+
+    /// <summary>Top-k sampling; 0 is off.</summary>
+    /// <value>Default 0; 0 to 1,000,000.</value>
+    [Range(0, 1_000_000)]
+    public int TopK { get; set; }
+
+    /// <summary>Run seed; each candidate's seed derives from it, the prompt id and the candidate index, so reruns reproduce.</summary>
+    /// <value>Default 1234.</value>
+    public long Seed { get; set; } = 1234;
+
+    /// <summary>Prompts per generation batch (each expands to K sequences).</summary>
+    /// <value>Default 8; 1 to 4096.</value>
+    [Range(1, 4096)]
+    public int BatchSize { get; set; } = 8;
+
+    /// <summary>Longest templated prompt, in tokens.</summary>
+    /// <value>Default 512; 1 to 1,048,576.</value>
+    [Range(1, 1_048_576)]
+    public int MaxPromptTokens { get; set; } = 512;
+
+    /// <summary>Over-long prompts: reject or truncate.</summary>
+    /// <value>Default <see cref="OverLongPolicy.Reject"/>.</value>
+    public OverLongPolicy OverLong { get; set; } = OverLongPolicy.Reject;
+
+    /// <summary>Drop prompts whose normalised text (NFKC, trimmed, whitespace collapsed, case kept) repeats an earlier one; they go to rejects.</summary>
+    /// <value>Default true.</value>
+    public bool Deduplicate { get; set; } = true;
+
+    /// <summary>Chat template use.</summary>
+    /// <value>Default <see cref="ChatTemplateMode.Auto"/>.</value>
+    public ChatTemplateMode ChatTemplate { get; set; } = ChatTemplateMode.Auto;
+
+    /// <summary>A system message prepended to every conversation when templating; null for none.</summary>
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>Generation stops at any of these strings (besides EOS); the stop string is not kept.</summary>
+    public IList<string> StopStrings { get; init; } = [];
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (StopStrings.Any(string.IsNullOrEmpty))
+            yield return new ValidationResult("stop strings must not be empty.", [nameof(StopStrings)]);
+    }
+}

@@ -1,0 +1,112 @@
+using System.ComponentModel.DataAnnotations;
+using PrefPipe.Trainer.Objectives;
+using PrefPipe.Trainer.Optimization;
+
+namespace PrefPipe.Trainer;
+
+/// <summary>How to shorten a pair that exceeds the length limits (TRL's <c>truncation_mode</c>).</summary>
+public enum TruncationMode
+{
+    /// <summary>Keep the end of the prompt (drop its start) and the start of the responses.</summary>
+    KeepEnd,
+
+    /// <summary>Keep the start of the prompt.</summary>
+    KeepStart,
+}
+
+/// <summary>Stage-1 training options (DPO family). Names follow TRL's DPOConfig / HF TrainingArguments in snake_case.</summary>
+public sealed class DpoTrainingOptions : IValidatableObject
+{
+    /// <summary>The objective and its hyper-parameters (<c>loss_type</c>, <c>beta</c>, …).</summary>
+    [Required]
+    public ObjectiveOptions Objective { get; set; } = new();
+
+    /// <summary>Peak learning rate.</summary>
+    /// <value>Default 1e-6 (TRL's DPO default); greater than 0, at most 1.</value>
+    [Range(1e-12, 1)]
+    public double LearningRate { get; set; } = 1e-6;
+
+    /// <summary>Passes over the training pairs (ignored when <see cref="MaxSteps"/> &gt; 0).</summary>
+    /// <value>Default 1; 1 to 1000.</value>
+    [Range(1, 1000)]
+    public int NumTrainEpochs { get; set; } = 1;
+
+    /// <summary>Optimizer steps to run; 0 = as many as the epochs give.</summary>
+    /// <value>Default 0; 0 to 10,000,000.</value>
+    [Range(0, 10_000_000)]
+    public int MaxSteps { get; set; }
+
+    /// <summary>Pairs per micro-batch.</summary>
+    /// <value>Default 8; 1 to 4096.</value>
+    [Range(1, 4096)]
+    public int PerDeviceTrainBatchSize { get; set; } = 8;
+
+    /// <summary>Micro-batches per optimizer step.</summary>
+    /// <value>Default 1; 1 to 4096.</value>
+    [Range(1, 4096)]
+    public int GradientAccumulationSteps { get; set; } = 1;
+
+    /// <summary>Fraction of steps spent warming up linearly from 0.</summary>
+    /// <value>Default 0.1; 0 to 1.</value>
+    [Range(0, 1)]
+    public double WarmupRatio { get; set; } = 0.1;
+
+    /// <summary>Decay after warmup.</summary>
+    /// <value>Default <see cref="ScheduleKind.Cosine"/>.</value>
+    public ScheduleKind LrSchedulerType { get; set; } = ScheduleKind.Cosine;
+
+    /// <summary>AdamW decoupled weight decay (matrices only).</summary>
+    /// <value>Default 0; 0 to 1.</value>
+    [Range(0, 1)]
+    public double WeightDecay { get; set; }
+
+    /// <summary>Global gradient-norm clip; 0 = off.</summary>
+    /// <value>Default 1.0; 0 to 1e6.</value>
+    [Range(0, 1e6)]
+    public double MaxGradNorm { get; set; } = 1.0;
+
+    /// <summary>Longest prompt + response, in tokens.</summary>
+    /// <value>Default 1024; 2 to 1,048,576.</value>
+    [Range(2, 1_048_576)]
+    public int MaxLength { get; set; } = 1024;
+
+    /// <summary>Longest prompt, in tokens.</summary>
+    /// <value>Default 512; 1 to 1,048,576.</value>
+    [Range(1, 1_048_576)]
+    public int MaxPromptLength { get; set; } = 512;
+
+    /// <summary>Truncation mode.</summary>
+    /// <value>Default <see cref="TruncationMode.KeepEnd"/>.</value>
+    public TruncationMode TruncationMode { get; set; } = TruncationMode.KeepEnd;
+
+    /// <summary>Seed for data order and initialisation; training on CPU is deterministic for a given seed.</summary>
+    /// <value>Default 42.</value>
+    public long Seed { get; set; } = 42;
+
+    /// <summary>Checkpoint every N optimizer steps; 0 = only at the end.</summary>
+    /// <value>Default 0; 0 to 10,000,000.</value>
+    [Range(0, 10_000_000)]
+    public int SaveSteps { get; set; }
+
+    /// <summary>Metrics every N optimizer steps.</summary>
+    /// <value>Default 10; 1 to 1,000,000.</value>
+    [Range(1, 1_000_000)]
+    public int LoggingSteps { get; set; } = 10;
+
+    /// <summary>Training dtype: auto (float32 on CPU, bfloat16 on CUDA), float32 or bfloat16.</summary>
+    /// <value>Default "auto".</value>
+    [RegularExpression("^(auto|float32|bfloat16)$", ErrorMessage = "dtype must be auto, float32 or bfloat16.")]
+    public string Dtype { get; set; } = "auto";
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (MaxPromptLength >= MaxLength)
+            yield return new ValidationResult($"max_prompt_length ({MaxPromptLength}) must be less than max_length ({MaxLength}).",
+                [nameof(MaxPromptLength), nameof(MaxLength)]);
+        var nested = new List<ValidationResult>();
+        if (Objective is not null && !Validator.TryValidateObject(Objective, new ValidationContext(Objective), nested, validateAllProperties: true))
+            foreach (var r in nested)
+                yield return new ValidationResult(r.ErrorMessage, r.MemberNames.Select(m => $"{nameof(Objective)}.{m}"));
+    }
+}
