@@ -6,7 +6,7 @@ namespace PrefPipe.Models.Tokenizers;
 /// <summary>One entry of tokenizer.json <c>added_tokens</c>.</summary>
 internal sealed record AddedToken(int Id, string Content, bool SingleWord, bool LStrip, bool RStrip, bool Normalized, bool Special)
 {
-    public static AddedToken FromJson(JsonNode n) => new(
+    public static AddedToken FromJson(JsonCursor n) => new(
         n.Required("id").Int(), n.Required("content").String(), n.OptionalBool("single_word", false),
         n.OptionalBool("lstrip", false), n.OptionalBool("rstrip", false), n.OptionalBool("normalized", !n.OptionalBool("special", false)),
         n.OptionalBool("special", false));

@@ -59,7 +59,7 @@ internal sealed class BpeModel
 
     public static string ByteToken(int b) => "<0x" + b.ToString("X2", CultureInfo.InvariantCulture) + ">";
 
-    public static BpeModel FromJson(JsonNode model)
+    public static BpeModel FromJson(JsonCursor model)
     {
         var vocabNode = model.Required("vocab");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);

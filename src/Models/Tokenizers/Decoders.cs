@@ -8,7 +8,7 @@ internal abstract class Decoder
 {
     public abstract List<string> DecodeChain(List<string> tokens);
 
-    public static Decoder? FromJson(JsonNode? node)
+    public static Decoder? FromJson(JsonCursor? node)
     {
         if (node is null) return null;
         var n = node.Value;
@@ -117,7 +117,7 @@ internal sealed class FuseDecoder : Decoder
 /// <summary>Removes up to <c>start</c> leading and <c>stop</c> trailing occurrences of a character from each token.</summary>
 internal sealed class StripDecoder(Rune content, int start, int stop) : Decoder
 {
-    public static StripDecoder FromJson(JsonNode n)
+    public static StripDecoder FromJson(JsonCursor n)
     {
         var contentNode = n.Required("content");
         string content = contentNode.String();
@@ -150,7 +150,7 @@ internal sealed class StripDecoder(Rune content, int start, int stop) : Decoder
 /// <summary>HF <c>Metaspace</c> decoder: "▁" becomes a space, except in the first token when a prefix was prepended.</summary>
 internal sealed class MetaspaceDecoder(char replacement, bool dropInFirstToken) : Decoder
 {
-    public static MetaspaceDecoder FromJson(JsonNode n)
+    public static MetaspaceDecoder FromJson(JsonCursor n)
     {
         var (replacement, scheme) = MetaspacePreTokenizer.ReadReplacementAndScheme(n);
         return new MetaspaceDecoder(replacement, scheme != "never");

@@ -95,7 +95,7 @@ public sealed class HfTokenizer : ITextTokenizer
                 : $"{path}: tokenizer file not found (expected a tokenizer.json or a model folder).", file);
 
         using var doc = ParseFile(file);
-        var root = new JsonNode(doc.RootElement, file, "$");
+        var root = new JsonCursor(doc.RootElement, file, "$");
         if (root.Kind != JsonValueKind.Object) throw root.Error("must be a JSON object (a Hugging Face tokenizer.json)");
 
         var modelNode = root.Required("model");
@@ -199,7 +199,7 @@ public sealed class HfTokenizer : ITextTokenizer
         {
             if (tokenizerConfig is not null)
             {
-                var root = new JsonNode(tokenizerConfig.RootElement, Path.Combine(folder, "tokenizer_config.json"), "$");
+                var root = new JsonCursor(tokenizerConfig.RootElement, Path.Combine(folder, "tokenizer_config.json"), "$");
                 if (root.Kind == JsonValueKind.Object && root.Has(name))
                 {
                     if (root.Optional(name) is not { } value) return null; // explicitly null: the tokenizer has none
@@ -210,7 +210,7 @@ public sealed class HfTokenizer : ITextTokenizer
             foreach (var (config, fileName) in new[] { (generationConfig, "generation_config.json"), (modelConfig, "config.json") })
             {
                 if (config is null) continue;
-                var root = new JsonNode(config.RootElement, Path.Combine(folder, fileName), "$");
+                var root = new JsonCursor(config.RootElement, Path.Combine(folder, fileName), "$");
                 if (root.Kind != JsonValueKind.Object || root.Optional(name + "_id") is not { } idNode) continue;
                 var ids = ReadIds(idNode);
                 if (ids.Count > 0) return ids[0];
@@ -226,7 +226,7 @@ public sealed class HfTokenizer : ITextTokenizer
         if (EosTokenId is { } e) eos.Add(e);
         if (generationConfig is not null)
         {
-            var root = new JsonNode(generationConfig.RootElement, Path.Combine(folder, "generation_config.json"), "$");
+            var root = new JsonCursor(generationConfig.RootElement, Path.Combine(folder, "generation_config.json"), "$");
             if (root.Kind == JsonValueKind.Object && root.Optional("eos_token_id") is { } idNode)
                 foreach (int id in ReadIds(idNode))
                     if (!eos.Contains(id)) eos.Add(id);
@@ -234,7 +234,7 @@ public sealed class HfTokenizer : ITextTokenizer
         EosTokenIds = eos;
     }
 
-    private static List<int> ReadIds(JsonNode node) =>
+    private static List<int> ReadIds(JsonCursor node) =>
         node.Kind == JsonValueKind.Array ? node.Items().Select(i => i.Int()).ToList() : [node.Int()];
 
     private static JsonDocument? TryParse(string file) => File.Exists(file) ? ParseFile(file) : null;

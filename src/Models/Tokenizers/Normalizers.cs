@@ -8,7 +8,7 @@ internal abstract class Normalizer
 {
     public abstract string Normalize(string text);
 
-    public static Normalizer? FromJson(JsonNode? node)
+    public static Normalizer? FromJson(JsonCursor? node)
     {
         if (node is null) return null;
         var n = node.Value;
@@ -97,7 +97,7 @@ internal sealed class Pattern
         _regex = regex;
     }
 
-    public static Pattern FromJson(JsonNode node)
+    public static Pattern FromJson(JsonCursor node)
     {
         if (node.Optional("String") is { } s) return new Pattern(s.String(), null);
         if (node.Optional("Regex") is { } r)

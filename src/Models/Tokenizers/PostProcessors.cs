@@ -5,7 +5,7 @@ internal abstract class PostProcessor
 {
     public abstract List<int> Process(List<int> ids);
 
-    public static PostProcessor? FromJson(JsonNode? node)
+    public static PostProcessor? FromJson(JsonCursor? node)
     {
         if (node is null) return null;
         var n = node.Value;
@@ -22,7 +22,7 @@ internal abstract class PostProcessor
         };
     }
 
-    private static int ReadPair(JsonNode n)
+    private static int ReadPair(JsonCursor n)
     {
         var items = n.Items().ToArray();
         if (items.Length != 2) throw n.Error("must be [token, id]");
@@ -65,7 +65,7 @@ internal sealed class TemplatePostProcessor : PostProcessor
 
     private TemplatePostProcessor(List<int[]?> template) => _template = template;
 
-    public static TemplatePostProcessor FromJson(JsonNode n)
+    public static TemplatePostProcessor FromJson(JsonCursor n)
     {
         var specials = new Dictionary<string, int[]>(StringComparer.Ordinal);
         if (n.Optional("special_tokens") is { } sp)

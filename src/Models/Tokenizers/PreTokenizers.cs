@@ -22,7 +22,7 @@ internal abstract class PreTokenizer
     /// <summary>Splits one piece, appending the non-empty results.</summary>
     public abstract void PreTokenize(Piece piece, List<Piece> output);
 
-    public static PreTokenizer? FromJson(JsonNode? node)
+    public static PreTokenizer? FromJson(JsonCursor? node)
     {
         if (node is null) return null;
         var n = node.Value;
@@ -47,7 +47,7 @@ internal abstract class PreTokenizer
         };
     }
 
-    internal static SplitBehavior ParseBehavior(JsonNode node) => node.String() switch
+    internal static SplitBehavior ParseBehavior(JsonCursor node) => node.String() switch
     {
         "Removed" => SplitBehavior.Removed,
         "Isolated" => SplitBehavior.Isolated,
@@ -57,10 +57,10 @@ internal abstract class PreTokenizer
         _ => throw node.Error("must be one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous"),
     };
 
-    private static JsonNode RegexNode(JsonNode parent, string regex)
+    private static JsonCursor RegexNode(JsonCursor parent, string regex)
     {
         using var doc = System.Text.Json.JsonDocument.Parse(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string> { ["Regex"] = regex }));
-        return new JsonNode(doc.RootElement.Clone(), parent.File, parent.Path);
+        return new JsonCursor(doc.RootElement.Clone(), parent.File, parent.Path);
     }
 
     private static bool IsPunctuation(Rune r) =>
@@ -218,14 +218,14 @@ internal sealed class MetaspacePreTokenizer : PreTokenizer
         _split = split;
     }
 
-    internal static MetaspacePreTokenizer FromJson(JsonNode n)
+    internal static MetaspacePreTokenizer FromJson(JsonCursor n)
     {
         var (replacement, scheme) = ReadReplacementAndScheme(n);
         return new MetaspacePreTokenizer(replacement, scheme, n.OptionalBool("split", true));
     }
 
     /// <summary>Reads <c>replacement</c> and <c>prepend_scheme</c> (or the older <c>add_prefix_space</c>).</summary>
-    internal static (char Replacement, string Scheme) ReadReplacementAndScheme(JsonNode n)
+    internal static (char Replacement, string Scheme) ReadReplacementAndScheme(JsonCursor n)
     {
         var replacementNode = n.Required("replacement");
         string replacement = replacementNode.String();

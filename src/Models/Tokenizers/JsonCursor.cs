@@ -7,7 +7,7 @@ namespace PrefPipe.Models.Tokenizers;
 /// A JSON element with the file it came from and its path inside the file, so every complaint about a
 /// tokenizer.json names the file, the key and what was expected.
 /// </summary>
-internal readonly record struct JsonNode(JsonElement Element, string File, string Path)
+internal readonly record struct JsonCursor(JsonElement Element, string File, string Path)
 {
     public JsonValueKind Kind => Element.ValueKind;
 
@@ -17,17 +17,17 @@ internal readonly record struct JsonNode(JsonElement Element, string File, strin
         new($"{File}: '{Path}' {expected} (found {Describe(Element)}).");
 
     /// <summary>The member, or null when it is absent or JSON null.</summary>
-    public JsonNode? Optional(string key)
+    public JsonCursor? Optional(string key)
     {
         if (Element.ValueKind != JsonValueKind.Object) throw Error($"must be an object with '{key}'");
         return Element.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null
-            ? new JsonNode(value, File, $"{Path}.{key}")
+            ? new JsonCursor(value, File, $"{Path}.{key}")
             : null;
     }
 
     public bool Has(string key) => Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(key, out _);
 
-    public JsonNode Required(string key) =>
+    public JsonCursor Required(string key) =>
         Optional(key) ?? throw new InvalidDataException($"{File}: '{Path}.{key}' is required but missing or null.");
 
     public string String() => Element.ValueKind == JsonValueKind.String ? Element.GetString()! : throw Error("must be a string");
@@ -51,19 +51,19 @@ internal readonly record struct JsonNode(JsonElement Element, string File, strin
 
     public int OptionalInt(string key, int fallback) => Optional(key)?.Int() ?? fallback;
 
-    public IEnumerable<JsonNode> Items()
+    public IEnumerable<JsonCursor> Items()
     {
         if (Element.ValueKind != JsonValueKind.Array) throw Error("must be an array");
         int i = 0;
         foreach (var item in Element.EnumerateArray())
-            yield return new JsonNode(item, File, $"{Path}[{(i++).ToString(CultureInfo.InvariantCulture)}]");
+            yield return new JsonCursor(item, File, $"{Path}[{(i++).ToString(CultureInfo.InvariantCulture)}]");
     }
 
-    public IEnumerable<(string Key, JsonNode Value)> Properties()
+    public IEnumerable<(string Key, JsonCursor Value)> Properties()
     {
         if (Element.ValueKind != JsonValueKind.Object) throw Error("must be an object");
         foreach (var p in Element.EnumerateObject())
-            yield return (p.Name, new JsonNode(p.Value, File, $"{Path}.{p.Name}"));
+            yield return (p.Name, new JsonCursor(p.Value, File, $"{Path}.{p.Name}"));
     }
 
     /// <summary>The "type" of a component (normalizer, pre_tokenizer, ...).</summary>
