@@ -72,6 +72,33 @@ public sealed class PreTokenizerTests
         Assert.Equal(text, tokenizer.Decode(ids));
     }
 
+    // GPT-4o (o200k) style: case-aware word pieces with optional contractions, as in its tokenizer.json.
+    private const string O200kPattern =
+        @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+        @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+        @"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    [Theory]
+    // "Hello" ends where an upper-case letter starts; the contraction stays on its word.
+    [InlineData("HelloWorld's", new[] { "Hello", "World's" })]
+    // All caps: the first alternative needs a lower-case letter, the second takes the run.
+    [InlineData("CAPS word", new[] { "CAPS", " word" })]
+    // One non-letter may lead a word (".b"); punctuation keeps a trailing newline or slash; digits go by three.
+    [InlineData("a.b/\n12345", new[] { "a", ".b", "/\n", "123", "45" })]
+    public void PreTokenize_O200kRegex_SplitsAsTheRegexSays(string text, string[] expected)
+    {
+        var split = new JsonObject
+        {
+            ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = O200kPattern }, ["behavior"] = "Isolated", ["invert"] = false,
+        };
+        var preTokenizer = PreTokenizer.FromJson(Cursor(split.ToJsonString()))!;
+        var pieces = new List<Piece>();
+
+        preTokenizer.PreTokenize(new Piece(text, AtStart: true), pieces);
+
+        Assert.Equal(expected, pieces.Select(p => p.Text));
+    }
+
     [Fact]
     public void PreTokenize_Gpt2ByteLevelWithPrefixSpace_AddsOneSpaceAndSplitsLikeGpt2()
     {
