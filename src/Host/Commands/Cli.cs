@@ -21,6 +21,7 @@ internal static class Cli
             "candidates, rank them with a reward model, split pairs into easy and difficult, then train DPO-family " +
             "objectives and PPO (Mixed Preference Optimization).");
         root.Subcommands.Add(DoctorCommand.Create(console));
+        root.Subcommands.Add(TokenizeCommand.Create(console));
         return root;
     }
 

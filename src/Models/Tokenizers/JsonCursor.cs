@@ -1,0 +1,83 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace PrefPipe.Models.Tokenizers;
+
+/// <summary>
+/// A JSON element with the file it came from and its path inside the file, so every complaint about a
+/// tokenizer.json names the file, the key and what was expected.
+/// </summary>
+internal readonly record struct JsonCursor(JsonElement Element, string File, string Path)
+{
+    public JsonValueKind Kind => Element.ValueKind;
+
+    public bool IsNull => Element.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined;
+
+    public InvalidDataException Error(string expected) =>
+        new($"{File}: '{Path}' {expected} (found {Describe(Element)}).");
+
+    /// <summary>The member, or null when it is absent or JSON null.</summary>
+    public JsonCursor? Optional(string key)
+    {
+        if (Element.ValueKind != JsonValueKind.Object) throw Error($"must be an object with '{key}'");
+        return Element.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null
+            ? new JsonCursor(value, File, $"{Path}.{key}")
+            : null;
+    }
+
+    public bool Has(string key) => Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(key, out _);
+
+    public JsonCursor Required(string key) =>
+        Optional(key) ?? throw new InvalidDataException($"{File}: '{Path}.{key}' is required but missing or null.");
+
+    public string String() => Element.ValueKind == JsonValueKind.String ? Element.GetString()! : throw Error("must be a string");
+
+    public int Int()
+    {
+        if (Element.ValueKind == JsonValueKind.Number && Element.TryGetInt32(out int value)) return value;
+        throw Error("must be a 32-bit integer");
+    }
+
+    public bool Bool() => Element.ValueKind switch
+    {
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => throw Error("must be true or false"),
+    };
+
+    public string? OptionalString(string key) => Optional(key)?.String();
+
+    public bool OptionalBool(string key, bool fallback) => Optional(key)?.Bool() ?? fallback;
+
+    public int OptionalInt(string key, int fallback) => Optional(key)?.Int() ?? fallback;
+
+    public IEnumerable<JsonCursor> Items()
+    {
+        if (Element.ValueKind != JsonValueKind.Array) throw Error("must be an array");
+        int i = 0;
+        foreach (var item in Element.EnumerateArray())
+            yield return new JsonCursor(item, File, $"{Path}[{(i++).ToString(CultureInfo.InvariantCulture)}]");
+    }
+
+    public IEnumerable<(string Key, JsonCursor Value)> Properties()
+    {
+        if (Element.ValueKind != JsonValueKind.Object) throw Error("must be an object");
+        foreach (var p in Element.EnumerateObject())
+            yield return (p.Name, new JsonCursor(p.Value, File, $"{Path}.{p.Name}"));
+    }
+
+    /// <summary>The "type" of a component (normalizer, pre_tokenizer, ...).</summary>
+    public string TypeName() => Required("type").String();
+
+    private static string Describe(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.String => $"\"{Truncate(e.GetString()!)}\"",
+        JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False => e.GetRawText(),
+        JsonValueKind.Null => "null",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        _ => "nothing",
+    };
+
+    private static string Truncate(string s) => s.Length <= 60 ? s : s[..60] + "…";
+}
