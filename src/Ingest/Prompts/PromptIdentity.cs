@@ -1,0 +1,41 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using PrefPipe.Models.Text;
+
+namespace PrefPipe.Ingest.Prompts;
+
+/// <summary>
+/// Stable identities: a prompt's id is a hash of its normalised content, so the same prompt gets the same id in every
+/// run and on every machine, duplicates are found by id, and candidate seeds derived from it reproduce.
+/// </summary>
+internal static partial class PromptIdentity
+{
+    /// <summary>NFKC, trimmed, runs of whitespace collapsed to one space; case is kept (it can change meaning).</summary>
+    public static string Normalize(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return Whitespace().Replace(TextNormalization.Normalize(text, NormalizationForm.FormKC).Trim(), " ");
+    }
+
+    /// <summary>"p-" + 16 hex digits of SHA-256 over the normalised text (or the normalised role/content pairs).</summary>
+    public static string IdFor(string normalizedText) => "p-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(normalizedText)))[..16];
+
+    /// <summary>The id of a conversation: roles and normalised contents, joined unambiguously.</summary>
+    public static string IdFor(IEnumerable<(string Role, string Content)> messages) =>
+        IdFor(string.Join("\u001e", messages.Select(m => m.Role + "\u001f" + Normalize(m.Content))));
+
+    /// <summary>
+    /// The sampling seed of candidate <paramref name="candidateIndex"/> of a prompt: the first 8 bytes of
+    /// SHA-256(run seed, prompt id, index), so it does not depend on batch composition, order or machine.
+    /// </summary>
+    public static long CandidateSeed(long runSeed, string promptId, int candidateIndex)
+    {
+        var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(FormattableString.Invariant($"{runSeed}\u001f{promptId}\u001f{candidateIndex}")));
+        return BinaryPrimitives.ReadInt64LittleEndian(bytes) & long.MaxValue;
+    }
+
+    [GeneratedRegex(@"\s+")]
+    private static partial Regex Whitespace();
+}
