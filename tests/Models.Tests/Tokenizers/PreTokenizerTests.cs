@@ -149,6 +149,17 @@ public sealed class PreTokenizerTests
     }
 
     [Fact]
+    public void PreTokenize_Whitespace_KeepsWordRunsAndPunctuationRuns()
+    {
+        var preTokenizer = PreTokenizer.FromJson(Cursor("""{"type": "Whitespace"}"""))!;
+        var pieces = new List<Piece>();
+
+        preTokenizer.PreTokenize(new Piece("Hello, world!?  näive", AtStart: true), pieces);
+
+        Assert.Equal(["Hello", ",", "world", "!?", "näive"], pieces.Select(p => p.Text));
+    }
+
+    [Fact]
     public void PreTokenize_MetaspaceFirst_PrependsOnlyAtTheStartOfTheInput()
     {
         var preTokenizer = PreTokenizer.FromJson(Cursor("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true}"""))!;
