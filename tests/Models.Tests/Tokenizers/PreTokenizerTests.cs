@@ -174,6 +174,18 @@ public sealed class PreTokenizerTests
     }
 
     [Fact]
+    public void PreTokenize_MetaspaceMultipleSpaces_KeepsOneReplacementPerSpace()
+    {
+        // HF metaspace.rs test "multiple_spaces" (older files spell the scheme as add_prefix_space: true).
+        var preTokenizer = PreTokenizer.FromJson(Cursor("""{"type": "Metaspace", "replacement": "▁", "add_prefix_space": true}"""))!;
+        var pieces = new List<Piece>();
+
+        preTokenizer.PreTokenize(new Piece("Hey   friend!", AtStart: false), pieces);
+
+        Assert.Equal(["▁Hey", "▁", "▁", "▁friend!"], pieces.Select(p => p.Text));
+    }
+
+    [Fact]
     public void FromJson_UnknownType_FailsNamingTheType()
     {
         var e = Assert.Throws<NotSupportedException>(() => PreTokenizer.FromJson(Cursor("""{"type": "UnicodeScripts"}""")));
