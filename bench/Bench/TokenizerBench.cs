@@ -62,6 +62,22 @@ public sealed class TokenizerBench : IBenchmark
             gpt2Ids ??= ids;
         }
 
+        // Load time at Qwen2 scale: a synthetic byte-level file with 151,643 tokens (256 bytes + 151,387 merges).
+        string large = WriteSyntheticLargeTokenizer(json, mergeCount: 151_387);
+        var largeLoad = Stopwatch.StartNew();
+        var largeTokenizer = HfTokenizer.Load(large);
+        figures.Add(new(Name, "synthetic 151k vocab", "load", largeLoad.Elapsed.TotalMilliseconds, "ms"));
+        double largeSeconds = double.MaxValue;
+        long largeTokens = 0;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            var r = EncodeAll(documents, d => largeTokenizer.Encode(d, addSpecialTokens: false));
+            largeSeconds = Math.Min(largeSeconds, r.Seconds);
+            largeTokens = r.Tokens;
+        }
+        figures.Add(new(Name, "synthetic 151k vocab", "chars/s", chars / largeSeconds, "chars/s"));
+        figures.Add(new(Name, "synthetic 151k vocab", "tokens/s", largeTokens / largeSeconds, "tokens/s"));
+
         // Microsoft.ML.Tokenizers, built from the same tokenizer.json (GPT-2 regex, byte-level, special tokens).
         var ml = BuildMicrosoftBpe(fixture);
         var (mlCold, mlTokens, mlIds) = EncodeAll(documents, d => ml.EncodeToIds(d));
@@ -89,6 +105,43 @@ public sealed class TokenizerBench : IBenchmark
             ids.Add(e);
         }
         return (sw.Elapsed.TotalSeconds, tokens, ids);
+    }
+
+    /// <summary>
+    /// A byte-level tokenizer.json with the fixture's pipeline and a vocabulary grown by merging random pairs of existing
+    /// tokens: the size of Qwen2's, for load time (the merges are not a trained vocabulary).
+    /// </summary>
+    private static string WriteSyntheticLargeTokenizer(JsonNode template, int mergeCount)
+    {
+        var rng = new Random(7);
+        var tokens = new List<string>();
+        var vocab = new JsonObject();
+        foreach (var (key, _) in template["model"]!["vocab"]!.AsObject())
+        {
+            if (key.Length != 1) continue;
+            vocab[key] = tokens.Count;
+            tokens.Add(key);
+        }
+        var merges = new JsonArray();
+        var seen = new HashSet<string>(tokens, StringComparer.Ordinal);
+        while (merges.Count < mergeCount)
+        {
+            // Mostly short tokens, as real vocabularies are.
+            string a = tokens[(int)(tokens.Count * Math.Pow(rng.NextDouble(), 3))];
+            string b = tokens[(int)(tokens.Count * Math.Pow(rng.NextDouble(), 3))];
+            string merged = a + b;
+            if (merged.Length > 16 || !seen.Add(merged)) continue;
+            vocab[merged] = tokens.Count;
+            tokens.Add(merged);
+            merges.Add(new JsonArray(a, b));
+        }
+        var json = JsonNode.Parse(template.ToJsonString())!;
+        json["added_tokens"] = new JsonArray();
+        json["model"]!["vocab"] = vocab;
+        json["model"]!["merges"] = merges;
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-bench-tokenizer-").FullName, "tokenizer.json");
+        File.WriteAllText(path, json.ToJsonString());
+        return path;
     }
 
     private static BpeTokenizer BuildMicrosoftBpe(string path)

@@ -7,8 +7,36 @@ namespace PrefPipe.Models.Tokenizers;
 /// A JSON element with the file it came from and its path inside the file, so every complaint about a
 /// tokenizer.json names the file, the key and what was expected.
 /// </summary>
-internal readonly record struct JsonCursor(JsonElement Element, string File, string Path)
+internal readonly struct JsonCursor
 {
+    // The path is built only when a message needs it: a 150k-entry vocabulary would otherwise build 150k strings.
+    private readonly string _parentPath;
+    private readonly string? _key;
+    private readonly int _index;
+
+    public JsonCursor(JsonElement element, string file, string path)
+        : this(element, file, path, null, -1)
+    {
+    }
+
+    private JsonCursor(JsonElement element, string file, string parentPath, string? key, int index)
+    {
+        Element = element;
+        File = file;
+        _parentPath = parentPath;
+        _key = key;
+        _index = index;
+    }
+
+    public JsonElement Element { get; }
+
+    public string File { get; }
+
+    /// <summary>Where this element is, e.g. <c>$.model.merges[12]</c>.</summary>
+    public string Path => _key is not null ? $"{_parentPath}.{_key}"
+        : _index >= 0 ? $"{_parentPath}[{_index.ToString(CultureInfo.InvariantCulture)}]"
+        : _parentPath;
+
     public JsonValueKind Kind => Element.ValueKind;
 
     public bool IsNull => Element.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined;
@@ -21,7 +49,7 @@ internal readonly record struct JsonCursor(JsonElement Element, string File, str
     {
         if (Element.ValueKind != JsonValueKind.Object) throw Error($"must be an object with '{key}'");
         return Element.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null
-            ? new JsonCursor(value, File, $"{Path}.{key}")
+            ? new JsonCursor(value, File, Path, key, -1)
             : null;
     }
 
@@ -54,16 +82,18 @@ internal readonly record struct JsonCursor(JsonElement Element, string File, str
     public IEnumerable<JsonCursor> Items()
     {
         if (Element.ValueKind != JsonValueKind.Array) throw Error("must be an array");
+        string path = Path;
         int i = 0;
         foreach (var item in Element.EnumerateArray())
-            yield return new JsonCursor(item, File, $"{Path}[{(i++).ToString(CultureInfo.InvariantCulture)}]");
+            yield return new JsonCursor(item, File, path, null, i++);
     }
 
     public IEnumerable<(string Key, JsonCursor Value)> Properties()
     {
         if (Element.ValueKind != JsonValueKind.Object) throw Error("must be an object");
+        string path = Path;
         foreach (var p in Element.EnumerateObject())
-            yield return (p.Name, new JsonCursor(p.Value, File, $"{Path}.{p.Name}"));
+            yield return (p.Name, new JsonCursor(p.Value, File, path, p.Name, -1));
     }
 
     /// <summary>The "type" of a component (normalizer, pre_tokenizer, ...).</summary>

@@ -46,6 +46,7 @@ internal sealed class UnicodeFormNormalizer(NormalizationForm form) : Normalizer
     public override string Normalize(string text) => UnicodeNormalization.Normalize(text, form);
 }
 
+/// <summary>Unicode simple lower-casing (Rust's <c>to_lowercase</c> also applies the few one-to-many mappings, e.g. İ).</summary>
 internal sealed class LowercaseNormalizer : Normalizer
 {
     public override string Normalize(string text) => text.ToLowerInvariant();
@@ -96,6 +97,8 @@ internal sealed class Pattern
         _literal = literal;
         _regex = regex;
     }
+
+    public static Pattern FromRegex(string onigurumaPattern) => new(null, new CodePointRegex(onigurumaPattern));
 
     public static Pattern FromJson(JsonCursor node)
     {

@@ -39,7 +39,7 @@ internal abstract class PreTokenizer
                 n.OptionalBool("individual_digits", false) ? SplitBehavior.Isolated : SplitBehavior.Contiguous),
             "Punctuation" => new CharSplitPreTokenizer(IsPunctuation,
                 n.Optional("behavior") is { } b ? ParseBehavior(b) : SplitBehavior.Isolated),
-            "Whitespace" => new SplitPreTokenizer(Pattern.FromJson(RegexNode(n, @"\w+|[^\w\s]+")), SplitBehavior.Removed, invert: true),
+            "Whitespace" => new SplitPreTokenizer(Pattern.FromRegex(@"\w+|[^\w\s]+"), SplitBehavior.Removed, invert: true),
             "WhitespaceSplit" => new CharSplitPreTokenizer(Rune.IsWhiteSpace, SplitBehavior.Removed),
             _ => throw new NotSupportedException(
                 $"{n.File}: '{n.Path}.type' is \"{type}\"; supported pre-tokenizers: Sequence, Split, ByteLevel, Metaspace, " +
@@ -56,12 +56,6 @@ internal abstract class PreTokenizer
         "Contiguous" => SplitBehavior.Contiguous,
         _ => throw node.Error("must be one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous"),
     };
-
-    private static JsonCursor RegexNode(JsonCursor parent, string regex)
-    {
-        using var doc = System.Text.Json.JsonDocument.Parse(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string> { ["Regex"] = regex }));
-        return new JsonCursor(doc.RootElement.Clone(), parent.File, parent.Path);
-    }
 
     private static bool IsPunctuation(Rune r) =>
         (r.IsAscii && char.IsAsciiLetterOrDigit((char)r.Value) is false && r.Value is > 0x20 and < 0x7F) ||
@@ -277,10 +271,8 @@ internal static class ByteLevelAlphabet
 
     public static string Encode(string text)
     {
-        int byteCount = Encoding.UTF8.GetByteCount(text);
-        Span<byte> bytes = byteCount <= 512 ? stackalloc byte[byteCount] : new byte[byteCount];
-        Encoding.UTF8.GetBytes(text, bytes);
-        return string.Create(byteCount, bytes.ToArray(), static (chars, b) =>
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        return string.Create(bytes.Length, bytes, static (chars, b) =>
         {
             for (int i = 0; i < b.Length; i++) chars[i] = ByteToChar[b[i]];
         });

@@ -149,6 +149,17 @@ public sealed class PreTokenizerTests
     }
 
     [Fact]
+    public void PreTokenize_Whitespace_KeepsWordRunsAndPunctuationRuns()
+    {
+        var preTokenizer = PreTokenizer.FromJson(Cursor("""{"type": "Whitespace"}"""))!;
+        var pieces = new List<Piece>();
+
+        preTokenizer.PreTokenize(new Piece("Hello, world!?  näive", AtStart: true), pieces);
+
+        Assert.Equal(["Hello", ",", "world", "!?", "näive"], pieces.Select(p => p.Text));
+    }
+
+    [Fact]
     public void PreTokenize_MetaspaceFirst_PrependsOnlyAtTheStartOfTheInput()
     {
         var preTokenizer = PreTokenizer.FromJson(Cursor("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true}"""))!;
@@ -160,6 +171,18 @@ public sealed class PreTokenizerTests
 
         Assert.Equal(["▁Hey", "▁friend"], first.Select(p => p.Text));
         Assert.Equal(["Hey", "▁friend"], later.Select(p => p.Text));
+    }
+
+    [Fact]
+    public void PreTokenize_MetaspaceMultipleSpaces_KeepsOneReplacementPerSpace()
+    {
+        // HF metaspace.rs test "multiple_spaces" (older files spell the scheme as add_prefix_space: true).
+        var preTokenizer = PreTokenizer.FromJson(Cursor("""{"type": "Metaspace", "replacement": "▁", "add_prefix_space": true}"""))!;
+        var pieces = new List<Piece>();
+
+        preTokenizer.PreTokenize(new Piece("Hey   friend!", AtStart: false), pieces);
+
+        Assert.Equal(["▁Hey", "▁", "▁", "▁friend!"], pieces.Select(p => p.Text));
     }
 
     [Fact]
