@@ -22,6 +22,7 @@ internal static class Cli
             "objectives and PPO (Mixed Preference Optimization).");
         root.Subcommands.Add(DoctorCommand.Create(console));
         root.Subcommands.Add(TokenizeCommand.Create(console));
+        root.Subcommands.Add(RewardCommand.Create(console));
         return root;
     }
 
