@@ -1,0 +1,61 @@
+using PrefPipe.Models.Tokenizers;
+
+namespace PrefPipe.Trainer.Data;
+
+/// <summary>A preference pair as token ids, ready for the model.</summary>
+/// <param name="Key">The pair's key (prompt_id), for rejects and ordering.</param>
+/// <param name="PromptIds">Prompt tokens (after prompt truncation).</param>
+/// <param name="ChosenIds">Chosen completion tokens (after truncation).</param>
+/// <param name="RejectedIds">Rejected completion tokens (after truncation).</param>
+public sealed record EncodedPair(string Key, int[] PromptIds, int[] ChosenIds, int[] RejectedIds)
+{
+    /// <summary>Longest of prompt + chosen and prompt + rejected.</summary>
+    public int Length => PromptIds.Length + Math.Max(ChosenIds.Length, RejectedIds.Length);
+}
+
+/// <summary>A pair that cannot be trained on, and why.</summary>
+/// <param name="Key">The pair's key.</param>
+/// <param name="Reason">What is wrong.</param>
+public sealed record PairRejection(string Key, string Reason);
+
+/// <summary>
+/// Turns (prompt, chosen, rejected) into token ids with the length limits applied, and refuses pairs that would train
+/// the wrong thing: empty completions and pairs whose chosen and rejected are identical, before or after truncation
+/// (TRL PR #6321, OpenRLHF PR #1313 — elsewhere these train silently).
+/// </summary>
+/// <remarks>
+/// Prompt first: longer than max_prompt_length → keep its end (keep_end, TRL's default) or its start. Then completions
+/// are cut from their end so prompt + completion ≤ max_length. A cut completion loses its EOS, as in TRL.
+/// </remarks>
+public sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int maxPromptLength, TruncationMode mode)
+{
+    /// <summary>Encodes one pair, or says why it is rejected.</summary>
+    public (EncodedPair? Pair, PairRejection? Rejection) Encode(string key, IReadOnlyList<Turn> prompt, string chosen, string rejected)
+    {
+        ArgumentNullException.ThrowIfNull(encoder);
+        if (string.IsNullOrWhiteSpace(chosen) || string.IsNullOrWhiteSpace(rejected))
+            return (null, new PairRejection(key, $"empty {(string.IsNullOrWhiteSpace(chosen) ? "chosen" : "rejected")} completion"));
+        if (string.Equals(chosen, rejected, StringComparison.Ordinal))
+            return (null, new PairRejection(key, "chosen and rejected are identical"));
+
+        EncodedCompletion c, r;
+        try
+        {
+            c = encoder.Encode(prompt, chosen);
+            r = encoder.Encode(prompt, rejected);
+        }
+        catch (InvalidDataException ex)
+        {
+            return (null, new PairRejection(key, ex.Message));
+        }
+        int[] promptIds = [.. c.PromptIds];
+        if (promptIds.Length > maxPromptLength)
+            promptIds = mode == TruncationMode.KeepEnd ? promptIds[^maxPromptLength..] : promptIds[..maxPromptLength];
+        int room = maxLength - promptIds.Length;
+        int[] chosenIds = [.. c.CompletionIds.Take(room)];
+        int[] rejectedIds = [.. r.CompletionIds.Take(room)];
+        if (chosenIds.AsSpan().SequenceEqual(rejectedIds))
+            return (null, new PairRejection(key, $"chosen and rejected are identical after truncation to max_length {maxLength} (prompt {promptIds.Length} tokens)"));
+        return (new EncodedPair(key, promptIds, chosenIds, rejectedIds), null);
+    }
+}
