@@ -1,0 +1,54 @@
+using static TorchSharp.torch;
+
+namespace PrefPipe.Models.Llama.Modules;
+
+/// <summary>
+/// Key/value cache for incremental decoding: preallocated [batch, kv_heads, capacity, head_dim] per layer, written in
+/// place, so decoding allocates nothing per step. Owns its tensors (outside any dispose scope); dispose it.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] _keys;
+    private readonly Tensor[] _values;
+
+    /// <summary>Allocates a cache for <paramref name="capacity"/> positions.</summary>
+    public KvCache(LlamaConfig config, long batch, long capacity, ScalarType dtype, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        Capacity = capacity;
+        _keys = new Tensor[config.NumHiddenLayers];
+        _values = new Tensor[config.NumHiddenLayers];
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            _keys[i] = zeros(new[] { batch, config.NumKeyValueHeads, capacity, config.HeadDim }, dtype, device).DetachFromDisposeScope();
+            _values[i] = zeros(new[] { batch, config.NumKeyValueHeads, capacity, config.HeadDim }, dtype, device).DetachFromDisposeScope();
+        }
+    }
+
+    /// <summary>Positions filled so far (the next token's absolute position).</summary>
+    public long Length { get; private set; }
+
+    /// <summary>Positions the cache can hold.</summary>
+    public long Capacity { get; }
+
+    /// <summary>Writes this step's keys/values for a layer and returns views of everything cached so far.</summary>
+    internal (Tensor Keys, Tensor Values) Update(int layer, Tensor keys, Tensor values)
+    {
+        long t = keys.shape[2];
+        if (Length + t > Capacity)
+            throw new InvalidOperationException($"KV cache holds {Capacity} positions; {Length + t} needed.");
+        using (var k = _keys[layer].narrow(2, Length, t)) k.copy_(keys);
+        using (var v = _values[layer].narrow(2, Length, t)) v.copy_(values);
+        return (_keys[layer].narrow(2, 0, Length + t), _values[layer].narrow(2, 0, Length + t));
+    }
+
+    /// <summary>Marks <paramref name="tokens"/> more positions as filled (after all layers ran).</summary>
+    internal void Advance(long tokens) => Length += tokens;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var t in _keys) t.Dispose();
+        foreach (var t in _values) t.Dispose();
+    }
+}
