@@ -40,7 +40,7 @@ public sealed class ChatTemplate
     public string? EosToken => _specialTokens.GetValueOrDefault("eos_token");
 
     /// <summary>The clock <c>strftime_now</c> reads (local time, as Python's <c>datetime.now()</c>); tests pin it.</summary>
-    internal TimeProvider Clock { get; init; } = TimeProvider.System;
+    internal TimeProvider Clock { get; set; } = TimeProvider.System;
 
     /// <summary>
     /// Loads the chat template of a Hugging Face model folder: <c>chat_template.jinja</c> when present (transformers 5

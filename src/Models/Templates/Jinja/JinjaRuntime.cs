@@ -266,11 +266,11 @@ internal static class JinjaRuntime
         switch (op)
         {
             case "+":
-                return ints ? checked(ToLong(a) + ToLong(b)) : ToDouble(a) + ToDouble(b);
+                return ints ? (object)checked(ToLong(a) + ToLong(b)) : ToDouble(a) + ToDouble(b);
             case "-":
-                return ints ? checked(ToLong(a) - ToLong(b)) : ToDouble(a) - ToDouble(b);
+                return ints ? (object)checked(ToLong(a) - ToLong(b)) : ToDouble(a) - ToDouble(b);
             case "*":
-                return ints ? checked(ToLong(a) * ToLong(b)) : ToDouble(a) * ToDouble(b);
+                return ints ? (object)checked(ToLong(a) * ToLong(b)) : ToDouble(a) * ToDouble(b);
             case "/":
                 if (ToDouble(b) == 0)
                 {
@@ -288,7 +288,7 @@ internal static class JinjaRuntime
                 {
                     long x = ToLong(a), y = ToLong(b);
                     long q = x / y;
-                    return (x % y != 0) && ((x < 0) != (y < 0)) ? q - 1 : q;
+                    return (object)((x % y != 0) && ((x < 0) != (y < 0)) ? q - 1 : q);
                 }
 
                 return Math.Floor(ToDouble(a) / ToDouble(b));
@@ -302,7 +302,7 @@ internal static class JinjaRuntime
                 {
                     long x = ToLong(a), y = ToLong(b);
                     long r = x % y;
-                    return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
+                    return (object)(r != 0 && ((r < 0) != (y < 0)) ? r + y : r);
                 }
                 else
                 {
@@ -331,7 +331,7 @@ internal static class JinjaRuntime
 
     public static object? Negate(object? v) => v switch
     {
-        long l => -l,
+        long l => (object)(-l),
         double d => -d,
         bool b => b ? -1L : 0L,
         Undefined u => throw UndefinedError(u),
