@@ -9,7 +9,7 @@ internal sealed class JinjaParser
     private static readonly HashSet<string> UnsupportedTags =
     [
         "call", "filter", "with", "include", "import", "from", "extends", "block", "autoescape", "do", "trans",
-        "pluralize", "endcall", "endfilter", "endwith", "endblock", "endautoescape",
+        "pluralize",
     ];
 
     private readonly string _source;
@@ -164,6 +164,11 @@ internal sealed class JinjaParser
                 }
 
             default:
+                if (name.Text.StartsWith("end", StringComparison.Ordinal) || name.Text is "elif" or "else")
+                {
+                    throw Error($"unexpected '{{% {name.Text} %}}' with no open block", offset);
+                }
+
                 if (UnsupportedTags.Contains(name.Text))
                 {
                     throw Error($"unsupported construct '{{% {name.Text} %}}'", offset);
@@ -662,9 +667,9 @@ internal sealed class JinjaParser
 
     private CallExpr ParseCall(Expr callee)
     {
-        var open = ExpectOp("(");
+        ExpectOp("(");
         var (args, kwargs) = ParseArgs();
-        return new CallExpr(open.Offset, callee, args, kwargs);
+        return new CallExpr(callee.Offset, callee, args, kwargs);
     }
 
     private (List<Expr> Args, List<(string, Expr)> Kwargs) ParseArgs()

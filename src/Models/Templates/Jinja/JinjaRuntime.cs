@@ -576,7 +576,12 @@ internal static class JinjaRuntime
             case JsonValueKind.String:
                 return e.GetString();
             case JsonValueKind.Number:
-                return e.TryGetInt64(out long l) ? l : e.GetDouble();
+                {
+                    // JSON "2.0" stays a float, as Python's json.loads keeps it.
+                    var raw = e.GetRawText();
+                    bool isFloat = raw.AsSpan().IndexOfAny(".eE") >= 0;
+                    return !isFloat && e.TryGetInt64(out long l) ? (object)l : e.GetDouble();
+                }
             case JsonValueKind.True:
                 return true;
             case JsonValueKind.False:
