@@ -9,8 +9,19 @@ internal static class JinjaFilters
     private static object? Arg(IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs, int i, string name, object? dflt = null) =>
         i < args.Count ? args[i] : kwargs.TryGetValue(name, out var v) ? v : dflt;
 
-    public static object? Apply(JinjaInterpreter interp, string name, object? value, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs)
+    public static object? Apply(JinjaInterpreter? interp, string name, object? value, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs)
     {
+        switch (name)
+        {
+            case "safe":
+                return value as JinjaMarkup ?? new JinjaMarkup(PyText.Str(value));
+            case "escape" or "e":
+                return new JinjaMarkup(JinjaMarkup.Escape(value));
+        }
+
+        value = JinjaRuntime.Plain(value);
+        args = args.Select(JinjaRuntime.Plain).ToList();
+        kwargs = kwargs.ToDictionary(kv => kv.Key, kv => JinjaRuntime.Plain(kv.Value), StringComparer.Ordinal);
         switch (name)
         {
             case "trim":
@@ -29,12 +40,14 @@ internal static class JinjaFilters
                         string text => text,
                         var other => throw new JinjaError($"tojson indent must be an integer or a string, not {JinjaRuntime.TypeName(other)}"),
                     };
-                    if (Arg(args, kwargs, 2, "separators") is not null)
+                    (string Item, string Key)? separators = Arg(args, kwargs, 2, "separators") switch
                     {
-                        throw new JinjaError("unsupported construct: tojson(separators=...)");
-                    }
-
-                    return PyJson.Dumps(value, indent, JinjaRuntime.Truthy(Arg(args, kwargs, 3, "sort_keys", false)));
+                        null => null,
+                        JinjaTuple { Items: [string item, string key] } => (item, key),
+                        List<object?> and [string item, string key] => (item, key),
+                        var other => throw new JinjaError($"tojson separators must be a pair of strings, not {JinjaRuntime.TypeName(other)}"),
+                    };
+                    return PyJson.Dumps(value, indent, JinjaRuntime.Truthy(Arg(args, kwargs, 3, "sort_keys", false)), separators);
                 }
 
             case "length" or "count":
@@ -77,10 +90,6 @@ internal static class JinjaFilters
 
             case "string":
                 return PyText.Str(value);
-            case "safe":
-                return PyText.Str(value);
-            case "escape" or "e":
-                return HtmlEscape(PyText.Str(value));
             case "int":
                 return ToInt(value, Arg(args, kwargs, 0, "default", 0L));
             case "float":
@@ -133,6 +142,11 @@ internal static class JinjaFilters
 
             case "selectattr" or "rejectattr":
                 {
+                    if (!JinjaRuntime.Truthy(value))
+                    {
+                        return new List<object?>();
+                    }
+
                     bool keep = name == "selectattr";
                     var attribute = Arg(args, kwargs, 0, "attr") ?? throw new JinjaError($"{name} needs an attribute name");
                     var result = new List<object?>();
@@ -153,6 +167,11 @@ internal static class JinjaFilters
 
             case "select" or "reject":
                 {
+                    if (!JinjaRuntime.Truthy(value))
+                    {
+                        return new List<object?>();
+                    }
+
                     bool keep = name == "select";
                     var result = new List<object?>();
                     foreach (var item in JinjaRuntime.Iterate(value))
@@ -169,6 +188,11 @@ internal static class JinjaFilters
 
             case "map":
                 {
+                    if (!JinjaRuntime.Truthy(value))
+                    {
+                        return new List<object?>();
+                    }
+
                     var items = JinjaRuntime.Iterate(value);
                     if (kwargs.TryGetValue("attribute", out var attribute))
                     {
@@ -187,7 +211,7 @@ internal static class JinjaFilters
 
                     var filter = PyText.Str(args[0]);
                     var rest = args.Skip(1).ToList();
-                    return items.Select(i => interp.ApplyFilter(filter, i, rest)).ToList();
+                    return items.Select(i => Apply(interp, filter, i, rest, new Dictionary<string, object?>())).ToList();
                 }
 
             case "indent":
@@ -276,27 +300,15 @@ internal static class JinjaFilters
         _ => dflt,
     };
 
-    private static string HtmlEscape(string s)
-    {
-        var sb = new StringBuilder(s.Length);
-        foreach (char c in s)
-        {
-            sb.Append(c switch
-            {
-                '&' => "&amp;",
-                '<' => "&lt;",
-                '>' => "&gt;",
-                '"' => "&#34;",
-                '\'' => "&#39;",
-                _ => c.ToString(),
-            });
-        }
-
-        return sb.ToString();
-    }
-
     public static bool Test(string name, object? value, IReadOnlyList<object?> args)
     {
+        if (name == "string" && value is JinjaMarkup)
+        {
+            return true;
+        }
+
+        value = JinjaRuntime.Plain(value);
+        args = args.Select(JinjaRuntime.Plain).ToList();
         object? A0() => args.Count > 0 ? args[0] : throw new JinjaError($"test '{name}' needs an argument");
         switch (name)
         {

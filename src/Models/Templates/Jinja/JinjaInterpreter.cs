@@ -217,6 +217,21 @@ internal sealed class JinjaInterpreter
             case MacroStmt m:
                 scope.Set(m.Name, MakeMacro(m));
                 return Flow.Normal;
+            case FilterBlockStmt fb:
+                {
+                    var captured = new StringBuilder();
+                    Exec(fb.Body, scope, captured);
+                    object? value = captured.ToString();
+                    foreach (var f in fb.Filters)
+                    {
+                        var current = value;
+                        value = Eval(f with { Value = new ConstExpr(f.Offset, current) }, scope);
+                    }
+
+                    output.Append(PyText.Str(value));
+                    return Flow.Normal;
+                }
+
             case GenerationStmt g:
                 return Exec(g.Body, scope, output);
             case BreakStmt:
@@ -500,8 +515,8 @@ internal sealed class JinjaInterpreter
     private object? Call(CallExpr c, Scope scope)
     {
         var callee = Eval(c.Callee, scope);
-        var args = c.Args.Select(a => Eval(a, scope)).ToList();
-        var kwargs = c.Kwargs.ToDictionary(k => k.Name, k => Eval(k.Value, scope), StringComparer.Ordinal);
+        var args = c.Args.Select(a => JinjaRuntime.Plain(Eval(a, scope))).ToList();
+        var kwargs = c.Kwargs.ToDictionary(k => k.Name, k => JinjaRuntime.Plain(Eval(k.Value, scope)), StringComparer.Ordinal);
         return callee switch
         {
             JinjaCallable f => f.Invoke(args, kwargs, c.Offset),

@@ -23,6 +23,9 @@ internal sealed record SetBlockStmt(int Offset, Target Target, IReadOnlyList<Stm
 internal sealed record MacroStmt(int Offset, string Name, IReadOnlyList<string> Params, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Stmt> Body)
     : Stmt(Offset);
 
+/// <summary><c>{% filter f|g(args) %}body{% endfilter %}</c>: the rendered body passed through the filters.</summary>
+internal sealed record FilterBlockStmt(int Offset, IReadOnlyList<FilterExpr> Filters, IReadOnlyList<Stmt> Body) : Stmt(Offset);
+
 internal sealed record BreakStmt(int Offset) : Stmt(Offset);
 
 internal sealed record ContinueStmt(int Offset) : Stmt(Offset);

@@ -8,7 +8,7 @@ internal sealed class JinjaParser
 {
     private static readonly HashSet<string> UnsupportedTags =
     [
-        "call", "filter", "with", "include", "import", "from", "extends", "block", "autoescape", "do", "trans",
+        "call", "with", "include", "import", "from", "extends", "block", "autoescape", "do", "trans",
         "pluralize",
     ];
 
@@ -155,6 +155,27 @@ internal sealed class JinjaParser
             case "continue":
                 ExpectBlockEnd("continue");
                 return new ContinueStmt(offset);
+            case "filter":
+                {
+                    // Filters applied to a placeholder; the interpreter substitutes the rendered body.
+                    var node = ParseFilterExpr(new ConstExpr(offset, null), requireFirstPipe: false);
+                    var filters = new List<FilterExpr>();
+                    for (var n = node; n is FilterExpr f; n = f.Value)
+                    {
+                        filters.Insert(0, f);
+                    }
+
+                    if (filters.Count == 0)
+                    {
+                        throw Error("expected a filter name after '{% filter'", offset);
+                    }
+
+                    ExpectBlockEnd("filter");
+                    var (body, _) = ParseStatements(["endfilter"]);
+                    ExpectBlockEnd("endfilter");
+                    return new FilterBlockStmt(offset, filters, body);
+                }
+
             case "generation":
                 {
                     ExpectBlockEnd("generation");
@@ -713,13 +734,20 @@ internal sealed class JinjaParser
         return (args, kwargs);
     }
 
-    private Expr ParseFilterExpr(Expr node)
+    private Expr ParseFilterExpr(Expr node, bool requireFirstPipe = true)
     {
+        bool first = true;
         while (true)
         {
-            if (IsOp("|"))
+            bool pipe = IsOp("|");
+            if (pipe || (first && !requireFirstPipe && Peek.Kind == TokenKind.Name))
             {
-                _i++;
+                first = false;
+                if (pipe)
+                {
+                    _i++;
+                }
+
                 var name = ExpectName();
                 var filterName = name.Text;
                 while (IsOp(".") && PeekAt(1).Kind == TokenKind.Name)

@@ -25,8 +25,12 @@ internal sealed class JinjaError : Exception
 /// <summary>Python semantics of the value kinds: truth, equality, ordering, arithmetic, lookup, iteration.</summary>
 internal static class JinjaRuntime
 {
+    /// <summary>The plain string inside a Markup value; any other value unchanged.</summary>
+    public static object? Plain(object? v) => v is JinjaMarkup m ? m.Value : v;
+
     public static string TypeName(object? v) => v switch
     {
+        JinjaMarkup => "Markup",
         null => "NoneType",
         bool => "bool",
         long => "int",
@@ -44,7 +48,7 @@ internal static class JinjaRuntime
 
     public static JinjaError UndefinedError(Undefined u) => new(u.Hint);
 
-    public static bool Truthy(object? v) => v switch
+    public static bool Truthy(object? v) => Plain(v) switch
     {
         null => false,
         bool b => b,
@@ -77,6 +81,8 @@ internal static class JinjaRuntime
 
     public static new bool Equals(object? a, object? b)
     {
+        a = Plain(a);
+        b = Plain(b);
         if (IsNumber(a) && IsNumber(b))
         {
             return a is double || b is double ? ToDouble(a) == ToDouble(b) : ToLong(a) == ToLong(b);
@@ -135,6 +141,8 @@ internal static class JinjaRuntime
     /// <summary>Python ordering; throws for types Python cannot order.</summary>
     public static int Compare(object? a, object? b, string op)
     {
+        a = Plain(a);
+        b = Plain(b);
         if (IsNumber(a) && IsNumber(b))
         {
             return a is double || b is double ? ToDouble(a).CompareTo(ToDouble(b)) : ToLong(a).CompareTo(ToLong(b));
@@ -175,6 +183,8 @@ internal static class JinjaRuntime
 
     public static bool Contains(object? container, object? item)
     {
+        container = Plain(container);
+        item = Plain(item);
         switch (container)
         {
             case string s:
@@ -196,6 +206,14 @@ internal static class JinjaRuntime
 
     public static object? Binary(string op, object? a, object? b)
     {
+        if (op == "+" && (a is JinjaMarkup || b is JinjaMarkup) && Plain(a) is string && Plain(b) is string)
+        {
+            // markupsafe: Markup + str escapes the plain side (str + Markup too, through Markup.__radd__).
+            return new JinjaMarkup(JinjaMarkup.Escape(a) + JinjaMarkup.Escape(b));
+        }
+
+        a = Plain(a);
+        b = Plain(b);
         if (a is Undefined ua)
         {
             throw UndefinedError(ua);
@@ -329,7 +347,7 @@ internal static class JinjaRuntime
         }
     }
 
-    public static object? Negate(object? v) => v switch
+    public static object? Negate(object? v) => Plain(v) switch
     {
         long l => (object)(-l),
         double d => -d,
@@ -339,7 +357,7 @@ internal static class JinjaRuntime
     };
 
     /// <summary>Items of an iterable as Python iterates them (dict: keys; str: code points; Undefined: nothing).</summary>
-    public static IReadOnlyList<object?> Iterate(object? v) => v switch
+    public static IReadOnlyList<object?> Iterate(object? v) => Plain(v) switch
     {
         List<object?> l => l,
         JinjaTuple t => t.Items,
@@ -349,7 +367,7 @@ internal static class JinjaRuntime
         _ => throw new JinjaError($"'{TypeName(v)}' object is not iterable"),
     };
 
-    public static long Length(object? v) => v switch
+    public static long Length(object? v) => Plain(v) switch
     {
         string s => PyText.Length(s),
         List<object?> l => l.Count,
@@ -363,6 +381,8 @@ internal static class JinjaRuntime
     /// <summary><c>obj[key]</c> (Jinja's getitem: item first, then attribute); missing gives Undefined.</summary>
     public static object? GetItem(object? obj, object? key)
     {
+        obj = Plain(obj);
+        key = Plain(key);
         switch (obj)
         {
             case Undefined u:
@@ -395,6 +415,7 @@ internal static class JinjaRuntime
     /// <summary><c>obj.name</c> (Jinja's getattr: attribute, i.e. method, first, then item); missing gives Undefined.</summary>
     public static object? GetAttr(object? obj, string name)
     {
+        obj = Plain(obj);
         switch (obj)
         {
             case Undefined u:
@@ -424,6 +445,7 @@ internal static class JinjaRuntime
 
     public static object? Slice(object? obj, object? start, object? stop, object? step)
     {
+        obj = Plain(obj);
         if (obj is Undefined u)
         {
             throw UndefinedError(u);

@@ -13,6 +13,38 @@ internal sealed class Undefined(string hint)
     public string Hint { get; } = hint;
 }
 
+/// <summary>markupsafe's <c>Markup</c>, made by <c>|safe</c> and <c>|escape</c>: a string that escapes what is added to it.</summary>
+internal sealed class JinjaMarkup(string value)
+{
+    public string Value { get; } = value;
+
+    /// <summary>markupsafe's <c>escape</c>: Markup stays as is, anything else is HTML-escaped.</summary>
+    public static string Escape(object? v)
+    {
+        if (v is JinjaMarkup m)
+        {
+            return m.Value;
+        }
+
+        var s = PyText.Str(v);
+        var sb = new StringBuilder(s.Length);
+        foreach (char c in s)
+        {
+            sb.Append(c switch
+            {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&#34;",
+                '\'' => "&#39;",
+                _ => c.ToString(),
+            });
+        }
+
+        return sb.ToString();
+    }
+}
+
 internal sealed class JinjaDict : OrderedDictionary<string, object?>
 {
     public JinjaDict()
@@ -104,6 +136,7 @@ internal static class PyText
     {
         null => "None",
         string s => s,
+        JinjaMarkup m => m.Value,
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => FloatRepr(d),
@@ -118,6 +151,8 @@ internal static class PyText
         {
             case string s:
                 return StringRepr(s);
+            case JinjaMarkup m:
+                return "Markup(" + StringRepr(m.Value) + ")";
             case List<object?> list:
                 return "[" + string.Join(", ", list.Select(Repr)) + "]";
             case JinjaTuple t:

@@ -9,14 +9,18 @@ namespace PrefPipe.Models.Templates.Jinja;
 /// </summary>
 internal static class PyJson
 {
-    public static string Dumps(object? value, string? indent, bool sortKeys = false)
+    /// <param name="value">The value.</param>
+    /// <param name="indent">Indent per level, or null for one line.</param>
+    /// <param name="sortKeys">Sort object keys.</param>
+    /// <param name="separators">Item and key separators; default (", ", ": ") without indent, (",", ": ") with it.</param>
+    public static string Dumps(object? value, string? indent, bool sortKeys = false, (string Item, string Key)? separators = null)
     {
         var sb = new StringBuilder();
-        Write(sb, value, indent, 0, sortKeys);
+        Write(sb, value, indent, 0, sortKeys, separators ?? (indent is null ? ", " : ",", ": "));
         return sb.ToString();
     }
 
-    private static void Write(StringBuilder sb, object? v, string? indent, int level, bool sortKeys)
+    private static void Write(StringBuilder sb, object? v, string? indent, int level, bool sortKeys, (string Item, string Key) seps)
     {
         switch (v)
         {
@@ -36,11 +40,14 @@ internal static class PyJson
             case string s:
                 WriteString(sb, s);
                 break;
+            case JinjaMarkup m:
+                WriteString(sb, m.Value);
+                break;
             case List<object?> list:
-                WriteArray(sb, list, indent, level, sortKeys);
+                WriteArray(sb, list, indent, level, sortKeys, seps);
                 break;
             case JinjaTuple t:
-                WriteArray(sb, t.Items, indent, level, sortKeys);
+                WriteArray(sb, t.Items, indent, level, sortKeys, seps);
                 break;
             case JinjaDict dict:
                 {
@@ -59,14 +66,14 @@ internal static class PyJson
                     {
                         if (!first)
                         {
-                            sb.Append(indent is null ? ", " : ",");
+                            sb.Append(seps.Item);
                         }
 
                         first = false;
                         NewLine(sb, indent, level + 1);
                         WriteString(sb, kv.Key);
-                        sb.Append(": ");
-                        Write(sb, kv.Value, indent, level + 1, sortKeys);
+                        sb.Append(seps.Key);
+                        Write(sb, kv.Value, indent, level + 1, sortKeys, seps);
                     }
 
                     NewLine(sb, indent, level);
@@ -79,7 +86,7 @@ internal static class PyJson
         }
     }
 
-    private static void WriteArray(StringBuilder sb, IReadOnlyList<object?> items, string? indent, int level, bool sortKeys)
+    private static void WriteArray(StringBuilder sb, IReadOnlyList<object?> items, string? indent, int level, bool sortKeys, (string Item, string Key) seps)
     {
         if (items.Count == 0)
         {
@@ -92,11 +99,11 @@ internal static class PyJson
         {
             if (i > 0)
             {
-                sb.Append(indent is null ? ", " : ",");
+                sb.Append(seps.Item);
             }
 
             NewLine(sb, indent, level + 1);
-            Write(sb, items[i], indent, level + 1, sortKeys);
+            Write(sb, items[i], indent, level + 1, sortKeys, seps);
         }
 
         NewLine(sb, indent, level);
