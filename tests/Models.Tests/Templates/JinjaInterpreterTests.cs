@@ -63,7 +63,9 @@ public sealed class JinjaInterpreterTests
     }
 
     [Theory]
-    [InlineData("a\n{% call foo() %}x{% endcall %}", "'{% call %}'", 2, 1)]
+    [InlineData("a\n{% with x = 1 %}{{ x }}{% endwith %}", "'{% with %}'", 2, 1)]
+    [InlineData("{{ f(*args) }}", "*args / **kwargs", 1, 6)]
+    [InlineData("{{ {1: 'a'} }}", "dict literal key of type int", 1, 5)]
     [InlineData("{% include 'other.jinja' %}", "'{% include %}'", 1, 1)]
     [InlineData("{% extends 'base' %}", "'{% extends %}'", 1, 1)]
     [InlineData("x\n\n  {{ 'a'|wordwrap(3) }}", "filter 'wordwrap'", 3, 10)]

@@ -217,6 +217,43 @@ internal sealed class JinjaInterpreter
             case MacroStmt m:
                 scope.Set(m.Name, MakeMacro(m));
                 return Flow.Normal;
+            case CallBlockStmt cb:
+                {
+                    var caller = new JinjaCallable("caller", (args, kwargs, _) =>
+                    {
+                        var callerScope = new Scope(scope);
+                        for (int i = 0; i < cb.CallerParams.Count; i++)
+                        {
+                            callerScope.Set(cb.CallerParams[i], i < args.Count ? args[i]
+                                : kwargs.TryGetValue(cb.CallerParams[i], out var v) ? v
+                                : new Undefined($"parameter '{cb.CallerParams[i]}' was not provided"));
+                        }
+
+                        var sb = new StringBuilder();
+                        Exec(cb.Body, callerScope, sb);
+                        return sb.ToString();
+                    });
+                    var callee = Eval(cb.Call.Callee, scope);
+                    if (callee is not JinjaCallable macro)
+                    {
+                        throw Error($"'{{% call %}}' needs a macro, got {JinjaRuntime.TypeName(callee)}", cb.Call.Offset);
+                    }
+
+                    var callArgs = cb.Call.Args.Select(a => JinjaRuntime.Plain(Eval(a, scope))).ToList();
+                    var callKwargs = cb.Call.Kwargs.ToDictionary(k => k.Name, k => JinjaRuntime.Plain(Eval(k.Value, scope)), StringComparer.Ordinal);
+                    callKwargs["caller"] = caller;
+                    try
+                    {
+                        output.Append(PyText.Str(macro.Invoke(callArgs, callKwargs, cb.Call.Offset)));
+                    }
+                    catch (JinjaError e)
+                    {
+                        throw Error(e.Message, cb.Call.Offset);
+                    }
+
+                    return Flow.Normal;
+                }
+
             case FilterBlockStmt fb:
                 {
                     var captured = new StringBuilder();
@@ -349,7 +386,7 @@ internal sealed class JinjaInterpreter
 
         foreach (var key in kwargs.Keys)
         {
-            if (!m.Params.Contains(key))
+            if (!m.Params.Contains(key) && key != "caller")
             {
                 throw new JinjaError($"macro '{m.Name}' takes no keyword argument '{key}'");
             }
@@ -371,6 +408,11 @@ internal sealed class JinjaInterpreter
                     : m.Defaults[i] is { } dflt ? Eval(dflt, scope)
                     : new Undefined($"parameter '{m.Params[i]}' was not provided");
                 scope.Set(m.Params[i], value);
+            }
+
+            if (kwargs.TryGetValue("caller", out var caller) && !m.Params.Contains("caller"))
+            {
+                scope.Set("caller", caller);
             }
 
             var sb = new StringBuilder();

@@ -26,6 +26,9 @@ internal sealed record MacroStmt(int Offset, string Name, IReadOnlyList<string> 
 /// <summary><c>{% filter f|g(args) %}body{% endfilter %}</c>: the rendered body passed through the filters.</summary>
 internal sealed record FilterBlockStmt(int Offset, IReadOnlyList<FilterExpr> Filters, IReadOnlyList<Stmt> Body) : Stmt(Offset);
 
+/// <summary><c>{% call(params) macro(args) %}body{% endcall %}</c>: calls the macro with <c>caller()</c> rendering the body.</summary>
+internal sealed record CallBlockStmt(int Offset, IReadOnlyList<string> CallerParams, CallExpr Call, IReadOnlyList<Stmt> Body) : Stmt(Offset);
+
 internal sealed record BreakStmt(int Offset) : Stmt(Offset);
 
 internal sealed record ContinueStmt(int Offset) : Stmt(Offset);

@@ -8,7 +8,7 @@ internal sealed class JinjaParser
 {
     private static readonly HashSet<string> UnsupportedTags =
     [
-        "call", "with", "include", "import", "from", "extends", "block", "autoescape", "do", "trans",
+        "with", "include", "import", "from", "extends", "block", "autoescape", "do", "trans",
         "pluralize",
     ];
 
@@ -155,6 +155,39 @@ internal sealed class JinjaParser
             case "continue":
                 ExpectBlockEnd("continue");
                 return new ContinueStmt(offset);
+            case "call":
+                {
+                    var callerParams = new List<string>();
+                    if (SkipOp("("))
+                    {
+                        while (!IsOp(")"))
+                        {
+                            if (callerParams.Count > 0)
+                            {
+                                ExpectOp(",");
+                            }
+
+                            callerParams.Add(ExpectName().Text);
+                            if (IsOp("="))
+                            {
+                                throw Error("unsupported construct: default values for caller() parameters", Peek.Offset);
+                            }
+                        }
+
+                        ExpectOp(")");
+                    }
+
+                    if (ParsePostfix(ParsePrimary()) is not CallExpr call)
+                    {
+                        throw Error("expected a macro call after '{% call'", offset);
+                    }
+
+                    ExpectBlockEnd("call");
+                    var (body, _) = ParseStatements(["endcall"]);
+                    ExpectBlockEnd("endcall");
+                    return new CallBlockStmt(offset, callerParams, call, body);
+                }
+
             case "filter":
                 {
                     // Filters applied to a placeholder; the interpreter substitutes the rendered body.
