@@ -1,0 +1,132 @@
+using System.ComponentModel.DataAnnotations;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Llama.Modules;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Models.Generation;
+
+/// <summary>
+/// Batched generation with a KV cache: prompts left-padded, decoding one token per step for the whole batch.
+/// Each sample draws from its own seeded generator, one uniform number per step, mapped through the sorted CDF, so a
+/// sample depends on its seed and prompt only — not on batch size, order or neighbours (up to floating-point noise
+/// from different padding).
+/// </summary>
+public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<IReadOnlyList<int>, string>? decode = null)
+{
+    /// <summary>Generates one sample per request.</summary>
+    /// <exception cref="OperationCanceledException">Cancelled; checked every decoding step.</exception>
+    public IReadOnlyList<GenerationResult> Generate(IReadOnlyList<GenerationRequest> requests, GenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        ArgumentNullException.ThrowIfNull(options);
+        Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+        if (requests.Count == 0) return [];
+        if (requests.Any(r => r.PromptIds.Count == 0)) throw new ArgumentException("every prompt needs at least one token (e.g. BOS)", nameof(requests));
+        if (options.StopStrings.Count > 0 && decode is null) throw new ArgumentException("stop strings need a decoder", nameof(options));
+        var eos = new HashSet<int>(options.EosTokenIds ?? model.Config.EosTokenIds);
+        var device = model.Device;
+        int b = requests.Count;
+        int promptLength = requests.Max(r => r.PromptIds.Count);
+        int maxNew = options.MaxNewTokens;
+
+        using var noGrad = no_grad();
+        using var outer = NewDisposeScope();
+        // Left padding: [b, promptLength] ids and mask.
+        var ids = new long[b * promptLength];
+        var mask = new long[b * promptLength];
+        Array.Fill(ids, padTokenId);
+        for (int r = 0; r < b; r++)
+        {
+            var p = requests[r].PromptIds;
+            int offset = promptLength - p.Count;
+            for (int i = 0; i < p.Count; i++) { ids[r * promptLength + offset + i] = p[i]; mask[r * promptLength + offset + i] = 1; }
+        }
+        var inputIds = tensor(ids, new long[] { b, promptLength }, int64, device);         // [b, P] int64
+        var attention = zeros(new long[] { b, promptLength + maxNew }, int64, device);      // [b, P + N] int64
+        attention.narrow(1, 0, promptLength).copy_(tensor(mask, new long[] { b, promptLength }, int64, device));
+        var generators = requests.Select(r => new torch.Generator((ulong)r.Seed, CPU)).ToArray();
+
+        var newIds = Enumerable.Range(0, b).Select(_ => new List<int>(maxNew)).ToArray();
+        var logprobs = Enumerable.Range(0, b).Select(_ => new List<float>(maxNew)).ToArray();
+        var reasons = new FinishReason?[b];
+        var texts = new string?[b];
+        using var cache = new KvCache(model.Config, b, promptLength + maxNew, model.DType, device);
+
+        // Positions count real tokens only: left pads do not shift the prompt.
+        var promptMask = attention.narrow(1, 0, promptLength);
+        var positions = (promptMask.cumsum(1) - 1).clamp_min(0);                            // [b, P]
+        var nextPosition = promptMask.sum(1, keepdim: true);                                // [b, 1]
+        var current = inputIds;
+        for (int step = 0; step < maxNew; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            long seen = cache.Length + current.shape[1];
+            var hidden = model.Hidden(new CausalLMInput(current, attention.narrow(1, 0, seen), positions, cache)); // [b, t, h]
+            var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1).to(float32);           // [b, vocab]
+            var logp = logits.log_softmax(-1);                                                                   // [b, vocab]
+            var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, generators);             // [b] int64
+            var chosenLogp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1);                                    // [b]
+            long[] tokens = chosen.cpu().data<long>().ToArray();
+            float[] tokenLogp = chosenLogp.cpu().data<float>().ToArray();
+
+            for (int r = 0; r < b; r++)
+            {
+                if (reasons[r] is not null) { tokens[r] = padTokenId; continue; }
+                newIds[r].Add((int)tokens[r]);
+                logprobs[r].Add(tokenLogp[r]);
+                if (eos.Contains((int)tokens[r])) { reasons[r] = FinishReason.Eos; continue; }
+                if (options.StopStrings.Count > 0)
+                {
+                    string text = decode!(newIds[r]);
+                    int cut = options.StopStrings.Select(s => text.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                    if (cut >= 0) { reasons[r] = FinishReason.Stop; texts[r] = text[..cut]; }
+                }
+            }
+            if (reasons.All(x => x is not null)) break;
+
+            // Next step: one new token per row, attended, at the next position.
+            attention.narrow(1, seen, 1).fill_(1);
+            var next = tensor(tokens, new long[] { b, 1 }, int64, device);
+            var nextPos = nextPosition.clone();
+            nextPosition.add_(1);
+            current = next.MoveToOuterDisposeScope();
+            positions = nextPos.MoveToOuterDisposeScope();
+        }
+        foreach (var g in generators) g.Dispose();
+
+        var results = new GenerationResult[b];
+        for (int r = 0; r < b; r++)
+        {
+            var reason = reasons[r] ?? FinishReason.Length;
+            string? text = texts[r] ?? decode?.Invoke(newIds[r]);
+            results[r] = new GenerationResult(newIds[r], logprobs[r], reason, text);
+        }
+        return results;
+    }
+
+    /// <summary>Temperature, top-k, top-p (in that order, as transformers), then inverse-CDF sampling with each row's generator.</summary>
+    private static Tensor Sample(Tensor logits, GenerationOptions options, torch.Generator[] generators)
+    {
+        var scaled = logits / options.Temperature;                               // [b, vocab] float32
+        if (options.TopK > 0 && options.TopK < scaled.shape[1])
+        {
+            var kth = scaled.topk(options.TopK, -1).values.narrow(1, options.TopK - 1, 1); // [b, 1]
+            scaled = scaled.masked_fill(scaled.lt(kth), float.NegativeInfinity);
+        }
+        var (sorted, order) = scaled.sort(-1, descending: true);                  // [b, vocab]
+        var probs = sorted.softmax(-1);
+        if (options.TopP < 1.0)
+        {
+            // Drop tokens once the mass before them reaches top_p (the first token always stays).
+            var before = probs.cumsum(-1) - probs;
+            probs = probs.masked_fill(before.ge(options.TopP), 0);
+            probs = probs / probs.sum(-1, keepdim: true);
+        }
+        var cdf = probs.cumsum(-1);                                               // [b, vocab]
+        var u = stack(generators.Select(g => rand(1, float32, CPU, generator: g)).ToArray()).to(cdf.device); // [b, 1] one draw per row
+        var index = searchsorted(cdf, u * cdf.narrow(1, cdf.shape[1] - 1, 1)).clamp_max(cdf.shape[1] - 1); // [b, 1]
+        return order.gather(1, index).squeeze(1);                                  // [b] int64
+    }
+}
