@@ -1,0 +1,90 @@
+using System.Runtime.CompilerServices;
+
+namespace PrefPipe.Artifacts.Storage;
+
+/// <summary>A local folder as an artifact store (the embedded default). Commits are renames within the folder's file system.</summary>
+public sealed class LocalArtifactStore : IArtifactStore
+{
+    private readonly string _root;
+
+    /// <summary>Uses (and creates) <paramref name="root"/>.</summary>
+    public LocalArtifactStore(string root)
+    {
+        _root = Path.GetFullPath(root);
+        Directory.CreateDirectory(_root);
+        Location = root;
+    }
+
+    /// <inheritdoc />
+    public string Location { get; }
+
+    /// <inheritdoc />
+    public string UriOf(string path) => Full(path);
+
+    /// <inheritdoc />
+    public ValueTask<bool> ExistsAsync(string path, CancellationToken cancellationToken = default) => ValueTask.FromResult(File.Exists(Full(path)));
+
+    /// <inheritdoc />
+    public ValueTask<Stream> OpenReadAsync(string path, CancellationToken cancellationToken = default)
+    {
+        string full = Full(path);
+        if (!File.Exists(full)) throw new FileNotFoundException($"{full} does not exist in the artifact store {Location}.", full);
+        return ValueTask.FromResult<Stream>(new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous));
+    }
+
+    /// <inheritdoc />
+    public ValueTask CommitAsync(string path, string localFile, CancellationToken cancellationToken = default)
+    {
+        string full = Full(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        // Copy next to the target first (same file system), then rename over it: atomic for readers.
+        string staging = $"{full}.{Guid.NewGuid():N}.partial";
+        File.Copy(localFile, staging, overwrite: true);
+        File.Move(staging, full, overwrite: true);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<bool> TryCreateAsync(string path, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default)
+    {
+        string full = Full(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        string staging = $"{full}.{Guid.NewGuid():N}.partial";
+        await File.WriteAllBytesAsync(staging, content.ToArray(), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // A hard link fails when the target exists: create-if-absent without a window where the file is partial.
+            File.Move(staging, full, overwrite: false);
+            return true;
+        }
+        catch (IOException) when (File.Exists(full))
+        {
+            File.Delete(staging);
+            return false;
+        }
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<string> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (prefix.Length > 0) ArtifactPath.Validate(prefix.TrimEnd('/'));
+        if (!Directory.Exists(_root)) yield break;
+        foreach (string file in Directory.EnumerateFiles(_root, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (file.EndsWith(".partial", StringComparison.Ordinal)) continue;
+            string relative = Path.GetRelativePath(_root, file).Replace('\\', '/');
+            if (relative.StartsWith(prefix, StringComparison.Ordinal)) yield return relative;
+        }
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default)
+    {
+        File.Delete(Full(path));
+        return ValueTask.CompletedTask;
+    }
+
+    private string Full(string path) => Path.Combine(_root, ArtifactPath.Validate(path));
+}
