@@ -1,0 +1,135 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using PrefPipe.Models.Generation;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Scoring;
+using PrefPipe.Models.Tokenizers;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Host.Commands;
+
+/// <summary><c>prefpipe model logprobs|generate</c>: the model stack on a Hugging Face model folder.</summary>
+internal static class ModelCommand
+{
+    private static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static Command Create(IAnsiConsole? console)
+    {
+        var root = new Command("model", "Run a Hugging Face causal LM (Llama, Qwen2, Mistral) from a model folder.");
+        root.Subcommands.Add(Logprobs(console));
+        root.Subcommands.Add(Generate(console));
+        return root;
+    }
+
+    private static Option<string> ModelOption() => new("--model") { Description = "Model folder: config.json, model.safetensors (or shards), tokenizer.json.", Required = true };
+
+    private static int[] ParseIds(string text) =>
+        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    private static Command Logprobs(IAnsiConsole? console)
+    {
+        var model = ModelOption();
+        var texts = new Option<string[]>("--text") { Description = "Text to score (tokenised as transformers does, special tokens added).", Arity = ArgumentArity.ZeroOrMore };
+        var ids = new Option<string[]>("--ids") { Description = "Token ids to score, comma-separated (repeatable).", Arity = ArgumentArity.ZeroOrMore };
+        var json = new Option<bool>("--json") { Description = "One {\"text\", \"ids\", \"logprob_sum\"} JSON line per input." };
+        var command = new Command("logprobs", "Σ over positions 1..n−1 of log p(ids[i] | ids[<i]) for each input.") { model, texts, ids, json };
+        command.SetAction(parse => Run(() =>
+        {
+            string dir = parse.GetValue(model)!;
+            var inputs = new List<(string? Text, int[] Ids)>();
+            var textValues = parse.GetValue(texts) ?? [];
+            ITextTokenizer? tokenizer = textValues.Length > 0 ? HfTokenizer.Load(dir) : null;
+            foreach (string t in textValues) inputs.Add((t, tokenizer!.Encode(t).ToArray()));
+            foreach (string s in parse.GetValue(ids) ?? []) inputs.Add((null, ParseIds(s)));
+            if (inputs.Count == 0) throw new ArgumentException("give --text or --ids");
+            if (inputs.Any(i => i.Ids.Length < 2)) throw new ArgumentException("each input needs at least two tokens to score");
+
+            using var lm = LlamaForCausalLM.Load(dir);
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            int pad = lm.Config.PadTokenId ?? 0;
+            using var batch = CompletionBatch.Build(inputs.Select(i => ((IReadOnlyList<int>)i.Ids[..1], (IReadOnlyList<int>)i.Ids[1..])).ToList(), pad, lm.Device);
+            var sums = CompletionScorer.Score(lm, batch).LogprobSum.cpu().data<float>().ToArray();
+            var output = console ?? AnsiConsole.Console;
+            if (parse.GetValue(json))
+            {
+                for (int i = 0; i < inputs.Count; i++)
+                    output.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(new { text = inputs[i].Text, ids = inputs[i].Ids, logprob_sum = (double)sums[i] }, Json));
+                output.Profile.Out.Writer.Flush();
+            }
+            else
+            {
+                var table = new Table().AddColumn("input").AddColumn("tokens").AddColumn(new TableColumn("logprob_sum").RightAligned());
+                for (int i = 0; i < inputs.Count; i++)
+                    table.AddRow(Markup.Escape(inputs[i].Text ?? string.Join(',', inputs[i].Ids)), inputs[i].Ids.Length.ToString(CultureInfo.InvariantCulture), sums[i].ToString("F4", CultureInfo.InvariantCulture));
+                output.Write(table);
+            }
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static Command Generate(IAnsiConsole? console)
+    {
+        var model = ModelOption();
+        var prompt = new Option<string?>("--prompt") { Description = "Prompt text (tokenised with special tokens, as transformers does)." };
+        var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt token ids, comma-separated." };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens at most.", DefaultValueFactory = _ => 32 };
+        var greedy = new Option<bool>("--greedy") { Description = "Greedy decoding." };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature.", DefaultValueFactory = _ => 1.0 };
+        var topP = new Option<double>("--top-p") { Description = "Nucleus sampling mass.", DefaultValueFactory = _ => 1.0 };
+        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => 0 };
+        var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
+        var json = new Option<bool>("--json") { Description = "Print {\"prompt_ids\", \"new_ids\", \"text\"} as JSON." };
+        var command = new Command("generate", "Generate a continuation.") { model, prompt, promptIds, maxNew, greedy, temperature, topP, topK, seed, json };
+        command.SetAction((parse, cancellationToken) => Task.FromResult(Run(() =>
+        {
+            string dir = parse.GetValue(model)!;
+            var tokenizer = HfTokenizer.LoadHf(dir);
+            int[] ids = parse.GetValue(prompt) is { } text ? tokenizer.Encode(text).ToArray()
+                : parse.GetValue(promptIds) is { } s ? ParseIds(s)
+                : throw new ArgumentException("give --prompt or --prompt-ids");
+            using var lm = LlamaForCausalLM.Load(dir);
+            var eos = tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : lm.Config.EosTokenIds;
+            var generator = new TextGenerator(lm, tokenizer.PadTokenId ?? lm.Config.PadTokenId ?? eos.FirstOrDefault(), t => tokenizer.Decode(t, skipSpecialTokens: true));
+            var result = generator.Generate([new GenerationRequest(ids, parse.GetValue(seed))], new GenerationOptions
+            {
+                MaxNewTokens = parse.GetValue(maxNew),
+                Greedy = parse.GetValue(greedy),
+                Temperature = parse.GetValue(temperature),
+                TopP = parse.GetValue(topP),
+                TopK = parse.GetValue(topK),
+                EosTokenIds = eos,
+            }, cancellationToken)[0];
+            var output = console ?? AnsiConsole.Console;
+            if (parse.GetValue(json))
+            {
+                output.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(new { prompt_ids = ids, new_ids = result.NewIds, text = result.Text, finish_reason = result.FinishReason.ToString().ToLowerInvariant() }, Json));
+                output.Profile.Out.Writer.Flush();
+            }
+            else
+            {
+                output.MarkupLine($"[grey]{Markup.Escape(tokenizer.Decode(ids))}[/]{Markup.Escape(result.Text ?? "")}");
+                output.MarkupLine($"[grey]({result.NewIds.Count} new tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()})[/]");
+            }
+            return Cli.ExitCodes.Ok;
+        })));
+        return command;
+    }
+
+    private static int Run(Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or NotSupportedException or ArgumentException or FormatException or IOException)
+        {
+            Console.Error.WriteLine($"prefpipe model: {e.Message}");
+            return Cli.ExitCodes.Usage;
+        }
+    }
+}
