@@ -1,0 +1,31 @@
+using System.ComponentModel.DataAnnotations;
+using PrefPipe.Models.Reward;
+using PrefPipe.Ranking.Judges;
+
+namespace PrefPipe.Ranking;
+
+/// <summary>Ranking options: which judge, and the reward model's scoring options.</summary>
+public sealed class RankingOptions : IValidatableObject
+{
+    /// <summary>reward (Bradley–Terry on reward-model scores) or llm (a chat-completions endpoint).</summary>
+    [RegularExpression("^(reward|llm)$", ErrorMessage = "judge must be reward or llm.")]
+    public string Judge { get; set; } = "reward";
+
+    /// <summary>Reward judge: |r_a − r_b| below this is a tie.</summary>
+    /// <value>Default 0.05; 0 to 1000.</value>
+    [Range(0, 1000)]
+    public double TieEpsilon { get; set; } = 0.05;
+
+    /// <summary>Reward model scoring options.</summary>
+    public RewardModelOptions Reward { get; set; } = new();
+
+    /// <summary>LLM judge options (when judge = llm).</summary>
+    public LlmJudgeOptions? Llm { get; set; }
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Judge == "llm" && Llm is null)
+            yield return new ValidationResult("judge is llm but the llm section (endpoint, model) is missing.", [nameof(Llm)]);
+    }
+}
