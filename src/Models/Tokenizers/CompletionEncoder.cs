@@ -90,5 +90,22 @@ public sealed class CompletionEncoder
         return new EncodedCompletion(promptIds, completionIds);
     }
 
+    /// <summary>
+    /// Encodes a prompt that was already rendered (e.g. the prompt text stored with a generated candidate) and a completion,
+    /// exactly as generation saw them: prompt ids = the rendered text with special tokens added only when no template
+    /// rendered it; completion ids end with exactly one end-of-turn token.
+    /// </summary>
+    public EncodedCompletion EncodeRendered(string renderedPrompt, string completion)
+    {
+        ArgumentNullException.ThrowIfNull(renderedPrompt);
+        ArgumentNullException.ThrowIfNull(completion);
+        var promptIds = _tokenizer.Encode(renderedPrompt, addSpecialTokens: _template is null);
+        List<int> completionIds = [.. _tokenizer.Encode(completion, addSpecialTokens: false)];
+        int firstEos = completionIds.FindIndex(_eos.Contains);
+        if (firstEos >= 0) completionIds.RemoveRange(firstEos + 1, completionIds.Count - firstEos - 1);
+        else completionIds.Add(EosTokenId);
+        return new EncodedCompletion(promptIds, completionIds);
+    }
+
     private static string Excerpt(string s, int at) => s.Substring(Math.Max(0, at - 10), Math.Min(30, s.Length - Math.Max(0, at - 10))).ReplaceLineEndings("\\n");
 }

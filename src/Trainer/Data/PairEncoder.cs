@@ -29,8 +29,15 @@ public sealed record PairRejection(string Key, string Reason);
 /// </remarks>
 public sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int maxPromptLength, TruncationMode mode)
 {
-    /// <summary>Encodes one pair, or says why it is rejected.</summary>
-    public (EncodedPair? Pair, PairRejection? Rejection) Encode(string key, IReadOnlyList<Turn> prompt, string chosen, string rejected)
+    /// <summary>Encodes one pair whose prompt is a conversation (rendered here with the template, if any).</summary>
+    public (EncodedPair? Pair, PairRejection? Rejection) Encode(string key, IReadOnlyList<Turn> prompt, string chosen, string rejected) =>
+        Encode(key, chosen, rejected, c => encoder.Encode(prompt, c));
+
+    /// <summary>Encodes one pair whose prompt text is already rendered as the policy saw it (pairs made by the data stages).</summary>
+    public (EncodedPair? Pair, PairRejection? Rejection) EncodeRendered(string key, string renderedPrompt, string chosen, string rejected) =>
+        Encode(key, chosen, rejected, c => encoder.EncodeRendered(renderedPrompt, c));
+
+    private (EncodedPair? Pair, PairRejection? Rejection) Encode(string key, string chosen, string rejected, Func<string, EncodedCompletion> encode)
     {
         ArgumentNullException.ThrowIfNull(encoder);
         if (string.IsNullOrWhiteSpace(chosen) || string.IsNullOrWhiteSpace(rejected))
@@ -41,8 +48,8 @@ public sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int ma
         EncodedCompletion c, r;
         try
         {
-            c = encoder.Encode(prompt, chosen);
-            r = encoder.Encode(prompt, rejected);
+            c = encode(chosen);
+            r = encode(rejected);
         }
         catch (InvalidDataException ex)
         {

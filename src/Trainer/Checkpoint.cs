@@ -1,0 +1,98 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.SafeTensors;
+using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Optimization;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Trainer;
+
+/// <summary>trainer_state.json: where training stood when a checkpoint was written.</summary>
+public sealed record TrainerState
+{
+    /// <summary>Optimizer steps done.</summary>
+    [JsonPropertyName("global_step")] public long GlobalStep { get; init; }
+
+    /// <summary>Total optimizer steps of the run.</summary>
+    [JsonPropertyName("max_steps")] public long MaxSteps { get; init; }
+
+    /// <summary>Epoch of the next batch.</summary>
+    [JsonPropertyName("epoch")] public int Epoch { get; init; }
+
+    /// <summary>Index of the next batch within that epoch.</summary>
+    [JsonPropertyName("batch")] public int Batch { get; init; }
+
+    /// <summary>The run seed (the data order is a function of seed and epoch; DPO uses no other randomness).</summary>
+    [JsonPropertyName("seed")] public long Seed { get; init; }
+
+    /// <summary>Stage that wrote it (dpo or ppo).</summary>
+    [JsonPropertyName("stage")] public string Stage { get; init; } = "";
+
+    /// <summary>Stage-specific numbers (e.g. PPO's KL coefficient).</summary>
+    [JsonPropertyName("extra")] public Dictionary<string, double> Extra { get; init; } = [];
+}
+
+/// <summary>
+/// A training checkpoint in Hugging Face layout (config.json, model.safetensors, tokenizer files: transformers loads it
+/// as a model) plus optimizer.safetensors and trainer_state.json for an exact resume. Written to a temporary folder and
+/// renamed, so a checkpoint folder is either complete or absent.
+/// </summary>
+public static class Checkpoint
+{
+    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
+
+    /// <summary>Writes a checkpoint folder.</summary>
+    public static void Save(string directory, LlamaForCausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        string full = Path.GetFullPath(directory);
+        string staging = full + ".partial";
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        Directory.CreateDirectory(staging);
+        model.Save(staging);
+        foreach (string f in TokenizerFiles)
+            if (File.Exists(Path.Combine(tokenizerSource, f))) File.Copy(Path.Combine(tokenizerSource, f), Path.Combine(staging, f), overwrite: true);
+        SafeTensorsWriter.Write(Path.Combine(staging, "optimizer.safetensors"), optimizer.StateDict());
+        File.WriteAllText(Path.Combine(staging, "trainer_state.json"), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+        if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
+        Directory.Move(staging, full);
+    }
+
+    /// <summary>Reads trainer_state.json of a checkpoint.</summary>
+    /// <exception cref="InvalidDataException">Not a complete checkpoint (names what is missing).</exception>
+    public static TrainerState ReadState(string directory)
+    {
+        foreach (string f in new[] { "config.json", "trainer_state.json", "optimizer.safetensors" })
+            if (!File.Exists(Path.Combine(directory, f)))
+                throw new InvalidDataException($"{directory} is not a resumable checkpoint: {f} is missing.");
+        return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(directory, "trainer_state.json")))
+               ?? throw new InvalidDataException($"{directory}/trainer_state.json is empty.");
+    }
+
+    /// <summary>Restores the optimizer state from a checkpoint.</summary>
+    public static void LoadOptimizer(string directory, FlatAdamW optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        using var file = SafeTensorsFile.Open(Path.Combine(directory, "optimizer.safetensors"));
+        using var scope = NewDisposeScope();
+        optimizer.LoadStateDict(file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k)));
+    }
+
+    /// <summary>The newest complete checkpoint-N folder under <paramref name="outputDirectory"/>, or null.</summary>
+    public static string? Latest(string outputDirectory) =>
+        !Directory.Exists(outputDirectory) ? null
+        : Directory.EnumerateDirectories(outputDirectory, "checkpoint-*")
+            .Where(d => !d.EndsWith(".partial", StringComparison.Ordinal) && File.Exists(Path.Combine(d, "trainer_state.json")))
+            .OrderByDescending(d => long.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out long n) ? n : -1)
+            .FirstOrDefault();
+
+    /// <summary>The data position after <paramref name="batches"/> more batches from <paramref name="from"/>.</summary>
+    internal static DataPosition Advance(DataPosition from, int batchesPerEpoch, int batches)
+    {
+        int epoch = from.Epoch, batch = from.Batch + batches;
+        while (batch >= batchesPerEpoch) { batch -= batchesPerEpoch; epoch++; }
+        return new DataPosition(epoch, batch);
+    }
+}

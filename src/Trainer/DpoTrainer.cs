@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using System.Globalization;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Runtime;
+using PrefPipe.Models.Scoring;
+using PrefPipe.Reporting;
+using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Objectives;
+using PrefPipe.Trainer.Optimization;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Trainer;
+
+/// <summary>Progress of a training run (one report per optimizer step).</summary>
+/// <param name="Step">Optimizer steps done.</param>
+/// <param name="TotalSteps">Steps in the run.</param>
+/// <param name="Metrics">This step's metrics (TRL names), when logged; else empty.</param>
+public sealed record TrainProgress(long Step, long TotalSteps, IReadOnlyDictionary<string, double> Metrics);
+
+/// <summary>The outcome of a training run.</summary>
+/// <param name="FinalCheckpoint">The final checkpoint folder (a Hugging Face model folder).</param>
+/// <param name="Steps">Optimizer steps done in total.</param>
+/// <param name="Metrics">Logged metrics (TRL names) per step.</param>
+/// <param name="ResumedFrom">The checkpoint the run resumed from, or null.</param>
+public sealed record TrainResult(string FinalCheckpoint, long Steps, IReadOnlyList<MetricRow> Metrics, string? ResumedFrom);
+
+/// <summary>
+/// Stage-1 trainer: a DPO-family objective on preference pairs against stored reference log-probs. AdamW over flat
+/// buffers, warmup + cosine/linear schedule, gradient accumulation and clipping, length-bucketed batches, deterministic
+/// on CPU for a seed. Checkpoints (HF format + optimizer + trainer state) every save_steps and at the end; a run resumes
+/// from the latest checkpoint in its output folder and continues exactly as an uninterrupted run would. Cancellation
+/// stops at a step boundary after writing a checkpoint.
+/// </summary>
+public sealed class DpoTrainer(DpoTrainingOptions options)
+{
+    /// <summary>Trains <paramref name="policyDirectory"/> on <paramref name="pairs"/>; checkpoints go to <paramref name="outputDirectory"/>.</summary>
+    public TrainResult Train(string policyDirectory, IReadOnlyList<EncodedPair> pairs, IReadOnlyDictionary<string, ReferenceLogProbRow> reference,
+        string outputDirectory, IProgress<TrainProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        ArgumentNullException.ThrowIfNull(reference);
+        if (pairs.Count == 0) throw new ArgumentException("no training pairs", nameof(pairs));
+        var missing = pairs.Where(p => !reference.ContainsKey(p.Key)).Select(p => p.Key).Take(5).ToList();
+        if (missing.Count > 0) throw new InvalidDataException($"reference log-probs are missing for pair(s) {string.Join(", ", missing)}: run the reference pass on exactly these pairs.");
+        var objective = ObjectiveFactory.Create(options.Objective);
+
+        string? resumeFrom = Checkpoint.Latest(outputDirectory);
+        var state = resumeFrom is not null ? Checkpoint.ReadState(resumeFrom) : null;
+        var device = TorchRuntime.DefaultDevice();
+        ScalarType dtype = options.Dtype switch { "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, _ => device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32 };
+        TorchSharp.torch.manual_seed(options.Seed);
+        using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
+        model.train();
+        using var optimizer = new FlatAdamW(model.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings(WeightDecay: options.WeightDecay));
+        if (resumeFrom is not null) Checkpoint.LoadOptimizer(resumeFrom, optimizer);
+
+        var sampler = new LengthBucketSampler(pairs.Select(p => p.Length).ToList(), options.PerDeviceTrainBatchSize, options.Seed);
+        long stepsPerEpoch = Math.Max(1, sampler.BatchesPerEpoch / options.GradientAccumulationSteps);
+        long totalSteps = options.MaxSteps > 0 ? options.MaxSteps : stepsPerEpoch * options.NumTrainEpochs;
+        var schedule = new LearningRateSchedule(options.LearningRate, (long)Math.Ceiling(totalSteps * options.WarmupRatio), totalSteps, options.LrSchedulerType);
+        long step = state?.GlobalStep ?? 0;
+        var position = state is null ? new DataPosition(0, 0) : new DataPosition(state.Epoch, state.Batch);
+        int pad = model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault();
+        var metrics = new List<MetricRow>();
+        IReadOnlyList<int[]> epochBatches = sampler.Epoch(position.Epoch);
+        int epochOfBatches = position.Epoch;
+
+        void SaveCheckpoint() => Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
+            new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo" }, policyDirectory);
+
+        var clock = Stopwatch.StartNew();
+        long tokensSinceLog = 0;
+        while (step < totalSteps)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                SaveCheckpoint();
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+            var sums = new Dictionary<string, double>();
+            for (int micro = 0; micro < options.GradientAccumulationSteps; micro++)
+            {
+                if (position.Epoch != epochOfBatches) { epochBatches = sampler.Epoch(position.Epoch); epochOfBatches = position.Epoch; }
+                var batch = epochBatches[position.Batch].Select(i => pairs[i]).ToList();
+                position = Checkpoint.Advance(position, sampler.BatchesPerEpoch, 1);
+                using var scope = NewDisposeScope();
+                var items = batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
+                    .Concat(batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
+                using var inputs = CompletionBatch.Build(items, pad, device);
+                var scores = CompletionScorer.Score(model, inputs);                 // sums [2B] float32, with grad
+                int n = batch.Count;
+                var refRows = batch.Select(p => reference[p.Key]).ToList();
+                var preference = new PreferenceBatch(
+                    scores.LogprobSum.narrow(0, 0, n), scores.LogprobSum.narrow(0, n, n),
+                    tensor(refRows.Select(r => (float)r.ChosenLogps).ToArray(), float32, device),
+                    tensor(refRows.Select(r => (float)r.RejectedLogps).ToArray(), float32, device),
+                    scores.TokenCount.narrow(0, 0, n).clamp_min(1), scores.TokenCount.narrow(0, n, n).clamp_min(1),
+                    objective.NeedsDispersion ? tensor(refRows.Select(r => (float)r.Dispersion).ToArray(), float32, device) : null);
+                var output = objective.Compute(preference);
+                (output.Loss.mean() / options.GradientAccumulationSteps).backward();
+                foreach (var (k, v) in PreferenceMetrics.Compute(preference, objective, output))
+                    sums[k] = sums.GetValueOrDefault(k) + v / options.GradientAccumulationSteps;
+                tokensSinceLog += inputs.AttentionMask.sum().item<long>();
+            }
+            double gradNorm = options.MaxGradNorm > 0 ? optimizer.ClipGradNorm(options.MaxGradNorm).item<float>() : double.NaN;
+            double lr = schedule.At(step);
+            optimizer.StepWith(lr);
+            optimizer.ZeroGrad();
+            step++;
+
+            bool log = step % options.LoggingSteps == 0 || step == totalSteps;
+            var logged = new Dictionary<string, double>();
+            if (log)
+            {
+                logged = new Dictionary<string, double>(sums)
+                {
+                    ["learning_rate"] = lr,
+                    ["grad_norm"] = gradNorm,
+                    ["epoch"] = position.Epoch + (double)position.Batch / sampler.BatchesPerEpoch,
+                    ["tokens_per_second"] = tokensSinceLog / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
+                };
+                foreach (var (k, v) in logged) metrics.Add(new MetricRow { Stage = "dpo", Step = step, Name = k, Value = v });
+                clock.Restart();
+                tokensSinceLog = 0;
+                if (logged.Values.Any(double.IsNaN) && !double.IsNaN(gradNorm))
+                    throw new InvalidOperationException($"training diverged at step {step}: a metric is NaN ({string.Join(", ", logged.Where(kv => double.IsNaN(kv.Value)).Select(kv => kv.Key))}); lower the learning rate.");
+            }
+            progress?.Report(new TrainProgress(step, totalSteps, logged));
+            if (options.SaveSteps > 0 && step % options.SaveSteps == 0 && step < totalSteps) SaveCheckpoint();
+        }
+        SaveCheckpoint();
+        string final = Path.Combine(outputDirectory, $"checkpoint-{step}");
+        WriteChart(Path.Combine(outputDirectory, "loss.png"), metrics);
+        return new TrainResult(final, step, metrics, resumeFrom);
+    }
+
+    /// <summary>Loss and reward margin over steps.</summary>
+    internal static void WriteChart(string path, IReadOnlyList<MetricRow> metrics)
+    {
+        ChartSeries Series(string name) => new(name,
+            metrics.Where(m => m.Name == name).Select(m => (double)m.Step).ToArray(),
+            metrics.Where(m => m.Name == name).Select(m => m.Value).ToArray());
+        Charts.Lines(path, "DPO training", "step", "value", [Series("loss"), Series("rewards/margins"), Series("rewards/accuracies")]);
+    }
+
+    /// <summary>A one-line summary of logged metrics.</summary>
+    public static string Describe(IReadOnlyDictionary<string, double> m) => string.Join("  ",
+        new[] { "loss", "rewards/margins", "rewards/accuracies", "learning_rate" }.Where(m.ContainsKey)
+            .Select(k => string.Create(CultureInfo.InvariantCulture, $"{k}={m[k]:G4}")));
+}

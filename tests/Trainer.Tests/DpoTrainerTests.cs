@@ -1,0 +1,134 @@
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Tokenizers;
+using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Objectives;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Trainer.Tests;
+
+public sealed class DpoTrainerTests
+{
+    private static readonly string Policy = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo", "policy");
+
+    private static readonly string[] Titles = ["Driftwood", "Kite Season", "Velvet Hour", "Marble Coast", "Orchid Line", "The Long Table", "The Night Archive", "The Fourth Bell"];
+
+    /// <summary>Positive (chosen) and negative (rejected) reviews in the demo's style.</summary>
+    private static List<EncodedPair> Pairs()
+    {
+        var tokenizer = HfTokenizer.Load(Policy);
+        var encoder = new PairEncoder(new CompletionEncoder(tokenizer, null), 128, 32, TruncationMode.KeepEnd);
+        return Titles.SelectMany((t, i) => new[]
+        {
+            encoder.EncodeRendered($"p{i}a", $"Review of {t}:", " The acting was gripping. I found the music brilliant. A joy to watch.", " The pacing was tedious. Its dialogue felt flat. I hated it.").Pair!,
+            encoder.EncodeRendered($"p{i}b", $"Review of {t}:", " I found the story charming. Its cast felt excellent. I would watch it again.", " The ending was painful. I found the music lifeless. Not recommended.").Pair!,
+        }).ToList();
+    }
+
+    private static async Task<IReadOnlyDictionary<string, ReferenceLogProbRow>> Reference(List<EncodedPair> pairs, IArtifactStore? store = null) =>
+        (await ReferencePass.ComputeOrReuseAsync(store ?? new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName), "ref", pairs, Policy, 8)).Rows;
+
+    private static DpoTrainingOptions Options(string loss = "sigmoid", int steps = 12) => new()
+    {
+        Objective = new ObjectiveOptions { LossType = loss },
+        LearningRate = 2e-3, MaxSteps = steps, PerDeviceTrainBatchSize = 4, LoggingSteps = 1, WarmupRatio = 0, Seed = 5, MaxLength = 128, MaxPromptLength = 32,
+    };
+
+    private static string Out() => Directory.CreateTempSubdirectory("prefpipe-dpo-").FullName;
+
+    [Fact]
+    public async Task Train_Sigmoid_StartsAtLn2_LossFallsAndAccuracyRises()
+    {
+        var pairs = Pairs();
+        var result = new DpoTrainer(Options()).Train(Policy, pairs, await Reference(pairs), Out());
+
+        double Metric(long step, string name) => result.Metrics.Single(m => m.Step == step && m.Name == name).Value;
+        // Reference = the starting policy: every implicit reward is 0 before the first update, so the loss is ln 2.
+        Assert.Equal(Math.Log(2), Metric(1, "loss"), 4);
+        Assert.Equal(0, Metric(1, "rewards/margins"), 4);
+        double late = Enumerable.Range(10, 3).Average(s => Metric(s, "loss"));
+        Assert.True(late < 0.6, $"loss should fall from ln 2; mean of steps 10-12 = {late}");
+        Assert.True(Enumerable.Range(10, 3).Average(s => Metric(s, "rewards/accuracies")) > 0.7);
+        Assert.True(File.Exists(Path.Combine(result.FinalCheckpoint, "model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(result.FinalCheckpoint, "tokenizer.json")));
+        Assert.True(File.Exists(Path.Combine(Path.GetDirectoryName(result.FinalCheckpoint)!, "loss.png")));
+    }
+
+    [Theory]
+    [InlineData("sigmoid_norm")]
+    [InlineData("ipo")]
+    [InlineData("mipo")]
+    [InlineData("mallows_theta")]
+    [InlineData("mallows_phi")]
+    [InlineData("bcr")]
+    public async Task Train_EachObjective_RunsWithoutNaN(string loss)
+    {
+        var pairs = Pairs();
+        var options = Options(loss, steps: 3);
+        if (loss == "mipo") options.LearningRate = 1e-4;
+
+        var result = new DpoTrainer(options).Train(Policy, pairs, await Reference(pairs), Out());
+
+        Assert.All(result.Metrics.Where(m => m.Name != "grad_norm"), m => Assert.False(double.IsNaN(m.Value), $"{m.Name} at step {m.Step} is NaN"));
+        Assert.Equal(3, result.Steps);
+    }
+
+    [Fact]
+    public async Task Train_CancelledThenResumed_EqualsUninterruptedRun()
+    {
+        var pairs = Pairs();
+        var reference = await Reference(pairs);
+        string straight = Out(), interrupted = Out();
+
+        var uninterrupted = new DpoTrainer(Options(steps: 6)).Train(Policy, pairs, reference, straight);
+        using var cts = new CancellationTokenSource();
+        var progress = new SynchronousProgress(p => { if (p.Step == 3) cts.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => new DpoTrainer(Options(steps: 6)).Train(Policy, pairs, reference, interrupted, progress, cts.Token));
+        Assert.True(Directory.Exists(Path.Combine(interrupted, "checkpoint-3")));
+        var resumed = new DpoTrainer(Options(steps: 6)).Train(Policy, pairs, reference, interrupted);
+
+        Assert.EndsWith("checkpoint-3", resumed.ResumedFrom, StringComparison.Ordinal);
+        using var a = LlamaForCausalLM.Load(uninterrupted.FinalCheckpoint, CPU);
+        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs after resume");
+        Assert.Equal(uninterrupted.Metrics.Where(m => m.Step > 3 && m.Name == "loss").Select(m => Math.Round(m.Value, 6)),
+                     resumed.Metrics.Where(m => m.Name == "loss").Select(m => Math.Round(m.Value, 6)));
+    }
+
+    [Fact]
+    public async Task ReferencePass_SamePairsAndModel_IsReusedNotRecomputed()
+    {
+        var pairs = Pairs();
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
+
+        var first = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8);
+        var second = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8);
+        var fewer = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs.Take(4).ToList(), Policy, 8);
+
+        Assert.False(first.Reused);
+        Assert.True(second.Reused);
+        Assert.False(fewer.Reused);
+        Assert.Equal(first.Path, second.Path);
+        Assert.NotEqual(first.Path, fewer.Path);
+        var row = first.Rows["p0a"];
+        Assert.True(row.ChosenLogps < 0 && row.ChosenTokens == pairs[0].ChosenIds.Length);
+        Assert.InRange(row.Dispersion, 0.0001, 0.9999);
+    }
+
+    [Fact]
+    public void Train_MissingReferenceRows_SaysWhichPairs()
+    {
+        var pairs = Pairs();
+
+        var ex = Assert.Throws<InvalidDataException>(() => new DpoTrainer(Options()).Train(Policy, pairs, new Dictionary<string, ReferenceLogProbRow>(), Out()));
+
+        Assert.Contains("p0a", ex.Message, StringComparison.Ordinal);
+    }
+
+    private sealed class SynchronousProgress(Action<TrainProgress> report) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value) => report(value);
+    }
+}
