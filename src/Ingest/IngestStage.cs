@@ -11,6 +11,14 @@ using PrefPipe.Models.Tokenizers;
 
 namespace PrefPipe.Ingest;
 
+/// <summary>One input row for ingest.</summary>
+/// <param name="Row">0-based row (line) in the input.</param>
+/// <param name="Text">The prompt text (TRL standard), or null.</param>
+/// <param name="Messages">The conversation (TRL conversational), or null.</param>
+/// <param name="Extra">The row's other fields as JSON, kept with the prompt.</param>
+/// <param name="Error">Why the row could not be read (invalid JSON, wrong types), or null; such rows go to rejects.</param>
+public sealed record PromptInput(long Row, string? Text, IReadOnlyList<(string Role, string Content)>? Messages, string? Extra, string? Error = null);
+
 /// <summary>Progress of the ingest stage.</summary>
 /// <param name="PromptsDone">Prompts whose candidates are committed.</param>
 /// <param name="PromptsTotal">Valid prompts.</param>
@@ -40,7 +48,7 @@ public sealed class IngestStage(IngestOptions options)
     /// <param name="prefix">Output folder in the store, e.g. runs/RUN/ingest.</param>
     /// <param name="progress">Progress reports.</param>
     /// <param name="cancellationToken">Checked per batch and per decoding step.</param>
-    public async Task<IngestResult> RunAsync(IAsyncEnumerable<(long Row, string? Text, IReadOnlyList<(string Role, string Content)>? Messages, string? Extra)> prompts,
+    public async Task<IngestResult> RunAsync(IAsyncEnumerable<PromptInput> prompts,
         string source, string policyDirectory, IArtifactStore store, string prefix, IProgress<IngestProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
@@ -56,9 +64,14 @@ public sealed class IngestStage(IngestOptions options)
         var promptRows = new List<PromptRow>();
         var rejects = new List<RejectRow>();
         long rowsIn = 0;
-        await foreach (var (row, text, messages, extra) in prompts.WithCancellation(cancellationToken).ConfigureAwait(false))
+        await foreach (var (row, text, messages, extra, error) in prompts.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
             rowsIn++;
+            if (error is not null)
+            {
+                rejects.Add(new RejectRow { Stage = "ingest", Source = source, Row = row, Reason = error, Raw = extra });
+                continue;
+            }
             var raw = new RawPrompt(row, text, messages?.Select(m => new Turn(m.Role, m.Content)).ToList());
             var (prompt, rejection) = validator.Validate(raw);
             if (rejection is not null)
@@ -165,6 +178,6 @@ public sealed class IngestStage(IngestOptions options)
     }
 
     /// <summary>Formats counts for logs.</summary>
-    internal static string Describe(IngestResult r) => string.Create(CultureInfo.InvariantCulture,
+    public static string Describe(IngestResult r) => string.Create(CultureInfo.InvariantCulture,
         $"{r.RowsIn} rows in → {r.Prompts.Rows} prompts, {r.Rejects.Rows} rejected, {r.Candidates.Rows} candidates");
 }

@@ -116,6 +116,6 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
         new() { Stage = "rank", Source = source, Row = -1, Key = promptId, Reason = reason };
 
     /// <summary>Formats counts for logs.</summary>
-    internal static string Describe(RankingResult r) => string.Create(CultureInfo.InvariantCulture,
+    public static string Describe(RankingResult r) => string.Create(CultureInfo.InvariantCulture,
         $"{r.PromptsIn} prompts → {r.Preferences.Rows} pairs, {r.Unpaired.Rows} unpaired, {r.JudgeCalls} judge calls");
 }

@@ -43,7 +43,8 @@ public static class Checkpoint
     private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
 
     /// <summary>Writes a checkpoint folder.</summary>
-    public static void Save(string directory, LlamaForCausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource)
+    public static void Save(string directory, LlamaForCausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
+        IReadOnlyDictionary<string, Tensor>? extraTensors = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -55,6 +56,7 @@ public static class Checkpoint
         foreach (string f in TokenizerFiles)
             if (File.Exists(Path.Combine(tokenizerSource, f))) File.Copy(Path.Combine(tokenizerSource, f), Path.Combine(staging, f), overwrite: true);
         SafeTensorsWriter.Write(Path.Combine(staging, "optimizer.safetensors"), optimizer.StateDict());
+        if (extraTensors is not null) SafeTensorsWriter.Write(Path.Combine(staging, "extra.safetensors"), extraTensors);
         File.WriteAllText(Path.Combine(staging, "trainer_state.json"), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
         if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
         Directory.Move(staging, full);
@@ -78,6 +80,13 @@ public static class Checkpoint
         using var file = SafeTensorsFile.Open(Path.Combine(directory, "optimizer.safetensors"));
         using var scope = NewDisposeScope();
         optimizer.LoadStateDict(file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k)));
+    }
+
+    /// <summary>Reads extra.safetensors of a checkpoint (stage-specific state such as PPO's value model).</summary>
+    public static Dictionary<string, Tensor> LoadExtra(string directory)
+    {
+        using var file = SafeTensorsFile.Open(Path.Combine(directory, "extra.safetensors"));
+        return file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k).DetachFromDisposeScope());
     }
 
     /// <summary>The newest complete checkpoint-N folder under <paramref name="outputDirectory"/>, or null.</summary>

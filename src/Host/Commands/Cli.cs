@@ -24,6 +24,7 @@ internal static class Cli
         root.Subcommands.Add(TokenizeCommand.Create(console));
         root.Subcommands.Add(RewardCommand.Create(console));
         root.Subcommands.Add(ModelCommand.Create(console));
+        foreach (var command in RunCommands.Create(console)) root.Subcommands.Add(command);
         return root;
     }
 

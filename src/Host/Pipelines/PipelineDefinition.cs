@@ -104,6 +104,9 @@ internal sealed class TrainingSection
 
     /// <summary>Stage 1 (DPO family).</summary>
     public DpoTrainingOptions Stage1 { get; set; } = new();
+
+    /// <summary>Stage 2 (PPO).</summary>
+    public PrefPipe.Trainer.Ppo.PpoOptions Stage2 { get; set; } = new();
 }
 
 /// <summary>Evaluation on held-out prompts.</summary>

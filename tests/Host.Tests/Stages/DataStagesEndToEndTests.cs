@@ -13,14 +13,14 @@ public sealed class DataStagesEndToEndTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static async IAsyncEnumerable<(long, string?, IReadOnlyList<(string, string)>?, string?)> Prompts(int take, params string[] extraLines)
+    private static async IAsyncEnumerable<PromptInput> Prompts(int take, params string[] extraLines)
     {
         long row = 0;
         foreach (var line in File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(take).Concat(extraLines))
         {
             using var doc = JsonDocument.Parse(line);
             string? text = doc.RootElement.TryGetProperty("prompt", out var p) ? p.GetString() : null;
-            yield return (row++, text, null, line);
+            yield return new(row++, text, null, line);
         }
         await Task.CompletedTask;
     }

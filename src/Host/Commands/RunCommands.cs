@@ -1,0 +1,230 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Host.Runs;
+using Spectre.Console;
+
+namespace PrefPipe.Host.Commands;
+
+/// <summary><c>prefpipe run | resume | rerun | status | runs</c>.</summary>
+internal static class RunCommands
+{
+    public static IEnumerable<Command> Create(IAnsiConsole? console)
+    {
+        yield return Run(console);
+        yield return Resume(console);
+        yield return Rerun(console);
+        yield return Status(console);
+        yield return Runs(console);
+    }
+
+    private static Option<string?> StorageOption() => new("--storage") { Description = "Artifact store (default: the pipeline's storage, else ./runs)." };
+
+    private static Command Run(IAnsiConsole? console)
+    {
+        var file = new Argument<string>("pipeline") { Description = "Pipeline file, e.g. pipelines/demo.yaml." };
+        var runId = new Option<string?>("--run-id") { Description = "Run id (default: NAME-yyyyMMdd-HHmmss-xxxx)." };
+        var set = new Option<string[]>("--set") { Description = "Override a value: key.path=value (repeatable).", Arity = ArgumentArity.ZeroOrMore };
+        var from = new Option<string?>("--from") { Description = $"First stage to run ({string.Join(", ", Stages.All)})." };
+        var until = new Option<string?>("--until") { Description = "Last stage to run." };
+        var command = new Command("run", "Run a pipeline: ingest → rank → split → train (stage 1) → ppo (stage 2) → evaluate.") { file, runId, set, from, until };
+        command.SetAction((parse, ct) => Execute(console, async output =>
+        {
+            var pipeline = PipelineLoader.Load(parse.GetValue(file)!, parse.GetValue(set) ?? []);
+            CheckStage(parse.GetValue(from));
+            CheckStage(parse.GetValue(until));
+            string id = parse.GetValue(runId) ?? PipelineRunner.NewRunId(pipeline.Definition.Name);
+            return await RunAsync(output, pipeline, id, new RunScope(parse.GetValue(from), parse.GetValue(until)), ct).ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command Resume(IAnsiConsole? console)
+    {
+        var runId = new Option<string>("--run") { Description = "Run id.", Required = true };
+        var storage = StorageOption();
+        var command = new Command("resume", "Continue a crashed or cancelled run: completed stages are kept, the rest run (ingest and training resume mid-stage).") { runId, storage };
+        command.SetAction((parse, ct) => Execute(console, async output =>
+        {
+            var (pipeline, _) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
+            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(), ct).ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command Rerun(IAnsiConsole? console)
+    {
+        var runId = new Option<string>("--run") { Description = "Run id.", Required = true };
+        var stage = new Option<string>("--stage") { Description = "Stage to rerun.", Required = true };
+        var downstream = new Option<bool>("--downstream") { Description = "Also rerun the stages after it." };
+        var storage = StorageOption();
+        var command = new Command("rerun", "Rerun one stage of a run (and, on request, those after it), reusing the artifacts upstream.") { runId, stage, downstream, storage };
+        command.SetAction((parse, ct) => Execute(console, async output =>
+        {
+            string s = parse.GetValue(stage)!;
+            CheckStage(s);
+            var (pipeline, _) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
+            var force = Stages.All.SkipWhile(x => x != s).Take(parse.GetValue(downstream) ? int.MaxValue : 1).ToHashSet();
+            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct).ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command Status(IAnsiConsole? console)
+    {
+        var runId = new Option<string?>("--run") { Description = "Run id (default: the newest run)." };
+        var storage = StorageOption();
+        var json = new Option<bool>("--json") { Description = "Print run.json plus the evaluation's win_rate, mean_reward_start, mean_reward_final." };
+        var command = new Command("status", "Stages, durations and row counts of a run.") { runId, storage, json };
+        command.SetAction((parse, ct) => Execute(console, async output =>
+        {
+            var store = OpenStore(parse.GetValue(storage));
+            string? id = parse.GetValue(runId) ?? (await ListRunsAsync(store, ct).ConfigureAwait(false)).LastOrDefault();
+            var run = id is null ? null : await RunRecord.LoadAsync(store, id, ct).ConfigureAwait(false);
+            if (run is null) throw new ArgumentException(id is null ? $"no runs in {store.Location}" : $"run '{id}' not found in {store.Location}");
+            if (parse.GetValue(json))
+            {
+                var eval = run.Stage(Stages.Evaluate).Summary;
+                var doc = new Dictionary<string, object?>
+                {
+                    ["run"] = run,
+                    ["win_rate"] = eval.TryGetValue("win_rate", out var w) ? w : null,
+                    ["mean_reward_start"] = eval.TryGetValue("mean_reward_start", out var s) ? s : null,
+                    ["mean_reward_final"] = eval.TryGetValue("mean_reward_final", out var f) ? f : null,
+                };
+                output.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+                output.Profile.Out.Writer.Flush();
+            }
+            else
+            {
+                Summary(output, run);
+            }
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static Command Runs(IAnsiConsole? console)
+    {
+        var storage = StorageOption();
+        var command = new Command("runs", "List runs in the store.") { storage };
+        command.SetAction((parse, ct) => Execute(console, async output =>
+        {
+            var store = OpenStore(parse.GetValue(storage));
+            var table = new Table().AddColumn("run").AddColumn("pipeline").AddColumn("status").AddColumn("created");
+            foreach (string id in await ListRunsAsync(store, ct).ConfigureAwait(false))
+                if (await RunRecord.LoadAsync(store, id, ct).ConfigureAwait(false) is { } r)
+                    table.AddRow(Markup.Escape(r.RunId), Markup.Escape(r.Pipeline), r.Status, r.Created.ToString("u", CultureInfo.InvariantCulture));
+            output.Write(table);
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct)
+    {
+        var store = OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
+        output.MarkupLine($"[bold]run {Markup.Escape(runId)}[/] ({Markup.Escape(pipeline.File)}) → {Markup.Escape(store.Location)}");
+        var runner = new PipelineRunner(pipeline, store, line => output.WriteLine(line));
+        RunRecord run;
+        try
+        {
+            run = await runner.RunAsync(runId, scope, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            output.MarkupLine($"[yellow]cancelled[/]: continue with [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
+            return Cli.ExitCodes.Failed;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or ArgumentException or FileNotFoundException or System.ComponentModel.DataAnnotations.ValidationException)
+        {
+            output.MarkupLine($"[red]failed[/]: {Markup.Escape(ex.Message)}");
+            output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
+            if (await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false) is { } failed) Summary(output, failed);
+            return Cli.ExitCodes.Failed;
+        }
+        Summary(output, run);
+        return Cli.ExitCodes.Ok;
+    }
+
+    /// <summary>The end-of-run table: rows per stage, split fractions, win rate, rewards, wall time.</summary>
+    internal static void Summary(IAnsiConsole output, RunRecord run)
+    {
+        var table = new Table().Border(TableBorder.Rounded).Title($"run {Markup.Escape(run.RunId)}: {run.Status}")
+            .AddColumn("stage").AddColumn("status").AddColumn(new TableColumn("rows in").RightAligned()).AddColumn(new TableColumn("out").RightAligned())
+            .AddColumn(new TableColumn("rejected").RightAligned()).AddColumn(new TableColumn("seconds").RightAligned()).AddColumn("notes");
+        foreach (var s in run.Stages)
+        {
+            string notes = string.Join(", ", s.Summary.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:G4}")).Take(6));
+            if (s.Error is not null) notes = "[red]" + Markup.Escape(s.Error) + "[/]";
+            else notes = Markup.Escape(notes);
+            table.AddRow(s.Name, s.Status, N(s.RowsIn), N(s.RowsOut), N(s.RowsRejected), s.Seconds.ToString("F1", CultureInfo.InvariantCulture), notes);
+        }
+        output.Write(table);
+        var eval = run.Stage(Stages.Evaluate).Summary;
+        if (eval.TryGetValue("win_rate", out double win))
+            output.MarkupLine(string.Create(CultureInfo.InvariantCulture,
+                $"[bold]win rate of the final policy over the start: {win * 100:F1}%[/]; mean reward {eval["mean_reward_start"]:F3} → {eval["mean_reward_final"]:F3}; KL {eval["mean_kl"]:F3}; total {run.Stages.Sum(s => s.Seconds):F0} s"));
+
+        static string N(long n) => n.ToString(CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<(LoadedPipeline, IArtifactStore)> LoadRunPipelineAsync(string? storage, string runId, CancellationToken ct)
+    {
+        var store = OpenStore(storage);
+        ArtifactPath.ValidateName(runId, "run id");
+        string path = $"{runId}/pipeline.yaml";
+        if (!await store.ExistsAsync(path, ct).ConfigureAwait(false))
+            throw new ArgumentException($"run '{runId}' not found in {store.Location} (no {path}); pass --storage if the run lives elsewhere");
+        string temp = Path.Combine(Path.GetTempPath(), $"prefpipe-{runId}-{Guid.NewGuid():N}.yaml");
+        await using (var s = await store.OpenReadAsync(path, ct).ConfigureAwait(false))
+        await using (var f = File.Create(temp))
+            await s.CopyToAsync(f, ct).ConfigureAwait(false);
+        // The saved file's relative paths were resolved against the original pipeline folder: keep that folder.
+        var original = PipelineLoader.Load(temp, [], _ => null);
+        return (original, store);
+    }
+
+    private static async Task<List<string>> ListRunsAsync(IArtifactStore store, CancellationToken ct)
+    {
+        var ids = new List<string>();
+        await foreach (string path in store.ListAsync("", ct).ConfigureAwait(false))
+            if (path.EndsWith("/run.json", StringComparison.Ordinal) && path.Count(c => c == '/') == 1) ids.Add(path.Split('/')[0]);
+        return ids.OrderBy(x => x, StringComparer.Ordinal).ToList();
+    }
+
+    internal static IArtifactStore OpenStore(string? location)
+    {
+        location ??= Environment.GetEnvironmentVariable("PREFPIPE_STORAGE") ?? "./runs";
+        if (location.Contains("://", StringComparison.Ordinal))
+            throw new ArgumentException($"storage '{location}': Azure Blob stores are opened by the artifacts layer (az:// and https://); this build runs pipelines on local folders only");
+        return new LocalArtifactStore(location);
+    }
+
+    private static void CheckStage(string? stage)
+    {
+        if (stage is not null && !Stages.All.Contains(stage))
+            throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
+    }
+
+    private static async Task<int> Execute(IAnsiConsole? console, Func<IAnsiConsole, Task<int>> action)
+    {
+        var output = console ?? AnsiConsole.Console;
+        try
+        {
+            return await action(output).ConfigureAwait(false);
+        }
+        catch (PipelineFileException ex)
+        {
+            Console.Error.WriteLine($"prefpipe: {ex.Message}");
+            return Cli.ExitCodes.Usage;
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine($"prefpipe: {ex.Message}");
+            return Cli.ExitCodes.Usage;
+        }
+    }
+}

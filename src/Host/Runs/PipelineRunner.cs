@@ -1,0 +1,293 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Ingest;
+using PrefPipe.Models.Tokenizers;
+using PrefPipe.Ranking;
+using PrefPipe.Splitter;
+using PrefPipe.Trainer;
+using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Evaluation;
+using PrefPipe.Trainer.Ppo;
+
+namespace PrefPipe.Host.Runs;
+
+/// <summary>Stage names in order.</summary>
+internal static class Stages
+{
+    public const string Ingest = "ingest", Rank = "rank", Split = "split", Train = "train", Ppo = "ppo", Evaluate = "evaluate";
+
+    public static readonly IReadOnlyList<string> All = [Ingest, Rank, Split, Train, Ppo, Evaluate];
+}
+
+/// <summary>Which part of the pipeline to run.</summary>
+/// <param name="From">First stage to (re)run; earlier ones are reused from the run.</param>
+/// <param name="Until">Last stage to run.</param>
+/// <param name="Force">Stages to rerun even when their inputs and config are unchanged.</param>
+internal sealed record RunScope(string? From = null, string? Until = null, IReadOnlySet<string>? Force = null);
+
+/// <summary>
+/// Runs a pipeline's stages in order under one run id, with Parquet artifacts between them and run.json recording
+/// lineage (config hash, code version, artifact hashes) and the counts that prove nothing was lost. A stage whose config
+/// and inputs are unchanged since it last completed in this run is skipped; a crashed run resumes where it stopped.
+/// </summary>
+internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore store, Action<string> log)
+{
+    private PipelineDefinition D => pipeline.Definition;
+
+    public static string CodeVersion() =>
+        typeof(PipelineRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+
+    public static string NewRunId(string pipelineName) =>
+        $"{pipelineName}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{RandomNumberGenerator.GetHexString(4, lowercase: true)}";
+
+    public async Task<RunRecord> RunAsync(string runId, RunScope scope, CancellationToken cancellationToken = default)
+    {
+        ArtifactPath.ValidateName(runId, "run id");
+        string configHash = Hash(pipeline.CanonicalYaml);
+        var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false);
+        if (run is null)
+        {
+            run = new RunRecord
+            {
+                RunId = runId, Pipeline = D.Name, ConfigHash = configHash, CodeVersion = CodeVersion(), Created = DateTimeOffset.UtcNow,
+                Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
+            };
+            await CommitTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
+        }
+        run.Status = "running";
+        await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
+        string prefix = runId;
+        string work = WorkDirectory(runId);
+        int from = scope.From is null ? 0 : Stages.All.ToList().IndexOf(scope.From);
+        int until = scope.Until is null ? Stages.All.Count - 1 : Stages.All.ToList().IndexOf(scope.Until);
+        bool Selected(string s) { int i = Stages.All.ToList().IndexOf(s); return i >= from && i <= until; }
+        string plan = D.Training.Plan;
+
+        try
+        {
+            // 1. Ingest
+            string policy = pipeline.Resolve(D.Models.Policy);
+            string rewardDir = pipeline.Resolve(D.Models.Reward);
+            string promptsPath = pipeline.Resolve(D.Inputs.Prompts);
+            await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), [Json(D.Ingest), FileHash(promptsPath), DirHash(policy)], scope, async (rec, ct) =>
+            {
+                var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"));
+                var r = await new IngestStage(D.Ingest).RunAsync(PromptInputs.ReadAsync(promptsPath, ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
+                rec.RowsIn = r.RowsIn; rec.RowsOut = r.Prompts.Rows; rec.RowsRejected = r.Rejects.Rows;
+                rec.Outputs = [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)];
+                rec.Summary["candidates"] = r.Candidates.Rows;
+                log($"  {IngestStage.Describe(r)}");
+            }, cancellationToken).ConfigureAwait(false);
+
+            // 2. Rank
+            await StageAsync(run, Stages.Rank, Selected(Stages.Rank), [Json(D.Ranking), Output(run, Stages.Ingest, "candidates"), DirHash(rewardDir)], scope, async (rec, ct) =>
+            {
+                var options = new RankingOptions { Judge = D.Ranking.Judge, TieEpsilon = D.Ranking.TieEpsilon, Reward = D.Ranking.Reward, Llm = D.Ranking.Llm };
+                var r = await new RankingStage(options).RunAsync(store, $"{prefix}/ingest/candidates.parquet", rewardDir, $"{prefix}/rank", null, ct).ConfigureAwait(false);
+                rec.RowsIn = r.PromptsIn; rec.RowsOut = r.Preferences.Rows; rec.RowsRejected = r.Unpaired.Rows;
+                rec.Outputs = [ArtifactRecord.From("scored_candidates", r.Scored), ArtifactRecord.From("comparisons", r.Comparisons), ArtifactRecord.From("preferences", r.Preferences), ArtifactRecord.From("unpaired", r.Unpaired)];
+                rec.Summary["judge_calls"] = r.JudgeCalls;
+                log($"  {r.PromptsIn} prompts → {r.Preferences.Rows} pairs, {r.Unpaired.Rows} unpaired, {r.JudgeCalls} judge calls");
+            }, cancellationToken).ConfigureAwait(false);
+
+            // 3. Split
+            await StageAsync(run, Stages.Split, Selected(Stages.Split), [Json(D.Split), Output(run, Stages.Rank, "preferences")], scope, async (rec, ct) =>
+            {
+                var r = await new SplitterStage(D.Split).RunAsync(store, $"{prefix}/rank/preferences.parquet", $"{prefix}/split", Path.Combine(work, "split"), ct).ConfigureAwait(false);
+                rec.RowsIn = r.PairsIn; rec.RowsOut = r.Easy.Rows + r.Difficult.Rows; rec.RowsRejected = r.Dropped.Rows;
+                rec.Outputs = [ArtifactRecord.From("easy", r.Easy), ArtifactRecord.From("difficult", r.Difficult), ArtifactRecord.From("dropped", r.Dropped)];
+                rec.Summary["easy_fraction"] = r.Report.EasyFraction;
+                rec.Summary["difficult_fraction"] = r.Report.DifficultFraction;
+                log($"  {r.PairsIn} pairs → easy {r.Easy.Rows}, difficult {r.Difficult.Rows}, dropped {r.Dropped.Rows} (threshold {r.Report.Threshold:G4})");
+            }, cancellationToken).ConfigureAwait(false);
+
+            // 4. Stage 1: DPO family (mpo: easy pairs; dpo: all pairs).
+            string reference = D.Models.Reference is { } refDir ? pipeline.Resolve(refDir) : policy;
+            string stage1Out = Path.Combine(work, "train");
+            bool trains = plan is "mpo" or "dpo";
+            string pairsArtifact = plan == "dpo" ? $"{prefix}/rank/preferences.parquet" : $"{prefix}/split/easy.parquet";
+            await StageAsync(run, Stages.Train, Selected(Stages.Train) && trains, [Json(D.Training.Stage1), plan, Output(run, plan == "dpo" ? Stages.Rank : Stages.Split, plan == "dpo" ? "preferences" : "easy"), DirHash(reference)], scope, async (rec, ct) =>
+            {
+                var rows = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, pairsArtifact, ct).ConfigureAwait(false);
+                var tokenizer = HfTokenizer.Load(policy);
+                var encoder = new PairEncoder(new CompletionEncoder(tokenizer, null), D.Training.Stage1.MaxLength, D.Training.Stage1.MaxPromptLength, D.Training.Stage1.TruncationMode);
+                var pairs = new List<EncodedPair>();
+                var rejects = new List<RejectRow>();
+                foreach (var row in rows)
+                {
+                    var (pair, rejection) = encoder.EncodeRendered(row.PromptId, row.Prompt, row.Chosen, row.Rejected);
+                    if (pair is not null) pairs.Add(pair);
+                    else rejects.Add(new RejectRow { Stage = "train", Source = pairsArtifact, Key = rejection!.Key, Reason = rejection.Reason });
+                }
+                var rejectInfo = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/rejects.parquet", rejects, cancellationToken: ct).ConfigureAwait(false);
+                rec.RowsIn = rows.Count; rec.RowsOut = pairs.Count; rec.RowsRejected = rejects.Count;
+                if (pairs.Count == 0) throw new InvalidOperationException($"stage 1 has no trainable pairs in {pairsArtifact} ({rejects.Count} rejected); lower split.threshold or raise ingest.candidates_per_prompt.");
+                var (refRows, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, $"{prefix}/train", pairs, reference, D.Training.Stage1.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
+                log($"  reference log-probs for {pairs.Count} pairs {(reused ? "reused" : "computed")}: {refPath}");
+                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); });
+                var result = new DpoTrainer(D.Training.Stage1).Train(policy, pairs, refRows, stage1Out, progress, ct);
+                var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), new ArtifactRecord("model", result.FinalCheckpoint, 0, "")];
+                rec.Summary["steps"] = result.Steps;
+                foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
+            }, cancellationToken).ConfigureAwait(false);
+
+            // 5. Stage 2: PPO (mpo: difficult prompts from the stage-1 model, referenced to it; ppo: all prompts from the SFT model).
+            string stage1Model = trains ? Checkpoint.Latest(stage1Out) ?? throw new InvalidOperationException("stage 1 left no checkpoint") : policy;
+            bool ppo = plan is "mpo" or "ppo";
+            string ppoOut = Path.Combine(work, "ppo");
+            string ppoSource = plan == "ppo" ? $"{prefix}/ingest/prompts.parquet" : $"{prefix}/split/difficult.parquet";
+            await StageAsync(run, Stages.Ppo, Selected(Stages.Ppo) && ppo, [Json(D.Training.Stage2), plan, Output(run, plan == "ppo" ? Stages.Ingest : Stages.Split, plan == "ppo" ? "prompts" : "difficult"), Output(run, Stages.Train, "model")], scope, async (rec, ct) =>
+            {
+                var prompts = plan == "ppo"
+                    ? (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt ?? "")).ToList()
+                    : (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt)).ToList();
+                rec.RowsIn = prompts.Count; rec.RowsOut = prompts.Count;
+                if (prompts.Count == 0) throw new InvalidOperationException($"stage 2 has no prompts in {ppoSource}.");
+                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); });
+                var result = new PpoTrainer(D.Training.Stage2).Train(stage1Model, stage1Model, rewardDir, prompts, ppoOut, progress, ct);
+                var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/ppo/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), new ArtifactRecord("model", result.FinalCheckpoint, 0, "")];
+                rec.Summary["steps"] = result.Steps;
+            }, cancellationToken).ConfigureAwait(false);
+
+            // 6. Evaluate the final policy against the start on held-out prompts.
+            string finalModel = ppo ? Checkpoint.Latest(ppoOut) ?? stage1Model : stage1Model;
+            bool evaluate = D.Inputs.EvalPrompts is not null && plan != "none";
+            await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), D.Inputs.EvalPrompts ?? "", finalModel, Output(run, ppo ? Stages.Ppo : Stages.Train, "model")], scope, async (rec, ct) =>
+            {
+                var prompts = new List<(string, string)>();
+                await foreach (var p in PromptInputs.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), ct).ConfigureAwait(false))
+                    if (p.Error is null && !string.IsNullOrWhiteSpace(p.Text)) prompts.Add(($"eval-{p.Row}", p.Text!));
+                var e = D.Evaluation;
+                string chart = Path.Combine(work, "evaluate", "reward_distributions.png");
+                var (summary, rows) = PolicyEvaluator.Evaluate(policy, finalModel, rewardDir, prompts,
+                    new EvaluationOptions(e.SamplesPerPrompt, e.MaxNewTokens, e.Temperature, e.Seed), chart, ct);
+                var info = await ParquetArtifacts.WriteAsync(store, $"{prefix}/evaluate/samples.parquet", rows, cancellationToken: ct).ConfigureAwait(false);
+                await store.CommitAsync($"{prefix}/evaluate/reward_distributions.png", chart, ct).ConfigureAwait(false);
+                rec.RowsIn = prompts.Count; rec.RowsOut = prompts.Count;
+                rec.Outputs = [ArtifactRecord.From("samples", info)];
+                rec.Summary["win_rate"] = summary.WinRate;
+                rec.Summary["mean_reward_start"] = summary.MeanRewardStart;
+                rec.Summary["mean_reward_final"] = summary.MeanRewardFinal;
+                rec.Summary["mean_kl"] = summary.MeanKl;
+                log(string.Create(CultureInfo.InvariantCulture, $"  win rate {summary.WinRate:P1}, mean reward {summary.MeanRewardStart:F3} → {summary.MeanRewardFinal:F3}, KL {summary.MeanKl:F3}"));
+            }, cancellationToken).ConfigureAwait(false);
+
+            run.Status = "completed";
+        }
+        catch (OperationCanceledException)
+        {
+            run.Status = "cancelled";
+            throw;
+        }
+        catch
+        {
+            run.Status = "failed";
+            throw;
+        }
+        finally
+        {
+            await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
+        }
+        return run;
+    }
+
+    private async Task StageAsync(RunRecord run, string name, bool selected, IEnumerable<string> keyParts, RunScope scope,
+        Func<StageRecord, CancellationToken, Task> body, CancellationToken cancellationToken)
+    {
+        var rec = run.Stage(name);
+        if (!selected)
+        {
+            if (rec.Status is "pending") rec.Status = "skipped";
+            log($"{name}: {(rec.Status == "completed" ? "kept from earlier" : "not in this run")}");
+            return;
+        }
+        string key = Hash(string.Join('\u001f', keyParts.Append(CodeVersion())));
+        bool forced = scope.Force?.Contains(name) == true;
+        if (!forced && rec.Status == "completed" && rec.Key == key)
+        {
+            log($"{name}: unchanged since it completed (cached)");
+            return;
+        }
+        log($"{name}: running");
+        rec.Status = "running";
+        rec.Started = DateTimeOffset.UtcNow;
+        rec.Error = null;
+        rec.Summary.Clear();
+        await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            await body(rec, cancellationToken).ConfigureAwait(false);
+            rec.Status = "completed";
+            rec.Key = key;
+        }
+        catch (Exception ex)
+        {
+            rec.Status = ex is OperationCanceledException ? "cancelled" : "failed";
+            rec.Error = ex.Message;
+            throw;
+        }
+        finally
+        {
+            rec.Seconds = clock.Elapsed.TotalSeconds;
+            rec.Finished = DateTimeOffset.UtcNow;
+            await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
+        }
+        if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
+        log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));
+    }
+
+    private string WorkDirectory(string runId) => store is LocalArtifactStore
+        ? Path.Combine(Path.GetFullPath(pipeline.Resolve(D.Storage)), runId)
+        : Path.Combine(Path.GetTempPath(), "prefpipe", runId);
+
+    private static string Output(RunRecord run, string stage, string name) =>
+        run.Stage(stage).Outputs.FirstOrDefault(o => o.Name == name) is { } o ? $"{o.Uri}:{o.Sha256}" : "";
+
+    private static string Json(object value) => JsonSerializer.Serialize(value);
+
+    private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
+
+    private static string FileHash(string path) => File.Exists(path) ? Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)))[..16] : path;
+
+    private static string DirHash(string dir) => string.Join(",", Directory.Exists(dir)
+        ? Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)}:{new FileInfo(f).Length}:{File.GetLastWriteTimeUtc(f).Ticks}")
+        : [dir]);
+
+    private async Task CommitTextAsync(string path, string text, CancellationToken cancellationToken)
+    {
+        string temp = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(temp, text, cancellationToken).ConfigureAwait(false);
+            await store.CommitAsync(path, temp, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    /// <summary>Reports at most once a second (and always the last value), so logs stay short.</summary>
+    private sealed class Throttled<T>(Action<T> report) : IProgress<T>
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+        public void Report(T value)
+        {
+            if (_clock.Elapsed < TimeSpan.FromSeconds(2)) return;
+            _clock.Restart();
+            report(value);
+        }
+    }
+}

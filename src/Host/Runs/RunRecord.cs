@@ -1,0 +1,76 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Storage;
+
+namespace PrefPipe.Host.Runs;
+
+/// <summary>One stage of a run as recorded in run.json.</summary>
+internal sealed record StageRecord
+{
+    [JsonPropertyName("name")] public string Name { get; init; } = "";
+    [JsonPropertyName("status")] public string Status { get; set; } = "pending";
+    [JsonPropertyName("key")] public string? Key { get; set; }
+    [JsonPropertyName("started")] public DateTimeOffset? Started { get; set; }
+    [JsonPropertyName("finished")] public DateTimeOffset? Finished { get; set; }
+    [JsonPropertyName("seconds")] public double Seconds { get; set; }
+    [JsonPropertyName("rows_in")] public long RowsIn { get; set; }
+    [JsonPropertyName("rows_out")] public long RowsOut { get; set; }
+    [JsonPropertyName("rows_rejected")] public long RowsRejected { get; set; }
+    [JsonPropertyName("outputs")] public List<ArtifactRecord> Outputs { get; set; } = [];
+    [JsonPropertyName("summary")] public Dictionary<string, double> Summary { get; set; } = [];
+    [JsonPropertyName("error")] public string? Error { get; set; }
+
+    /// <summary>rows in = rows out + rows rejected: nothing was lost.</summary>
+    [JsonPropertyName("balanced")] public bool Balanced => RowsIn == RowsOut + RowsRejected;
+}
+
+/// <summary>An artifact in run.json.</summary>
+internal sealed record ArtifactRecord(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("uri")] string Uri,
+    [property: JsonPropertyName("rows")] long Rows,
+    [property: JsonPropertyName("sha256")] string Sha256)
+{
+    public static ArtifactRecord From(string name, ArtifactInfo info) => new(name, info.Uri, info.Rows, info.Sha256);
+}
+
+/// <summary>run.json: the run's lineage and state, next to its artifacts.</summary>
+internal sealed record RunRecord
+{
+    [JsonPropertyName("run_id")] public string RunId { get; init; } = "";
+    [JsonPropertyName("pipeline")] public string Pipeline { get; init; } = "";
+    [JsonPropertyName("config_hash")] public string ConfigHash { get; init; } = "";
+    [JsonPropertyName("code_version")] public string CodeVersion { get; init; } = "";
+    [JsonPropertyName("created")] public DateTimeOffset Created { get; init; }
+    [JsonPropertyName("status")] public string Status { get; set; } = "running";
+    [JsonPropertyName("stages")] public List<StageRecord> Stages { get; init; } = [];
+
+    public StageRecord Stage(string name) => Stages.First(s => s.Name == name);
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public static string PathOf(string runId) => $"{runId}/run.json";
+
+    public async Task SaveAsync(IArtifactStore store, CancellationToken cancellationToken)
+    {
+        string temp = System.IO.Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(temp, JsonSerializer.Serialize(this, Json), cancellationToken).ConfigureAwait(false);
+            await store.CommitAsync(PathOf(RunId), temp, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    public static async Task<RunRecord?> LoadAsync(IArtifactStore store, string runId, CancellationToken cancellationToken)
+    {
+        string path = PathOf(ArtifactPath.ValidateName(runId, "run id"));
+        if (!await store.ExistsAsync(path, cancellationToken).ConfigureAwait(false)) return null;
+        await using var stream = await store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
+        return await JsonSerializer.DeserializeAsync<RunRecord>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+}

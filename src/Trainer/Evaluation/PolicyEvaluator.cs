@@ -1,0 +1,120 @@
+using System.Text.Json.Serialization;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Models.Generation;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Reward;
+using PrefPipe.Models.Scoring;
+using PrefPipe.Models.Tokenizers;
+using PrefPipe.Reporting;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Trainer.Evaluation;
+
+/// <summary>Evaluation options.</summary>
+/// <param name="SamplesPerPrompt">Samples per prompt from each policy.</param>
+/// <param name="MaxNewTokens">New tokens per sample.</param>
+/// <param name="Temperature">Sampling temperature.</param>
+/// <param name="Seed">Seed; sample i of a prompt uses the same seed for both policies.</param>
+public sealed record EvaluationOptions(int SamplesPerPrompt = 1, int MaxNewTokens = 64, double Temperature = 1.0, long Seed = 7);
+
+/// <summary>The outcome of comparing the final policy with the starting one on held-out prompts.</summary>
+public sealed record EvaluationSummary
+{
+    /// <summary>Fraction of (prompt, sample) pairs where the final policy's sample has the higher reward; ties count ½.</summary>
+    [JsonPropertyName("win_rate")] public double WinRate { get; init; }
+
+    /// <summary>Mean reward of the starting policy's samples.</summary>
+    [JsonPropertyName("mean_reward_start")] public double MeanRewardStart { get; init; }
+
+    /// <summary>Mean reward of the final policy's samples.</summary>
+    [JsonPropertyName("mean_reward_final")] public double MeanRewardFinal { get; init; }
+
+    /// <summary>Mean over the final policy's samples of Σ_t (log π_final − log π_start): a Monte-Carlo KL(final ‖ start).</summary>
+    [JsonPropertyName("mean_kl")] public double MeanKl { get; init; }
+
+    /// <summary>Samples per policy.</summary>
+    [JsonPropertyName("samples")] public int Samples { get; init; }
+}
+
+/// <summary>
+/// Samples from the starting and the final policy on held-out prompts, scores both with the reward model, and reports
+/// the win rate of final over start, the mean rewards and the mean KL; also a PNG of the two reward distributions.
+/// </summary>
+public static class PolicyEvaluator
+{
+    /// <summary>Runs the evaluation. Prompts are plain texts (the policies' chat template is applied when they have one).</summary>
+    public static (EvaluationSummary Summary, IReadOnlyList<EvaluationRow> Rows) Evaluate(string startPolicy, string finalPolicy, string rewardModel,
+        IReadOnlyList<(string PromptId, string Prompt)> prompts, EvaluationOptions options, string? chartPath = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        var tokenizer = HfTokenizer.LoadHf(startPolicy);
+        var encoder = new CompletionEncoder(tokenizer, null, tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : null);
+        var requests = prompts.SelectMany(p => Enumerable.Range(0, options.SamplesPerPrompt).Select(i =>
+            (p.PromptId, p.Prompt, Index: i, Request: new GenerationRequest(encoder.EncodeRendered(p.Prompt, "").PromptIds, options.Seed * 1_000_003 + i * 7919 + StableHash(p.PromptId))))).ToList();
+        var generation = new GenerationOptions { MaxNewTokens = options.MaxNewTokens, Temperature = Math.Max(1e-6, options.Temperature), Greedy = options.Temperature == 0 };
+
+        List<GenerationResult> Sample(string dir)
+        {
+            using var model = LlamaForCausalLM.Load(dir);
+            var generator = new TextGenerator(model, tokenizer.PadTokenId ?? model.Config.PadTokenId ?? 0, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
+            var results = new List<GenerationResult>();
+            foreach (var chunk in requests.Chunk(32))
+                results.AddRange(generator.Generate(chunk.Select(c => c.Request).ToList(), generation, cancellationToken));
+            return results;
+        }
+        var start = Sample(startPolicy);
+        var final = Sample(finalPolicy);
+
+        // KL(final ‖ start) on the final policy's samples: log π_final from generation, log π_start scored on the same tokens.
+        var kl = new double[final.Count];
+        using (var startModel = LlamaForCausalLM.Load(startPolicy))
+        using (no_grad())
+        {
+            int pad = tokenizer.PadTokenId ?? startModel.Config.PadTokenId ?? 0;
+            for (int i = 0; i < final.Count; i += 32)
+            {
+                using var scope = NewDisposeScope();
+                var idx = Enumerable.Range(i, Math.Min(32, final.Count - i)).Where(j => final[j].NewIds.Count > 0).ToList();
+                if (idx.Count == 0) continue;
+                using var batch = CompletionBatch.Build(idx.Select(j => (requests[j].Request.PromptIds, final[j].NewIds)).ToList(), pad, startModel.Device);
+                var startLogp = CompletionScorer.Score(startModel, batch).LogprobSum.cpu().data<float>().ToArray();
+                for (int k = 0; k < idx.Count; k++) kl[idx[k]] = final[idx[k]].Logprobs.Sum(x => (double)x) - startLogp[k];
+            }
+        }
+
+        var rewardTokenizer = HfTokenizer.Load(rewardModel);
+        using var reward = OnnxRewardModel.Load(rewardModel, rewardTokenizer);
+        var startScores = reward.ScoreTexts(requests.Select((r, i) => r.Prompt + (start[i].Text ?? "")).ToList(), cancellationToken: cancellationToken).Scores;
+        var finalScores = reward.ScoreTexts(requests.Select((r, i) => r.Prompt + (final[i].Text ?? "")).ToList(), cancellationToken: cancellationToken).Scores;
+
+        var rows = new List<EvaluationRow>();
+        double wins = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            wins += finalScores[i] > startScores[i] ? 1 : finalScores[i] == startScores[i] ? 0.5 : 0;
+            rows.Add(new EvaluationRow { PromptId = requests[i].PromptId, Policy = "start", SampleIndex = requests[i].Index, Response = start[i].Text ?? "", Reward = startScores[i], Kl = 0 });
+            rows.Add(new EvaluationRow { PromptId = requests[i].PromptId, Policy = "final", SampleIndex = requests[i].Index, Response = final[i].Text ?? "", Reward = finalScores[i], Kl = kl[i] });
+        }
+        var summary = new EvaluationSummary
+        {
+            WinRate = requests.Count == 0 ? double.NaN : wins / requests.Count,
+            MeanRewardStart = startScores.Average(x => (double)x),
+            MeanRewardFinal = finalScores.Average(x => (double)x),
+            MeanKl = kl.Length == 0 ? 0 : kl.Average(),
+            Samples = requests.Count,
+        };
+        if (chartPath is not null)
+            Charts.Histogram(chartPath, $"Reward on held-out prompts (win rate {summary.WinRate:P0})", "reward",
+                [new ChartSeries("start policy", [], startScores.Select(x => (double)x).ToArray()), new ChartSeries("final policy", [], finalScores.Select(x => (double)x).ToArray())],
+                [new ChartMarker(summary.MeanRewardStart, "mean start"), new ChartMarker(summary.MeanRewardFinal, "mean final")]);
+        return (summary, rows);
+    }
+
+    private static long StableHash(string s)
+    {
+        long h = 1469598103934665603;
+        foreach (char c in s) h = unchecked((h ^ c) * 1099511628211);
+        return h & 0x7fffffff;
+    }
+}

@@ -1,0 +1,111 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace PrefPipe.Trainer.Ppo;
+
+/// <summary>Stage-2 PPO options; names follow TRL's PPOConfig in snake_case.</summary>
+public sealed class PpoOptions
+{
+    /// <summary>Learning rate of policy and value model.</summary>
+    /// <value>Default 1e-5; greater than 0, at most 1.</value>
+    [Range(1e-12, 1)]
+    public double LearningRate { get; set; } = 1e-5;
+
+    /// <summary>PPO iterations (rollout batch + updates).</summary>
+    /// <value>Default 20; 1 to 10,000,000.</value>
+    [Range(1, 10_000_000)]
+    public int MaxSteps { get; set; } = 20;
+
+    /// <summary>Prompts per rollout batch.</summary>
+    /// <value>Default 16; 1 to 4096.</value>
+    [Range(1, 4096)]
+    public int RolloutBatchSize { get; set; } = 16;
+
+    /// <summary>Optimisation passes over each rollout batch.</summary>
+    /// <value>Default 4; 1 to 100.</value>
+    [Range(1, 100)]
+    public int NumPpoEpochs { get; set; } = 4;
+
+    /// <summary>Mini-batches per PPO epoch.</summary>
+    /// <value>Default 1; 1 to 4096.</value>
+    [Range(1, 4096)]
+    public int NumMiniBatches { get; set; } = 1;
+
+    /// <summary>Initial KL coefficient β_KL.</summary>
+    /// <value>Default 0.05; 0 to 100.</value>
+    [Range(0, 100)]
+    public double KlCoef { get; set; } = 0.05;
+
+    /// <summary>Target KL for the adaptive controller; null keeps β_KL fixed.</summary>
+    /// <value>Default null.</value>
+    [Range(1e-6, 1000)]
+    public double? TargetKl { get; set; }
+
+    /// <summary>Horizon of the adaptive KL controller.</summary>
+    /// <value>Default 10000.</value>
+    [Range(1, 1e9)]
+    public double KlHorizon { get; set; } = 10_000;
+
+    /// <summary>Policy ratio clip ε.</summary>
+    /// <value>Default 0.2; 0 to 10.</value>
+    [Range(0, 10)]
+    public double Cliprange { get; set; } = 0.2;
+
+    /// <summary>Value clip.</summary>
+    /// <value>Default 0.2; 0 to 1000.</value>
+    [Range(0, 1000)]
+    public double CliprangeValue { get; set; } = 0.2;
+
+    /// <summary>Weight of the value loss.</summary>
+    /// <value>Default 0.1; 0 to 100.</value>
+    [Range(0, 100)]
+    public double VfCoef { get; set; } = 0.1;
+
+    /// <summary>GAE γ.</summary>
+    /// <value>Default 1.0; 0 to 1.</value>
+    [Range(0, 1)]
+    public double Gamma { get; set; } = 1.0;
+
+    /// <summary>GAE λ.</summary>
+    /// <value>Default 0.95; 0 to 1.</value>
+    [Range(0, 1)]
+    public double Lam { get; set; } = 0.95;
+
+    /// <summary>Whiten the per-token rewards before GAE (advantages are always whitened).</summary>
+    /// <value>Default false.</value>
+    public bool WhitenRewards { get; set; }
+
+    /// <summary>New tokens per rollout sample.</summary>
+    /// <value>Default 53; 1 to 32768.</value>
+    [Range(1, 32_768)]
+    public int ResponseLength { get; set; } = 53;
+
+    /// <summary>Rollout sampling temperature (log-probs are computed at the same temperature).</summary>
+    /// <value>Default 0.7; greater than 0, at most 10.</value>
+    [Range(1e-3, 10)]
+    public double Temperature { get; set; } = 0.7;
+
+    /// <summary>Subtracted from the score of samples that end without EOS; null = no penalty.</summary>
+    /// <value>Default 1.0.</value>
+    [Range(0, 1000)]
+    public double? MissingEosPenalty { get; set; } = 1.0;
+
+    /// <summary>Global gradient-norm clip; 0 = off.</summary>
+    /// <value>Default 1.0.</value>
+    [Range(0, 1e6)]
+    public double MaxGradNorm { get; set; } = 1.0;
+
+    /// <summary>Value model initialisation: "policy" (the policy's body with a new zero value head). The reward model is an
+    /// ONNX graph and cannot seed a trainable value model, so "reward" is refused with that reason.</summary>
+    /// <value>Default "policy".</value>
+    [RegularExpression("^policy$", ErrorMessage = "value_model_init must be policy: the reward model is ONNX and cannot initialise a trainable value model.")]
+    public string ValueModelInit { get; set; } = "policy";
+
+    /// <summary>Checkpoint every N PPO iterations; 0 = only at the end.</summary>
+    /// <value>Default 0.</value>
+    [Range(0, 10_000_000)]
+    public int SaveSteps { get; set; }
+
+    /// <summary>Seed for prompt order and sampling.</summary>
+    /// <value>Default 42.</value>
+    public long Seed { get; set; } = 42;
+}
