@@ -25,6 +25,7 @@ internal static class Cli
         root.Subcommands.Add(RewardCommand.Create(console));
         root.Subcommands.Add(ModelCommand.Create(console));
         foreach (var command in RunCommands.Create(console)) root.Subcommands.Add(command);
+        root.Subcommands.Add(TrainCommand.Create(console));
         return root;
     }
 

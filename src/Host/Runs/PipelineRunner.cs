@@ -135,18 +135,19 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); });
                 var result = new DpoTrainer(D.Training.Stage1).Train(policy, pairs, refRows, stage1Out, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), new ArtifactRecord("model", result.FinalCheckpoint, 0, "")];
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), ArtifactRecord.Model("model", result.FinalCheckpoint)];
                 rec.Summary["steps"] = result.Steps;
                 foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
             }, cancellationToken).ConfigureAwait(false);
 
             // 5. Stage 2: PPO (mpo: difficult prompts from the stage-1 model, referenced to it; ppo: all prompts from the SFT model).
-            string stage1Model = trains ? Checkpoint.Latest(stage1Out) ?? throw new InvalidOperationException("stage 1 left no checkpoint") : policy;
+            string Stage1Model() => trains ? Checkpoint.Latest(stage1Out) ?? throw new InvalidOperationException($"stage 1 has no checkpoint in {stage1Out}; run the train stage first") : policy;
             bool ppo = plan is "mpo" or "ppo";
             string ppoOut = Path.Combine(work, "ppo");
             string ppoSource = plan == "ppo" ? $"{prefix}/ingest/prompts.parquet" : $"{prefix}/split/difficult.parquet";
             await StageAsync(run, Stages.Ppo, Selected(Stages.Ppo) && ppo, [Json(D.Training.Stage2), plan, Output(run, plan == "ppo" ? Stages.Ingest : Stages.Split, plan == "ppo" ? "prompts" : "difficult"), Output(run, Stages.Train, "model")], scope, async (rec, ct) =>
             {
+                string stage1Model = Stage1Model();
                 var prompts = plan == "ppo"
                     ? (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt ?? "")).ToList()
                     : (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt)).ToList();
@@ -155,15 +156,16 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); });
                 var result = new PpoTrainer(D.Training.Stage2).Train(stage1Model, stage1Model, rewardDir, prompts, ppoOut, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/ppo/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-                rec.Outputs = [ArtifactRecord.From("metrics", metrics), new ArtifactRecord("model", result.FinalCheckpoint, 0, "")];
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.Model("model", result.FinalCheckpoint)];
                 rec.Summary["steps"] = result.Steps;
             }, cancellationToken).ConfigureAwait(false);
 
             // 6. Evaluate the final policy against the start on held-out prompts.
-            string finalModel = ppo ? Checkpoint.Latest(ppoOut) ?? stage1Model : stage1Model;
+            string FinalModel() => ppo ? Checkpoint.Latest(ppoOut) ?? Stage1Model() : Stage1Model();
             bool evaluate = D.Inputs.EvalPrompts is not null && plan != "none";
-            await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), D.Inputs.EvalPrompts ?? "", finalModel, Output(run, ppo ? Stages.Ppo : Stages.Train, "model")], scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), D.Inputs.EvalPrompts ?? "", Output(run, ppo ? Stages.Ppo : Stages.Train, "model")], scope, async (rec, ct) =>
             {
+                string finalModel = FinalModel();
                 var prompts = new List<(string, string)>();
                 await foreach (var p in PromptInputs.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), ct).ConfigureAwait(false))
                     if (p.Error is null && !string.IsNullOrWhiteSpace(p.Text)) prompts.Add(($"eval-{p.Row}", p.Text!));

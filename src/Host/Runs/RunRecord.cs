@@ -33,6 +33,20 @@ internal sealed record ArtifactRecord(
     [property: JsonPropertyName("sha256")] string Sha256)
 {
     public static ArtifactRecord From(string name, ArtifactInfo info) => new(name, info.Uri, info.Rows, info.Sha256);
+
+    /// <summary>A model folder, identified by the SHA-256 of its weight files (so downstream caching sees new weights).</summary>
+    public static ArtifactRecord Model(string name, string directory)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (string file in Directory.EnumerateFiles(directory, "*.safetensors").Order(StringComparer.Ordinal))
+        {
+            using var stream = File.OpenRead(file);
+            var buffer = new byte[1 << 20];
+            int read;
+            while ((read = stream.Read(buffer)) > 0) sha.AppendData(buffer, 0, read);
+        }
+        return new ArtifactRecord(name, directory, 0, Convert.ToHexStringLower(sha.GetHashAndReset()));
+    }
 }
 
 /// <summary>run.json: the run's lineage and state, next to its artifacts.</summary>

@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Serialization;
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Runs;
+using PrefPipe.Models.Tokenizers;
+using PrefPipe.Trainer;
+using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Objectives;
+using PrefPipe.Trainer.Ppo;
+using Spectre.Console;
+
+namespace PrefPipe.Host.Commands;
+
+/// <summary><c>prefpipe train dpo | ppo</c>: the trainer stages on their own.</summary>
+internal static class TrainCommand
+{
+    /// <summary>TRL standard preference columns (our preferences artifacts have them too).</summary>
+    internal sealed class StandardPair
+    {
+        [JsonPropertyName("prompt_id")] public string? PromptId { get; set; }
+        [JsonPropertyName("prompt")] public string? Prompt { get; set; }
+        [JsonPropertyName("chosen")] public string? Chosen { get; set; }
+        [JsonPropertyName("rejected")] public string? Rejected { get; set; }
+    }
+
+    public static Command Create(IAnsiConsole? console)
+    {
+        var root = new Command("train", "Train a policy: stage 1 (DPO family) or stage 2 (PPO).");
+        root.Subcommands.Add(Dpo(console));
+        root.Subcommands.Add(Ppo(console));
+        return root;
+    }
+
+    private static Command Dpo(IAnsiConsole? console)
+    {
+        var data = new Option<string>("--data") { Description = "Preference pairs: Parquet with prompt, chosen, rejected (TRL standard; our preferences/easy artifacts).", Required = true };
+        var model = new Option<string>("--model") { Description = "Policy model folder.", Required = true };
+        var refModel = new Option<string?>("--ref-model") { Description = "Reference model folder (default: the policy)." };
+        var loss = new Option<string>("--loss") { Description = $"Objective: {string.Join(", ", ObjectiveOptions.LossTypes)}.", DefaultValueFactory = _ => "sigmoid" };
+        var beta = new Option<double?>("--beta") { Description = "β (default per objective)." };
+        var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1e-6 };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 1 };
+        var maxSteps = new Option<int>("--max-steps") { Description = "Optimizer steps (0 = from epochs).", DefaultValueFactory = _ => 0 };
+        var batch = new Option<int>("--batch-size") { Description = "Pairs per batch.", DefaultValueFactory = _ => 8 };
+        var maxLength = new Option<int>("--max-length") { Description = "Max prompt + completion tokens.", DefaultValueFactory = _ => 1024 };
+        var maxPrompt = new Option<int>("--max-prompt-length") { Description = "Max prompt tokens.", DefaultValueFactory = _ => 512 };
+        var saveSteps = new Option<int>("--save-steps") { Description = "Checkpoint every N steps (0 = at the end).", DefaultValueFactory = _ => 0 };
+        var output = new Option<string>("--output") { Description = "Output folder: checkpoints, metrics, loss chart. A rerun resumes from its latest checkpoint.", Required = true };
+        var command = new Command("dpo", "Stage 1: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
+            { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output };
+        command.SetAction((parse, ct) => Execute(async () =>
+        {
+            var o = console ?? AnsiConsole.Console;
+            var options = new DpoTrainingOptions
+            {
+                Objective = new ObjectiveOptions { LossType = parse.GetValue(loss)!, Beta = parse.GetValue(beta) },
+                LearningRate = parse.GetValue(lr), NumTrainEpochs = parse.GetValue(epochs), MaxSteps = parse.GetValue(maxSteps),
+                PerDeviceTrainBatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength), MaxPromptLength = parse.GetValue(maxPrompt),
+                SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1,
+            };
+            System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
+            string policy = parse.GetValue(model)!, outDir = Path.GetFullPath(parse.GetValue(output)!);
+            string dataPath = Path.GetFullPath(parse.GetValue(data)!);
+            var rows = await ParquetArtifacts.ReadAllAsync<StandardPair>(new LocalArtifactStore(Path.GetDirectoryName(dataPath)!), Path.GetFileName(dataPath), ct).ConfigureAwait(false);
+            var encoder = new PairEncoder(new CompletionEncoder(HfTokenizer.Load(policy), null), options.MaxLength, options.MaxPromptLength, options.TruncationMode);
+            var pairs = new List<EncodedPair>();
+            int rejected = 0;
+            for (int i = 0; i < rows.Count; i++)
+            {
+                var r = rows[i];
+                var (pair, rejection) = encoder.EncodeRendered(r.PromptId ?? $"row-{i}", r.Prompt ?? "", r.Chosen ?? "", r.Rejected ?? "");
+                if (pair is not null) pairs.Add(pair);
+                else { rejected++; Console.Error.WriteLine($"{dataPath} row {i}: skipped: {rejection!.Reason}"); }
+            }
+            var store = new LocalArtifactStore(outDir);
+            var (reference, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, "reference", pairs, parse.GetValue(refModel) ?? policy, options.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
+            o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); reference log-probs {(reused ? "reused" : "computed")}: {Markup.Escape(refPath)}");
+            var result = new DpoTrainer(options).Train(policy, pairs, reference, outDir,
+                new Progress<TrainProgress>(p => o.WriteLine($"step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}")), ct);
+            await ParquetArtifacts.WriteAsync(store, "metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
+            o.MarkupLine($"[green]done[/]: {result.Steps} steps; model at {Markup.Escape(result.FinalCheckpoint)}");
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static Command Ppo(IAnsiConsole? console)
+    {
+        var prompts = new Option<string>("--prompts") { Description = "Prompts: JSON lines or Parquet with a prompt column.", Required = true };
+        var model = new Option<string>("--model") { Description = "Starting policy folder.", Required = true };
+        var refModel = new Option<string?>("--ref-model") { Description = "Reference model folder (default: the policy)." };
+        var rewardModel = new Option<string>("--reward-model") { Description = "Reward model folder (model.onnx + tokenizer.json).", Required = true };
+        var output = new Option<string>("--output") { Description = "Output folder (a rerun resumes from its latest checkpoint).", Required = true };
+        var steps = new Option<int>("--max-steps") { Description = "PPO iterations.", DefaultValueFactory = _ => 20 };
+        var lr = new Option<double>("--learning-rate") { Description = "Learning rate.", DefaultValueFactory = _ => 1e-5 };
+        var klCoef = new Option<double>("--kl-coef") { Description = "Initial β_KL.", DefaultValueFactory = _ => 0.05 };
+        var targetKl = new Option<double?>("--target-kl") { Description = "Adaptive KL target (default: fixed β_KL)." };
+        var batch = new Option<int>("--rollout-batch-size") { Description = "Prompts per rollout.", DefaultValueFactory = _ => 16 };
+        var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => 53 };
+        var command = new Command("ppo", "Stage 2: PPO against the ONNX reward model with a KL penalty to the reference.")
+            { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length };
+        command.SetAction((parse, ct) => Execute(async () =>
+        {
+            var o = console ?? AnsiConsole.Console;
+            var options = new PpoOptions
+            {
+                MaxSteps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), KlCoef = parse.GetValue(klCoef), TargetKl = parse.GetValue(targetKl),
+                RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length),
+            };
+            var list = new List<(string, string)>();
+            await foreach (var p in PromptInputs.ReadAsync(parse.GetValue(prompts)!, ct).ConfigureAwait(false))
+                if (p.Error is null && !string.IsNullOrWhiteSpace(p.Text)) list.Add(($"row-{p.Row}", p.Text!));
+            string policy = parse.GetValue(model)!;
+            var result = new PpoTrainer(options).Train(policy, parse.GetValue(refModel) ?? policy, parse.GetValue(rewardModel)!, list, Path.GetFullPath(parse.GetValue(output)!),
+                new Progress<TrainProgress>(p => o.WriteLine($"iteration {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}")), ct);
+            await ParquetArtifacts.WriteAsync(new LocalArtifactStore(Path.GetFullPath(parse.GetValue(output)!)), "metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
+            o.MarkupLine($"[green]done[/]: {result.Steps} iterations; model at {Markup.Escape(result.FinalCheckpoint)}");
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static async Task<int> Execute(Func<Task<int>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or ArgumentException or System.ComponentModel.DataAnnotations.ValidationException)
+        {
+            Console.Error.WriteLine($"prefpipe train: {e.Message}");
+            return Cli.ExitCodes.Usage;
+        }
+    }
+}
