@@ -48,12 +48,15 @@ public static class ArtifactStores
     /// Splits an artifact URI into the store that holds it and its path there: <c>az://c/prefix/file.parquet</c> →
     /// (store <c>az://c/prefix</c>, <c>file.parquet</c>); a local file → (its folder, its name).
     /// </summary>
+    /// <exception cref="FileNotFoundException">A local file that does not exist.</exception>
     public static (IArtifactStore Store, string Path) OpenFile(string fileLocation, ResiliencePipeline? pipeline = null, Func<string, string?>? environment = null, TokenCredential? credential = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(fileLocation);
         if (!IsBlobLocation(fileLocation))
         {
             string full = Path.GetFullPath(fileLocation);
+            // Opening a file must not create folders (LocalArtifactStore creates its root).
+            if (!File.Exists(full)) throw new FileNotFoundException($"{full} does not exist.", full);
             return (Open(Path.GetDirectoryName(full)!, pipeline, environment, credential), Path.GetFileName(full));
         }
         string withoutQuery = fileLocation.Split('?', 2)[0];

@@ -23,6 +23,7 @@ internal static class Cli
         root.Subcommands.Add(DoctorCommand.Create(console));
         root.Subcommands.Add(TokenizeCommand.Create(console));
         root.Subcommands.Add(RewardCommand.Create(console));
+        root.Subcommands.Add(InspectCommand.Create(console));
         return root;
     }
 
