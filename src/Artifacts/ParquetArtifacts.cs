@@ -86,7 +86,8 @@ public static class ParquetArtifacts
             await using var reader = await ParquetReader.CreateAsync(stream, leaveStreamOpen: true, cancellationToken: cancellationToken).ConfigureAwait(false);
             groups = reader.RowGroupCount;
         }
-        catch (Exception ex) when (ex is IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException)
+        // Parquet.Net reports corrupt footers with several exception types (Thrift protocol errors among them).
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
         {
             throw new InvalidDataException($"{store.UriOf(path)} is not a readable Parquet file: {ex.Message}", ex);
         }
