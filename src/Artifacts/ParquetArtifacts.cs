@@ -40,7 +40,9 @@ public static class ParquetArtifacts
                 bool first = true;
                 async Task FlushAsync()
                 {
-                    var options = new ParquetOptions { CompressionMethod = CompressionMethod.Zstd, Append = !first };
+                    // Parquet.Net's default level is SmallestSize (zstd's slowest, ~12k rows/s for preference rows);
+                    // Optimal writes ~10x faster for a few percent more bytes.
+                    var options = new ParquetOptions { CompressionMethod = CompressionMethod.Zstd, CompressionLevel = System.IO.Compression.CompressionLevel.Optimal, Append = !first };
                     file.Position = first ? 0 : file.Length;
                     await ParquetSerializer.SerializeAsync(buffer, file, options, first ? metadata : null, cancellationToken).ConfigureAwait(false);
                     count += buffer.Count;
@@ -84,7 +86,8 @@ public static class ParquetArtifacts
             await using var reader = await ParquetReader.CreateAsync(stream, leaveStreamOpen: true, cancellationToken: cancellationToken).ConfigureAwait(false);
             groups = reader.RowGroupCount;
         }
-        catch (Exception ex) when (ex is IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException)
+        // Parquet.Net reports corrupt footers with several exception types (Thrift protocol errors among them).
+        catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
         {
             throw new InvalidDataException($"{store.UriOf(path)} is not a readable Parquet file: {ex.Message}", ex);
         }

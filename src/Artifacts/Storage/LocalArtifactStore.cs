@@ -82,7 +82,9 @@ public sealed class LocalArtifactStore : IArtifactStore
     /// <inheritdoc />
     public ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default)
     {
-        File.Delete(Full(path));
+        string full = Full(path);
+        // File.Delete ignores a missing file but not a missing folder; both mean "nothing to delete".
+        if (File.Exists(full)) File.Delete(full);
         return ValueTask.CompletedTask;
     }
 

@@ -66,6 +66,19 @@ public sealed class RowRoundTripTests
         Assert.Contains("bad/file.parquet", ex.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Read_CorruptFooter_IsInvalidDataNamingTheFile()
+    {
+        string temp = Path.GetTempFileName();
+        byte[] bytes = [.. "PAR1"u8, .. Enumerable.Repeat((byte)0xAB, 64), .. BitConverter.GetBytes(40), .. "PAR1"u8];
+        await File.WriteAllBytesAsync(temp, bytes);
+        await _store.CommitAsync("bad/corrupt.parquet", temp);
+
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(async () => await ParquetArtifacts.ReadAllAsync<MetricRow>(_store, "bad/corrupt.parquet"));
+
+        Assert.Contains("bad/corrupt.parquet", ex.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("../escape.parquet")]
     [InlineData("/etc/passwd")]
