@@ -48,8 +48,8 @@ internal static class RunCommands
         var command = new Command("resume", "Continue a crashed or cancelled run: completed stages are kept, the rest run (ingest and training resume mid-stage).") { runId, storage };
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
-            var (pipeline, _) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
-            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(), ct).ConfigureAwait(false);
+            var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
+            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(), ct, store).ConfigureAwait(false);
         }));
         return command;
     }
@@ -65,9 +65,9 @@ internal static class RunCommands
         {
             string s = parse.GetValue(stage)!;
             CheckStage(s);
-            var (pipeline, _) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
+            var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
             var force = Stages.All.SkipWhile(x => x != s).Take(parse.GetValue(downstream) ? int.MaxValue : 1).ToHashSet();
-            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct).ConfigureAwait(false);
+            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct, store).ConfigureAwait(false);
         }));
         return command;
     }
@@ -123,9 +123,10 @@ internal static class RunCommands
         return command;
     }
 
-    private static async Task<int> RunAsync(IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct)
+    private static async Task<int> RunAsync(IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct, IArtifactStore? runStore = null)
     {
-        var store = OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
+        // resume and rerun continue in the store the run was found in, which --storage may have named.
+        var store = runStore ?? OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
         output.MarkupLine($"[bold]run {Markup.Escape(runId)}[/] ({Markup.Escape(pipeline.File)}) → {Markup.Escape(store.Location)}");
         var runner = new PipelineRunner(pipeline, store, line => output.WriteLine(line));
         RunRecord run;
@@ -157,7 +158,7 @@ internal static class RunCommands
             .AddColumn(new TableColumn("rejected").RightAligned()).AddColumn(new TableColumn("seconds").RightAligned()).AddColumn("notes");
         foreach (var s in run.Stages)
         {
-            string notes = string.Join(", ", s.Summary.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:G4}")).Take(6));
+            string notes = StageNotes.For(s);
             if (s.Error is not null) notes = "[red]" + Markup.Escape(s.Error) + "[/]";
             else notes = Markup.Escape(notes);
             table.AddRow(s.Name, s.Status, N(s.RowsIn), N(s.RowsOut), N(s.RowsRejected), s.Seconds.ToString("F1", CultureInfo.InvariantCulture), notes);
@@ -171,7 +172,7 @@ internal static class RunCommands
         static string N(long n) => n.ToString(CultureInfo.InvariantCulture);
     }
 
-    private static async Task<(LoadedPipeline, IArtifactStore)> LoadRunPipelineAsync(string? storage, string runId, CancellationToken ct)
+    internal static async Task<(LoadedPipeline, IArtifactStore)> LoadRunPipelineAsync(string? storage, string runId, CancellationToken ct)
     {
         var store = OpenStore(storage);
         ArtifactPath.ValidateName(runId, "run id");
@@ -182,8 +183,17 @@ internal static class RunCommands
         await using (var s = await store.OpenReadAsync(path, ct).ConfigureAwait(false))
         await using (var f = File.Create(temp))
             await s.CopyToAsync(f, ct).ConfigureAwait(false);
-        // The saved file's relative paths were resolved against the original pipeline folder: keep that folder.
-        var original = PipelineLoader.Load(temp, [], _ => null);
+        // The saved file's relative paths resolve against the original pipeline folder, recorded in run.json.
+        var run = await RunRecord.LoadAsync(store, runId, ct).ConfigureAwait(false);
+        LoadedPipeline original;
+        try
+        {
+            original = PipelineLoader.Load(temp, [], _ => null, run?.PipelineDirectory);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
         return (original, store);
     }
 

@@ -24,7 +24,12 @@ internal sealed record LoadedPipeline(PipelineDefinition Definition, string File
 /// </summary>
 internal static partial class PipelineLoader
 {
-    public static LoadedPipeline Load(string file, IReadOnlyList<string>? overrides = null, Func<string, string?>? environment = null)
+    /// <param name="file">The pipeline file.</param>
+    /// <param name="overrides"><c>key.path=value</c> overrides.</param>
+    /// <param name="environment">Variable lookup; default: the process environment.</param>
+    /// <param name="baseDirectory">Folder relative paths resolve against; default: the file's folder (a saved copy of a
+    /// run's pipeline passes the original folder).</param>
+    public static LoadedPipeline Load(string file, IReadOnlyList<string>? overrides = null, Func<string, string?>? environment = null, string? baseDirectory = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
         string full = Path.GetFullPath(file);
@@ -51,7 +56,7 @@ internal static partial class PipelineLoader
 
         var definition = YamlBinder.Bind<PipelineDefinition>(root, "", problems);
         YamlBinder.Validate(definition, "", problems);
-        var loaded = new LoadedPipeline(definition, full, Path.GetDirectoryName(full)!, Serialize(stream));
+        var loaded = new LoadedPipeline(definition, full, baseDirectory ?? Path.GetDirectoryName(full)!, Serialize(stream));
         CheckFiles(loaded, problems);
         CheckTriggers(definition, problems);
         if (problems.Count > 0) throw new PipelineFileException(full, problems.Distinct().ToList());

@@ -57,7 +57,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             run = new RunRecord
             {
-                RunId = runId, Pipeline = D.Name, ConfigHash = configHash, CodeVersion = CodeVersion(), Created = DateTimeOffset.UtcNow,
+                RunId = runId, Pipeline = D.Name, PipelineDirectory = pipeline.Directory, ConfigHash = configHash, CodeVersion = CodeVersion(), Created = DateTimeOffset.UtcNow,
                 Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
             };
             await CommitTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
@@ -158,6 +158,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/ppo/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
                 rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.Model("model", result.FinalCheckpoint)];
                 rec.Summary["steps"] = result.Steps;
+                foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
             }, cancellationToken).ConfigureAwait(false);
 
             // 6. Evaluate the final policy against the start on held-out prompts.
@@ -225,10 +226,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         rec.Started = DateTimeOffset.UtcNow;
         rec.Error = null;
         rec.Summary.Clear();
-        await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
         var clock = Stopwatch.StartNew();
         try
         {
+            await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
             await body(rec, cancellationToken).ConfigureAwait(false);
             rec.Status = "completed";
             rec.Key = key;

@@ -58,6 +58,10 @@ internal sealed record RunRecord
     [JsonPropertyName("code_version")] public string CodeVersion { get; init; } = "";
     [JsonPropertyName("created")] public DateTimeOffset Created { get; init; }
     [JsonPropertyName("status")] public string Status { get; set; } = "running";
+
+    /// <summary>The folder the pipeline file was in: its relative paths resolve against it on resume and rerun.</summary>
+    [JsonPropertyName("pipeline_dir")] public string? PipelineDirectory { get; init; }
+
     [JsonPropertyName("stages")] public List<StageRecord> Stages { get; init; } = [];
 
     public StageRecord Stage(string name) => Stages.First(s => s.Name == name);

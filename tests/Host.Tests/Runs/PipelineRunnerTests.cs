@@ -12,7 +12,8 @@ public sealed class PipelineRunnerTests
     private static string Pipeline(string storage)
     {
         string yaml = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "pipelines", "demo.yaml"))
-            .Replace("../assets/demo", Demo, StringComparison.Ordinal)
+            // Relative, as users write them: resume and rerun must resolve them against this folder, not the saved copy's.
+            .Replace("../assets/demo", Path.GetRelativePath(storage, Demo), StringComparison.Ordinal)
             .Replace("${PREFPIPE_STORAGE:-../runs}", storage, StringComparison.Ordinal);
         string path = Path.Combine(storage, "demo.yaml");
         File.WriteAllText(path, yaml);
@@ -57,6 +58,12 @@ public sealed class PipelineRunnerTests
         Assert.All(stages, s => Assert.Equal("completed", s.GetProperty("status").GetString()));
         Assert.All(stages, s => Assert.True(s.GetProperty("balanced").GetBoolean()));
         Assert.Equal(240, stages[0].GetProperty("rows_in").GetInt64());
+
+        var (compareExit, table) = await Cli("compare", "--run", "t1", "--storage", storage, "--json");
+        Assert.True(compareExit == 0, table);
+        using var row = JsonDocument.Parse(table);
+        Assert.Equal("mpo", row.RootElement.GetProperty("plan").GetString());
+        Assert.Equal(doc.RootElement.GetProperty("win_rate").GetDouble(), row.RootElement.GetProperty("win_rate").GetDouble());
     }
 
     [Fact]
@@ -93,5 +100,39 @@ public sealed class PipelineRunnerTests
         }
         Assert.Contains("split.quantile (value 2)", error.ToString(), StringComparison.Ordinal);
         Assert.Empty(Directory.GetDirectories(storage));
+    }
+
+    [Fact]
+    public async Task Resume_RunCancelledMidTraining_ProducesTheArtifactsOfAnUninterruptedRun()
+    {
+        string storage = Directory.CreateTempSubdirectory("prefpipe-resume-").FullName;
+        string file = Pipeline(storage);
+        string[] overrides = [.. Small.Where((_, i) => i % 2 == 1), "training.stage1.num_train_epochs=2"];
+        var pipeline = PrefPipe.Host.Pipelines.PipelineLoader.Load(file, overrides);
+        // Same run id in two stores: artifacts that name their source (rejects) compare equal too.
+        string a = Path.Combine(storage, "a"), b = Path.Combine(storage, "b");
+        var straight = await new PrefPipe.Host.Runs.PipelineRunner(pipeline, new PrefPipe.Artifacts.Storage.LocalArtifactStore(a), _ => { })
+            .RunAsync("r", new PrefPipe.Host.Runs.RunScope());
+
+        using var cts = new CancellationTokenSource();
+        var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(b);
+        var runner = new PrefPipe.Host.Runs.PipelineRunner(pipeline, store, line => { if (line.StartsWith("train: running", StringComparison.Ordinal)) cts.Cancel(); });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => runner.RunAsync("r", new PrefPipe.Host.Runs.RunScope(), cts.Token));
+        Assert.Equal("cancelled", (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "r", CancellationToken.None))!.Stage("train").Status);
+        var (exit, output) = await Cli("resume", "--run", "r", "--storage", b);
+        Assert.True(exit == 0, output);
+
+        var resumed = await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "r", CancellationToken.None);
+        Assert.Equal("completed", resumed!.Status);
+        foreach (var stage in straight.Stages)
+        {
+            var other = resumed.Stage(stage.Name);
+            Assert.Equal(stage.Status, other.Status);
+            Assert.Equal(stage.RowsOut, other.RowsOut);
+            // Metrics (tokens/s) and comparisons (judge latency) carry wall-clock figures; every other artifact, the
+            // trained models included, must be identical.
+            foreach (var artifact in stage.Outputs.Where(a => a.Name is not ("metrics" or "comparisons")))
+                Assert.True(artifact.Sha256 == other.Outputs.Single(o => o.Name == artifact.Name).Sha256, $"{stage.Name}/{artifact.Name} differs after resume");
+        }
     }
 }
