@@ -75,7 +75,7 @@ public sealed record StageRecord
 }
 
 /// <summary>
-/// The run manifest, <c>runs/RUN_ID/manifest.json</c> next to the run's artifacts: what produced which artifact (config
+/// The run manifest, <c>RUN_ID/manifest.json</c> next to the run's artifacts: what produced which artifact (config
 /// hash, code version), each artifact's URI, rows, SHA-256 and schema version, and per stage the counts proving
 /// nothing was lost.
 /// </summary>
@@ -116,9 +116,9 @@ public static class RunManifests
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    /// <summary>The manifest's path for <paramref name="runId"/>: <c>runs/RUN_ID/manifest.json</c>.</summary>
+    /// <summary>The manifest's path for <paramref name="runId"/>: <c>RUN_ID/manifest.json</c>, next to the run's artifacts.</summary>
     /// <exception cref="ArgumentException">The run id is not a safe name.</exception>
-    public static string PathOf(string runId) => $"runs/{ArtifactPath.ValidateName(runId, "run id")}/{RunManifest.FileName}";
+    public static string PathOf(string runId) => $"{ArtifactPath.ValidateName(runId, "run id")}/{RunManifest.FileName}";
 
     /// <summary>Checks the manifest before writing: valid run id, SHA-256s and balanced counts.</summary>
     /// <exception cref="InvalidDataException">Names the stage and what does not add up.</exception>

@@ -57,12 +57,13 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             run = new RunRecord
             {
-                RunId = runId, Pipeline = D.Name, PipelineDirectory = pipeline.Directory, ConfigHash = configHash, CodeVersion = CodeVersion(), Created = DateTimeOffset.UtcNow,
+                RunId = runId, Pipeline = D.Name, Plan = D.Training.Plan, PipelineDirectory = pipeline.Directory, ConfigHash = configHash, CodeVersion = CodeVersion(), Created = DateTimeOffset.UtcNow,
                 Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
             };
             await CommitTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
         }
         run.Status = "running";
+        run.ManifestInputs = (pipeline.Resolve(D.Inputs.Prompts), D.Inputs.EvalPrompts is { } ev ? pipeline.Resolve(ev) : null);
         await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
         string prefix = runId;
         string work = WorkDirectory(runId);

@@ -59,10 +59,16 @@ internal sealed record RunRecord
     [JsonPropertyName("created")] public DateTimeOffset Created { get; init; }
     [JsonPropertyName("status")] public string Status { get; set; } = "running";
 
+    /// <summary>The training plan (mpo, dpo, ppo, none): which artifacts feed which stage.</summary>
+    [JsonPropertyName("plan")] public string? Plan { get; init; }
+
     /// <summary>The folder the pipeline file was in: its relative paths resolve against it on resume and rerun.</summary>
     [JsonPropertyName("pipeline_dir")] public string? PipelineDirectory { get; init; }
 
     [JsonPropertyName("stages")] public List<StageRecord> Stages { get; init; } = [];
+
+    /// <summary>The local input files the manifest hashes (prompts, held-out prompts); set by the runner.</summary>
+    [JsonIgnore] public (string? Prompts, string? EvalPrompts)? ManifestInputs { get; set; }
 
     public StageRecord Stage(string name) => Stages.First(s => s.Name == name);
 
@@ -77,6 +83,8 @@ internal sealed record RunRecord
         {
             await File.WriteAllTextAsync(temp, JsonSerializer.Serialize(this, Json), cancellationToken).ConfigureAwait(false);
             await store.CommitAsync(PathOf(RunId), temp, cancellationToken).ConfigureAwait(false);
+            if (ManifestInputs is var (prompts, evalPrompts))
+                await PrefPipe.Artifacts.Manifests.RunManifests.WriteAsync(store, RunManifestBuilder.Build(this, prompts, evalPrompts), cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -36,7 +36,7 @@ public sealed class RunManifestTests
         string path = await RunManifests.WriteAsync(_store, manifest);
         var back = await RunManifests.ReadAsync(_store, "run-2025-01-01");
 
-        Assert.Equal("runs/run-2025-01-01/manifest.json", path);
+        Assert.Equal("run-2025-01-01/manifest.json", path);
         Assert.Equivalent(manifest, back, strict: true);
         await using var stream = await _store.OpenReadAsync(path);
         using var json = await JsonDocument.ParseAsync(stream);

@@ -59,6 +59,13 @@ public sealed class PipelineRunnerTests
         Assert.All(stages, s => Assert.True(s.GetProperty("balanced").GetBoolean()));
         Assert.Equal(240, stages[0].GetProperty("rows_in").GetInt64());
 
+        var manifest = await PrefPipe.Artifacts.Manifests.RunManifests.ReadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), "t1");
+        Assert.Equal(6, manifest.Stages.Count);
+        Assert.All(manifest.Stages, s => Assert.Equal("succeeded", s.Status));
+        Assert.All(manifest.Stages, s => Assert.True(s.Counts!.Balanced && s.Counts.Method.Length > 0, s.Name));
+        Assert.All(manifest.Stages, s => Assert.NotEmpty(s.Inputs));
+        Assert.Equal(manifest.Stages[0].Outputs.Single(o => o.Uri.EndsWith("candidates.parquet", StringComparison.Ordinal)).Sha256, manifest.Stages[1].Inputs.Single().Sha256);
+
         var (compareExit, table) = await Cli("compare", "--run", "t1", "--storage", storage, "--json");
         Assert.True(compareExit == 0, table);
         using var row = JsonDocument.Parse(table);
