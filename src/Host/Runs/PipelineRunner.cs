@@ -51,6 +51,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     public async Task<RunRecord> RunAsync(string runId, RunScope scope, CancellationToken cancellationToken = default)
     {
         ArtifactPath.ValidateName(runId, "run id");
+        await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
         string configHash = Hash(pipeline.CanonicalYaml);
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false);
         if (run is null)
