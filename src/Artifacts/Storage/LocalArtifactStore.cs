@@ -51,17 +51,8 @@ public sealed class LocalArtifactStore : IArtifactStore
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         string staging = $"{full}.{Guid.NewGuid():N}.partial";
         await File.WriteAllBytesAsync(staging, content.ToArray(), cancellationToken).ConfigureAwait(false);
-        try
-        {
-            // A hard link fails when the target exists: create-if-absent without a window where the file is partial.
-            File.Move(staging, full, overwrite: false);
-            return true;
-        }
-        catch (IOException) when (File.Exists(full))
-        {
-            File.Delete(staging);
-            return false;
-        }
+        // The kernel decides the single winner among racing writers; the file appears only complete.
+        return NoReplaceMove.TryMove(staging, full);
     }
 
     /// <inheritdoc />

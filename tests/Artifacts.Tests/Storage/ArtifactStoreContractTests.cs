@@ -77,14 +77,25 @@ public abstract class ArtifactStoreContractTests
     [Fact]
     public async Task TryCreateAsync_ManyRacingWriters_ExactlyOneWins()
     {
-        var results = await Task.WhenAll(Enumerable.Range(0, 16).Select(i =>
-            Task.Run(async () => (Index: i, Won: await Store.TryCreateAsync("claims/stage.lock", Encoding.UTF8.GetBytes($"writer-{i}"))))));
+        // Several rounds, each released at once, so a check-then-rename race would show (it did on CI's file system).
+        for (int round = 0; round < 10; round++)
+        {
+            string path = $"claims/stage-{round}.lock";
+            using var start = new ManualResetEventSlim();
+            var writers = Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
+            {
+                start.Wait();
+                return (Index: i, Won: await Store.TryCreateAsync(path, Encoding.UTF8.GetBytes($"writer-{i}")));
+            })).ToList();
+            start.Set();
+            var results = await Task.WhenAll(writers);
 
-        var winners = results.Where(r => r.Won).ToList();
-        Assert.Single(winners);
-        Assert.Equal($"writer-{winners[0].Index}", await ReadTextAsync("claims/stage.lock"));
-        Assert.False(await Store.TryCreateAsync("claims/stage.lock", "late"u8.ToArray()));
-        Assert.Equal(["claims/stage.lock"], await ListAsync(""));
+            var winners = results.Where(r => r.Won).ToList();
+            Assert.Single(winners);
+            Assert.Equal($"writer-{winners[0].Index}", await ReadTextAsync(path));
+            Assert.False(await Store.TryCreateAsync(path, "late"u8.ToArray()));
+        }
+        Assert.Equal(Enumerable.Range(0, 10).Select(r => $"claims/stage-{r}.lock").Order(StringComparer.Ordinal), await ListAsync(""));
     }
 
     [Fact]

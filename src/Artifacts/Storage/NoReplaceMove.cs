@@ -1,0 +1,63 @@
+using System.Runtime.InteropServices;
+
+namespace PrefPipe.Artifacts.Storage;
+
+/// <summary>
+/// Publishes a fully written file under a new name only if that name is free, atomically. <c>File.Move(overwrite: false)</c>
+/// is not enough on Unix: .NET checks that the target is absent and then renames, so two racing writers can both "win".
+/// Here the kernel decides: <c>link(2)</c> fails with EEXIST when the name is taken; on file systems without hard links
+/// <c>renameat2(RENAME_NOREPLACE)</c> does the same. Windows' MoveFileEx without REPLACE_EXISTING is already atomic.
+/// </summary>
+internal static partial class NoReplaceMove
+{
+    private const int EEXIST = 17;
+    private const int AtFdCwd = -100;
+    private const uint RenameNoReplace = 1;
+
+    /// <summary>Moves <paramref name="source"/> to <paramref name="target"/>; false (and the source removed) when the target exists.</summary>
+    public static bool TryMove(string source, string target)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            try
+            {
+                File.Move(source, target, overwrite: false);
+                return true;
+            }
+            catch (IOException) when (File.Exists(target))
+            {
+                File.Delete(source);
+                return false;
+            }
+        }
+
+        if (Link(source, target) == 0)
+        {
+            File.Delete(source);
+            return true;
+        }
+        int error = Marshal.GetLastPInvokeError();
+        if (error == EEXIST) return Lost(source);
+
+        // No hard links here (EPERM, ENOTSUP, EXDEV, EMLINK …): let rename refuse to replace instead.
+        if (RenameAt2(AtFdCwd, source, AtFdCwd, target, RenameNoReplace) == 0) return true;
+        int renameError = Marshal.GetLastPInvokeError();
+        if (renameError == EEXIST) return Lost(source);
+        File.Delete(source);
+        throw new IOException(
+            $"Could not create {target} if absent: link(2) failed with errno {error} and renameat2(RENAME_NOREPLACE) with errno {renameError}. " +
+            "The artifact store needs a local file system that supports one of them.");
+    }
+
+    private static bool Lost(string source)
+    {
+        File.Delete(source);
+        return false;
+    }
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Link(string oldPath, string newPath);
+
+    [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int RenameAt2(int oldDirFd, string oldPath, int newDirFd, string newPath, uint flags);
+}
