@@ -25,6 +25,7 @@ internal static class Cli
         root.Subcommands.Add(RewardCommand.Create(console));
         root.Subcommands.Add(ModelCommand.Create(console));
         foreach (var command in RunCommands.Create(console)) root.Subcommands.Add(command);
+        foreach (var command in StageCommands.Create(console)) root.Subcommands.Add(command);
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(CompareCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(console));

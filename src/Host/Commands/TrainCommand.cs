@@ -1,10 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json.Serialization;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Host.Runs;
 using PrefPipe.Models.Tokenizers;
 using PrefPipe.Trainer;
 using PrefPipe.Trainer.Data;
@@ -17,15 +16,6 @@ namespace PrefPipe.Host.Commands;
 /// <summary><c>prefpipe train dpo | ppo</c>: the trainer stages on their own.</summary>
 internal static class TrainCommand
 {
-    /// <summary>TRL standard preference columns (our preferences artifacts have them too).</summary>
-    internal sealed class StandardPair
-    {
-        [JsonPropertyName("prompt_id")] public string? PromptId { get; set; }
-        [JsonPropertyName("prompt")] public string? Prompt { get; set; }
-        [JsonPropertyName("chosen")] public string? Chosen { get; set; }
-        [JsonPropertyName("rejected")] public string? Rejected { get; set; }
-    }
-
     public static Command Create(IAnsiConsole? console)
     {
         var root = new Command("train", "Train a policy: stage 1 (DPO family) or stage 2 (PPO).");
@@ -36,7 +26,7 @@ internal static class TrainCommand
 
     private static Command Dpo(IAnsiConsole? console)
     {
-        var data = new Option<string>("--data") { Description = "Preference pairs: Parquet with prompt, chosen, rejected (TRL standard; our preferences/easy artifacts).", Required = true };
+        var data = new Option<string>("--data") { Description = "Preference pairs: Parquet with prompt, chosen, rejected (TRL standard; our preferences/easy artifacts); local, az:// or blob URL.", Required = true };
         var model = new Option<string>("--model") { Description = "Policy model folder.", Required = true };
         var refModel = new Option<string?>("--ref-model") { Description = "Reference model folder (default: the policy)." };
         var loss = new Option<string>("--loss") { Description = $"Objective: {string.Join(", ", ObjectiveOptions.LossTypes)}.", DefaultValueFactory = _ => "sigmoid" };
@@ -63,18 +53,21 @@ internal static class TrainCommand
             };
             System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
             string policy = parse.GetValue(model)!, outDir = Path.GetFullPath(parse.GetValue(output)!);
-            string dataPath = Path.GetFullPath(parse.GetValue(data)!);
-            var rows = await ParquetArtifacts.ReadAllAsync<StandardPair>(new LocalArtifactStore(Path.GetDirectoryName(dataPath)!), Path.GetFileName(dataPath), ct).ConfigureAwait(false);
+            string dataUri = parse.GetValue(data)!;
+            var (dataStore, dataPath) = ArtifactStores.OpenFile(dataUri);
+            if (await PreferenceSource.DetectFormatAsync(dataStore, dataPath, ct).ConfigureAwait(false) != PreferenceFormat.Standard)
+                throw new InvalidDataException($"{dataStore.UriOf(dataPath)}: conversational pairs (chosen/rejected as lists of turns); train dpo reads TRL standard pairs: prompt, chosen, rejected as strings");
             var encoder = new PairEncoder(new CompletionEncoder(HfTokenizer.Load(policy), null), options.MaxLength, options.MaxPromptLength, options.TruncationMode);
             var pairs = new List<EncodedPair>();
             int rejected = 0;
-            for (int i = 0; i < rows.Count; i++)
+            await foreach (var input in PreferenceSource.ReadAsync(dataStore, dataPath, ct).ConfigureAwait(false))
             {
-                var r = rows[i];
-                var (pair, rejection) = encoder.EncodeRendered(r.PromptId ?? $"row-{i}", r.Prompt ?? "", r.Chosen ?? "", r.Rejected ?? "");
+                var r = input.Pair;
+                var (pair, rejection) = r is null ? (null, null) : encoder.EncodeRendered(r.PromptId.Length > 0 ? r.PromptId : $"row-{input.Row}", r.Prompt, r.Chosen, r.Rejected);
                 if (pair is not null) pairs.Add(pair);
-                else { rejected++; Console.Error.WriteLine($"{dataPath} row {i}: skipped: {rejection!.Reason}"); }
+                else { rejected++; Console.Error.WriteLine($"{dataStore.UriOf(dataPath)} row {input.Row}: skipped: {input.RejectReason ?? rejection!.Reason}"); }
             }
+            if (pairs.Count == 0) throw new InvalidDataException($"{dataStore.UriOf(dataPath)}: no usable pairs ({rejected} skipped; reasons above)");
             var store = new LocalArtifactStore(outDir);
             var (reference, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, "reference", pairs, parse.GetValue(refModel) ?? policy, options.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
             o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); reference log-probs {(reused ? "reused" : "computed")}: {Markup.Escape(refPath)}");
@@ -89,7 +82,7 @@ internal static class TrainCommand
 
     private static Command Ppo(IAnsiConsole? console)
     {
-        var prompts = new Option<string>("--prompts") { Description = "Prompts: JSON lines or Parquet with a prompt column.", Required = true };
+        var prompts = new Option<string>("--prompts") { Description = "Prompts: JSON lines or Parquet with a prompt column; local, az:// or blob URL.", Required = true };
         var model = new Option<string>("--model") { Description = "Starting policy folder.", Required = true };
         var refModel = new Option<string?>("--ref-model") { Description = "Reference model folder (default: the policy)." };
         var rewardModel = new Option<string>("--reward-model") { Description = "Reward model folder (model.onnx + tokenizer.json).", Required = true };
@@ -110,9 +103,17 @@ internal static class TrainCommand
                 MaxSteps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), KlCoef = parse.GetValue(klCoef), TargetKl = parse.GetValue(targetKl),
                 RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length),
             };
+            System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
             var list = new List<(string, string)>();
-            await foreach (var p in PromptInputs.ReadAsync(parse.GetValue(prompts)!, ct).ConfigureAwait(false))
-                if (p.Error is null && !string.IsNullOrWhiteSpace(p.Text)) list.Add(($"row-{p.Row}", p.Text!));
+            var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);
+            string source = promptStore.UriOf(promptPath);
+            await foreach (var p in PromptSource.ReadAsync(promptStore, promptPath, cancellationToken: ct).ConfigureAwait(false))
+            {
+                if (p.IsRejected) Console.Error.WriteLine($"{source}: skipped: {p.RejectReason}");
+                else if (p.Prompt is null) Console.Error.WriteLine($"{source} row {p.Row}: skipped: a conversation (messages); train ppo takes text prompts (a prompt column)");
+                else list.Add((p.Id ?? $"row-{p.Row}", p.Prompt));
+            }
+            if (list.Count == 0) throw new InvalidDataException($"{source}: no usable prompts (reasons above)");
             string policy = parse.GetValue(model)!;
             var result = new PpoTrainer(options).Train(policy, parse.GetValue(refModel) ?? policy, parse.GetValue(rewardModel)!, list, Path.GetFullPath(parse.GetValue(output)!),
                 new Progress<TrainProgress>(p => o.WriteLine($"iteration {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}")), ct);
@@ -129,7 +130,7 @@ internal static class TrainCommand
         {
             return await action().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or ArgumentException or System.ComponentModel.DataAnnotations.ValidationException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or System.ComponentModel.DataAnnotations.ValidationException)
         {
             Console.Error.WriteLine($"prefpipe train: {e.Message}");
             return Cli.ExitCodes.Usage;

@@ -1,0 +1,318 @@
+using System.CommandLine;
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Ingest;
+using PrefPipe.Models.Reward;
+using PrefPipe.Ranking;
+using PrefPipe.Ranking.Judges;
+using PrefPipe.Splitter;
+using Spectre.Console;
+
+namespace PrefPipe.Host.Commands;
+
+/// <summary>
+/// <c>prefpipe ingest | rank | split</c>: each data stage on its own, artifact URIs in and out (local paths,
+/// <c>az://CONTAINER/PATH</c> or blob URLs). <c>--output</c> is a folder; the stage writes its artifacts into it.
+/// </summary>
+internal static class StageCommands
+{
+    private static readonly JsonWriterOptions JsonOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static IEnumerable<Command> Create(IAnsiConsole? console) => [Ingest(console), Rank(console), Split(console)];
+
+    private static Option<string> Required(string name, string description) => new(name) { Description = description, Required = true };
+
+    private static Command Ingest(IAnsiConsole? console)
+    {
+        var prompts = Required("--prompts", "Prompts: Parquet or JSON lines with a prompt (text) or messages (list of {role, content}) column; local, az:// or blob URL.");
+        var model = Required("--model", "Policy model folder (config.json, *.safetensors, tokenizer.json).");
+        var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): prompts, rejects, candidates and per-batch parts. A rerun resumes at the first missing batch.");
+        var candidates = new Option<int>("--candidates") { Description = "Candidates per prompt (K).", DefaultValueFactory = _ => 4 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens per candidate.", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature (0 = greedy).", DefaultValueFactory = _ => 1.0 };
+        var topP = new Option<double>("--top-p") { Description = "Nucleus sampling mass.", DefaultValueFactory = _ => 1.0 };
+        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => 0 };
+        var seed = new Option<long>("--seed") { Description = "Run seed (candidates are reproducible per prompt and index).", DefaultValueFactory = _ => 1234 };
+        var batch = new Option<int>("--batch-size") { Description = "Prompts per generation batch (and per committed part).", DefaultValueFactory = _ => 8 };
+        var maxPrompt = new Option<int>("--max-prompt-tokens") { Description = "Longest prompt in tokens.", DefaultValueFactory = _ => 512 };
+        var overLong = new Option<OverLongPolicy>("--over-long") { Description = "Longer prompts: reject or truncate.", DefaultValueFactory = _ => OverLongPolicy.Reject };
+        var template = new Option<ChatTemplateMode>("--chat-template") { Description = "auto, always or never.", DefaultValueFactory = _ => ChatTemplateMode.Auto };
+        var system = new Option<string?>("--system-prompt") { Description = "System message for prompts given as text." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
+        var command = new Command("ingest", "Stage 1 alone: validate and template prompts, generate K candidates each with the policy.")
+            { prompts, model, output, candidates, maxNew, temperature, topP, topK, seed, batch, maxPrompt, overLong, template, system, json };
+        command.SetAction((parse, ct) => Execute("ingest", parse.GetValue(json), console, async () =>
+        {
+            var options = new IngestOptions
+            {
+                CandidatesPerPrompt = parse.GetValue(candidates), MaxNewTokens = parse.GetValue(maxNew), Temperature = parse.GetValue(temperature),
+                TopP = parse.GetValue(topP), TopK = parse.GetValue(topK), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch),
+                MaxPromptTokens = parse.GetValue(maxPrompt), OverLong = parse.GetValue(overLong), ChatTemplate = parse.GetValue(template),
+                SystemPrompt = parse.GetValue(system),
+            };
+            Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+            string promptsUri = parse.GetValue(prompts)!, policy = parse.GetValue(model)!;
+            var (promptStore, promptPath) = ArtifactStores.OpenFile(promptsUri);
+            var (store, prefix) = OpenFolder(parse.GetValue(output)!);
+            var result = await new IngestStage(options).RunAsync(ReadPrompts(promptStore, promptPath, ct), ArtifactStores.Redact(promptsUri), policy, store, prefix,
+                cancellationToken: ct).ConfigureAwait(false);
+            return new StageSummary("ingest", result.RowsIn,
+                [("prompts", result.Prompts), ("rejects", result.Rejects), ("candidates", result.Candidates)],
+                [("candidates per prompt", options.CandidatesPerPrompt), ("resumed batches", result.ResumedBatches)]);
+        }, ct));
+        return command;
+    }
+
+    private static Command Rank(IAnsiConsole? console)
+    {
+        var candidates = Required("--candidates", "Candidates artifact (Parquet, from ingest): local, az:// or blob URL.");
+        var rewardModel = Required("--reward-model", "Reward model folder (model.onnx + tokenizer.json).");
+        var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): scored candidates, comparisons, preferences, unpaired.");
+        var judge = new Option<string>("--judge") { Description = "reward (reward-model scores) or llm (a chat-completions endpoint).", DefaultValueFactory = _ => "reward" };
+        judge.AcceptOnlyFromAmong("reward", "llm");
+        var tie = new Option<double>("--tie-epsilon") { Description = "Reward judge: |r_a − r_b| below this is a tie.", DefaultValueFactory = _ => 0.05 };
+        var batch = new Option<int>("--batch-size") { Description = "Reward model: sequences per batch.", DefaultValueFactory = _ => 16 };
+        var maxLength = new Option<int>("--max-length") { Description = "Reward model: longest sequence in tokens (longer ones are cut on the left).", DefaultValueFactory = _ => 1024 };
+        var endpoint = new Option<Uri?>("--judge-endpoint") { Description = "LLM judge: base URL (e.g. https://api.openai.com/v1). The key comes from PREFPIPE_JUDGE_API_KEY." };
+        var judgeModel = new Option<string?>("--judge-model") { Description = "LLM judge: model (OpenAI) or deployment (Azure OpenAI) name." };
+        var api = new Option<LlmApiKind>("--judge-api") { Description = "LLM judge API shape: OpenAI or AzureOpenAI.", DefaultValueFactory = _ => LlmApiKind.OpenAI };
+        var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
+        var command = new Command("rank", "Stage 2 alone: score candidates with the reward model, rank them with a judge into chosen/rejected pairs.")
+            { candidates, rewardModel, output, judge, tie, batch, maxLength, endpoint, judgeModel, api, json };
+        command.SetAction((parse, ct) => Execute("rank", parse.GetValue(json), console, async () =>
+        {
+            var options = new RankingOptions
+            {
+                Judge = parse.GetValue(judge)!, TieEpsilon = parse.GetValue(tie),
+                Reward = new RewardModelOptions { BatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength) },
+            };
+            if (options.Judge == "llm")
+            {
+                options.Llm = new LlmJudgeOptions { Endpoint = parse.GetValue(endpoint), Model = parse.GetValue(judgeModel) ?? "", Api = parse.GetValue(api) };
+                if (options.Llm.Endpoint is null) throw new ArgumentException("--judge llm needs --judge-endpoint (and --judge-model)");
+                options.Llm.ValidateOrThrow();
+            }
+            Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+            options.Reward.ValidateOrThrow();
+            var (store, input, prefix) = await OpenInputAndOutputAsync(parse.GetValue(candidates)!, parse.GetValue(output)!, CandidateColumns, ct).ConfigureAwait(false);
+            var result = await new RankingStage(options).RunAsync(store, input, parse.GetValue(rewardModel)!, prefix, cancellationToken: ct).ConfigureAwait(false);
+            return new StageSummary("rank", result.PromptsIn,
+                [("scored", result.Scored), ("comparisons", result.Comparisons), ("preferences", result.Preferences), ("unpaired", result.Unpaired)],
+                [("judge calls", result.JudgeCalls)]);
+        }, ct));
+        return command;
+    }
+
+    private static Command Split(IAnsiConsole? console)
+    {
+        var preferences = Required("--preferences", "Preferences artifact (Parquet, from rank): local, az:// or blob URL.");
+        var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): easy, difficult, dropped, report.json, report.md, gap_histogram.png.");
+        var rule = new Option<SplitRule>("--rule") { Description = "threshold (gap ≥ τ is easy) or quantile (the top q by gap is easy).", DefaultValueFactory = _ => SplitRule.Quantile };
+        var threshold = new Option<double>("--threshold") { Description = "τ for --rule threshold, in reward units.", DefaultValueFactory = _ => 1.0 };
+        var quantile = new Option<double>("--quantile") { Description = "q for --rule quantile: the easy fraction, 0 to 1.", DefaultValueFactory = _ => 0.5 };
+        var negative = new Option<NegativeGapPolicy>("--negative-gaps") { Description = "Pairs whose reward gap is negative: drop, difficult or flip.", DefaultValueFactory = _ => NegativeGapPolicy.Difficult };
+        var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
+        var command = new Command("split", "Stage 3 alone: split preference pairs into easy and difficult by reward gap, with a data-quality report.")
+            { preferences, output, rule, threshold, quantile, negative, json };
+        command.SetAction((parse, ct) => Execute("split", parse.GetValue(json), console, async () =>
+        {
+            var options = new SplitterOptions
+            {
+                Rule = parse.GetValue(rule), Threshold = parse.GetValue(threshold), Quantile = parse.GetValue(quantile), NegativeGaps = parse.GetValue(negative),
+            };
+            options.ValidateOrThrow();
+            var (store, input, prefix) = await OpenInputAndOutputAsync(parse.GetValue(preferences)!, parse.GetValue(output)!, PreferenceColumns, ct).ConfigureAwait(false);
+            var result = await new SplitterStage(options).RunAsync(store, input, prefix, cancellationToken: ct).ConfigureAwait(false);
+            return new StageSummary("split", result.PairsIn,
+                [("easy", result.Easy), ("difficult", result.Difficult), ("dropped", result.Dropped)],
+                [("rule", result.Report.Rule)]);
+        }, ct));
+        return command;
+    }
+
+    /// <summary>PromptSource rows as the ingest stage's input (rejections travel with their reason and raw row).</summary>
+    private static async IAsyncEnumerable<PrefPipe.Ingest.PromptInput> ReadPrompts(IArtifactStore store, string path,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var p in PromptSource.ReadAsync(store, path, cancellationToken: cancellationToken).ConfigureAwait(false))
+            yield return new(p.Row, p.Prompt, p.Messages?.Select(m => (m.Role, m.Content)).ToList(), p.IsRejected ? p.Raw : p.Extra, p.RejectReason);
+    }
+
+    /// <summary>An output folder location as (the store of its parent, the folder's name): the stages write PREFIX/name.</summary>
+    internal static (IArtifactStore Store, string Prefix) OpenFolder(string location)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(location);
+        if (!ArtifactStores.IsBlobLocation(location))
+        {
+            string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(location));
+            string? parent = Path.GetDirectoryName(full);
+            if (parent is null) throw new ArgumentException($"--output {location}: give a folder below the file system root", nameof(location));
+            if (File.Exists(full)) throw new ArgumentException($"--output {full} is a file; give a folder", nameof(location));
+            return (ArtifactStores.Open(parent), Path.GetFileName(full));
+        }
+        int q = location.IndexOf('?', StringComparison.Ordinal);
+        string withoutQuery = (q < 0 ? location : location[..q]).TrimEnd('/');
+        string query = q < 0 ? "" : location[q..];
+        // az://CONTAINER alone (or a bare container URL) has no folder to write into.
+        bool hasFolder = withoutQuery.StartsWith("az://", StringComparison.OrdinalIgnoreCase)
+            ? withoutQuery["az://".Length..].Contains('/', StringComparison.Ordinal)
+            : Uri.TryCreate(withoutQuery, UriKind.Absolute, out var uri) && uri.AbsolutePath.Trim('/').Contains('/', StringComparison.Ordinal);
+        if (!hasFolder)
+            throw new ArgumentException($"--output {ArtifactStores.Redact(location)}: give a folder inside the container, e.g. az://CONTAINER/runs/r1/rank", nameof(location));
+        int slash = withoutQuery.LastIndexOf('/');
+        string name = withoutQuery[(slash + 1)..];
+        string parentLocation = withoutQuery[..slash];
+        ArtifactPath.ValidateName(name, "--output folder");
+        return (ArtifactStores.Open(parentLocation + query), name);
+    }
+
+    /// <summary>
+    /// The output folder's store, with the input file visible in it under its own name (the stages read and write one
+    /// store; the input may live elsewhere: another folder, another container).
+    /// </summary>
+    private static async Task<(IArtifactStore Store, string InputPath, string Prefix)> OpenInputAndOutputAsync(string inputLocation, string outputLocation,
+        IReadOnlyList<(string Name, string Type)> columns, CancellationToken cancellationToken)
+    {
+        var (inputStore, inputPath) = ArtifactStores.OpenFile(inputLocation);
+        await RequireColumnsAsync(inputStore, inputPath, columns, cancellationToken).ConfigureAwait(false);
+        var (outputStore, prefix) = OpenFolder(outputLocation);
+        return (new InputOverlayStore(outputStore, inputPath, inputStore), inputPath, prefix);
+    }
+
+    /// <summary>Columns rank reads from a candidates artifact (Parquet.Net would fill a missing one with defaults).</summary>
+    internal static readonly (string Name, string Type)[] CandidateColumns = [("prompt_id", "string"), ("prompt", "string"), ("candidate_index", "int32"), ("response", "string")];
+
+    /// <summary>Columns split reads from a preferences artifact.</summary>
+    internal static readonly (string Name, string Type)[] PreferenceColumns =
+        [("prompt_id", "string"), ("prompt", "string"), ("chosen", "string"), ("rejected", "string"), ("score_chosen", "double"),
+         ("score_rejected", "double"), ("reward_gap", "double"), ("judge_agrees", "bool"), ("chosen_index", "int32"), ("rejected_index", "int32")];
+
+    /// <summary>Throws <see cref="InvalidDataException"/> naming the file and every missing or mistyped column.</summary>
+    private static async Task RequireColumnsAsync(IArtifactStore store, string path, IReadOnlyList<(string Name, string Type)> columns, CancellationToken cancellationToken)
+    {
+        var summary = await ArtifactInspector.InspectAsync(store, path, 0, cancellationToken).ConfigureAwait(false);
+        if (summary.Format != "parquet")
+            throw new InvalidDataException($"{summary.Uri}: expected a Parquet artifact, got {summary.Format}");
+        var have = summary.Columns.ToDictionary(c => c.Name, c => c.Type, StringComparer.Ordinal);
+        var problems = columns
+            .Select(c => !have.TryGetValue(c.Name, out string? type) ? $"no '{c.Name}' column ({c.Type} expected)"
+                : type.Replace(" not null", "", StringComparison.Ordinal) != c.Type ? $"column '{c.Name}' is {type}, expected {c.Type}" : null)
+            .OfType<string>().ToList();
+        if (problems.Count > 0)
+            throw new InvalidDataException($"{summary.Uri}: {string.Join("; ", problems)} (has: {string.Join(", ", summary.Columns.Select(c => c.Name))})");
+    }
+
+    private sealed record StageSummary(string Stage, long RowsIn, IReadOnlyList<(string Name, ArtifactInfo Info)> Artifacts, IReadOnlyList<(string Name, object Value)> Facts);
+
+    private static async Task<int> Execute(string stage, bool json, IAnsiConsole? console, Func<Task<StageSummary>> action, CancellationToken cancellationToken)
+    {
+        StageSummary summary;
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            summary = await action().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException
+            or ValidationException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"prefpipe {stage}: {e.Message}");
+            return Cli.ExitCodes.Usage;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"prefpipe {stage}: cancelled; committed batches are kept and a rerun resumes");
+            return Cli.ExitCodes.Failed;
+        }
+        catch (Exception e) when (e is IOException or Azure.RequestFailedException or HttpRequestException
+            or Polly.CircuitBreaker.BrokenCircuitException or Polly.Timeout.TimeoutRejectedException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"prefpipe {stage}: {e.Message}");
+            return Cli.ExitCodes.Failed;
+        }
+        var output = console ?? AnsiConsole.Console;
+        if (json)
+        {
+            var writer = output.Profile.Out.Writer;
+            writer.WriteLine(ToJson(summary, started.Elapsed));
+            writer.Flush();
+        }
+        else
+        {
+            Render(output, summary, started.Elapsed);
+        }
+        return Cli.ExitCodes.Ok;
+    }
+
+    private static string ToJson(StageSummary summary, TimeSpan elapsed)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, JsonOptions))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("stage", summary.Stage);
+            writer.WriteNumber("rows_in", summary.RowsIn);
+            writer.WriteStartObject("artifacts");
+            foreach (var (name, info) in summary.Artifacts)
+            {
+                writer.WriteStartObject(name);
+                writer.WriteString("uri", info.Uri);
+                writer.WriteNumber("rows", info.Rows);
+                writer.WriteString("sha256", info.Sha256);
+                writer.WriteEndObject();
+            }
+            writer.WriteEndObject();
+            foreach (var (name, value) in summary.Facts)
+            {
+                string key = name.Replace(' ', '_');
+                if (value is string s) writer.WriteString(key, s);
+                else writer.WriteNumber(key, Convert.ToInt64(value, CultureInfo.InvariantCulture));
+            }
+            writer.WriteNumber("seconds", Math.Round(elapsed.TotalSeconds, 3));
+            writer.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    private static void Render(IAnsiConsole console, StageSummary summary, TimeSpan elapsed)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().Border(TableBorder.Rounded)
+            .Title($"{summary.Stage}: {summary.RowsIn.ToString("N0", inv)} {(summary.Stage == "split" ? "pairs" : summary.Stage == "rank" ? "prompts" : "rows")} in, {elapsed.TotalSeconds.ToString("F1", inv)} s")
+            .AddColumn("artifact").AddColumn(new TableColumn("rows").RightAligned()).AddColumn("sha256").AddColumn("uri");
+        foreach (var (name, info) in summary.Artifacts)
+            table.AddRow(Markup.Escape(name), info.Rows.ToString("N0", inv), info.Sha256[..Math.Min(12, info.Sha256.Length)], Markup.Escape(info.Uri));
+        console.Write(table);
+        foreach (var (name, value) in summary.Facts)
+            console.MarkupLine($"{Markup.Escape(name)}: {Markup.Escape(Convert.ToString(value, inv) ?? "")}");
+    }
+
+    /// <summary>Writes and lists go to the output store; one input path reads from the store that holds it.</summary>
+    private sealed class InputOverlayStore(IArtifactStore output, string inputPath, IArtifactStore input) : IArtifactStore
+    {
+        public string Location => output.Location;
+
+        public string UriOf(string path) => path == inputPath ? input.UriOf(path) : output.UriOf(path);
+
+        public ValueTask<bool> ExistsAsync(string path, CancellationToken cancellationToken = default) =>
+            path == inputPath ? input.ExistsAsync(path, cancellationToken) : output.ExistsAsync(path, cancellationToken);
+
+        public ValueTask<Stream> OpenReadAsync(string path, CancellationToken cancellationToken = default) =>
+            path == inputPath ? input.OpenReadAsync(path, cancellationToken) : output.OpenReadAsync(path, cancellationToken);
+
+        public ValueTask CommitAsync(string path, string localFile, CancellationToken cancellationToken = default) =>
+            output.CommitAsync(path, localFile, cancellationToken);
+
+        public ValueTask<bool> TryCreateAsync(string path, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default) =>
+            output.TryCreateAsync(path, content, cancellationToken);
+
+        public IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken = default) => output.ListAsync(prefix, cancellationToken);
+
+        public ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default) => output.DeleteAsync(path, cancellationToken);
+    }
+}

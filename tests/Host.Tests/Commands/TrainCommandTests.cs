@@ -1,0 +1,133 @@
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Commands;
+using PrefPipe.Models.Llama;
+using Spectre.Console.Testing;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Host.Tests.Commands;
+
+/// <summary><c>prefpipe train dpo | ppo</c> through the CLI entry, on the demo policy and reward model with tiny settings.</summary>
+public sealed class TrainCommandTests
+{
+    private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
+    private static readonly string Policy = Path.Combine(Demo, "policy");
+
+    private static async Task<(int Exit, string Output, string Error)> Run(params string[] args)
+    {
+        var console = new TestConsole().Width(200);
+        var error = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            int exit = await Cli.InvokeAsync(args, console);
+            return (exit, console.Output, error.ToString());
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+    }
+
+    /// <summary>A TRL standard preference file in the demo's style (our preferences artifact schema).</summary>
+    private static async Task<string> PairsFile(string folder)
+    {
+        string[] titles = ["Driftwood", "Kite Season", "Velvet Hour", "Marble Coast"];
+        var rows = titles.SelectMany((t, i) => new[]
+        {
+            new PreferenceRow { PromptId = $"p{i}a", Prompt = $"Review of {t}:", Chosen = " The acting was gripping. A joy to watch.", Rejected = " The pacing was tedious. I hated it.", ScoreChosen = 2, ScoreRejected = -2, RewardGap = 4, JudgeAgrees = true },
+            new PreferenceRow { PromptId = $"p{i}b", Prompt = $"Review of {t}:", Chosen = " I found the story charming. I would watch it again.", Rejected = " The ending was painful. Not recommended.", ScoreChosen = 2, ScoreRejected = -2, RewardGap = 4, JudgeAgrees = true },
+        });
+        await ParquetArtifacts.WriteAsync(new LocalArtifactStore(folder), "easy.parquet", rows);
+        return Path.Combine(folder, "easy.parquet");
+    }
+
+    private static string LatestCheckpoint(string output) =>
+        Directory.GetDirectories(output, "checkpoint-*").OrderBy(d => int.Parse(Path.GetFileName(d)["checkpoint-".Length..], System.Globalization.CultureInfo.InvariantCulture)).Last();
+
+    private static float MaxParameterChange(string checkpoint)
+    {
+        using var start = LlamaForCausalLM.Load(Policy, CPU);
+        using var trained = LlamaForCausalLM.Load(checkpoint, CPU);
+        using var _ = NewDisposeScope();
+        return start.named_parameters().Zip(trained.named_parameters()).Max(p => (p.First.parameter - p.Second.parameter).abs().max().item<float>());
+    }
+
+    [Fact]
+    public async Task TrainDpo_DemoPairsMipo_WritesLoadableCheckpointAndMetrics()
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-train-dpo-").FullName;
+        string output = Path.Combine(root, "stage1");
+
+        var (exit, text, error) = await Run("train", "dpo", "--data", await PairsFile(root), "--model", Policy, "--output", output,
+            "--loss", "mipo", "--learning-rate", "1e-4", "--max-steps", "2", "--batch-size", "4", "--max-length", "96", "--max-prompt-length", "32");
+
+        Assert.True(exit == 0, $"exit {exit}: {error}");
+        Assert.Contains("8 pairs (0 skipped)", text, StringComparison.Ordinal);
+        string checkpoint = LatestCheckpoint(output);
+        Assert.EndsWith("checkpoint-2", checkpoint, StringComparison.Ordinal);
+        Assert.True(MaxParameterChange(checkpoint) > 0, "the checkpoint should hold updated weights");
+        var metrics = await ParquetArtifacts.ReadAllAsync<MetricRow>(new LocalArtifactStore(output), "metrics.parquet");
+        Assert.Equal([1L, 2L], metrics.Where(m => m.Name == "loss").Select(m => m.Step));
+        Assert.All(metrics.Where(m => m.Name == "loss"), m => Assert.True(double.IsFinite(m.Value) && m.Value > 0));
+    }
+
+    [Fact]
+    public async Task TrainPpo_DemoPrompts_WritesLoadableCheckpointAndMetrics()
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-train-ppo-").FullName;
+        string prompts = Path.Combine(root, "prompts.jsonl");
+        File.WriteAllLines(prompts, File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(8).Append("{\"prompt\": \"\"}"));
+        string output = Path.Combine(root, "stage2");
+
+        var (exit, _, error) = await Run("train", "ppo", "--prompts", prompts, "--model", Policy, "--ref-model", Policy, "--reward-model", Path.Combine(Demo, "reward"),
+            "--output", output, "--max-steps", "1", "--rollout-batch-size", "4", "--response-length", "8", "--learning-rate", "1e-4");
+
+        Assert.True(exit == 0, $"exit {exit}: {error}");
+        // The blank prompt is reported, not silently dropped.
+        Assert.Contains("skipped", error, StringComparison.Ordinal);
+        Assert.Contains("prompts.jsonl", error, StringComparison.Ordinal);
+        string checkpoint = LatestCheckpoint(output);
+        Assert.True(MaxParameterChange(checkpoint) > 0, "the checkpoint should hold updated weights");
+        var metrics = await ParquetArtifacts.ReadAllAsync<MetricRow>(new LocalArtifactStore(output), "metrics.parquet");
+        Assert.Contains(metrics, m => m.Name == "objective/kl" && m.Step == 1 && double.IsFinite(m.Value));
+    }
+
+    [Theory]
+    [InlineData("dpo", "--loss", "nonsense", "nonsense")]
+    [InlineData("dpo", "--batch-size", "0", "PerDeviceTrainBatchSize")]
+    [InlineData("ppo", "--max-steps", "0", "MaxSteps")]
+    [InlineData("ppo", "--kl-coef", "abc", "abc")]
+    public async Task Train_BadOption_ExitsTwoNamingIt(string objective, string option, string value, string named)
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-train-bad-").FullName;
+        string[] args = objective == "dpo"
+            ? ["train", "dpo", "--data", await PairsFile(root), "--model", Policy, "--output", Path.Combine(root, "out"), option, value]
+            : ["train", "ppo", "--prompts", Path.Combine(Demo, "prompts.jsonl"), "--model", Policy, "--reward-model", Path.Combine(Demo, "reward"),
+               "--output", Path.Combine(root, "out"), option, value];
+
+        var (exit, _, error) = await Run(args);
+
+        Assert.Equal(2, exit);
+        Assert.Contains(named, error, StringComparison.OrdinalIgnoreCase);
+        Assert.Empty(Directory.Exists(Path.Combine(root, "out")) ? Directory.GetDirectories(Path.Combine(root, "out"), "checkpoint-*") : []);
+    }
+
+    [Fact]
+    public async Task TrainDpo_MissingOrConversationalData_ExitsTwoNamingTheFile()
+    {
+        string output = Directory.CreateTempSubdirectory("prefpipe-train-bad-").FullName;
+        string conversational = Path.Combine(AppContext.BaseDirectory, "fixtures", "datasets", "conversational_preference.parquet");
+
+        var missing = await Run("train", "dpo", "--data", "/nonexistent-prefpipe/easy.parquet", "--model", Policy, "--output", output);
+        var chat = await Run("train", "dpo", "--data", conversational, "--model", Policy, "--output", output);
+
+        Assert.Equal(2, missing.Exit);
+        Assert.Contains("/nonexistent-prefpipe/easy.parquet", missing.Error, StringComparison.Ordinal);
+        Assert.Equal(2, chat.Exit);
+        Assert.Contains("conversational_preference.parquet", chat.Error, StringComparison.Ordinal);
+        Assert.Contains("TRL standard", chat.Error, StringComparison.Ordinal);
+    }
+}
