@@ -50,8 +50,8 @@ public readonly record struct Shard(int Index, int Count)
         throw new FormatException($"shard '{text}' is not valid: expected i/N with 0 <= i < N <= {MaxCount}, e.g. 0/4");
     }
 
-    /// <summary>Folder of this shard's files under a stage prefix: <c>{prefix}/shards/{N}/shard-{i:D4}</c>.</summary>
-    public string Folder(string stagePrefix) => string.Create(CultureInfo.InvariantCulture, $"{stagePrefix}/shards/{Count}/shard-{Index:D4}");
+    /// <summary>Folder of this shard's files under the folder of all shards: <c>{root}/shard-{i:D4}</c>.</summary>
+    public string Folder(string root) => string.Create(CultureInfo.InvariantCulture, $"{root}/shard-{Index:D4}");
 
     /// <inheritdoc />
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Index}/{Count}");
