@@ -25,10 +25,11 @@ internal static class WorkerCommand
         var shards = new Option<int?>("--shards") { Description = "Number of shards N (with --claim; with --shard it must match i/N)." };
         var storage = new Option<string?>("--storage") { Description = "Artifact store holding the run: folder, az://CONTAINER/PREFIX or container URL (default $PREFPIPE_STORAGE, else ./runs)." };
         var lease = new Option<int>("--lease-seconds") { Description = "Claim duration without renewal; a dead worker's shard is taken over after it (Azure Blob: 15 to 60).", DefaultValueFactory = _ => 30 };
+        var pipelineFile = new Option<string?>("--pipeline") { Description = "Pipeline file: creates the run (pipeline.yaml, run.json) when it does not exist yet, e.g. to shard ingest from the start." };
         var json = new Option<bool>("--json") { Description = "One JSON object per line: claimed, committed, lost, waiting, merging, merged, complete." };
         var command = new Command("worker", "Run the ingest or rank stage of an existing run as shards across many workers; the last worker merges them.")
         {
-            runId, stage, shard, claim, shards, storage, lease, json,
+            runId, stage, shard, claim, shards, storage, lease, pipelineFile, json,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -41,8 +42,11 @@ internal static class WorkerCommand
             {
                 plan = Plan(parse.GetValue(stage)!, parse.GetValue(shard), parse.GetValue(claim), parse.GetValue(shards), parse.GetValue(lease));
                 ArtifactPath.ValidateName(id, "run id");
-                string location = parse.GetValue(storage) ?? Environment.GetEnvironmentVariable("PREFPIPE_STORAGE") ?? "./runs";
+                var fromFile = parse.GetValue(pipelineFile) is { } file ? PipelineLoader.Load(file) : null;
+                string location = parse.GetValue(storage) ?? Environment.GetEnvironmentVariable("PREFPIPE_STORAGE")
+                    ?? (fromFile is null ? "./runs" : fromFile.Resolve(fromFile.Definition.Storage));
                 store = ArtifactStores.Open(location);
+                if (fromFile is not null) await ShardWorker.CreateRunAsync(fromFile, store, id, cancellationToken).ConfigureAwait(false);
                 if (ArtifactStores.IsBlobLocation(location) && plan.Lease is var l && (l < TimeSpan.FromSeconds(15) || l > TimeSpan.FromSeconds(60)))
                     throw new ArgumentException($"--lease-seconds {l.TotalSeconds:F0}: blob leases last 15 to 60 seconds");
                 pipeline = await LoadRunPipelineAsync(store, id, cancellationToken).ConfigureAwait(false);

@@ -62,6 +62,24 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
     /// <summary>Identifies this worker in markers: host:pid:random.</summary>
     public string WorkerId => _worker;
 
+    /// <summary>
+    /// Creates the run as <see cref="PipelineRunner"/> does (pipeline.yaml, then run.json with every stage pending) unless
+    /// it exists; create-if-absent, so many workers starting at once create it once.
+    /// </summary>
+    public static async Task CreateRunAsync(LoadedPipeline pipeline, IArtifactStore store, string runId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        ArgumentNullException.ThrowIfNull(store);
+        ArtifactPath.ValidateName(runId, "run id");
+        var run = new RunRecord
+        {
+            RunId = runId, Pipeline = pipeline.Definition.Name, ConfigHash = PipelineRunner.Hash(pipeline.CanonicalYaml), CodeVersion = PipelineRunner.CodeVersion(),
+            Created = DateTimeOffset.UtcNow, Status = "created", Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
+        };
+        await store.TryCreateAsync($"{runId}/pipeline.yaml", System.Text.Encoding.UTF8.GetBytes(pipeline.CanonicalYaml), cancellationToken).ConfigureAwait(false);
+        await store.TryCreateAsync(RunRecord.PathOf(runId), JsonSerializer.SerializeToUtf8Bytes(run, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
+    }
+
     public async Task<WorkerResult> RunAsync(WorkerPlan plan, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
