@@ -40,8 +40,15 @@ public sealed class ShardWorkerTests
         // Only the worker that committed the last shard merges.
         Assert.All(outputs.Take(3), o => Assert.Contains("other shards are still open", o, StringComparison.Ordinal));
         Assert.Contains("\"event\":\"merged\"", outputs[3], StringComparison.Ordinal);
+        await AssertSameRankingAsync(store, "ref/rank", store, "w1/rank");
+
+        // Any number of workers on the same N writes the same bytes: one worker claiming all four shards of an identical run.
+        Assert.Equal(0, (await Cli("run", file, "--run-id", "w1b", "--until", "ingest")).Exit);
+        var (oneExit, oneOutput) = await Cli("worker", "--run", "w1b", "--stage", "rank", "--claim", "--shards", "4", "--storage", storage);
+        Assert.True(oneExit == 0, oneOutput);
         foreach (string name in RankArtifacts)
-            Assert.Equal(await Sha256Async(store, $"ref/rank/{name}.parquet"), await Sha256Async(store, $"w1/rank/{name}.parquet"));
+            Assert.Equal(await Sha256Async(store, $"w1/rank/{name}.parquet"), await Sha256Async(store, $"w1b/rank/{name}.parquet"));
+        await AssertSameComparisonsAsync(store, "w1/rank/comparisons.parquet", store, "w1b/rank/comparisons.parquet");
         var pairs = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, "w1/rank/preferences.parquet");
         Assert.Equal(reference.Preferences.Rows, pairs.Count);
         Assert.Equal(pairs.Count, pairs.Select(p => p.PromptId).Distinct().Count());
@@ -54,7 +61,7 @@ public sealed class ShardWorkerTests
         Assert.True(rank.Balanced);
         Assert.Equal(32, rank.RowsIn);
         Assert.Equal(4, rank.Summary["shards"]);
-        Assert.Equal(reference.Preferences.Sha256, rank.Outputs.Single(o => o.Name == "preferences").Sha256);
+        Assert.Equal(await Sha256Async(store, "w1/rank/preferences.parquet"), rank.Outputs.Single(o => o.Name == "preferences").Sha256);
 
         // The runner sees the merged stage as done and continues with split.
         var (splitExit, splitOutput) = await Cli("run", file, "--run-id", "w1", "--until", "split");
@@ -88,8 +95,15 @@ public sealed class ShardWorkerTests
         Assert.Equal(24, events.Where(e => e.GetProperty("event").GetString() == "committed").Sum(e => e.GetProperty("rows").GetInt64()));
         var store = new LocalArtifactStore(storage);
         var single = new LocalArtifactStore(other);
-        foreach (string name in new[] { "prompts", "candidates", "rejects" })
+        foreach (string name in new[] { "prompts", "rejects" })
             Assert.Equal(await Sha256Async(single, $"single/ingest/{name}.parquet"), await Sha256Async(store, $"w2/ingest/{name}.parquet"));
+        // The same candidates in the same order: text, tokens, seeds; the log-probability sums agree up to float rounding
+        // (a batch of other prompts pads differently, which moves the last bits of the logits).
+        var expected = await ParquetArtifacts.ReadAllAsync<CandidateRow>(single, "single/ingest/candidates.parquet");
+        var actual = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, "w2/ingest/candidates.parquet");
+        Assert.Equal(72, actual.Count);
+        Assert.Equal(expected.Select(c => c with { LogprobSum = 0 }), actual.Select(c => c with { LogprobSum = 0 }));
+        Assert.All(expected.Zip(actual), x => Assert.Equal(x.First.LogprobSum, x.Second.LogprobSum, 1e-4));
         var run = (await RunRecord.LoadAsync(store, "w2", default))!;
         Assert.Equal("completed", run.Stage("ingest").Status);
         Assert.Equal(72, run.Stage("ingest").Summary["candidates"]);
@@ -98,6 +112,27 @@ public sealed class ShardWorkerTests
         var (rankExit, rankOutput) = await Cli("worker", "--run", "w2", "--stage", "rank", "--claim", "--shards", "2", "--storage", storage);
         Assert.True(rankExit == 0, rankOutput);
         Assert.Equal("completed", (await RunRecord.LoadAsync(store, "w2", default))!.Stage("rank").Status);
+    }
+
+    /// <summary>
+    /// The sharded stage against the unsharded one: the same rows in the same order and the same pairs; rewards agree up
+    /// to float rounding (the reward model pads each batch to its longest sequence, so other batch members move the last bits).
+    /// </summary>
+    internal static async Task AssertSameRankingAsync(IArtifactStore expectedStore, string expectedPrefix, IArtifactStore actualStore, string actualPrefix)
+    {
+        var es = await ParquetArtifacts.ReadAllAsync<ScoredCandidateRow>(expectedStore, $"{expectedPrefix}/scored_candidates.parquet");
+        var scored = await ParquetArtifacts.ReadAllAsync<ScoredCandidateRow>(actualStore, $"{actualPrefix}/scored_candidates.parquet");
+        Assert.Equal(es.Select(r => (r.PromptId, r.CandidateIndex, r.Reason)), scored.Select(r => (r.PromptId, r.CandidateIndex, r.Reason)));
+        Assert.All(es.Zip(scored), x => Assert.Equal(x.First.Reward!.Value, x.Second.Reward!.Value, 1e-5));
+        var ep = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(expectedStore, $"{expectedPrefix}/preferences.parquet");
+        var pairs = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(actualStore, $"{actualPrefix}/preferences.parquet");
+        Assert.Equal(ep.Select(p => (p.PromptId, p.ChosenIndex, p.RejectedIndex, p.Chosen, p.Rejected)), pairs.Select(p => (p.PromptId, p.ChosenIndex, p.RejectedIndex, p.Chosen, p.Rejected)));
+        var ec = await ParquetArtifacts.ReadAllAsync<ComparisonRow>(expectedStore, $"{expectedPrefix}/comparisons.parquet");
+        var comparisons = await ParquetArtifacts.ReadAllAsync<ComparisonRow>(actualStore, $"{actualPrefix}/comparisons.parquet");
+        Assert.Equal(ec.Select(c => (c.PromptId, c.A, c.B, c.Order, c.Verdict)), comparisons.Select(c => (c.PromptId, c.A, c.B, c.Order, c.Verdict)));
+        var eu = await ParquetArtifacts.ReadAllAsync<RejectRow>(expectedStore, $"{expectedPrefix}/unpaired.parquet");
+        var unpaired = await ParquetArtifacts.ReadAllAsync<RejectRow>(actualStore, $"{actualPrefix}/unpaired.parquet");
+        Assert.Equal(eu, unpaired);
     }
 
     [Fact]

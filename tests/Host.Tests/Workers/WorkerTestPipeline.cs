@@ -39,5 +39,15 @@ internal static class WorkerTestPipeline
         return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream));
     }
 
-    public static readonly string[] RankArtifacts = ["scored_candidates", "comparisons", "preferences", "unpaired"];
+    /// <summary>Rank artifacts whose bytes are reproducible (comparisons also record each judge call's wall time).</summary>
+    public static readonly string[] RankArtifacts = ["scored_candidates", "preferences", "unpaired"];
+
+    /// <summary>Same comparisons, in the same order, apart from the measured latency.</summary>
+    public static async Task AssertSameComparisonsAsync(IArtifactStore expectedStore, string expected, IArtifactStore actualStore, string actual)
+    {
+        var e = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.ComparisonRow>(expectedStore, expected);
+        var a = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.ComparisonRow>(actualStore, actual);
+        Assert.NotEmpty(a);
+        Assert.Equal(e.Select(c => c with { LatencyMs = 0 }), a.Select(c => c with { LatencyMs = 0 }));
+    }
 }
