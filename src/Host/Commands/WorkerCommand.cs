@@ -11,18 +11,21 @@ using Spectre.Console;
 namespace PrefPipe.Host.Commands;
 
 /// <summary>
-/// <c>prefpipe worker --run ID --stage ingest|rank [--shard i/N | --claim --shards N] [--storage URI]</c>: one of many
+/// <c>prefpipe worker --run ID --stage ingest|rank [--shard i/N | --claim [--shards N]] [--storage URI]</c>: one of many
 /// workers running a stage of an existing run as shards (see <see cref="ShardWorker"/>).
 /// </summary>
 internal static class WorkerCommand
 {
+    /// <summary>N for --claim without --shards: enough for a few workers to balance stragglers.</summary>
+    public const int DefaultShards = 16;
+
     public static Command Create(IAnsiConsole? console)
     {
         var runId = new Option<string>("--run") { Description = "Run id; the run must exist (its pipeline.yaml and run.json are in the store).", Required = true };
         var stage = new Option<string>("--stage") { Description = "Stage to run as shards: ingest (generation) or rank.", Required = true };
         var shard = new Option<string?>("--shard") { Description = "Process this one shard, i/N (e.g. a Kubernetes Indexed Job: $(JOB_COMPLETION_INDEX)/N)." };
-        var claim = new Option<bool>("--claim") { Description = "Claim free shards one after another until none is left (needs --shards)." };
-        var shards = new Option<int?>("--shards") { Description = "Number of shards N (with --claim; with --shard it must match i/N)." };
+        var claim = new Option<bool>("--claim") { Description = "Claim free shards one after another until none is left." };
+        var shards = new Option<int?>("--shards") { Description = $"Number of shards N with --claim (default {DefaultShards}; every worker of a stage must use the same N); with --shard it must match i/N." };
         var storage = new Option<string?>("--storage") { Description = "Artifact store holding the run: folder, az://CONTAINER/PREFIX or container URL (default $PREFPIPE_STORAGE, else ./runs)." };
         var lease = new Option<int>("--lease-seconds") { Description = "Claim duration without renewal; a dead worker's shard is taken over after it (Azure Blob: 15 to 60).", DefaultValueFactory = _ => 30 };
         var pipelineFile = new Option<string?>("--pipeline") { Description = "Pipeline file: creates the run (pipeline.yaml, run.json) when it does not exist yet, e.g. to shard ingest from the start." };
@@ -105,8 +108,9 @@ internal static class WorkerCommand
             if (shards is { } n && n != s.Count) throw new ArgumentException($"--shard {shard} has N = {s.Count} but --shards is {n}");
             return new WorkerPlan(stage, s.Count, s, lease, poll);
         }
-        if (!claim) throw new ArgumentException("give --shard i/N (one shard) or --claim --shards N (claim free shards until none is left)");
-        if (shards is not { } count || count < 1 || count > Shard.MaxCount)
+        if (!claim) throw new ArgumentException("give --shard i/N (one shard) or --claim [--shards N] (claim free shards until none is left)");
+        int count = shards ?? DefaultShards;
+        if (count < 1 || count > Shard.MaxCount)
             throw new ArgumentException($"--claim needs --shards N with 1 <= N <= {Shard.MaxCount}");
         return new WorkerPlan(stage, count, null, lease, poll);
     }

@@ -163,6 +163,7 @@ public sealed class ShardWorkerTests
     [Theory]
     [InlineData("--stage split --claim --shards 2", "--stage 'split' cannot be sharded")]
     [InlineData("--stage rank --claim --shards 0", "--claim needs --shards N")]
+    [InlineData("--stage rank --claim --shards 5000", "--claim needs --shards N")]
     [InlineData("--stage rank --shard 4/4", "expected i/N")]
     [InlineData("--stage rank --shard 1/4 --shards 3", "--shards is 3")]
     [InlineData("--stage rank --shard 1/4 --claim", "either --shard i/N or --claim")]
