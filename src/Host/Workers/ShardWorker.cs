@@ -45,7 +45,7 @@ internal sealed record WorkerResult(IReadOnlyList<int> ShardsDone, bool Merged);
 /// <summary>
 /// Runs the ingest (generation) or rank stage of an existing run as shards, possibly many workers at once. A prompt
 /// belongs to shard <see cref="Shard.Of"/> (SHA-256 of its id, mod N). Each shard writes its artifacts under
-/// <c>{run}/{stage}/shards/{KEY}-{N}/shard-{i:D4}/</c> (KEY: the stage's cache key) and is done when its commit marker <c>shard-{i:D4}.done</c> exists
+/// <c>{run}/{stage}/shards/{KEY}-{N}/shard-{i:D4}/</c> (KEY: a hash of the stage's config, input and code) and is done when its commit marker <c>shard-{i:D4}.done</c> exists
 /// (create-if-absent). Workers claim shards with <see cref="StoreClaim"/> (blob leases; lock files locally); a worker
 /// that dies loses its claim when it expires and another takes the shard over. When every shard is committed, one worker
 /// (holding the merge claim) merges the parts into the stage's usual artifacts, in the unsharded stage's order, records
@@ -95,9 +95,10 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         }
 
         string prefix = $"{runId}/{plan.Stage}";
-        // The stage key (config, inputs, code) names the shards' folder: shards of older inputs are never merged.
+        // The stage's config, input and code name the shards' folder, so shards of older inputs are never merged. Unlike
+        // the run.json key (which hashes model folders by file times), it is the same on every machine.
         string key = StageKey(run, plan.Stage);
-        string shardsRoot = string.Create(CultureInfo.InvariantCulture, $"{prefix}/shards/{key}-{plan.Shards}");
+        string shardsRoot = string.Create(CultureInfo.InvariantCulture, $"{prefix}/shards/{ShardsKey(run, plan.Stage)}-{plan.Shards}");
         string mergedMarker = $"{shardsRoot}/merged.json";
         if (await store.ExistsAsync(mergedMarker, cancellationToken).ConfigureAwait(false))
         {
@@ -256,6 +257,15 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
         await store.TryCreateAsync(mergedMarker, JsonSerializer.SerializeToUtf8Bytes(new { worker = _worker, finished = rec.Finished }, Json), cancellationToken).ConfigureAwait(false);
         report(new WorkerEvent("merged", plan.Stage, Rows: rec.RowsOut, Seconds: Math.Round(clock.Elapsed.TotalSeconds, 3)));
+    }
+
+    /// <summary>Names the shards' folder: the stage's config, its input's content hash, the model paths and the code version.</summary>
+    private string ShardsKey(RunRecord run, string stage)
+    {
+        string[] parts = stage == Stages.Rank
+            ? [PipelineRunner.Json(D.Ranking), PipelineRunner.Output(run, Stages.Ingest, "candidates"), D.Models.Reward]
+            : [PipelineRunner.Json(D.Ingest), PipelineRunner.FileHash(pipeline.Resolve(D.Inputs.Prompts)), D.Models.Policy];
+        return PipelineRunner.Hash(string.Join('\u001f', parts.Append(PipelineRunner.CodeVersion())));
     }
 
     /// <summary>The key PipelineRunner gives the stage (keep the parts in step with it), so resume treats a merged stage as done.</summary>
