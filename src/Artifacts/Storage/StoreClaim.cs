@@ -158,10 +158,8 @@ public sealed class StoreClaim : IAsyncDisposable
         if (!TryCreateLock(full, owner))
         {
             // Held, unless its heartbeat is older than the duration: then take it over.
-            DateTime touched;
-            try { touched = File.GetLastWriteTimeUtc(full); }
-            catch (FileNotFoundException) { return TryCreateLock(full, owner) ? Local(full, path, owner, duration) : null; }
-            if (!File.Exists(full) || DateTime.UtcNow - touched < duration) return null;
+            // (A lock released since the attempt above reads as 1601 and counts as stale: the move below then fails.)
+            if (DateTime.UtcNow - File.GetLastWriteTimeUtc(full) < duration) return null;
             string stale = $"{full}.{Guid.NewGuid():N}.stale";
             try
             {
@@ -169,7 +167,7 @@ public sealed class StoreClaim : IAsyncDisposable
             }
             catch (IOException)
             {
-                return null;
+                return TryCreateLock(full, owner) ? Local(full, path, owner, duration) : null;
             }
             if (DateTime.UtcNow - File.GetLastWriteTimeUtc(stale) < duration)
             {
