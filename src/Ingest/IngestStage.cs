@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Ingest.Prompts;
 using PrefPipe.Models.Generation;
@@ -54,6 +55,60 @@ public sealed class IngestStage(IngestOptions options)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(store);
+        var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
+        var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
+        var (batches, resumed) = await GenerateAsync(input, input.Valid, policyDirectory, store, prefix, progress, cancellationToken).ConfigureAwait(false);
+        var parts = Enumerable.Range(0, batches).Select(b => PartPath(prefix, b));
+        var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
+        return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, resumed);
+    }
+
+    /// <summary>
+    /// Generates the candidates of one shard: the valid prompts whose id hashes to <paramref name="shard"/>
+    /// (<see cref="Shard.Of"/>). Parts are committed per batch under <paramref name="shardPrefix"/> (a stopped shard resumes
+    /// at its first missing batch) and merged into <c>{shardPrefix}/candidates.parquet</c> in prompt order. Candidate seeds
+    /// depend only on the run seed, the prompt id and the candidate index, so a shard generates what the whole stage would.
+    /// </summary>
+    /// <returns>Valid prompts in the shard, and the shard's candidates artifact.</returns>
+    public async Task<(int Prompts, ArtifactInfo Candidates)> RunShardAsync(IAsyncEnumerable<PromptInput> prompts,
+        string source, string policyDirectory, IArtifactStore store, string shardPrefix, Shard shard, IProgress<IngestProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(store);
+        var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
+        var mine = input.Valid.Where(p => shard.Contains(p.PromptId)).ToList();
+        var (batches, _) = await GenerateAsync(input, mine, policyDirectory, store, shardPrefix, progress, cancellationToken).ConfigureAwait(false);
+        var parts = Enumerable.Range(0, batches).Select(b => PartPath(shardPrefix, b));
+        var info = await MergeCandidatesAsync(store, input, parts, $"{shardPrefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
+        return (mine.Count, info);
+    }
+
+    /// <summary>
+    /// Writes the stage's artifacts from finished shards: prompts and rejects (validation is cheap and deterministic, so it
+    /// runs again here) and the candidates of every shard's <c>candidates.parquet</c> (under <paramref name="shardPrefixes"/>),
+    /// in the order the unsharded stage writes them: input order of the prompts, then candidate index.
+    /// </summary>
+    public async Task<IngestResult> MergeShardsAsync(IAsyncEnumerable<PromptInput> prompts,
+        string source, string policyDirectory, IArtifactStore store, IEnumerable<string> shardPrefixes, string prefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(store);
+        var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
+        var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
+        var parts = shardPrefixes.Select(p => $"{p}/candidates.parquet").ToList();
+        var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
+        if (candidatesInfo.Rows != (long)input.Valid.Count * options.CandidatesPerPrompt)
+            throw new InvalidDataException($"{store.UriOf($"{prefix}/candidates.parquet")}: {candidatesInfo.Rows} candidates merged from {parts.Count} shards, expected {input.Valid.Count} prompts × {options.CandidatesPerPrompt}");
+        return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, 0);
+    }
+
+    private sealed record ValidatedInput(List<ValidPrompt> Valid, List<PromptRow> PromptRows, List<RejectRow> Rejects, long RowsIn, HfTokenizer Tokenizer, IReadOnlyList<int> Eos);
+
+    private static string PartPath(string prefix, int batch) => string.Create(CultureInfo.InvariantCulture, $"{prefix}/parts/batch-{batch:D5}.parquet");
+
+    private async Task<ValidatedInput> ValidateAsync(IAsyncEnumerable<PromptInput> prompts, string source, string policyDirectory, CancellationToken cancellationToken)
+    {
         var tokenizer = HfTokenizer.LoadHf(policyDirectory);
         var template = ResolveTemplate(policyDirectory);
         var eos = tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : (tokenizer.EosTokenId is int e ? [e] : []);
@@ -89,9 +144,19 @@ public sealed class IngestStage(IngestOptions options)
                 Extra = extra,
             });
         }
-        var promptsInfo = await ParquetArtifacts.WriteAsync(store, $"{prefix}/prompts.parquet", promptRows, cancellationToken: cancellationToken).ConfigureAwait(false);
-        var rejectsInfo = await ParquetArtifacts.WriteAsync(store, $"{prefix}/rejects.parquet", rejects, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return new ValidatedInput(valid, promptRows, rejects, rowsIn, tokenizer, eos);
+    }
 
+    private static async Task<(ArtifactInfo Prompts, ArtifactInfo Rejects)> WritePromptsAsync(IArtifactStore store, string prefix, ValidatedInput input, CancellationToken cancellationToken) =>
+        (await ParquetArtifacts.WriteAsync(store, $"{prefix}/prompts.parquet", input.PromptRows, cancellationToken: cancellationToken).ConfigureAwait(false),
+         await ParquetArtifacts.WriteAsync(store, $"{prefix}/rejects.parquet", input.Rejects, cancellationToken: cancellationToken).ConfigureAwait(false));
+
+    /// <summary>Generates K candidates for each of <paramref name="valid"/> into per-batch parts; returns the batch count and how many were already there.</summary>
+    private async Task<(int Batches, int Resumed)> GenerateAsync(ValidatedInput input, List<ValidPrompt> valid, string policyDirectory, IArtifactStore store, string prefix,
+        IProgress<IngestProgress>? progress, CancellationToken cancellationToken)
+    {
+        var tokenizer = input.Tokenizer;
+        var eos = input.Eos;
         // Batches by prompt length (less padding); fixed by the inputs and options, so a resumed run forms the same batches.
         var ordered = valid.OrderBy(p => p.PromptIds.Count).ThenBy(p => p.PromptId, StringComparer.Ordinal).ToList();
         var batches = ordered.Chunk(options.BatchSize).ToList();
@@ -104,7 +169,7 @@ public sealed class IngestStage(IngestOptions options)
             for (int b = 0; b < batches.Count; b++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                string part = $"{prefix}/parts/batch-{b:D5}.parquet";
+                string part = PartPath(prefix, b);
                 if (await store.ExistsAsync(part, cancellationToken).ConfigureAwait(false))
                 {
                     resumed++;
@@ -150,18 +215,22 @@ public sealed class IngestStage(IngestOptions options)
             model?.Dispose();
         }
 
-        // Merge the parts in prompt order into the candidates artifact.
-        var order = valid.Select((p, i) => (p.PromptId, i)).ToDictionary(x => x.PromptId, x => x.i, StringComparer.Ordinal);
+        return (batches.Count, resumed);
+    }
+
+    /// <summary>Merges candidate parts into one artifact in prompt order (input order of the valid prompts), then candidate index.</summary>
+    private static async Task<ArtifactInfo> MergeCandidatesAsync(IArtifactStore store, ValidatedInput input, IEnumerable<string> parts, string path, CancellationToken cancellationToken)
+    {
+        var order = input.Valid.Select((p, i) => (p.PromptId, i)).ToDictionary(x => x.PromptId, x => x.i, StringComparer.Ordinal);
         async IAsyncEnumerable<CandidateRow> Merged()
         {
             var all = new List<CandidateRow>();
-            for (int b = 0; b < batches.Count; b++)
-                await foreach (var row in ParquetArtifacts.ReadAsync<CandidateRow>(store, $"{prefix}/parts/batch-{b:D5}.parquet", cancellationToken).ConfigureAwait(false))
+            foreach (string part in parts)
+                await foreach (var row in ParquetArtifacts.ReadAsync<CandidateRow>(store, part, cancellationToken).ConfigureAwait(false))
                     all.Add(row);
             foreach (var row in all.OrderBy(r => order[r.PromptId]).ThenBy(r => r.CandidateIndex)) yield return row;
         }
-        var candidatesInfo = await ParquetArtifacts.WriteAsync(store, $"{prefix}/candidates.parquet", Merged(), cancellationToken: cancellationToken).ConfigureAwait(false);
-        return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, rowsIn, resumed);
+        return await ParquetArtifacts.WriteAsync(store, path, Merged(), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
     private ChatTemplate? ResolveTemplate(string policyDirectory)

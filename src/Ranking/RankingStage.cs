@@ -1,6 +1,7 @@
 using System.Globalization;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Reward;
 using PrefPipe.Models.Tokenizers;
@@ -37,8 +38,104 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
     {
         ArgumentNullException.ThrowIfNull(store);
         var candidates = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, candidatesPath, cancellationToken).ConfigureAwait(false);
-        var byPrompt = candidates.GroupBy(c => c.PromptId, StringComparer.Ordinal).ToList();
+        var ranked = await RankAsync(candidates, candidatesPath, rewardModelDirectory, progress, cancellationToken).ConfigureAwait(false);
+        return await WriteAsync(store, prefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
+    }
 
+    /// <summary>
+    /// Runs the stage on one shard of the candidates: the prompts whose id hashes to <paramref name="shard"/>
+    /// (<see cref="Shard.Of"/>), written under <paramref name="shardPrefix"/> with the stage's artifact names. A prompt's
+    /// candidates all fall in one shard, so ranking per shard makes the same pairs as ranking the whole input.
+    /// </summary>
+    public async Task<RankingResult> RunShardAsync(IArtifactStore store, string candidatesPath, string rewardModelDirectory, string shardPrefix, Shard shard,
+        IProgress<RankingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        var candidates = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, candidatesPath, cancellationToken).ConfigureAwait(false);
+        var mine = candidates.Where(c => shard.Contains(c.PromptId)).ToList();
+        var ranked = await RankAsync(mine, candidatesPath, rewardModelDirectory, progress, cancellationToken).ConfigureAwait(false);
+        return await WriteAsync(store, shardPrefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Merges the shards' artifacts (every shard of <paramref name="count"/>, under <paramref name="shardPrefix"/>) into the
+    /// stage's artifacts under <paramref name="prefix"/>, in the order the unsharded stage writes them: scored candidates
+    /// in candidate order, comparisons, pairs and unpaired prompts in the order prompts first appear in the candidates.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A shard holds a row of a prompt outside it, or a prompt appears in no shard.</exception>
+    public async Task<RankingResult> MergeShardsAsync(IArtifactStore store, string candidatesPath, string rewardModelDirectory, Func<Shard, string> shardPrefix, int count, string prefix,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(shardPrefix);
+        var candidates = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, candidatesPath, cancellationToken).ConfigureAwait(false);
+        var promptOrder = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var c in candidates) promptOrder.TryAdd(c.PromptId, promptOrder.Count);
+        var shardOf = promptOrder.Keys.ToDictionary(id => id, id => Shard.Of(id, count), StringComparer.Ordinal);
+
+        var scored = new List<(int Position, ScoredCandidateRow Row)>(candidates.Count);
+        var comparisons = new List<ComparisonRow>();
+        var preferences = new List<PreferenceRow>();
+        var unpaired = new List<RejectRow>();
+        for (int i = 0; i < count; i++)
+        {
+            var shard = new Shard(i, count);
+            string folder = shardPrefix(shard);
+            // The shard's scored rows are its candidates in input order: pair them with their positions.
+            var positions = Enumerable.Range(0, candidates.Count).Where(p => shardOf[candidates[p].PromptId] == i).ToList();
+            var rows = await ParquetArtifacts.ReadAllAsync<ScoredCandidateRow>(store, $"{folder}/scored_candidates.parquet", cancellationToken).ConfigureAwait(false);
+            if (rows.Count != positions.Count)
+                throw new InvalidDataException($"{store.UriOf($"{folder}/scored_candidates.parquet")}: {rows.Count} rows, but shard {shard} of {candidatesPath} has {positions.Count} candidates");
+            for (int r = 0; r < rows.Count; r++)
+            {
+                var c = candidates[positions[r]];
+                if (rows[r].PromptId != c.PromptId || rows[r].CandidateIndex != c.CandidateIndex)
+                    throw new InvalidDataException($"{store.UriOf($"{folder}/scored_candidates.parquet")}: row {r} is ({rows[r].PromptId}, {rows[r].CandidateIndex}), expected ({c.PromptId}, {c.CandidateIndex})");
+                scored.Add((positions[r], rows[r]));
+            }
+            comparisons.AddRange(Checked(await ParquetArtifacts.ReadAllAsync<ComparisonRow>(store, $"{folder}/comparisons.parquet", cancellationToken).ConfigureAwait(false), r => r.PromptId, folder, "comparisons", shard));
+            preferences.AddRange(Checked(await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, $"{folder}/preferences.parquet", cancellationToken).ConfigureAwait(false), r => r.PromptId, folder, "preferences", shard));
+            unpaired.AddRange(Checked(await ParquetArtifacts.ReadAllAsync<RejectRow>(store, $"{folder}/unpaired.parquet", cancellationToken).ConfigureAwait(false), r => r.Key ?? "", folder, "unpaired", shard));
+        }
+
+        IEnumerable<T> Checked<T>(List<T> rows, Func<T, string> id, string folder, string name, Shard shard)
+        {
+            foreach (var row in rows)
+                if (!shardOf.TryGetValue(id(row), out int s) || s != shard.Index)
+                    throw new InvalidDataException($"{store.UriOf($"{folder}/{name}.parquet")}: prompt '{id(row)}' does not belong to shard {shard} of {candidatesPath}");
+            return rows;
+        }
+
+        // OrderBy is stable: rows of one prompt keep the order their shard wrote them in.
+        var ranked = new RankedRows(
+            [.. scored.OrderBy(s => s.Position).Select(s => s.Row)],
+            [.. comparisons.OrderBy(r => promptOrder[r.PromptId])],
+            [.. preferences.OrderBy(r => promptOrder[r.PromptId])],
+            [.. unpaired.OrderBy(r => promptOrder[r.Key!])],
+            promptOrder.Count, comparisons.Count, JudgeName);
+        return await WriteAsync(store, prefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
+    }
+
+    private string JudgeName => options.Judge == "llm" ? $"llm:{options.Llm!.Model}" : "reward";
+
+    private sealed record RankedRows(List<ScoredCandidateRow> Scored, List<ComparisonRow> Comparisons, List<PreferenceRow> Preferences, List<RejectRow> Unpaired,
+        int PromptsIn, int JudgeCalls, string Judge);
+
+    private static async Task<RankingResult> WriteAsync(IArtifactStore store, string prefix, RankedRows r, string rewardModelDirectory, CancellationToken cancellationToken)
+    {
+        var meta = new Dictionary<string, string> { ["judge"] = r.Judge, ["reward_model"] = Path.GetFileName(Path.GetFullPath(rewardModelDirectory)) };
+        return new RankingResult(
+            await ParquetArtifacts.WriteAsync(store, $"{prefix}/scored_candidates.parquet", r.Scored, meta, cancellationToken).ConfigureAwait(false),
+            await ParquetArtifacts.WriteAsync(store, $"{prefix}/comparisons.parquet", r.Comparisons, meta, cancellationToken).ConfigureAwait(false),
+            await ParquetArtifacts.WriteAsync(store, $"{prefix}/preferences.parquet", r.Preferences, meta, cancellationToken).ConfigureAwait(false),
+            await ParquetArtifacts.WriteAsync(store, $"{prefix}/unpaired.parquet", r.Unpaired, meta, cancellationToken).ConfigureAwait(false),
+            r.PromptsIn, r.JudgeCalls);
+    }
+
+    private async Task<RankedRows> RankAsync(List<CandidateRow> candidates, string candidatesPath, string rewardModelDirectory,
+        IProgress<RankingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var byPrompt = candidates.GroupBy(c => c.PromptId, StringComparer.Ordinal).ToList();
         // 1. Reward scores for every candidate.
         var tokenizer = HfTokenizer.Load(rewardModelDirectory);
         var scores = new Dictionary<(string, int), float>();
@@ -103,13 +200,7 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
         }
         if (judge is IDisposable disposable) disposable.Dispose();
 
-        var meta = new Dictionary<string, string> { ["judge"] = judge.Name, ["reward_model"] = Path.GetFileName(Path.GetFullPath(rewardModelDirectory)) };
-        return new RankingResult(
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/scored_candidates.parquet", scoredRows, meta, cancellationToken).ConfigureAwait(false),
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/comparisons.parquet", comparisons, meta, cancellationToken).ConfigureAwait(false),
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/preferences.parquet", preferences, meta, cancellationToken).ConfigureAwait(false),
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/unpaired.parquet", unpaired, meta, cancellationToken).ConfigureAwait(false),
-            byPrompt.Count, calls);
+        return new RankedRows(scoredRows, comparisons, preferences, unpaired, byPrompt.Count, calls, judge.Name);
     }
 
     private static RejectRow Unpaired(string promptId, string source, string reason) =>

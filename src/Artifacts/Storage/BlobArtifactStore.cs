@@ -195,5 +195,8 @@ public sealed class BlobArtifactStore : IArtifactStore
         Volatile.Write(ref _containerChecked, 1);
     }
 
+    /// <summary>The blob client of <paramref name="path"/> (claims take leases on it).</summary>
+    internal BlobClient BlobClient(string path) => _container.GetBlobClient(Name(path));
+
     private string Name(string path) => _prefix + ArtifactPath.Validate(path);
 }

@@ -79,5 +79,8 @@ public sealed class LocalArtifactStore : IArtifactStore
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>The file system path of <paramref name="path"/> (claims keep lock files there).</summary>
+    internal string FullPath(string path) => Full(path);
+
     private string Full(string path) => Path.Combine(_root, ArtifactPath.Validate(path));
 }

@@ -29,6 +29,7 @@ internal static class Cli
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(CompareCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(console));
+        root.Subcommands.Add(WorkerCommand.Create(console));
         return root;
     }
 

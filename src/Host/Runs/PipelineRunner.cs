@@ -256,16 +256,16 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         ? Path.Combine(Path.GetFullPath(pipeline.Resolve(D.Storage)), runId)
         : Path.Combine(Path.GetTempPath(), "prefpipe", runId);
 
-    private static string Output(RunRecord run, string stage, string name) =>
+    internal static string Output(RunRecord run, string stage, string name) =>
         run.Stage(stage).Outputs.FirstOrDefault(o => o.Name == name) is { } o ? $"{o.Uri}:{o.Sha256}" : "";
 
-    private static string Json(object value) => JsonSerializer.Serialize(value);
+    internal static string Json(object value) => JsonSerializer.Serialize(value);
 
-    private static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
+    internal static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
 
-    private static string FileHash(string path) => File.Exists(path) ? Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)))[..16] : path;
+    internal static string FileHash(string path) => File.Exists(path) ? Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)))[..16] : path;
 
-    private static string DirHash(string dir) => string.Join(",", Directory.Exists(dir)
+    internal static string DirHash(string dir) => string.Join(",", Directory.Exists(dir)
         ? Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)}:{new FileInfo(f).Length}:{File.GetLastWriteTimeUtc(f).Ticks}")
         : [dir]);
 

@@ -1,0 +1,83 @@
+using System.Text;
+using PrefPipe.Artifacts.Storage;
+
+namespace PrefPipe.Artifacts.Tests.Storage;
+
+public sealed class StoreClaimTests
+{
+    private static LocalArtifactStore NewStore() => new(Directory.CreateTempSubdirectory("prefpipe-claim-").FullName);
+
+    [Fact]
+    public async Task TryAcquireAsync_LocalHeldClaim_RefusesASecondWorkerWhileItIsRenewed()
+    {
+        var store = NewStore();
+        await using var first = await StoreClaim.TryAcquireAsync(store, "r/rank/shard-0000.lease", TimeSpan.FromSeconds(1));
+        Assert.NotNull(first);
+
+        // Three durations later the heartbeat has kept it fresh.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.Null(await StoreClaim.TryAcquireAsync(store, "r/rank/shard-0000.lease", TimeSpan.FromSeconds(1)));
+        Assert.False(first.Lost.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task TryAcquireAsync_LocalStaleLock_IsTakenOverAndTheOldHolderLosesIt()
+    {
+        var store = NewStore();
+        string lockFile = Path.Combine(store.Location, "r", "shard-0001.lease");
+        Directory.CreateDirectory(Path.GetDirectoryName(lockFile)!);
+        File.WriteAllText(lockFile, "dead-worker", Encoding.UTF8);
+        File.SetLastWriteTimeUtc(lockFile, DateTime.UtcNow.AddSeconds(-10));
+
+        await using var claim = await StoreClaim.TryAcquireAsync(store, "r/shard-0001.lease", TimeSpan.FromSeconds(5));
+
+        Assert.NotNull(claim);
+        Assert.Equal(claim.Owner, File.ReadAllText(lockFile, Encoding.UTF8));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(lockFile)!, "*.stale"));
+    }
+
+    [Fact]
+    public async Task DisposeAsync_Local_ReleasesTheClaimForTheNextWorker()
+    {
+        var store = NewStore();
+        var first = await StoreClaim.TryAcquireAsync(store, "r/merge.lease", TimeSpan.FromSeconds(30));
+        Assert.NotNull(first);
+        await first.DisposeAsync();
+
+        await using var second = await StoreClaim.TryAcquireAsync(store, "r/merge.lease", TimeSpan.FromSeconds(30));
+        Assert.NotNull(second);
+    }
+
+    [Fact]
+    public async Task Lost_LocalLockReplacedBySomeoneElse_IsCancelledAtTheNextHeartbeat()
+    {
+        var store = NewStore();
+        await using var claim = await StoreClaim.TryAcquireAsync(store, "r/shard-0002.lease", TimeSpan.FromSeconds(1));
+        Assert.NotNull(claim);
+        File.WriteAllText(Path.Combine(store.Location, "r", "shard-0002.lease"), "another-worker", Encoding.UTF8);
+
+        await Task.Delay(TimeSpan.FromSeconds(2));
+
+        Assert.True(claim.Lost.IsCancellationRequested);
+    }
+}
+
+[Collection(AzuriteCollection.Name)]
+public sealed class BlobStoreClaimTests(AzuriteFixture azurite)
+{
+    [Fact]
+    public async Task TryAcquireAsync_Blob_LeaseIsExclusiveUntilReleased()
+    {
+        var store = ArtifactStores.Open($"http://127.0.0.1:{azurite.Port}/devstoreaccount1/claims/t-{Guid.NewGuid():N}",
+            environment: name => name == ArtifactStores.ConnectionStringVariable ? azurite.ConnectionString : null);
+
+        var first = await StoreClaim.TryAcquireAsync(store, "run/rank/shard-0000.lease", TimeSpan.FromSeconds(15));
+        Assert.NotNull(first);
+        Assert.Null(await StoreClaim.TryAcquireAsync(store, "run/rank/shard-0000.lease", TimeSpan.FromSeconds(15)));
+        await first.DisposeAsync();
+
+        await using var second = await StoreClaim.TryAcquireAsync(store, "run/rank/shard-0000.lease", TimeSpan.FromSeconds(15));
+        Assert.NotNull(second);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => StoreClaim.TryAcquireAsync(store, "run/x.lease", TimeSpan.FromSeconds(5)));
+    }
+}
