@@ -198,9 +198,8 @@ internal static class RunCommands
     internal static IArtifactStore OpenStore(string? location)
     {
         location ??= Environment.GetEnvironmentVariable("PREFPIPE_STORAGE") ?? "./runs";
-        if (location.Contains("://", StringComparison.Ordinal))
-            throw new ArgumentException($"storage '{location}': Azure Blob stores are opened by the artifacts layer (az:// and https://); this build runs pipelines on local folders only");
-        return new LocalArtifactStore(location);
+        // Local folders stay unwrapped (the runner keeps its work files beside the run); blob stores get the resilience pipeline.
+        return ArtifactStores.IsBlobLocation(location) ? ArtifactStores.Open(location) : new LocalArtifactStore(location);
     }
 
     private static void CheckStage(string? stage)

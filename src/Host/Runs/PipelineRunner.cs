@@ -135,7 +135,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); });
                 var result = new DpoTrainer(D.Training.Stage1).Train(policy, pairs, refRows, stage1Out, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), ArtifactRecord.Model("model", result.FinalCheckpoint)];
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/train/model", ct).ConfigureAwait(false)];
                 rec.Summary["steps"] = result.Steps;
                 foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
             }, cancellationToken).ConfigureAwait(false);
@@ -147,6 +147,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             string ppoSource = plan == "ppo" ? $"{prefix}/ingest/prompts.parquet" : $"{prefix}/split/difficult.parquet";
             await StageAsync(run, Stages.Ppo, Selected(Stages.Ppo) && ppo, [Json(D.Training.Stage2), plan, Output(run, plan == "ppo" ? Stages.Ingest : Stages.Split, plan == "ppo" ? "prompts" : "difficult"), Output(run, Stages.Train, "model")], scope, async (rec, ct) =>
             {
+                await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
                 string stage1Model = Stage1Model();
                 var prompts = plan == "ppo"
                     ? (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt ?? "")).ToList()
@@ -156,7 +157,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); });
                 var result = new PpoTrainer(D.Training.Stage2).Train(stage1Model, stage1Model, rewardDir, prompts, ppoOut, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/ppo/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.Model("model", result.FinalCheckpoint)];
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/ppo/model", ct).ConfigureAwait(false)];
                 rec.Summary["steps"] = result.Steps;
             }, cancellationToken).ConfigureAwait(false);
 
@@ -165,6 +166,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             bool evaluate = D.Inputs.EvalPrompts is not null && plan != "none";
             await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), D.Inputs.EvalPrompts ?? "", Output(run, ppo ? Stages.Ppo : Stages.Train, "model")], scope, async (rec, ct) =>
             {
+                await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
+                await ModelSync.RestoreAsync(store, $"{prefix}/ppo/model", ppoOut, ct).ConfigureAwait(false);
                 string finalModel = FinalModel();
                 var prompts = new List<(string, string)>();
                 await foreach (var p in PromptInputs.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), ct).ConfigureAwait(false))
@@ -247,6 +250,15 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));
+    }
+
+    /// <summary>The model's run.json record; on a blob store the folder is uploaded first and recorded by its URI.</summary>
+    private async Task<ArtifactRecord> KeepModelAsync(string checkpoint, string storePrefix, CancellationToken cancellationToken)
+    {
+        var record = ArtifactRecord.Model("model", checkpoint);
+        string? uri = await ModelSync.UploadAsync(store, checkpoint, storePrefix, cancellationToken).ConfigureAwait(false);
+        if (uri is not null) log($"  model uploaded to {uri}");
+        return uri is null ? record : record with { Uri = uri };
     }
 
     private string WorkDirectory(string runId) => store is LocalArtifactStore
