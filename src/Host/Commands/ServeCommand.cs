@@ -35,11 +35,10 @@ internal static class ServeCommand
                 await Console.Error.WriteLineAsync($"prefpipe: {ex.Message}").ConfigureAwait(false);
                 return Cli.ExitCodes.Usage;
             }
-            using (host)
-            {
-                await host.RunAsync(ct).ConfigureAwait(false);
-                return host.Services.GetRequiredService<ServiceState>().ExitCode;
-            }
+            // RunAsync disposes the host: take the state first.
+            var state = host.Services.GetRequiredService<ServiceState>();
+            await host.RunAsync(ct).ConfigureAwait(false);
+            return state.ExitCode;
         });
         return command;
     }

@@ -73,6 +73,7 @@ public sealed class ServeServiceTests(AzuriteFixture azurite)
     private static async Task<List<string>> Names(BlobContainerClient container, string prefix)
     {
         var names = new List<string>();
+        if (!await container.ExistsAsync()) return names;
         await foreach (var b in container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = prefix })) names.Add(b.Name);
         return names;
     }
