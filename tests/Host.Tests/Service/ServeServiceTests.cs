@@ -216,4 +216,45 @@ public sealed class ServeServiceTests(AzuriteFixture azurite)
         Assert.Contains("triggers.schedule ('every day')", error.ToString(), StringComparison.Ordinal);
         Assert.False(await azurite.Container("artifacts-d").ExistsAsync());
     }
+
+    [Fact]
+    public async Task Serve_StoppedMidRun_RecordsCancelledAndTheNextStartResumesIt()
+    {
+        var artifacts = azurite.Container("artifacts-e");
+        string folder = Directory.CreateTempSubdirectory("prefpipe-serve-inbox-").FullName;
+        string config = Pipeline("artifacts-e", "inputs-e", "unused", "");
+        string[] overrides = ["training.plan=none", "ingest.batch_size=1", "ingest.max_new_tokens=32", "triggers.blob.container=", $"triggers.blob.location={folder}", "triggers.blob.queue="];
+        var settings = new ServeSettings(PipelineLoader.Load(config, overrides), overrides, Once: false, JsonLogs: false);
+        File.Copy(Path.Combine(Slices, "prompts-b.jsonl"), Path.Combine(folder, "batch.jsonl"));
+
+        async Task<string?> StatusAsync()
+        {
+            if (RunJsons(await Names(artifacts, "runs/")).FirstOrDefault() is not { } runJson) return null;
+            using var doc = JsonDocument.Parse((await artifacts.GetBlobClient(runJson).DownloadContentAsync()).Value.Content.ToString());
+            return doc.RootElement.GetProperty("status").GetString();
+        }
+        async Task<string?> WaitForAsync(Func<string?, bool> done)
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            string? status;
+            while (!done(status = await StatusAsync()) && DateTime.UtcNow < deadline) await Task.Delay(200);
+            return status;
+        }
+
+        using (var first = ServeHost.Build(settings))
+        {
+            await first.StartAsync();
+            Assert.Equal("running", await WaitForAsync(s => s == "running"));
+            await first.StopAsync();
+        }
+        Assert.Equal("cancelled", await StatusAsync());
+
+        using (var second = ServeHost.Build(settings))
+        {
+            await second.StartAsync();
+            Assert.Equal("completed", await WaitForAsync(s => s == "completed"));
+            await second.StopAsync();
+        }
+        Assert.Single(RunJsons(await Names(artifacts, "runs/")));
+    }
 }
