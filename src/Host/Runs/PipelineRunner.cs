@@ -27,6 +27,9 @@ internal static class Stages
     public static readonly IReadOnlyList<string> All = [Ingest, Rank, Split, Train, Ppo, Evaluate];
 }
 
+/// <summary>Progress of a long stage: <paramref name="Done"/> of <paramref name="Total"/> prompts (ingest) or steps (training).</summary>
+internal sealed record RunProgress(string Stage, long Done, long Total);
+
 /// <summary>Which part of the pipeline to run.</summary>
 /// <param name="From">First stage to (re)run; earlier ones are reused from the run.</param>
 /// <param name="Until">Last stage to run.</param>
@@ -41,6 +44,11 @@ internal sealed record RunScope(string? From = null, string? Until = null, IRead
 internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore store, Action<string> log)
 {
     private PipelineDefinition D => pipeline.Definition;
+
+    /// <summary>Every progress report of the long stages (ingest batches, training steps), unthrottled, for progress bars.</summary>
+    public IProgress<RunProgress>? Progress { get; init; }
+
+    private void Report(string stage, long done, long total) => Progress?.Report(new RunProgress(stage, done, total));
 
     public static string CodeVersion() =>
         typeof(PipelineRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
@@ -79,7 +87,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             string promptsPath = pipeline.Resolve(D.Inputs.Prompts);
             await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), [Json(D.Ingest), FileHash(promptsPath), DirHash(policy)], scope, async (rec, ct) =>
             {
-                var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"));
+                var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
                 var r = await new IngestStage(D.Ingest).RunAsync(PromptInputs.ReadAsync(promptsPath, ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
                 rec.RowsIn = r.RowsIn; rec.RowsOut = r.Prompts.Rows; rec.RowsRejected = r.Rejects.Rows;
                 rec.Outputs = [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)];
@@ -132,7 +140,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 if (pairs.Count == 0) throw new InvalidOperationException($"stage 1 has no trainable pairs in {pairsArtifact} ({rejects.Count} rejected); lower split.threshold or raise ingest.candidates_per_prompt.");
                 var (refRows, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, $"{prefix}/train", pairs, reference, D.Training.Stage1.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
                 log($"  reference log-probs for {pairs.Count} pairs {(reused ? "reused" : "computed")}: {refPath}");
-                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); });
+                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => Report(Stages.Train, p.Step, p.TotalSteps));
                 var result = new DpoTrainer(D.Training.Stage1).Train(policy, pairs, refRows, stage1Out, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
                 rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/train/model", ct).ConfigureAwait(false)];
@@ -154,7 +162,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                     : (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt)).ToList();
                 rec.RowsIn = prompts.Count; rec.RowsOut = prompts.Count;
                 if (prompts.Count == 0) throw new InvalidOperationException($"stage 2 has no prompts in {ppoSource}.");
-                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); });
+                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => Report(Stages.Ppo, p.Step, p.TotalSteps));
                 var result = new PpoTrainer(D.Training.Stage2).Train(stage1Model, stage1Model, rewardDir, prompts, ppoOut, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/ppo/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
                 rec.Outputs = [ArtifactRecord.From("metrics", metrics), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/ppo/model", ct).ConfigureAwait(false)];
@@ -293,12 +301,13 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     }
 
     /// <summary>Reports at most once a second (and always the last value), so logs stay short.</summary>
-    private sealed class Throttled<T>(Action<T> report) : IProgress<T>
+    private sealed class Throttled<T>(Action<T> report, Action<T>? every = null) : IProgress<T>
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
         public void Report(T value)
         {
+            every?.Invoke(value);
             if (_clock.Elapsed < TimeSpan.FromSeconds(2)) return;
             _clock.Restart();
             report(value);
