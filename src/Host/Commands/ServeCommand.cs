@@ -17,8 +17,10 @@ internal static class ServeCommand
         var once = new Option<bool>("--once") { Description = "Handle one queue message, new blob or due schedule, then exit (KEDA ScaledJob, event-driven jobs)." };
         var set = new Option<string[]>("--set") { Description = "Override a value for every run: key.path=value (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         var json = new Option<bool>("--json-logs") { Description = "Write logs as JSON lines." };
+        var trigger = new Option<string>("--trigger") { Description = "Which triggers to serve: all, schedule or blob (--once takes a due schedule only with schedule, or when there is no blob trigger).", DefaultValueFactory = _ => "all" };
+        trigger.AcceptOnlyFromAmong("all", "schedule", "blob");
         var command = new Command("serve", "Run the pipeline as a service: on its cron schedule and for each new prompts blob (polled, and from Event Grid queue messages); " +
-            "each trigger runs exactly once across restarts and instances.") { config, once, set, json };
+            "each trigger runs exactly once across restarts and instances.") { config, once, set, json, trigger };
         command.SetAction(async (parse, ct) =>
         {
             ServeSettings settings;
@@ -27,7 +29,7 @@ internal static class ServeCommand
             {
                 var overrides = parse.GetValue(set) ?? [];
                 var pipeline = PipelineLoader.Load(parse.GetValue(config)!, overrides);
-                settings = new ServeSettings(pipeline, overrides, parse.GetValue(once), parse.GetValue(json));
+                settings = new ServeSettings(pipeline, overrides, parse.GetValue(once), parse.GetValue(json)) { Trigger = parse.GetValue(trigger)! };
                 host = ServeHost.Build(settings);
             }
             catch (Exception ex) when (ex is PipelineFileException or ArgumentException)

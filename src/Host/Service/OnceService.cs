@@ -5,7 +5,8 @@ namespace PrefPipe.Host.Service;
 
 /// <summary>
 /// <c>--once</c> (a KEDA ScaledJob or Container Apps event job): handles one queue message, else one new blob, else the
-/// latest due occurrence of the schedule (within one day), else a run a shutdown cancelled; then stops the host.
+/// latest due occurrence of the schedule within one day (with <c>--trigger schedule</c>, or when there is no blob
+/// trigger), else a run a shutdown cancelled; then stops the host.
 /// A failed or cancelled run makes the process exit 1 (the host would otherwise exit 0).
 /// </summary>
 internal sealed class OnceService(TriggerHandler handler, ServiceState state, TimeProvider clock, IHostApplicationLifetime lifetime,

@@ -19,9 +19,17 @@ internal static class ServeHost
         if (triggers.Schedule is null && triggers.Blob is null)
             throw new ArgumentException($"{settings.Pipeline.File}: triggers: nothing to serve; set triggers.schedule (cron) and/or triggers.blob (container/prefix or location).");
         var runStore = RunCommands.OpenStore(settings.Pipeline.Resolve(d.Storage));
-        var blobs = triggers.Blob is { } b ? BlobTriggerSource.Open(b, settings.Pipeline) : null;
-        var queue = triggers.Blob is { Queue: { Length: > 0 } } q ? QueueSource.Open(q) : null;
-        var schedule = triggers.Schedule is not null ? new ScheduleTrigger(triggers, d.Name) : null;
+        bool wantBlob = settings.Trigger != "schedule", wantSchedule = settings.Trigger != "blob";
+        if (settings.Trigger == "schedule" && triggers.Schedule is null)
+            throw new ArgumentException($"{settings.Pipeline.File}: --trigger schedule but triggers.schedule is not set.");
+        if (settings.Trigger == "blob" && triggers.Blob is null)
+            throw new ArgumentException($"{settings.Pipeline.File}: --trigger blob but triggers.blob is not set.");
+        var blobs = wantBlob && triggers.Blob is { } b ? BlobTriggerSource.Open(b, settings.Pipeline) : null;
+        var queue = wantBlob && triggers.Blob is { Queue: { Length: > 0 } } q ? QueueSource.Open(q) : null;
+        // --once takes a due occurrence only when asked to (or when there is no blob trigger): an event-driven job must
+        // not also start the daily run that the cron job starts.
+        bool scheduleHere = wantSchedule && triggers.Schedule is not null && (!settings.Once || settings.Trigger == "schedule" || blobs is null);
+        var schedule = scheduleHere ? new ScheduleTrigger(triggers, d.Name) : null;
 
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
         builder.Logging.ClearProviders();

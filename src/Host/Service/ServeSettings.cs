@@ -9,6 +9,9 @@ namespace PrefPipe.Host.Service;
 /// <param name="JsonLogs">Write logs as JSON lines (for log collectors) instead of plain lines.</param>
 internal sealed record ServeSettings(LoadedPipeline Pipeline, IReadOnlyList<string> Overrides, bool Once, bool JsonLogs)
 {
+    /// <summary>Which triggers to serve: all, schedule or blob.</summary>
+    public string Trigger { get; init; } = "all";
+
     /// <summary>How long a shutdown waits for runs to reach a boundary and record themselves as cancelled.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(25);
 }

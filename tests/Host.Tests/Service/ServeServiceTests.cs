@@ -257,4 +257,20 @@ public sealed class ServeServiceTests(AzuriteFixture azurite)
         }
         Assert.Single(RunJsons(await Names(artifacts, "runs/")));
     }
+
+    [Fact]
+    public async Task ServeOnce_TriggerSchedule_RunsTheDueOccurrenceOnce()
+    {
+        var artifacts = azurite.Container("artifacts-f");
+        string config = Pipeline("artifacts-f", "inputs-f", "blob-created-f", "  schedule: \"0 0 * * *\"");
+        string[] args = ["--config", config, "--once", "--trigger", "schedule", "--set", "training.plan=none"];
+        string due = DateTime.UtcNow.ToString("yyyyMMdd", System.Globalization.CultureInfo.InvariantCulture);
+
+        Assert.Equal(0, await Serve(args));
+        Assert.Equal(0, await Serve(args));
+
+        string run = Assert.Single(RunJsons(await Names(artifacts, "runs/")));
+        Assert.Equal($"runs/svc-sched-{due}-000000/run.json", run);
+        Assert.Single(await Names(artifacts, "runs/_service/schedule/"));
+    }
 }
