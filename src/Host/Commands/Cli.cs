@@ -30,6 +30,7 @@ internal static class Cli
         root.Subcommands.Add(CompareCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(console));
         root.Subcommands.Add(WorkerCommand.Create(console));
+        root.Subcommands.Add(ServeCommand.Create(console));
         return root;
     }
 

@@ -128,11 +128,10 @@ internal static class RunCommands
         // resume and rerun continue in the store the run was found in, which --storage may have named.
         var store = runStore ?? OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
         output.MarkupLine($"[bold]run {Markup.Escape(runId)}[/] ({Markup.Escape(pipeline.File)}) → {Markup.Escape(store.Location)}");
-        var runner = new PipelineRunner(pipeline, store, line => output.WriteLine(line));
         RunRecord run;
         try
         {
-            run = await runner.RunAsync(runId, scope, ct).ConfigureAwait(false);
+            run = await RunWithProgressAsync(output, pipeline, store, runId, scope, ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -148,6 +147,40 @@ internal static class RunCommands
         }
         Summary(output, run);
         return Cli.ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// On a terminal, a progress bar per long stage (ingest prompts, training steps) with the log lines above it;
+    /// otherwise (redirected output, CI, containers) the runner's plain lines, at most one progress line per 2 s.
+    /// </summary>
+    private static async Task<RunRecord> RunWithProgressAsync(IAnsiConsole output, LoadedPipeline pipeline, IArtifactStore store, string runId, RunScope scope, CancellationToken ct)
+    {
+        // Spectre's console is interactive and ANSI only on a terminal (stdout not redirected, TERM not dumb).
+        if (!output.Profile.Capabilities.Interactive || !output.Profile.Capabilities.Ansi)
+            return await new PipelineRunner(pipeline, store, line => output.WriteLine(line)).RunAsync(runId, scope, ct).ConfigureAwait(false);
+        return await output.Progress().AutoClear(false).HideCompleted(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .StartAsync(async context =>
+            {
+                var bars = new Dictionary<string, ProgressTask>(StringComparer.Ordinal);
+                var progress = new InlineProgress<RunProgress>(p =>
+                {
+                    lock (bars)
+                    {
+                        if (!bars.TryGetValue(p.Stage, out var bar)) bars[p.Stage] = bar = context.AddTask(p.Stage, maxValue: Math.Max(1, p.Total));
+                        bar.MaxValue = Math.Max(1, p.Total);
+                        bar.Value = p.Done;
+                    }
+                });
+                var runner = new PipelineRunner(pipeline, store, line => output.WriteLine(line)) { Progress = progress };
+                return await runner.RunAsync(runId, scope, ct).ConfigureAwait(false);
+            }).ConfigureAwait(false);
+    }
+
+    /// <summary>Reports on the caller's thread (Progress&lt;T&gt; would post to a thread pool and reorder reports).</summary>
+    private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
     }
 
     /// <summary>The end-of-run table: rows per stage, split fractions, win rate, rewards, wall time.</summary>
@@ -208,9 +241,8 @@ internal static class RunCommands
     internal static IArtifactStore OpenStore(string? location)
     {
         location ??= Environment.GetEnvironmentVariable("PREFPIPE_STORAGE") ?? "./runs";
-        if (location.Contains("://", StringComparison.Ordinal))
-            throw new ArgumentException($"storage '{location}': Azure Blob stores are opened by the artifacts layer (az:// and https://); this build runs pipelines on local folders only");
-        return new LocalArtifactStore(location);
+        // Local folders stay unwrapped (the runner keeps its work files beside the run); blob stores get the resilience pipeline.
+        return ArtifactStores.IsBlobLocation(location) ? ArtifactStores.Open(location) : new LocalArtifactStore(location);
     }
 
     private static void CheckStage(string? stage)

@@ -132,7 +132,7 @@ internal sealed class EvaluationSection
     public long Seed { get; set; } = 7;
 }
 
-/// <summary>Triggers for the hosted service.</summary>
+/// <summary>Triggers for the hosted service (<c>prefpipe serve</c>).</summary>
 internal sealed class TriggersSection
 {
     /// <summary>Cron expression (5 fields, or 6 with seconds) for scheduled runs; none = not scheduled.</summary>
@@ -144,23 +144,42 @@ internal sealed class TriggersSection
 
     /// <summary>Blob trigger: a new prompts blob under container/prefix starts a run.</summary>
     public BlobTrigger? Blob { get; set; }
+
+    /// <summary>Runs the service executes at the same time; further triggers wait.</summary>
+    /// <value>Default 1; 1 to 64.</value>
+    [Range(1, 64)]
+    public int MaxConcurrentRuns { get; set; } = 1;
 }
 
-/// <summary>Where new prompt blobs arrive.</summary>
-internal sealed class BlobTrigger
+/// <summary>Where new prompt blobs arrive: <c>container</c> + <c>prefix</c> (in the storage account of the pipeline's
+/// <c>storage</c>), or <c>location</c> (a store URI: <c>az://container/prefix</c>, a container URL, or a local folder).</summary>
+internal sealed class BlobTrigger : IValidatableObject
 {
     /// <summary>Container name.</summary>
-    [Required(AllowEmptyStrings = false), RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "container must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
-    public string Container { get; set; } = "";
+    [RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "container must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
+    public string? Container { get; set; }
 
     /// <summary>Blob name prefix, e.g. incoming/.</summary>
     public string Prefix { get; set; } = "";
 
-    /// <summary>Optional Azure Storage queue receiving Event Grid BlobCreated events (else the container is polled).</summary>
+    /// <summary>Instead of container/prefix: the store holding new prompt files (az://container/prefix, a container URL, or a local folder).</summary>
+    public string? Location { get; set; }
+
+    /// <summary>Optional Azure Storage queue receiving Event Grid BlobCreated events (the container is polled as well).</summary>
     public string? Queue { get; set; }
+
+    /// <summary>Queue service endpoint (https://ACCOUNT.queue.core.windows.net/); default: $PREFPIPE_QUEUE_ENDPOINT, else the connection string's.</summary>
+    public string? QueueEndpoint { get; set; }
 
     /// <summary>Polling interval.</summary>
     /// <value>Default 30 s.</value>
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (string.IsNullOrWhiteSpace(Container) == string.IsNullOrWhiteSpace(Location))
+            yield return new ValidationResult("set exactly one of container (with prefix) or location (az://container/prefix, a container URL or a local folder).", [nameof(Container)]);
+    }
 }

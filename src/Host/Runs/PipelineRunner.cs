@@ -27,6 +27,9 @@ internal static class Stages
     public static readonly IReadOnlyList<string> All = [Ingest, Rank, Split, Train, Ppo, Evaluate];
 }
 
+/// <summary>Progress of a long stage: <paramref name="Done"/> of <paramref name="Total"/> prompts (ingest) or steps (training).</summary>
+internal sealed record RunProgress(string Stage, long Done, long Total);
+
 /// <summary>Which part of the pipeline to run.</summary>
 /// <param name="From">First stage to (re)run; earlier ones are reused from the run.</param>
 /// <param name="Until">Last stage to run.</param>
@@ -41,6 +44,11 @@ internal sealed record RunScope(string? From = null, string? Until = null, IRead
 internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore store, Action<string> log)
 {
     private PipelineDefinition D => pipeline.Definition;
+
+    /// <summary>Every progress report of the long stages (ingest batches, training steps), unthrottled, for progress bars.</summary>
+    public IProgress<RunProgress>? Progress { get; init; }
+
+    private void Report(string stage, long done, long total) => Progress?.Report(new RunProgress(stage, done, total));
 
     public static string CodeVersion() =>
         typeof(PipelineRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
@@ -81,7 +89,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             string promptsPath = pipeline.Resolve(D.Inputs.Prompts);
             await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), [Json(D.Ingest), FileHash(promptsPath), DirHash(policy)], scope, async (rec, ct) =>
             {
-                var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"));
+                var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
                 var r = await new IngestStage(D.Ingest).RunAsync(PromptInputs.ReadAsync(promptsPath, ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
                 rec.RowsIn = r.RowsIn; rec.RowsOut = r.Prompts.Rows; rec.RowsRejected = r.Rejects.Rows;
                 rec.Outputs = [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)];
@@ -134,10 +142,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 if (pairs.Count == 0) throw new InvalidOperationException($"stage 1 has no trainable pairs in {pairsArtifact} ({rejects.Count} rejected); lower split.threshold or raise ingest.candidates_per_prompt.");
                 var (refRows, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, $"{prefix}/train", pairs, reference, D.Training.Stage1.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
                 log($"  reference log-probs for {pairs.Count} pairs {(reused ? "reused" : "computed")}: {refPath}");
-                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); });
+                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => Report(Stages.Train, p.Step, p.TotalSteps));
                 var result = new DpoTrainer(D.Training.Stage1).Train(policy, pairs, refRows, stage1Out, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), ArtifactRecord.Model("model", result.FinalCheckpoint)];
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/train/model", ct).ConfigureAwait(false)];
                 rec.Summary["steps"] = result.Steps;
                 foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
             }, cancellationToken).ConfigureAwait(false);
@@ -149,16 +157,17 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             string ppoSource = plan == "ppo" ? $"{prefix}/ingest/prompts.parquet" : $"{prefix}/split/difficult.parquet";
             await StageAsync(run, Stages.Ppo, Selected(Stages.Ppo) && ppo, [Json(D.Training.Stage2), plan, Output(run, plan == "ppo" ? Stages.Ingest : Stages.Split, plan == "ppo" ? "prompts" : "difficult"), Output(run, Stages.Train, "model")], scope, async (rec, ct) =>
             {
+                await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
                 string stage1Model = Stage1Model();
                 var prompts = plan == "ppo"
                     ? (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt ?? "")).ToList()
                     : (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt)).ToList();
                 rec.RowsIn = prompts.Count; rec.RowsOut = prompts.Count;
                 if (prompts.Count == 0) throw new InvalidOperationException($"stage 2 has no prompts in {ppoSource}.");
-                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); });
+                var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => Report(Stages.Ppo, p.Step, p.TotalSteps));
                 var result = new PpoTrainer(D.Training.Stage2).Train(stage1Model, stage1Model, rewardDir, prompts, ppoOut, progress, ct);
                 var metrics = await ParquetArtifacts.WriteAsync(store, $"{prefix}/ppo/metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-                rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.Model("model", result.FinalCheckpoint)];
+                rec.Outputs = [ArtifactRecord.From("metrics", metrics), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/ppo/model", ct).ConfigureAwait(false)];
                 rec.Summary["steps"] = result.Steps;
                 foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
             }, cancellationToken).ConfigureAwait(false);
@@ -168,6 +177,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             bool evaluate = D.Inputs.EvalPrompts is not null && plan != "none";
             await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), D.Inputs.EvalPrompts ?? "", Output(run, ppo ? Stages.Ppo : Stages.Train, "model")], scope, async (rec, ct) =>
             {
+                await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
+                await ModelSync.RestoreAsync(store, $"{prefix}/ppo/model", ppoOut, ct).ConfigureAwait(false);
                 string finalModel = FinalModel();
                 var prompts = new List<(string, string)>();
                 await foreach (var p in PromptInputs.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), ct).ConfigureAwait(false))
@@ -252,6 +263,15 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));
     }
 
+    /// <summary>The model's run.json record; on a blob store the folder is uploaded first and recorded by its URI.</summary>
+    private async Task<ArtifactRecord> KeepModelAsync(string checkpoint, string storePrefix, CancellationToken cancellationToken)
+    {
+        var record = ArtifactRecord.Model("model", checkpoint);
+        string? uri = await ModelSync.UploadAsync(store, checkpoint, storePrefix, cancellationToken).ConfigureAwait(false);
+        if (uri is not null) log($"  model uploaded to {uri}");
+        return uri is null ? record : record with { Uri = uri };
+    }
+
     private string WorkDirectory(string runId) => store is LocalArtifactStore
         ? Path.Combine(Path.GetFullPath(pipeline.Resolve(D.Storage)), runId)
         : Path.Combine(Path.GetTempPath(), "prefpipe", runId);
@@ -284,12 +304,13 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     }
 
     /// <summary>Reports at most once a second (and always the last value), so logs stay short.</summary>
-    private sealed class Throttled<T>(Action<T> report) : IProgress<T>
+    private sealed class Throttled<T>(Action<T> report, Action<T>? every = null) : IProgress<T>
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
         public void Report(T value)
         {
+            every?.Invoke(value);
             if (_clock.Elapsed < TimeSpan.FromSeconds(2)) return;
             _clock.Restart();
             report(value);

@@ -3,12 +3,19 @@ using System.Text.Json;
 
 namespace PrefPipe.Host.Runs;
 
-/// <summary>Reads prompt files (JSON lines or Parquet with a prompt or messages column) for the ingest stage.</summary>
+/// <summary>Reads prompt files (JSON lines or Parquet with a prompt or messages column) for the ingest stage: local
+/// files here, blob URIs (<c>az://…</c>, blob URLs) through <see cref="PrefPipe.Artifacts.Inputs.PromptSource"/>.</summary>
 internal static class PromptInputs
 {
     public static async IAsyncEnumerable<PrefPipe.Ingest.PromptInput> ReadAsync(
         string path, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        if (PrefPipe.Artifacts.Storage.ArtifactStores.IsBlobLocation(path))
+        {
+            await foreach (var p in PrefPipe.Artifacts.Inputs.PromptSource.ReadAsync(path, cancellationToken: cancellationToken).ConfigureAwait(false))
+                yield return new(p.Row, p.Prompt, p.Messages?.Select(m => (m.Role, m.Content)).ToList(), p.Raw ?? p.Extra, p.RejectReason);
+            yield break;
+        }
         if (path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))
         {
             var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(Path.GetDirectoryName(Path.GetFullPath(path))!);

@@ -1,0 +1,41 @@
+using PrefPipe.Artifacts.Storage;
+
+namespace PrefPipe.Host.Runs;
+
+/// <summary>
+/// Keeps trained model folders with the run when the store is remote: the final checkpoint folder is uploaded under
+/// <c>RUN/STAGE/model/checkpoint-N/…</c>, and restored into the local work folder when a later stage (or a resume in a
+/// fresh container) needs it. On a local store the checkpoints already live in the run folder: nothing to do.
+/// </summary>
+internal static class ModelSync
+{
+    public static bool IsRemote(IArtifactStore store) => ArtifactStores.IsBlobLocation(store.Location);
+
+    /// <summary>Uploads <paramref name="checkpoint"/> (a checkpoint-N folder) to <paramref name="storePrefix"/>/checkpoint-N; returns its URI, or null on a local store.</summary>
+    public static async Task<string?> UploadAsync(IArtifactStore store, string checkpoint, string storePrefix, CancellationToken cancellationToken = default)
+    {
+        if (!IsRemote(store)) return null;
+        string root = $"{storePrefix}/{Path.GetFileName(Path.TrimEndingDirectorySeparator(checkpoint))}";
+        foreach (string file in Directory.EnumerateFiles(checkpoint, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            string relative = Path.GetRelativePath(checkpoint, file).Replace(Path.DirectorySeparatorChar, '/');
+            await store.CommitAsync($"{root}/{relative}", file, cancellationToken).ConfigureAwait(false);
+        }
+        return store.UriOf(root);
+    }
+
+    /// <summary>When <paramref name="localDir"/> has no checkpoint and the store holds one under <paramref name="storePrefix"/>, downloads it there.</summary>
+    public static async Task RestoreAsync(IArtifactStore store, string storePrefix, string localDir, CancellationToken cancellationToken = default)
+    {
+        if (!IsRemote(store) || PrefPipe.Trainer.Checkpoint.Latest(localDir) is not null) return;
+        await foreach (string path in store.ListAsync(storePrefix + "/", cancellationToken).ConfigureAwait(false))
+        {
+            string relative = path[(storePrefix.Length + 1)..];
+            string target = Path.Combine(localDir, relative.Replace('/', Path.DirectorySeparatorChar));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            await using var source = await store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
+            await using var file = File.Create(target);
+            await source.CopyToAsync(file, cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Commands;
+
+namespace PrefPipe.Host.Service;
+
+/// <summary>Builds the generic host behind <c>prefpipe serve</c>: triggers from the pipeline file, one background service each.</summary>
+internal static class ServeHost
+{
+    /// <summary>Opens stores and queues (failing fast with the key at fault) and registers the services.</summary>
+    /// <exception cref="ArgumentException">The triggers cannot be served; the message names the key.</exception>
+    public static IHost Build(ServeSettings settings, Action<ILoggingBuilder>? logging = null)
+    {
+        var d = settings.Pipeline.Definition;
+        var triggers = d.Triggers;
+        if (triggers.Schedule is null && triggers.Blob is null)
+            throw new ArgumentException($"{settings.Pipeline.File}: triggers: nothing to serve; set triggers.schedule (cron) and/or triggers.blob (container/prefix or location).");
+        var runStore = RunCommands.OpenStore(settings.Pipeline.Resolve(d.Storage));
+        bool wantBlob = settings.Trigger != "schedule", wantSchedule = settings.Trigger != "blob";
+        if (settings.Trigger == "schedule" && triggers.Schedule is null)
+            throw new ArgumentException($"{settings.Pipeline.File}: --trigger schedule but triggers.schedule is not set.");
+        if (settings.Trigger == "blob" && triggers.Blob is null)
+            throw new ArgumentException($"{settings.Pipeline.File}: --trigger blob but triggers.blob is not set.");
+        var blobs = wantBlob && triggers.Blob is { } b ? BlobTriggerSource.Open(b, settings.Pipeline) : null;
+        var queue = wantBlob && triggers.Blob is { Queue: { Length: > 0 } } q ? QueueSource.Open(q) : null;
+        // --once takes a due occurrence only when asked to (or when there is no blob trigger): an event-driven job must
+        // not also start the daily run that the cron job starts.
+        bool scheduleHere = wantSchedule && triggers.Schedule is not null && (!settings.Once || settings.Trigger == "schedule" || blobs is null);
+        var schedule = scheduleHere ? new ScheduleTrigger(triggers, d.Name) : null;
+
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
+        builder.Logging.ClearProviders();
+        if (logging is not null) logging(builder.Logging);
+        else if (settings.JsonLogs) builder.Logging.AddJsonConsole(o => { o.TimestampFormat = "O"; o.UseUtcTimestamp = true; });
+        else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ "; o.UseUtcTimestamp = true; o.ColorBehavior = LoggerColorBehavior.Disabled; });
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Services.Configure<HostOptions>(o =>
+        {
+            o.ShutdownTimeout = settings.ShutdownTimeout;
+            // A failing trigger service is logged and the host stops; the exit code comes from ServiceState.
+            o.BackgroundServiceExceptionBehavior = BackgroundServiceExceptionBehavior.StopHost;
+        });
+        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(new ServiceState());
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IArtifactStore>(runStore);
+        builder.Services.AddSingleton<RunLauncher>();
+        builder.Services.AddSingleton(sp => new TriggerHandler(settings, sp.GetRequiredService<RunLauncher>(),
+            sp.GetRequiredService<ILogger<TriggerHandler>>(), blobs, queue, schedule));
+        if (settings.Once)
+        {
+            builder.Services.AddHostedService<OnceService>();
+        }
+        else
+        {
+            builder.Services.AddHostedService<RecoveryService>();
+            if (schedule is not null) builder.Services.AddHostedService<ScheduleService>();
+            if (blobs is not null) builder.Services.AddHostedService<BlobPollService>();
+            if (queue is not null) builder.Services.AddHostedService<QueueService>();
+        }
+        return builder.Build();
+    }
+}

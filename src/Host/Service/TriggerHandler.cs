@@ -1,0 +1,74 @@
+using Azure.Storage.Queues.Models;
+using Microsoft.Extensions.Logging;
+
+namespace PrefPipe.Host.Service;
+
+/// <summary>Turns one trigger (a queue message, a listed blob, an occurrence) into a claimed run.</summary>
+internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launcher, ILogger<TriggerHandler> logger,
+    BlobTriggerSource? blobs = null, QueueSource? queue = null, ScheduleTrigger? schedule = null)
+{
+    public BlobTriggerSource? Blobs => blobs;
+
+    public QueueSource? Queue => queue;
+
+    public ScheduleTrigger? Schedule => schedule;
+
+    public RunLauncher Launcher => launcher;
+
+    private string PipelineName => settings.Pipeline.Definition.Name;
+
+    /// <summary>Handles one queue message: runs its blob once, then deletes the message (also when the event is not
+    /// for this trigger, or the run failed: run.json records that). A run cancelled by shutdown leaves the message for the next consumer.</summary>
+    public async Task<RunOutcome?> HandleMessageAsync(QueueMessage message, CancellationToken cancellationToken)
+    {
+        var e = BlobCreatedEvent.TryParse(message.Body.ToString(), out string reason);
+        string? path = e is null ? null : blobs!.PathOf(e);
+        if (e is null || path is null)
+        {
+            logger.LogWarning("Queue message {MessageId} ignored and deleted: {Reason}", message.MessageId,
+                e is null ? reason : $"blob {e.Container}/{e.BlobName} is outside {blobs!.Container}/{blobs.BlobPrefix}");
+            await queue!.DeleteAsync(message, message.PopReceipt).ConfigureAwait(false);
+            return null;
+        }
+        var (outcome, receipt) = await queue!.WithLeaseAsync(message, async () =>
+        {
+            RunClaim claim;
+            try
+            {
+                claim = await blobs!.ClaimForAsync(path, PipelineName, cancellationToken).ConfigureAwait(false);
+            }
+            catch (FileNotFoundException)
+            {
+                logger.LogWarning("Queue message {MessageId}: blob {Blob} no longer exists; nothing to run", message.MessageId, e.BlobName);
+                return (RunOutcome?)null;
+            }
+            logger.LogInformation("BlobCreated {Blob} (message {MessageId}, dequeue count {DequeueCount})", e.BlobName, message.MessageId, message.DequeueCount);
+            return await launcher.ClaimAndRunAsync(claim, resumeUnfinished: true, cancellationToken).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
+        if (outcome == RunOutcome.Cancelled) await queue.ReleaseAsync(message, receipt).ConfigureAwait(false);
+        else await queue.DeleteAsync(message, receipt).ConfigureAwait(false);
+        return outcome;
+    }
+
+    /// <summary>The blobs under the prefix that nobody has claimed yet, in name order.</summary>
+    public async IAsyncEnumerable<RunClaim> UnclaimedBlobsAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (string path in blobs!.ListAsync(cancellationToken).ConfigureAwait(false))
+        {
+            RunClaim claim;
+            try
+            {
+                claim = await blobs.ClaimForAsync(path, PipelineName, cancellationToken).ConfigureAwait(false);
+            }
+            catch (FileNotFoundException)
+            {
+                continue;
+            }
+            if (!await launcher.IsClaimedAsync(claim, cancellationToken).ConfigureAwait(false)) yield return claim;
+        }
+    }
+
+    /// <summary>Runs a listed blob or an occurrence unless another instance claimed it first.</summary>
+    public Task<RunOutcome> ClaimAndRunAsync(RunClaim claim, CancellationToken cancellationToken) =>
+        launcher.ClaimAndRunAsync(claim, resumeUnfinished: false, cancellationToken);
+}

@@ -1,0 +1,53 @@
+using Spectre.Console.Testing;
+
+namespace PrefPipe.Host.Tests.Commands;
+
+/// <summary>Progress of <c>prefpipe run</c>: bars on a terminal, plain throttled lines elsewhere.</summary>
+public sealed class RunCommandsTests
+{
+    private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
+
+    private static string Pipeline()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-progress-").FullName;
+        File.WriteAllText(Path.Combine(dir, "p.yaml"), $"""
+            name: progress
+            storage: {dir}
+            inputs:
+              prompts: {Path.Combine(AppContext.BaseDirectory, "fixtures", "serve", "prompts-a.jsonl")}
+            models:
+              policy: {Path.Combine(Demo, "policy")}
+              reward: {Path.Combine(Demo, "reward")}
+            ingest:
+              candidates_per_prompt: 2
+              max_new_tokens: 4
+              batch_size: 2
+              deduplicate: false
+            """);
+        return Path.Combine(dir, "p.yaml");
+    }
+
+    [Fact]
+    public async Task Run_OnATerminal_ShowsAProgressBarPerLongStage()
+    {
+        var console = new TestConsole().Width(160).Interactive().EmitAnsiSequences();
+
+        int exit = await PrefPipe.Host.Commands.Cli.InvokeAsync(["run", Pipeline(), "--run-id", "p1", "--until", "ingest"], console);
+
+        Assert.Equal(0, exit);
+        Assert.Contains("ingest", console.Output, StringComparison.Ordinal);
+        Assert.Contains("100%", console.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Run_Redirected_WritesPlainLinesWithoutBars()
+    {
+        var console = new TestConsole().Width(160);
+
+        int exit = await PrefPipe.Host.Commands.Cli.InvokeAsync(["run", Pipeline(), "--run-id", "p2", "--until", "ingest"], console);
+
+        Assert.Equal(0, exit);
+        Assert.Contains("ingest: done in", console.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("%", console.Output, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,43 @@
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Runs;
+using PrefPipe.Host.Tests.Service;
+
+namespace PrefPipe.Host.Tests.Runs;
+
+/// <summary>Trained model folders survive the container: uploaded to a blob store with the run, restored where needed.</summary>
+[Collection(AzuriteCollection.Name)]
+public sealed class ModelSyncTests(AzuriteFixture azurite)
+{
+    [Fact]
+    public async Task UploadThenRestore_BlobStore_RecreatesTheCheckpointByteForByte()
+    {
+        string work = Directory.CreateTempSubdirectory("prefpipe-modelsync-").FullName;
+        string checkpoint = Path.Combine(work, "train", "checkpoint-3");
+        Directory.CreateDirectory(checkpoint);
+        var weights = new byte[4096];
+        new Random(5).NextBytes(weights);
+        await File.WriteAllBytesAsync(Path.Combine(checkpoint, "model.safetensors"), weights);
+        await File.WriteAllTextAsync(Path.Combine(checkpoint, "trainer_state.json"), "{\"global_step\":3}");
+        var store = ArtifactStores.Open($"{azurite.BlobEndpoint}/artifacts-m/runs");
+
+        string? uri = await ModelSync.UploadAsync(store, checkpoint, "r1/train/model");
+        string fresh = Path.Combine(work, "fresh", "train");
+        await ModelSync.RestoreAsync(store, "r1/train/model", fresh);
+
+        Assert.Equal($"{azurite.BlobEndpoint}/artifacts-m/runs/r1/train/model/checkpoint-3", uri);
+        Assert.Equal(Path.Combine(fresh, "checkpoint-3"), PrefPipe.Trainer.Checkpoint.Latest(fresh));
+        Assert.Equal(weights, await File.ReadAllBytesAsync(Path.Combine(fresh, "checkpoint-3", "model.safetensors")));
+    }
+
+    [Fact]
+    public async Task Upload_LocalStore_DoesNothing()
+    {
+        string work = Directory.CreateTempSubdirectory("prefpipe-modelsync-local-").FullName;
+        Directory.CreateDirectory(Path.Combine(work, "checkpoint-1"));
+        await File.WriteAllTextAsync(Path.Combine(work, "checkpoint-1", "trainer_state.json"), "{}");
+        var store = new LocalArtifactStore(Path.Combine(work, "runs"));
+
+        Assert.Null(await ModelSync.UploadAsync(store, Path.Combine(work, "checkpoint-1"), "r1/train/model"));
+        Assert.Empty(await store.ListAsync("").ToListAsync());
+    }
+}
