@@ -27,6 +27,7 @@ internal static class Cli
         foreach (var command in RunCommands.Create(console)) root.Subcommands.Add(command);
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(console));
+        root.Subcommands.Add(BenchCommand.Create(console));
         return root;
     }
 

@@ -107,7 +107,7 @@ public sealed class LlamaForCausalLM : nn.Module
         long past = input.Cache?.Length ?? 0;
         var mask = input.AttentionMask ?? (past > 0 && t > 1 ? ones(new[] { b, past + t }, int64, Device) : null); // [b, keys]
         var positions = input.PositionIds ?? arange(past, past + t, int64, Device).unsqueeze(0).expand(b, t); // [b, t]
-        var (cos, sin) = _rotary.Compute(positions, DType);                                      // [b, t, d]
+        var (cos, sin) = _rotary.Compute(positions, DType);                                      // [b, 1, t, d] each
         // No padding mask: causal attention needs no mask tensor (SDPA's is_causal fast path, flash attention on CUDA),
         // and a single new token after a cache sees every cached key. Otherwise an explicit additive mask.
         Tensor? additive = null;

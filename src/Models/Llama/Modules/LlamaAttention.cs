@@ -26,8 +26,8 @@ internal sealed class LlamaAttention : nn.Module
     }
 
     /// <param name="hidden">[batch, seq, hidden]</param>
-    /// <param name="cos">[batch, seq, head_dim]</param>
-    /// <param name="sin">[batch, seq, head_dim]</param>
+    /// <param name="cos">[batch, 1, seq, head_dim]</param>
+    /// <param name="sin">Signed sine (first half negated). [batch, 1, seq, head_dim]</param>
     /// <param name="mask">An additive mask [batch, 1, seq, keys] (0 where allowed, the dtype's minimum elsewhere), or the causal flag, or neither.</param>
     /// <param name="cache">KV cache, or null.</param>
     public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache)
