@@ -79,9 +79,8 @@ public sealed class FlatAdamW : IDisposable
             if (g.Decay > 0) g.Param.mul_(1 - lr * g.Decay);
             g.ExpAvg.lerp_(g.Grad, 1 - b1);
             g.ExpAvgSq.mul_(b2).addcmul_(g.Grad, g.Grad, 1 - b2);
-            // p −= lr/bc1 · m / (√v/√bc2 + ε)  ==  p −= (lr·√bc2/bc1) · m / (√v + ε·√bc2): two passes fewer over v.
-            using var denom = g.ExpAvgSq.sqrt().add_(_settings.Epsilon * sqrtBc2);
-            g.Param.addcdiv_(g.ExpAvg, denom, -stepSize * sqrtBc2);
+            var denom = g.ExpAvgSq.sqrt().div_(sqrtBc2).add_(_settings.Epsilon);
+            g.Param.addcdiv_(g.ExpAvg, denom, -stepSize);
         }
     }
 
