@@ -31,6 +31,7 @@ internal static class Cli
         root.Subcommands.Add(InspectCommand.Create(console));
         root.Subcommands.Add(WorkerCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
+        root.Subcommands.Add(BenchCommand.Create(console));
         return root;
     }
 

@@ -43,6 +43,8 @@ public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<I
             for (int i = 0; i < p.Count; i++) { ids[r * promptLength + offset + i] = p[i]; mask[r * promptLength + offset + i] = 1; }
         }
         var inputIds = tensor(ids, new long[] { b, promptLength }, int64, device);         // [b, P] int64
+        // Prompts of one length need no padding mask: causal prefill, and each new token sees the whole cache.
+        bool padded = requests.Any(r => r.PromptIds.Count != promptLength);
         var attention = zeros(new long[] { b, promptLength + maxNew }, int64, device);      // [b, P + N] int64
         attention.narrow(1, 0, promptLength).copy_(tensor(mask, new long[] { b, promptLength }, int64, device));
         var generators = requests.Select(r => new torch.Generator((ulong)r.Seed, CPU)).ToArray();
@@ -53,46 +55,78 @@ public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<I
         var texts = new string?[b];
         using var cache = new KvCache(model.Config, b, promptLength + maxNew, model.DType, device);
 
+        // Tokens and log-probs stay on the device; the host reads them every few steps (every step with stop strings,
+        // which need the text), so the GPU is not drained by a copy after each token.
+        var tokenOut = full(new long[] { b, maxNew }, padTokenId, int64, device);          // [b, N] int64
+        var logpOut = zeros(new long[] { b, maxNew }, float32, device);                     // [b, N] float32
+        var finished = zeros(new long[] { b }, ScalarType.Bool, device);                    // [b] bool: eos seen
+        var eosIds = eos.Count > 0 ? tensor(eos.Select(e => (long)e).ToArray(), int64, device) : null; // [E] int64
+        int readEvery = options.StopStrings.Count > 0 || device.type != DeviceType.CUDA ? 1 : 16;
+        int hostStep = 0;
+
         // Positions count real tokens only: left pads do not shift the prompt.
         var promptMask = attention.narrow(1, 0, promptLength);
-        var positions = (promptMask.cumsum(1) - 1).clamp_min(0);                            // [b, P]
+        Tensor? positions = padded ? (promptMask.cumsum(1) - 1).clamp_min(0) : null;        // [b, P]
         var nextPosition = promptMask.sum(1, keepdim: true);                                // [b, 1]
         var current = inputIds;
         for (int step = 0; step < maxNew; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            long seen = cache.Length + current.shape[1];
-            var hidden = model.Hidden(new CausalLMInput(current, attention.narrow(1, 0, seen), positions, cache)); // [b, t, h]
-            var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1).to(float32);           // [b, vocab]
-            var logp = logits.log_softmax(-1);                                                                   // [b, vocab]
-            var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, generators);             // [b] int64
-            var chosenLogp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1);                                    // [b]
-            long[] tokens = chosen.cpu().data<long>().ToArray();
-            float[] tokenLogp = chosenLogp.cpu().data<float>().ToArray();
-
-            for (int r = 0; r < b; r++)
+            using (var scope = NewDisposeScope())
             {
-                if (reasons[r] is not null) { tokens[r] = padTokenId; continue; }
-                newIds[r].Add((int)tokens[r]);
-                logprobs[r].Add(tokenLogp[r]);
-                if (eos.Contains((int)tokens[r])) { reasons[r] = FinishReason.Eos; continue; }
-                if (options.StopStrings.Count > 0)
+                long seen = cache.Length + current.shape[1];
+                var hidden = model.Hidden(new CausalLMInput(current, padded ? attention.narrow(1, 0, seen) : null, positions, cache)); // [b, t, h]
+                var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1).to(float32);           // [b, vocab]
+                var logp = logits.log_softmax(-1);                                                                   // [b, vocab]
+                var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, generators);             // [b] int64
+                chosen = chosen.masked_fill(finished, padTokenId);                                                  // finished rows feed pads
+                var chosenLogp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1);                                    // [b]
+                tokenOut.select(1, step).copy_(chosen);
+                logpOut.select(1, step).copy_(chosenLogp);
+                if (eosIds is not null) finished.logical_or_(chosen.unsqueeze(1).eq(eosIds.unsqueeze(0)).any(1));
+
+                // Next step: one new token per row, attended, at the next position.
+                if (padded)
                 {
-                    string text = decode!(newIds[r]);
-                    int cut = options.StopStrings.Select(s => text.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-                    if (cut >= 0) { reasons[r] = FinishReason.Stop; texts[r] = text[..cut]; }
+                    attention.narrow(1, seen, 1).fill_(1);
+                    var nextPos = nextPosition.clone();
+                    nextPosition.add_(1);
+                    positions = nextPos.MoveToOuterDisposeScope();
+                }
+                current = chosen.unsqueeze(1).MoveToOuterDisposeScope();                                          // [b, 1]
+            }
+
+            if ((step + 1) % readEvery != 0 && step + 1 < maxNew) continue;
+            using var readScope = NewDisposeScope();
+            int count = step + 1 - hostStep;
+            long[] tokens = tokenOut.narrow(1, hostStep, count).cpu().data<long>().ToArray();   // [b, count]
+            float[] tokenLogp = logpOut.narrow(1, hostStep, count).cpu().data<float>().ToArray();
+            bool stopStringHit = false;
+            for (int s = 0; s < count; s++)
+            {
+                for (int r = 0; r < b; r++)
+                {
+                    if (reasons[r] is not null) continue;
+                    int token = (int)tokens[r * count + s];
+                    newIds[r].Add(token);
+                    logprobs[r].Add(tokenLogp[r * count + s]);
+                    if (eos.Contains(token)) { reasons[r] = FinishReason.Eos; continue; }
+                    if (options.StopStrings.Count > 0)
+                    {
+                        string text = decode!(newIds[r]);
+                        int cut = options.StopStrings.Select(x => text.IndexOf(x, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                        if (cut >= 0) { reasons[r] = FinishReason.Stop; texts[r] = text[..cut]; stopStringHit = true; }
+                    }
                 }
             }
+            hostStep = step + 1;
             if (reasons.All(x => x is not null)) break;
-
-            // Next step: one new token per row, attended, at the next position.
-            attention.narrow(1, seen, 1).fill_(1);
-            var next = tensor(tokens, new long[] { b, 1 }, int64, device);
-            var nextPos = nextPosition.clone();
-            nextPosition.add_(1);
-            current = next.MoveToOuterDisposeScope();
-            positions = nextPos.MoveToOuterDisposeScope();
+            if (stopStringHit)
+            {
+                // Rows stopped by a stop string feed pads from now on, as rows that met EOS do.
+                var stopped = tensor(reasons.Select(x => x is not null).ToArray(), ScalarType.Bool, device); // [b] bool
+                finished.logical_or_(stopped);
+            }
         }
         foreach (var g in generators) g.Dispose();
 

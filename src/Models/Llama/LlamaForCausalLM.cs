@@ -105,11 +105,18 @@ public sealed class LlamaForCausalLM : nn.Module
         using var scope = NewDisposeScope();
         long b = input.InputIds.shape[0], t = input.InputIds.shape[1];
         long past = input.Cache?.Length ?? 0;
-        var mask = input.AttentionMask ?? ones(new[] { b, past + t }, int64, Device);            // [b, keys]
+        var mask = input.AttentionMask ?? (past > 0 && t > 1 ? ones(new[] { b, past + t }, int64, Device) : null); // [b, keys]
         var positions = input.PositionIds ?? arange(past, past + t, int64, Device).unsqueeze(0).expand(b, t); // [b, t]
-        var (cos, sin) = _rotary.Compute(positions, DType);                                      // [b, t, d]
-        var additive = CausalPaddingMask(mask.to(Device), past, t, DType);                        // [b, 1, t, keys]
-        var hidden = model.Forward(input.InputIds, cos, sin, additive, input.Cache);
+        var (cos, sin) = _rotary.Compute(positions, DType);                                      // [b, 1, t, d] each
+        // No padding mask: causal attention needs no mask tensor (SDPA's is_causal fast path, flash attention on CUDA),
+        // and a single new token after a cache sees every cached key. Otherwise an explicit additive mask.
+        Tensor? additive = null;
+        bool causal = false;
+        if (input.AttentionMask is not null || (past > 0 && t > 1))
+            additive = CausalPaddingMask(mask!.to(Device), past, t, DType);                        // [b, 1, t, keys]
+        else
+            causal = t > 1;
+        var hidden = model.Forward(input.InputIds, cos, sin, new AttentionMasking(additive, causal), input.Cache);
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
     }
@@ -181,7 +188,7 @@ internal sealed class LlamaModel : nn.Module
 
     public Parameter EmbedWeight => embed_tokens.Weight;
 
-    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, Tensor mask, KvCache? cache)
+    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache)
     {
         using var scope = NewDisposeScope();
         var hidden = embed_tokens.forward(inputIds); // [b, t, hidden]

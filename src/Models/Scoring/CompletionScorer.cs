@@ -35,8 +35,15 @@ public sealed record CompletionBatch(Tensor InputIds, Tensor AttentionMask, Tens
         return new CompletionBatch(
             tensor(ids, new long[] { b, t }, int64, device).DetachFromDisposeScope(),
             tensor(mask, new long[] { b, t }, int64, device).DetachFromDisposeScope(),
-            tensor(completion, new long[] { b, t }, ScalarType.Bool, device).DetachFromDisposeScope());
+            tensor(completion, new long[] { b, t }, ScalarType.Bool, device).DetachFromDisposeScope())
+        { RightPadded = true };
     }
+
+    /// <summary>
+    /// True when every row's tokens come first and padding only after them (as <see cref="Build"/> makes it): causal
+    /// attention alone then keeps real tokens from seeing padding, so the forward pass needs no mask tensor.
+    /// </summary>
+    public bool RightPadded { get; init; }
 
     /// <inheritdoc />
     public void Dispose()
@@ -71,7 +78,8 @@ public static class CompletionScorer
         ArgumentNullException.ThrowIfNull(batch);
         using var scope = NewDisposeScope();
         long b = batch.InputIds.shape[0], t = batch.InputIds.shape[1];
-        var hidden = model.Hidden(new Llama.CausalLMInput(batch.InputIds, batch.AttentionMask));  // [b, t, h]
+        // Right padding: pads follow every real token, so the causal mask alone hides them from real tokens.
+        var hidden = model.Hidden(new Llama.CausalLMInput(batch.InputIds, batch.RightPadded ? null : batch.AttentionMask)); // [b, t, h]
         // Token at position i is predicted from hidden state i − 1.
         var targetMask = batch.CompletionMask.narrow(1, 1, t - 1);                                 // [b, t−1] bool
         var predictors = hidden.narrow(1, 0, t - 1)[targetMask];                                   // [N, h]

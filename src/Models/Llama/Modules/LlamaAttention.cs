@@ -26,11 +26,11 @@ internal sealed class LlamaAttention : nn.Module
     }
 
     /// <param name="hidden">[batch, seq, hidden]</param>
-    /// <param name="cos">[batch, seq, head_dim]</param>
-    /// <param name="sin">[batch, seq, head_dim]</param>
-    /// <param name="mask">Additive mask [batch, 1, seq, keys]: 0 where allowed, the dtype's minimum elsewhere.</param>
+    /// <param name="cos">[batch, 1, seq, head_dim]</param>
+    /// <param name="sin">Signed sine (first half negated). [batch, 1, seq, head_dim]</param>
+    /// <param name="mask">An additive mask [batch, 1, seq, keys] (0 where allowed, the dtype's minimum elsewhere), or the causal flag, or neither.</param>
     /// <param name="cache">KV cache, or null.</param>
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor mask, KvCache? cache)
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache)
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], t = hidden.shape[1];
@@ -40,14 +40,27 @@ internal sealed class LlamaAttention : nn.Module
         q = RotaryEmbedding.Apply(q, cos, sin);
         k = RotaryEmbedding.Apply(k, cos, sin);
         if (cache is not null) (k, v) = cache.Update(_layer, k, v);                  // [b, kv, keys, d]
-        if (_heads != _kvHeads)
+        Tensor merged;
+        if (t == 1 && mask.Additive is null && _heads != _kvHeads)
         {
+            // One query per row sees every key: fold each kv head's query group into the query axis, so grouped heads
+            // read the cache in place instead of copying it groups× per step.
             int groups = _heads / _kvHeads;
-            k = k.repeat_interleave(groups, dim: 1);                                    // [b, heads, keys, d]
-            v = v.repeat_interleave(groups, dim: 1);
+            var folded = q.reshape(b, _kvHeads, groups, _headDim);                      // [b, kv, groups, d]
+            var attendedFolded = nn.functional.scaled_dot_product_attention(folded, k, v, null, 0.0, false); // [b, kv, groups, d]
+            merged = attendedFolded.reshape(b, 1, (long)_heads * _headDim);             // [b, 1, heads·d]
         }
-        var attended = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, false); // [b, heads, t, d]
-        var merged = attended.transpose(1, 2).reshape(b, t, (long)_heads * _headDim);   // [b, t, heads·d]
+        else
+        {
+            if (_heads != _kvHeads)
+            {
+                int groups = _heads / _kvHeads;
+                k = k.repeat_interleave(groups, dim: 1);                                // [b, heads, keys, d]
+                v = v.repeat_interleave(groups, dim: 1);
+            }
+            var attended = nn.functional.scaled_dot_product_attention(q, k, v, mask.Additive, 0.0, mask.Causal); // [b, heads, t, d]
+            merged = attended.transpose(1, 2).reshape(b, t, (long)_heads * _headDim);   // [b, t, heads·d]
+        }
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }
 }
@@ -69,10 +82,15 @@ internal sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor mask, KvCache? cache)
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache)
     {
         using var scope = NewDisposeScope();
         var h = hidden + self_attn.Forward(input_layernorm.forward(hidden), cos, sin, mask, cache);
         return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
+
+/// <summary>How attention is masked: an additive mask [batch, 1, seq, keys], or causal without a mask tensor, or neither (one query sees all keys).</summary>
+/// <param name="Additive">Additive mask, or null.</param>
+/// <param name="Causal">SDPA's is_causal flag (only without <paramref name="Additive"/>).</param>
+internal readonly record struct AttentionMasking(Tensor? Additive, bool Causal);

@@ -39,22 +39,30 @@ internal sealed class RotaryEmbedding : IDisposable
         _invFreq = tensor(inv, float32, device).DetachFromDisposeScope();
     }
 
-    /// <summary>cos and sin for positions [batch, seq] → each [batch, seq, head_dim] in <paramref name="dtype"/>.</summary>
-    public (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype)
+    /// <summary>
+    /// cos and signed sin for positions [batch, seq] → each [batch, 1, seq, head_dim] in <paramref name="dtype"/>, ready to
+    /// broadcast over heads. The sine's first half is negated, so rotate_half(x)·sin = roll(x, half)·signed_sin.
+    /// </summary>
+    public (Tensor Cos, Tensor SignedSin) Compute(Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var freqs = positionIds.to(float32).unsqueeze(-1) * _invFreq; // [batch, seq, head_dim/2] float32
-        var emb = cat([freqs, freqs], -1);                               // [batch, seq, head_dim]
-        return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
+        var cos = freqs.cos();
+        var sin = freqs.sin();
+        var cosFull = cat([cos, cos], -1).unsqueeze(1).to(dtype);        // [batch, 1, seq, head_dim]
+        var signedSin = cat([-sin, sin], -1).unsqueeze(1).to(dtype);     // [batch, 1, seq, head_dim]
+        return (cosFull.MoveToOuterDisposeScope(), signedSin.MoveToOuterDisposeScope());
     }
 
-    /// <summary>x·cos + rotate_half(x)·sin for x [batch, heads, seq, head_dim] and cos/sin [batch, seq, head_dim].</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    /// <summary>
+    /// x·cos + rotate_half(x)·sin for x [batch, heads, seq, head_dim], as x·cos + roll(x, half)·signed_sin (one kernel
+    /// for the rotation instead of neg + cat); cos/signed_sin [batch, 1, seq, head_dim] from <see cref="Compute"/>.
+    /// </summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
         using var scope = NewDisposeScope();
         long half = x.shape[^1] / 2;
-        var rotated = cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
-        return (x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1)).MoveToOuterDisposeScope();
+        return (x * cos + x.roll(half, -1) * signedSin).MoveToOuterDisposeScope();
     }
 
     public void Dispose() => _invFreq.Dispose();

@@ -1,0 +1,416 @@
+using System.ComponentModel.DataAnnotations;
+using System.Diagnostics;
+using PrefPipe.Models.Generation;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Runtime;
+using PrefPipe.Models.Scoring;
+using PrefPipe.Trainer.Optimization;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PrefPipe.Benchmarks;
+
+/// <summary>One measured figure (the same shape as bench/Bench's BenchFigure and the Python peers' JSON).</summary>
+/// <param name="Benchmark">Benchmark name, e.g. "dpo".</param>
+/// <param name="Case">Case within it, e.g. "ref-every-step 8x1024".</param>
+/// <param name="Metric">What was measured, e.g. "tokens/s".</param>
+/// <param name="Value">The number.</param>
+/// <param name="Unit">Its unit.</param>
+public sealed record PerfFigure(string Benchmark, string Case, string Metric, double Value, string Unit);
+
+/// <summary>What to run and at which sizes.</summary>
+public sealed class PerfOptions
+{
+    /// <summary>"cpu" or "cuda".</summary>
+    [Required, RegularExpression("^(cpu|cuda)$", ErrorMessage = "device must be cpu or cuda")]
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>Model shape: 1b, small or demo.</summary>
+    [Required, RegularExpression("^(1b|small|demo)$", ErrorMessage = "model must be 1b, small or demo")]
+    public string Model { get; set; } = "small";
+
+    /// <summary>Sequences per training / scoring batch (DPO: chosen + rejected, so pairs = half).</summary>
+    [Range(2, 4096)]
+    public int Batch { get; set; } = 8;
+
+    /// <summary>Tokens per training / scoring sequence.</summary>
+    [Range(8, 1 << 17)]
+    public int SeqLen { get; set; } = 1024;
+
+    /// <summary>Generation batch sizes.</summary>
+    public IReadOnlyList<int> GenerationBatches { get; set; } = [1, 8, 32, 64];
+
+    /// <summary>Generation prompt length.</summary>
+    [Range(1, 1 << 16)]
+    public int PromptTokens { get; set; } = 128;
+
+    /// <summary>Generation new tokens.</summary>
+    [Range(1, 1 << 16)]
+    public int NewTokens { get; set; } = 128;
+
+    /// <summary>Timed steps (after warm-up).</summary>
+    [Range(1, 1000)]
+    public int Steps { get; set; } = 5;
+
+    /// <summary>Warm-up steps.</summary>
+    [Range(0, 100)]
+    public int Warmup { get; set; } = 2;
+}
+
+/// <summary>
+/// The model-stack benchmarks: DPO step (reference every step, or stored reference log-probs), SFT step, optimizer step
+/// alone (FlatAdamW vs TorchSharp's AdamW), PPO rollout and update, generation, reference log-prob pass and reward
+/// scoring. Each reports ms, tokens/s, peak memory and (on CUDA) MFU against 989 TFLOP/s (H100 bf16 dense).
+/// </summary>
+public static class PerfSuite
+{
+    /// <summary>H100 SXM bf16 dense peak, FLOP/s.</summary>
+    public const double PeakFlops = 989e12;
+
+    /// <summary>Benchmark names, in run order.</summary>
+    public static readonly IReadOnlyList<string> Names = ["dpo", "sft", "optimizer", "ppo", "generate", "refpass", "reward", "overhead"];
+
+    /// <summary>Runs one benchmark by name.</summary>
+    /// <exception cref="ArgumentException">Unknown name.</exception>
+    public static IReadOnlyList<PerfFigure> Run(string name, PerfOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+        if (options.SeqLen < 4) throw new ArgumentException("sequence length must be at least 4", nameof(options));
+        TorchRuntime.EnsureLoaded();
+        bool cuda = options.Device == "cuda";
+        if (cuda && !TorchRuntime.Describe().CudaAvailable)
+            throw new InvalidOperationException("--device cuda: libtorch sees no CUDA device (run 'prefpipe doctor').");
+        var ctx = new Context(options, cuda ? CUDA : CPU, cuda ? ScalarType.BFloat16 : ScalarType.Float32, ModelShapes.Config(options.Model), log ?? (_ => { }), cancellationToken);
+        return name switch
+        {
+            "dpo" => Dpo(ctx),
+            "sft" => Sft(ctx),
+            "optimizer" => Optimizer(ctx),
+            "ppo" => Ppo(ctx),
+            "generate" => Generate(ctx),
+            "refpass" => RefPass(ctx),
+            "reward" => Reward(ctx),
+            "overhead" => Overhead(ctx),
+            _ => throw new ArgumentException($"unknown benchmark '{name}'; expected one of {string.Join(", ", Names)} or all", nameof(name)),
+        };
+    }
+
+    private sealed record Context(PerfOptions Options, Device Device, ScalarType DType, LlamaConfig Config, Action<string> Log, CancellationToken Cancel)
+    {
+        public bool Cuda => Device.type == DeviceType.CUDA;
+
+        public string Size => $"{Options.Batch}x{Options.SeqLen}";
+
+        public void Sync()
+        {
+            if (Cuda) torch.cuda.synchronize();
+        }
+
+        /// <summary>Median milliseconds of <paramref name="step"/> over the timed steps, after warm-up.</summary>
+        public double TimeMs(Action step, int? steps = null, int? warmup = null)
+        {
+            for (int i = 0; i < (warmup ?? Options.Warmup); i++) { Cancel.ThrowIfCancellationRequested(); step(); }
+            Sync();
+            var times = new List<double>();
+            for (int i = 0; i < (steps ?? Options.Steps); i++)
+            {
+                Cancel.ThrowIfCancellationRequested();
+                var sw = Stopwatch.StartNew();
+                step();
+                Sync();
+                times.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            times.Sort();
+            return times[times.Count / 2];
+        }
+
+        public List<PerfFigure> Figures(string bench, string @case, double ms, double tokens, double flops, DeviceMemory memory)
+        {
+            var list = new List<PerfFigure>
+            {
+                new(bench, @case, "time", ms, "ms"),
+                new(bench, @case, "throughput", tokens / (ms / 1000), "tokens/s"),
+                new(bench, @case, "peak memory", memory.PeakMiB(), Cuda ? "MiB (device)" : "MiB (RSS)"),
+            };
+            if (Cuda && flops > 0) list.Add(new(bench, @case, "MFU", 100 * flops / (ms / 1000) / PeakFlops, "%"));
+            Log($"  {bench} {@case}: {ms:F1} ms, {tokens / (ms / 1000):F0} tokens/s");
+            return list;
+        }
+    }
+
+    /// <summary>Random token ids [batch, seq] int64 in [3, vocab).</summary>
+    private static Tensor RandomIds(Context ctx, long batch, long seq, long seed)
+    {
+        var g = new torch.Generator((ulong)seed, CPU);
+        using var ids = randint(3, ctx.Config.VocabSize, new[] { batch, seq }, int64, CPU, generator: g);
+        return ids.to(ctx.Device).DetachFromDisposeScope();
+    }
+
+    /// <summary>A right-padded, unpadded batch: prompt = first <paramref name="promptTokens"/>, completion = the rest.</summary>
+    private static CompletionBatch Batch(Context ctx, long batch, long seq, long promptTokens, long seed)
+    {
+        using var scope = NewDisposeScope();
+        var ids = RandomIds(ctx, batch, seq, seed);
+        var completion = zeros(new[] { batch, seq }, ScalarType.Bool, ctx.Device);                   // [b, t] bool
+        completion.narrow(1, promptTokens, seq - promptTokens).fill_(true);
+        var mask = ones(new[] { batch, seq }, int64, ctx.Device);                                    // [b, t] int64
+        return new CompletionBatch(ids.DetachFromDisposeScope(), mask.DetachFromDisposeScope(), completion.DetachFromDisposeScope()) { RightPadded = true };
+    }
+
+    private static List<PerfFigure> Dpo(Context ctx)
+    {
+        var o = ctx.Options;
+        var figures = new List<PerfFigure>();
+        long pairs = o.Batch / 2;
+        using var batch = Batch(ctx, 2 * pairs, o.SeqLen, o.SeqLen / 2, 11);
+        double fwd = ModelShapes.ForwardFlops(ctx.Config, 2 * pairs, o.SeqLen);
+        foreach (bool storedRef in new[] { false, true })
+        {
+            using var memory = DeviceMemory.Start(ctx.Cuda);
+            using var policy = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+            using var reference = storedRef ? null : ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+            reference?.eval();
+            policy.train();
+            using var optimizer = new FlatAdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+            Tensor stored;
+            using (no_grad())
+            using (var s = NewDisposeScope())
+                stored = CompletionScorer.Score(policy, batch).LogprobSum.DetachFromDisposeScope(); // [2·pairs] float32
+            void Step()
+            {
+                using var scope = NewDisposeScope();
+                Tensor refLogp;
+                if (reference is not null)
+                {
+                    using var _ = no_grad();
+                    refLogp = CompletionScorer.Score(reference, batch).LogprobSum;                      // [2·pairs]
+                }
+                else refLogp = stored;
+                var logp = CompletionScorer.Score(policy, batch).LogprobSum;                           // [2·pairs], grad
+                var h = 0.1 * ((logp.narrow(0, 0, pairs) - refLogp.narrow(0, 0, pairs)) - (logp.narrow(0, pairs, pairs) - refLogp.narrow(0, pairs, pairs)));
+                (-F.logsigmoid(h)).mean().backward();
+                optimizer.StepWith(1e-6);
+                optimizer.ZeroGrad();
+            }
+            double ms = ctx.TimeMs(Step);
+            double flops = 3 * fwd + (storedRef ? 0 : fwd);
+            figures.AddRange(ctx.Figures("dpo", $"{(storedRef ? "stored-ref" : "ref-every-step")} {ctx.Size}", ms, 2.0 * pairs * o.SeqLen, flops, memory));
+            stored.Dispose();
+        }
+        return figures;
+    }
+
+    private static List<PerfFigure> Sft(Context ctx)
+    {
+        var o = ctx.Options;
+        using var memory = DeviceMemory.Start(ctx.Cuda);
+        using var batch = Batch(ctx, o.Batch, o.SeqLen, 1, 12);
+        using var policy = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        policy.train();
+        using var optimizer = new FlatAdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            var scores = CompletionScorer.Score(policy, batch);
+            (-scores.LogprobSum.sum() / scores.TokenCount.sum()).backward();
+            optimizer.StepWith(1e-5);
+            optimizer.ZeroGrad();
+        }
+        double ms = ctx.TimeMs(Step);
+        return ctx.Figures("sft", ctx.Size, ms, (double)o.Batch * o.SeqLen, 3 * ModelShapes.ForwardFlops(ctx.Config, o.Batch, o.SeqLen), memory);
+    }
+
+    private static List<PerfFigure> Optimizer(Context ctx)
+    {
+        var figures = new List<PerfFigure>();
+        using var memory = DeviceMemory.Start(ctx.Cuda);
+        using var model = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        var parameters = model.named_parameters().ToList();
+        long count = parameters.Sum(p => p.parameter.numel());
+        using (no_grad())
+        {
+            foreach (var (_, p) in parameters) p.grad = randn_like(p).mul_(1e-3).DetachFromDisposeScope();
+        }
+        // TorchSharp's stock AdamW: one tensor at a time from managed code.
+        using (var stock = torch.optim.AdamW(parameters.Select(p => p.parameter), lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0))
+        {
+            double ms = ctx.TimeMs(() => stock.step());
+            figures.AddRange(ctx.Figures("optimizer", $"torchsharp-adamw {count / 1e6:F0}M", ms, 0, 0, memory));
+        }
+        using (var flat = new FlatAdamW(parameters, new AdamWSettings()))
+        {
+            using (no_grad())
+            {
+                foreach (var (_, p) in parameters) p.grad!.normal_(0, 1e-3);
+            }
+            double ms = ctx.TimeMs(() => flat.StepWith(1e-5));
+            figures.AddRange(ctx.Figures("optimizer", $"flat-adamw {count / 1e6:F0}M", ms, 0, 0, memory));
+        }
+        // Throughput of an optimizer step is meaningless in tokens: report parameters/s instead.
+        return figures.Where(f => f.Metric != "throughput").ToList();
+    }
+
+    private static List<PerfFigure> Generate(Context ctx)
+    {
+        var o = ctx.Options;
+        var figures = new List<PerfFigure>();
+        using var model = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        model.eval();
+        var generator = new TextGenerator(model, ctx.Config.PadTokenId ?? 0);
+        foreach (int b in o.GenerationBatches)
+        {
+            using var memory = DeviceMemory.Start(ctx.Cuda);
+            var requests = Prompts(ctx, b, o.PromptTokens, 21);
+            var options = new GenerationOptions { MaxNewTokens = o.NewTokens, Greedy = true, EosTokenIds = [] };
+            double ms = ctx.TimeMs(() => generator.Generate(requests, options, ctx.Cancel), steps: b <= 8 ? 3 : 2, warmup: 1);
+            double flops = ModelShapes.ForwardFlops(ctx.Config, b, o.PromptTokens + o.NewTokens);
+            string label = $"batch={b} prompt={o.PromptTokens} new={o.NewTokens}";
+            figures.AddRange(ctx.Figures("generate", label, ms, (double)b * o.NewTokens, flops, memory));
+            // Prefill + first token alone, so the per-token decoding cost can be separated from the prompt's.
+            var one = new GenerationOptions { MaxNewTokens = 1, Greedy = true, EosTokenIds = [] };
+            double prefillMs = ctx.TimeMs(() => generator.Generate(requests, one, ctx.Cancel), steps: 3, warmup: 1);
+            figures.Add(new("generate", label, "prefill+1", prefillMs, "ms"));
+            if (o.NewTokens > 1) figures.Add(new("generate", label, "decode step", (ms - prefillMs) / (o.NewTokens - 1), "ms"));
+        }
+        return figures;
+    }
+
+    /// <summary>Host cost per tensor operation: an in-place add on a 1-element tensor, and two allocating ops in a dispose scope.</summary>
+    private static List<PerfFigure> Overhead(Context ctx)
+    {
+        const int n = 20000;
+        using var x = ones(1, ctx.DType, ctx.Device).DetachFromDisposeScope();                  // [1]
+        double inplace = ctx.TimeMs(() =>
+        {
+            for (int i = 0; i < n; i++) x.add_(1.0);
+        }, steps: 3, warmup: 1) * 1000 / n;
+        double scoped = ctx.TimeMs(() =>
+        {
+            for (int i = 0; i < n / 2; i++)
+            {
+                using var scope = NewDisposeScope();
+                var y = x * 2.0;
+                _ = y + 1.0;
+            }
+        }, steps: 3, warmup: 1) * 1000 / n;
+        ctx.Log($"  overhead: in-place {inplace:F2} µs/op, allocating in a scope {scoped:F2} µs/op");
+        return
+        [
+            new("overhead", "in-place add_, 1 element", "per op", inplace, "µs"),
+            new("overhead", "x*2 then +1 in a dispose scope", "per op", scoped, "µs"),
+        ];
+    }
+
+    private static List<GenerationRequest> Prompts(Context ctx, int batch, int promptTokens, long seed)
+    {
+        using var ids = RandomIds(ctx, batch, promptTokens, seed);
+        using var cpu = ids.cpu();
+        var all = cpu.data<long>().ToArray();
+        return Enumerable.Range(0, batch).Select(r => new GenerationRequest(all.Skip(r * promptTokens).Take(promptTokens).Select(x => (int)x).ToList(), r)).ToList();
+    }
+
+    private static List<PerfFigure> RefPass(Context ctx)
+    {
+        var o = ctx.Options;
+        using var memory = DeviceMemory.Start(ctx.Cuda);
+        using var batch = Batch(ctx, o.Batch, o.SeqLen, o.SeqLen / 2, 13);
+        using var model = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        model.eval();
+        void Step()
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            CompletionScorer.Score(model, batch);
+        }
+        double ms = ctx.TimeMs(Step);
+        return ctx.Figures("refpass", ctx.Size, ms, (double)o.Batch * o.SeqLen, ModelShapes.ForwardFlops(ctx.Config, o.Batch, o.SeqLen), memory);
+    }
+
+    private static List<PerfFigure> Reward(Context ctx)
+    {
+        var o = ctx.Options;
+        using var memory = DeviceMemory.Start(ctx.Cuda);
+        using var ids = RandomIds(ctx, o.Batch, o.SeqLen, 14);
+        using var model = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        model.eval();
+        using var head = randn(new long[] { 1, ctx.Config.HiddenSize }, ctx.DType, ctx.Device).mul_(0.02).DetachFromDisposeScope(); // [1, hidden] score head
+        void Step()
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            var hidden = model.Hidden(new CausalLMInput(ids));                                   // [b, t, h]
+            var last = hidden.select(1, o.SeqLen - 1);                                           // [b, h]
+            F.linear(last, head).squeeze(-1).to(float32).cpu();                                  // [b] scores
+        }
+        double ms = ctx.TimeMs(Step);
+        double flops = ModelShapes.ForwardFlops(ctx.Config, o.Batch, o.SeqLen) - 2.0 * ctx.Config.HiddenSize * ctx.Config.VocabSize * o.Batch * o.SeqLen;
+        return ctx.Figures("reward", ctx.Size, ms, (double)o.Batch * o.SeqLen, flops, memory);
+    }
+
+    private static List<PerfFigure> Ppo(Context ctx)
+    {
+        var o = ctx.Options;
+        var figures = new List<PerfFigure>();
+        using var memory = DeviceMemory.Start(ctx.Cuda);
+        int b = Math.Max(1, o.Batch);
+        int seq = o.PromptTokens + o.NewTokens;
+        using var policy = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        using var reference = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        using var rewardBody = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 2);
+        using var rewardHead = randn(new long[] { 1, ctx.Config.HiddenSize }, ctx.DType, ctx.Device).mul_(0.02).DetachFromDisposeScope(); // [1, hidden]
+        reference.eval();
+        rewardBody.eval();
+        using var optimizer = new FlatAdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+        var generator = new TextGenerator(policy, ctx.Config.PadTokenId ?? 0);
+        var requests = Prompts(ctx, b, o.PromptTokens, 31);
+        var genOptions = new GenerationOptions { MaxNewTokens = o.NewTokens, Greedy = false, Temperature = 1.0, EosTokenIds = [] };
+        CompletionBatch? rollout = null;
+        Tensor? oldLogp = null, advantages = null;
+
+        void Rollout()
+        {
+            using var scope = NewDisposeScope();
+            policy.eval();
+            var samples = generator.Generate(requests, genOptions, ctx.Cancel);
+            rollout?.Dispose();
+            rollout = CompletionBatch.Build(requests.Select((r, i) => (r.PromptIds, samples[i].NewIds)).ToList(), ctx.Config.PadTokenId ?? 0, ctx.Device);
+            using var _ = no_grad();
+            var old = CompletionScorer.Score(policy, rollout).TokenLogprobs;                   // [N]
+            var refTok = CompletionScorer.Score(reference, rollout).TokenLogprobs;             // [N]
+            var hidden = rewardBody.Hidden(new CausalLMInput(rollout.InputIds));               // [b, t, h]
+            var score = F.linear(hidden.select(1, hidden.shape[1] - 1), rewardHead).squeeze(-1).to(float32); // [b]
+            var kl = (old - refTok).mean();
+            var adv = score - score.mean() - 0.05 * kl;                                         // [b] (value model not included)
+            oldLogp?.Dispose();
+            advantages?.Dispose();
+            oldLogp = old.DetachFromDisposeScope();
+            advantages = adv.DetachFromDisposeScope();
+        }
+
+        void Update()
+        {
+            using var scope = NewDisposeScope();
+            policy.train();
+            var scores = CompletionScorer.Score(policy, rollout!);
+            var ratio = (scores.TokenLogprobs - oldLogp!).exp();                                 // [N]
+            var perRow = rollout!.CompletionMask.narrow(1, 1, seq - 1).sum(1);                   // [b]
+            var adv = advantages!.repeat_interleave(perRow);                                     // [N]
+            var loss = max(-adv * ratio, -adv * ratio.clamp(0.8, 1.2)).mean();
+            loss.backward();
+            optimizer.StepWith(1e-6);
+            optimizer.ZeroGrad();
+        }
+
+        double rolloutMs = ctx.TimeMs(Rollout, steps: 2, warmup: 1);
+        double rolloutFlops = ModelShapes.ForwardFlops(ctx.Config, b, seq) * 4;                   // generation + policy, reference, reward passes
+        figures.AddRange(ctx.Figures("ppo", $"rollout batch={b} prompt={o.PromptTokens} new={o.NewTokens}", rolloutMs, (double)b * o.NewTokens, rolloutFlops, memory));
+        double updateMs = ctx.TimeMs(Update);
+        figures.AddRange(ctx.Figures("ppo", $"update {b}x{seq}", updateMs, (double)b * seq, 3 * ModelShapes.ForwardFlops(ctx.Config, b, seq), memory));
+        rollout?.Dispose();
+        oldLogp?.Dispose();
+        advantages?.Dispose();
+        return figures;
+    }
+}
