@@ -87,7 +87,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             string policy = pipeline.Resolve(D.Models.Policy);
             string rewardDir = pipeline.Resolve(D.Models.Reward);
             string promptsPath = pipeline.Resolve(D.Inputs.Prompts);
-            await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), [Json(D.Ingest), FileHash(promptsPath), DirHash(policy)], scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), DataStageKeyParts(run, Stages.Ingest), scope, async (rec, ct) =>
             {
                 var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
                 var r = await new IngestStage(D.Ingest).RunAsync(PromptInputs.ReadAsync(promptsPath, ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
@@ -98,7 +98,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             }, cancellationToken).ConfigureAwait(false);
 
             // 2. Rank
-            await StageAsync(run, Stages.Rank, Selected(Stages.Rank), [Json(D.Ranking), Output(run, Stages.Ingest, "candidates"), DirHash(rewardDir)], scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Rank, Selected(Stages.Rank), DataStageKeyParts(run, Stages.Rank), scope, async (rec, ct) =>
             {
                 var options = new RankingOptions { Judge = D.Ranking.Judge, TieEpsilon = D.Ranking.TieEpsilon, Reward = D.Ranking.Reward, Llm = D.Ranking.Llm };
                 var r = await new RankingStage(options).RunAsync(store, $"{prefix}/ingest/candidates.parquet", rewardDir, $"{prefix}/rank", null, ct).ConfigureAwait(false);
@@ -217,6 +217,20 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         return run;
     }
 
+    /// <summary>
+    /// What decides whether a finished ingest or rank stage can be reused: its options, its input's content and its model
+    /// folder. Shard workers mark a merged stage with the same key (<see cref="StageKey"/>), so resume treats it as done.
+    /// </summary>
+    internal string[] DataStageKeyParts(RunRecord run, string stage) => stage switch
+    {
+        Stages.Ingest => [Json(D.Ingest), FileHash(pipeline.Resolve(D.Inputs.Prompts)), DirHash(pipeline.Resolve(D.Models.Policy))],
+        Stages.Rank => [Json(D.Ranking), Output(run, Stages.Ingest, "candidates"), DirHash(pipeline.Resolve(D.Models.Reward))],
+        _ => throw new ArgumentOutOfRangeException(nameof(stage), stage, "only ingest and rank are data stages with shardable work"),
+    };
+
+    /// <summary>The run.json key of a stage from its key parts and the code version.</summary>
+    internal static string StageKey(IEnumerable<string> keyParts) => Hash(string.Join('\u001f', keyParts.Append(CodeVersion())));
+
     private async Task StageAsync(RunRecord run, string name, bool selected, IEnumerable<string> keyParts, RunScope scope,
         Func<StageRecord, CancellationToken, Task> body, CancellationToken cancellationToken)
     {
@@ -227,7 +241,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             log($"{name}: {(rec.Status == "completed" ? "kept from earlier" : "not in this run")}");
             return;
         }
-        string key = Hash(string.Join('\u001f', keyParts.Append(CodeVersion())));
+        string key = StageKey(keyParts);
         bool forced = scope.Force?.Contains(name) == true;
         if (!forced && rec.Status == "completed" && rec.Key == key)
         {

@@ -268,12 +268,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         return PipelineRunner.Hash(string.Join('\u001f', parts.Append(PipelineRunner.CodeVersion())));
     }
 
-    /// <summary>The key PipelineRunner gives the stage (keep the parts in step with it), so resume treats a merged stage as done.</summary>
-    private string StageKey(RunRecord run, string stage)
-    {
-        string[] parts = stage == Stages.Rank
-            ? [PipelineRunner.Json(D.Ranking), PipelineRunner.Output(run, Stages.Ingest, "candidates"), PipelineRunner.DirHash(pipeline.Resolve(D.Models.Reward))]
-            : [PipelineRunner.Json(D.Ingest), PipelineRunner.FileHash(pipeline.Resolve(D.Inputs.Prompts)), PipelineRunner.DirHash(pipeline.Resolve(D.Models.Policy))];
-        return PipelineRunner.Hash(string.Join('\u001f', parts.Append(PipelineRunner.CodeVersion())));
-    }
+    /// <summary>The key PipelineRunner gives the stage (the same parts, computed by the runner), so resume treats a merged stage as done.</summary>
+    private string StageKey(RunRecord run, string stage) =>
+        PipelineRunner.StageKey(new PipelineRunner(pipeline, store, _ => { }).DataStageKeyParts(run, stage));
 }
