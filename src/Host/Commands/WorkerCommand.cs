@@ -61,13 +61,14 @@ internal static class WorkerCommand
             }
 
             bool asJson = parse.GetValue(json);
-            var worker = new ShardWorker(pipeline, store, id, e =>
+            void Report(WorkerEvent e)
             {
                 var writer = output.Profile.Out.Writer;
                 if (asJson) writer.WriteLine(JsonSerializer.Serialize(e));
                 else writer.WriteLine(string.Join(' ', new[] { e.Event, e.Stage, e.Shard, e.Rows?.ToString(CultureInfo.InvariantCulture), e.Seconds is { } s ? $"{s:F1}s" : null, e.Detail }.Where(x => x is not null)));
                 writer.Flush();
-            });
+            }
+            var worker = new ShardWorker(pipeline, store, id, Report);
             try
             {
                 await worker.RunAsync(plan, cancellationToken).ConfigureAwait(false);
@@ -86,6 +87,8 @@ internal static class WorkerCommand
             catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or System.ComponentModel.DataAnnotations.ValidationException
                 or Azure.RequestFailedException or Polly.CircuitBreaker.BrokenCircuitException or Polly.Timeout.TimeoutRejectedException)
             {
+                // The event stream (JSON lines in a job's log) ends with the failure too, not only stderr.
+                Report(new WorkerEvent("failed", plan.Stage, Detail: ex.Message));
                 Console.Error.WriteLine($"prefpipe worker: {ex.Message}");
                 return Cli.ExitCodes.Failed;
             }

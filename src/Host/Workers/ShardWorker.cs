@@ -223,6 +223,9 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         }
         var folders = Enumerable.Range(0, plan.Shards).Select(i => new Shard(i, plan.Shards).Folder(shardsRoot)).ToList();
         var clock = Stopwatch.StartNew();
+        // run.json has one writer at a time: a runner (run/resume/rerun) holding the run fails this merge, naming itself;
+        // the shards stay committed and the next worker or a rerun merges them.
+        await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false)
             ?? throw new InvalidOperationException($"{RunRecord.PathOf(runId)} disappeared from {store.Location}");
         var rec = run.Stage(plan.Stage);

@@ -76,6 +76,35 @@ public sealed class ShardWorkerTests
     }
 
     [Fact]
+    public async Task Worker_MergeWhileAnotherWriterHoldsTheRun_FailsNamingItAndTheNextWorkerMerges()
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-workers-").FullName;
+        string storage = Path.Combine(root, "runs");
+        string file = Write(root, storage);
+        Assert.Equal(0, (await Cli("run", file, "--run-id", "w4", "--until", "ingest")).Exit);
+        var store = new LocalArtifactStore(storage);
+        // Another machine's runner holds the run (its lock is fresh).
+        string holder = $$"""{"host":"trainer-node-3","pid":4242,"since":"{{DateTimeOffset.UtcNow:O}}","expires":"{{DateTimeOffset.UtcNow.AddMinutes(4):O}}"}""";
+        Assert.True(await store.TryCreateAsync(RunLock.PathOf("w4"), System.Text.Encoding.UTF8.GetBytes(holder)));
+
+        var (exit, output) = await Cli("worker", "--run", "w4", "--stage", "rank", "--shard", "0/1", "--storage", storage);
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains("trainer-node-3 (process 4242)", output, StringComparison.Ordinal);
+        var run = (await RunRecord.LoadAsync(store, "w4", default))!;
+        Assert.NotEqual("completed", run.Stage("rank").Status);
+
+        // Once the holder is gone, the next worker finds the shard committed and merges it.
+        await store.DeleteAsync(RunLock.PathOf("w4"));
+        var (again, againOutput) = await Cli("worker", "--run", "w4", "--stage", "rank", "--shard", "0/1", "--storage", storage, "--json");
+        Assert.True(again == 0, againOutput);
+        Assert.Contains("\"event\":\"merged\"", againOutput, StringComparison.Ordinal);
+        run = (await RunRecord.LoadAsync(store, "w4", default))!;
+        Assert.Equal("completed", run.Stage("rank").Status);
+        Assert.False(await store.ExistsAsync(RunLock.PathOf("w4")));
+    }
+
+    [Fact]
     public async Task Worker_IngestClaimWithPipeline_GeneratesTheCandidatesOneWorkerGenerates()
     {
         string root = Directory.CreateTempSubdirectory("prefpipe-workers-ingest-").FullName;
