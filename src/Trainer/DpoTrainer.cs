@@ -98,15 +98,18 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
                     scores.TokenCount.narrow(0, 0, n).clamp_min(1), scores.TokenCount.narrow(0, n, n).clamp_min(1),
                     objective.NeedsDispersion ? tensor(refRows.Select(r => (float)r.Dispersion).ToArray(), float32, device) : null);
                 var output = objective.Compute(preference);
-                (output.Loss.mean() / options.GradientAccumulationSteps).backward();
+                using (ComputeClock.Measure()) (output.Loss.mean() / options.GradientAccumulationSteps).backward();
                 foreach (var (k, v) in PreferenceMetrics.Compute(preference, objective, output))
                     sums[k] = sums.GetValueOrDefault(k) + v / options.GradientAccumulationSteps;
                 tokensSinceLog += inputs.AttentionMask.sum().item<long>();
             }
-            double gradNorm = options.MaxGradNorm > 0 ? optimizer.ClipGradNorm(options.MaxGradNorm).item<float>() : double.NaN;
-            double lr = schedule.At(step);
-            optimizer.StepWith(lr);
-            optimizer.ZeroGrad();
+            double gradNorm, lr = schedule.At(step);
+            using (ComputeClock.Measure())
+            {
+                gradNorm = options.MaxGradNorm > 0 ? optimizer.ClipGradNorm(options.MaxGradNorm).item<float>() : double.NaN;
+                optimizer.StepWith(lr);
+                optimizer.ZeroGrad();
+            }
             step++;
 
             bool log = step % options.LoggingSteps == 0 || step == totalSteps;

@@ -197,6 +197,11 @@ internal static class RunCommands
             table.AddRow(s.Name, s.Status, N(s.RowsIn), N(s.RowsOut), N(s.RowsRejected), s.Seconds.ToString("F1", CultureInfo.InvariantCulture), notes);
         }
         output.Write(table);
+        var measured = run.Stages.Where(s => s.Status == "completed" && s.Summary.ContainsKey("model_seconds")).ToList();
+        double stageSeconds = measured.Sum(s => s.Seconds), modelSeconds = measured.Sum(s => s.Summary["model_seconds"]);
+        if (stageSeconds > 0 && modelSeconds > 0)
+            output.MarkupLine(string.Create(CultureInfo.InvariantCulture,
+                $"model compute {modelSeconds:F1} s of {stageSeconds:F1} s in stages; {Math.Max(0, 100 * (1 - modelSeconds / stageSeconds)):F1}% went to tokenisation, I/O and bookkeeping"));
         var eval = run.Stage(Stages.Evaluate).Summary;
         if (eval.TryGetValue("win_rate", out double win))
             output.MarkupLine(string.Create(CultureInfo.InvariantCulture,

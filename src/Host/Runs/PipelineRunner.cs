@@ -9,6 +9,7 @@ using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Pipelines;
 using PrefPipe.Ingest;
+using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Tokenizers;
 using PrefPipe.Ranking;
 using PrefPipe.Splitter;
@@ -257,7 +258,11 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         try
         {
             await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
+            var compute = ComputeClock.Start();
             await body(rec, cancellationToken).ConfigureAwait(false);
+            // Time inside model compute (generation, forward/backward passes, optimizer steps, reward sessions); the rest
+            // of the stage's wall time is tokenisation, I/O and bookkeeping.
+            rec.Summary["model_seconds"] = Math.Round(compute.Seconds, 3);
             rec.Status = "completed";
             rec.Key = key;
         }

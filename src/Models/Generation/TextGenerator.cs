@@ -3,6 +3,7 @@ using PrefPipe.Models.Llama;
 using PrefPipe.Models.Llama.Modules;
 using TorchSharp;
 using static TorchSharp.torch;
+using PrefPipe.Models.Runtime;
 
 namespace PrefPipe.Models.Generation;
 
@@ -22,6 +23,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<I
         ArgumentNullException.ThrowIfNull(options);
         Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
         if (requests.Count == 0) return [];
+        using var compute = ComputeClock.Measure();
         if (requests.Any(r => r.PromptIds.Count == 0)) throw new ArgumentException("every prompt needs at least one token (e.g. BOS)", nameof(requests));
         if (options.StopStrings.Count > 0 && decode is null) throw new ArgumentException("stop strings need a decoder", nameof(options));
         var eos = new HashSet<int>(options.EosTokenIds ?? model.Config.EosTokenIds);

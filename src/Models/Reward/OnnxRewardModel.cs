@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using PrefPipe.Models.Tokenizers;
+using PrefPipe.Models.Runtime;
 
 namespace PrefPipe.Models.Reward;
 
@@ -161,7 +162,8 @@ public sealed class OnnxRewardModel : IDisposable
             int count = Math.Min(_options.BatchSize, Math.Max(1, _options.MaxTokensPerBatch / longest));
             count = Math.Min(count, prepared.Count - start);
             var batch = prepared.GetRange(start, count);
-            float[] batchScores = RunBatch(batch.Select(b => b.Ids).ToList(), PaddingSide, cancellationToken);
+            float[] batchScores;
+            using (ComputeClock.Measure()) batchScores = RunBatch(batch.Select(b => b.Ids).ToList(), PaddingSide, cancellationToken);
             for (int j = 0; j < count; j++) scores[batch[j].Index] = batchScores[j];
             start += count;
             done += count;

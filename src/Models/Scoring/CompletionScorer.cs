@@ -1,5 +1,6 @@
 using PrefPipe.Models.Llama;
 using static TorchSharp.torch;
+using PrefPipe.Models.Runtime;
 
 namespace PrefPipe.Models.Scoring;
 
@@ -76,6 +77,7 @@ public static class CompletionScorer
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(batch);
+        using var compute = ComputeClock.Measure();
         using var scope = NewDisposeScope();
         long b = batch.InputIds.shape[0], t = batch.InputIds.shape[1];
         // Right padding: pads follow every real token, so the causal mask alone hides them from real tokens.

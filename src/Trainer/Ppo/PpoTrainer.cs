@@ -93,6 +93,7 @@ public sealed class PpoTrainer(PpoOptions options)
             var rollout = RolloutBatch.Build(batchIdx.Select(p => promptIds[p]).ToList(), samples.Select(s => s.NewIds).ToList(), pad, device);
             Tensor oldLogp, refLogp, oldValues, entropy;
             using (no_grad())
+            using (ComputeClock.Measure())
             {
                 (oldLogp, entropy) = rollout.TokenLogprobs(policy, options.Temperature);
                 (refLogp, _) = rollout.TokenLogprobs(reference, options.Temperature);
@@ -116,6 +117,7 @@ public sealed class PpoTrainer(PpoOptions options)
                 for (int start = 0; start < b; start += mini)
                 {
                     using var inner = NewDisposeScope();
+                    using var compute = ComputeClock.Measure();  // forward, losses, backward, optimizer steps (and the few scalar reads after them)
                     long count = Math.Min(mini, b - start);
                     var sub = rollout.Slice(start, count);
                     var (newLogp, _) = sub.TokenLogprobs(policy, options.Temperature);

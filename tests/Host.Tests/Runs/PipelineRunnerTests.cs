@@ -58,6 +58,15 @@ public sealed class PipelineRunnerTests
         Assert.All(stages, s => Assert.Equal("completed", s.GetProperty("status").GetString()));
         Assert.All(stages, s => Assert.True(s.GetProperty("balanced").GetBoolean()));
         Assert.Equal(240, stages[0].GetProperty("rows_in").GetInt64());
+        // Every stage reports its time inside model compute: some for the model stages, none for split, never more than the stage took.
+        Assert.Contains("model compute", output, StringComparison.Ordinal);
+        foreach (var s in stages)
+        {
+            double model = s.GetProperty("summary").GetProperty("model_seconds").GetDouble(), wall = s.GetProperty("seconds").GetDouble();
+            string name = s.GetProperty("name").GetString()!;
+            if (name == "split") Assert.Equal(0, model);
+            else Assert.True(model > 0 && model <= wall, $"{name}: model {model} s of {wall} s");
+        }
 
         var manifest = await PrefPipe.Artifacts.Manifests.RunManifests.ReadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), "t1");
         Assert.Equal(6, manifest.Stages.Count);
