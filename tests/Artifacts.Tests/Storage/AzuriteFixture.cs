@@ -7,9 +7,10 @@ namespace PrefPipe.Artifacts.Tests.Storage;
 
 /// <summary>
 /// Starts Azurite's blob service (tools/node_modules, installed by <c>npm ci</c> in tools/) on 127.0.0.1 with a port the
-/// OS picks and a temporary folder, for the whole test collection; stops it (process tree) at the end.
+/// OS picks and a temporary folder, for the whole test collection; stops it (SIGTERM, then the process tree) at the end.
+/// A subclass that sets <see cref="WithQueue"/> gets the queue service too. Host.Tests links this file.
 /// </summary>
-public sealed partial class AzuriteFixture : IAsyncLifetime
+public partial class AzuriteFixture : IAsyncLifetime
 {
     /// <summary>Azurite's well-known development account (public, documented by Microsoft; not a secret).</summary>
     private const string AccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -17,17 +18,27 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
     private Process? _process;
     private string? _folder;
 
-    public int Port { get; private set; }
+    /// <summary>Whether the queue service runs too (the full <c>azurite</c> rather than <c>azurite-blob</c>).</summary>
+    protected virtual bool WithQueue => false;
+
+    public int Port => BlobPort;
+
+    public int BlobPort { get; private set; }
+
+    public int QueuePort { get; private set; }
+
+    public string BlobEndpoint => $"http://127.0.0.1:{BlobPort}/devstoreaccount1";
 
     public string ConnectionString =>
-        $"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AccountKey};BlobEndpoint=http://127.0.0.1:{Port}/devstoreaccount1;";
+        $"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AccountKey};BlobEndpoint={BlobEndpoint};"
+        + (WithQueue ? $"QueueEndpoint=http://127.0.0.1:{QueuePort}/devstoreaccount1;" : "");
 
     public BlobContainerClient Container(string name) => new(ConnectionString, name, Artifacts.Storage.BlobArtifactStore.CreateClientOptions());
 
     public async Task InitializeAsync()
     {
         string root = RepoRoot();
-        string azurite = Path.Combine(root, "tools", "node_modules", ".bin", "azurite-blob");
+        string azurite = Path.Combine(root, "tools", "node_modules", ".bin", WithQueue ? "azurite" : "azurite-blob");
         if (!File.Exists(azurite))
             throw new InvalidOperationException($"Azurite is not installed ({azurite} is missing): run 'npm ci' in {Path.Combine(root, "tools")} (.ci/run does this).");
         _folder = Directory.CreateTempSubdirectory("prefpipe-azurite-").FullName;
@@ -37,7 +48,10 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string arg in new[] { "--blobHost", "127.0.0.1", "--blobPort", "0", "--location", _folder, "--skipApiVersionCheck", "--loose", "--silent" })
+        string[] services = WithQueue
+            ? ["--blobHost", "127.0.0.1", "--blobPort", "0", "--queueHost", "127.0.0.1", "--queuePort", "0", "--tableHost", "127.0.0.1", "--tablePort", "0"]
+            : ["--blobHost", "127.0.0.1", "--blobPort", "0"];
+        foreach (string arg in services.Concat(["--location", _folder, "--skipApiVersionCheck", "--loose", "--silent"]))
             start.ArgumentList.Add(arg);
         _process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {azurite}");
         var stderr = new System.Text.StringBuilder();
@@ -46,7 +60,7 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
 
         // Port 0: Azurite binds a free port and prints it; no window where another process takes a port we probed.
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (Port == 0)
+        while (BlobPort == 0 || (WithQueue && QueuePort == 0))
         {
             string? line;
             try
@@ -55,11 +69,14 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
             }
             catch (OperationCanceledException)
             {
-                throw new InvalidOperationException($"Azurite did not report its port within 60 s. stderr: {stderr}");
+                throw new InvalidOperationException($"Azurite did not report its ports within 60 s. stderr: {stderr}");
             }
             if (line is null) throw new InvalidOperationException($"Azurite exited ({_process.ExitCode}) before listening. stderr: {stderr}");
             var match = ListensOn().Match(line);
-            if (match.Success) Port = int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            if (!match.Success) continue;
+            int port = int.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            if (match.Groups[1].Value == "Blob") BlobPort = port;
+            else if (match.Groups[1].Value == "Queue") QueuePort = port;
         }
         _ = DrainAsync(_process.StandardOutput);
 
@@ -70,6 +87,7 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
             try
             {
                 await service.GetPropertiesAsync(timeout.Token);
+                await OnReadyAsync(timeout.Token);
                 break;
             }
             catch (Exception ex) when (attempt < 100 && ex is Azure.RequestFailedException or SocketException or HttpRequestException)
@@ -79,8 +97,15 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>Runs once the blob service answers; throw a transient error to be retried until the 60 s run out.</summary>
+    protected virtual Task OnReadyAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Runs before Azurite stops.</summary>
+    protected virtual void OnStopping() { }
+
     public async Task DisposeAsync()
     {
+        OnStopping();
         if (_process is { HasExited: false })
         {
             // SIGTERM first so Azurite closes its files; the whole tree is killed if it has not exited after 5 s.
@@ -122,7 +147,8 @@ public sealed partial class AzuriteFixture : IAsyncLifetime
         throw new InvalidOperationException($"no Pipeline.sln above {AppContext.BaseDirectory}: run the tests from the repository");
     }
 
-    [GeneratedRegex(@"listens on https?://[^:\s]+:(\d+)")]
+    // azurite-blob says "successfully listens on http://…:PORT", azurite "is successfully listening at http://…:PORT".
+    [GeneratedRegex(@"Azurite (Blob|Queue|Table) service (?:successfully listens on|is successfully listening at) https?://[^:\s]+:(\d+)")]
     private static partial Regex ListensOn();
 }
 

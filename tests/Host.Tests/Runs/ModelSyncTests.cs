@@ -5,8 +5,8 @@ using PrefPipe.Host.Tests.Service;
 namespace PrefPipe.Host.Tests.Runs;
 
 /// <summary>Trained model folders survive the container: uploaded to a blob store with the run, restored where needed.</summary>
-[Collection(AzuriteCollection.Name)]
-public sealed class ModelSyncTests(AzuriteFixture azurite)
+[Collection(ServeAzuriteCollection.Name)]
+public sealed class ModelSyncTests(ServeAzuriteFixture azurite)
 {
     [Fact]
     public async Task UploadThenRestore_BlobStore_RecreatesTheCheckpointByteForByte()

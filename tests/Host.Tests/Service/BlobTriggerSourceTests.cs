@@ -1,3 +1,4 @@
+using PrefPipe.Artifacts.Tests.Storage;
 using PrefPipe.Host.Pipelines;
 using PrefPipe.Host.Service;
 

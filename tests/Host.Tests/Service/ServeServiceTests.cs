@@ -9,8 +9,8 @@ using Spectre.Console.Testing;
 namespace PrefPipe.Host.Tests.Service;
 
 /// <summary><c>prefpipe serve</c> against real Azurite (blob + queue): each prompts blob runs exactly once.</summary>
-[Collection(AzuriteCollection.Name)]
-public sealed class ServeServiceTests(AzuriteFixture azurite)
+[Collection(ServeAzuriteCollection.Name)]
+public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
     private static readonly string Slices = Path.Combine(AppContext.BaseDirectory, "fixtures", "serve");
