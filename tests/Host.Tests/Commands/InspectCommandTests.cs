@@ -81,19 +81,10 @@ public sealed class InspectCommandTests
     [Fact]
     public async Task Inspect_MissingFile_ExitsTwoNamingIt()
     {
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            int exit = await Cli.InvokeAsync(["inspect", "/nonexistent-dir-prefpipe/x.parquet"], new TestConsole());
+        await using var error = await StderrCapture.StartAsync();
+        int exit = await Cli.InvokeAsync(["inspect", "/nonexistent-dir-prefpipe/x.parquet"], new TestConsole());
 
-            Assert.Equal(2, exit);
-            Assert.Contains("x.parquet", error.ToString(), StringComparison.Ordinal);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        Assert.Equal(2, exit);
+        Assert.Contains("x.parquet", error.ToString(), StringComparison.Ordinal);
     }
 }

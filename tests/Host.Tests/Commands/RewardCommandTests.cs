@@ -52,18 +52,9 @@ public sealed class RewardCommandTests
     [Fact]
     public async Task Score_MissingModelFolder_ExitsTwoNamingTheFile()
     {
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            int exit = await Cli.InvokeAsync(["reward", "score", "--model", "/nonexistent/reward", "--text", "x"], new TestConsole());
-            Assert.Equal(2, exit);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        await using var error = await StderrCapture.StartAsync();
+        int exit = await Cli.InvokeAsync(["reward", "score", "--model", "/nonexistent/reward", "--text", "x"], new TestConsole());
+        Assert.Equal(2, exit);
         Assert.Contains("/nonexistent/reward", error.ToString(), StringComparison.Ordinal);
     }
 }

@@ -15,25 +15,6 @@ public sealed class StageCommandsBlobTests(AzuriteFixture azurite)
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static async Task<JsonElement> RunJson(params string[] args)
-    {
-        var console = new TestConsole().Width(200);
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        int exit;
-        try
-        {
-            exit = await Cli.InvokeAsync([.. args, "--json"], console);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
-        Assert.True(exit == 0, $"exit {exit}: {error}");
-        return JsonDocument.Parse(console.Output).RootElement.Clone();
-    }
-
     [Fact]
     public async Task IngestRankSplit_BlobUris_WritesEveryArtifactToTheContainer()
     {
@@ -46,10 +27,10 @@ public sealed class StageCommandsBlobTests(AzuriteFixture azurite)
         File.WriteAllLines(local, File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Skip(20).Take(6));
         await container.GetBlobClient("inputs/prompts.jsonl").UploadAsync(local, overwrite: true);
 
-        var ingest = await RunJson("ingest", "--prompts", Url("inputs/prompts.jsonl"), "--model", Path.Combine(Demo, "policy"), "--output", Url("runs/r1/ingest"),
+        var ingest = await StageCommandsTests.RunJson("ingest", "--prompts", Url("inputs/prompts.jsonl"), "--model", Path.Combine(Demo, "policy"), "--output", Url("runs/r1/ingest"),
             "--candidates", "3", "--max-new-tokens", "16", "--seed", "5");
-        var rank = await RunJson("rank", "--candidates", Url("runs/r1/ingest/candidates.parquet"), "--reward-model", Path.Combine(Demo, "reward"), "--output", Url("runs/r1/rank"));
-        var split = await RunJson("split", "--preferences", Url("runs/r1/rank/preferences.parquet"), "--output", Url("runs/r1/split"), "--rule", "threshold", "--threshold", "0.5");
+        var rank = await StageCommandsTests.RunJson("rank", "--candidates", Url("runs/r1/ingest/candidates.parquet"), "--reward-model", Path.Combine(Demo, "reward"), "--output", Url("runs/r1/rank"));
+        var split = await StageCommandsTests.RunJson("split", "--preferences", Url("runs/r1/rank/preferences.parquet"), "--output", Url("runs/r1/split"), "--rule", "threshold", "--threshold", "0.5");
 
         long prompts = ingest.GetProperty("artifacts").GetProperty("prompts").GetProperty("rows").GetInt64();
         Assert.Equal(6, prompts + ingest.GetProperty("artifacts").GetProperty("rejects").GetProperty("rows").GetInt64());

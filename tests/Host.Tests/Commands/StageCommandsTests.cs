@@ -22,38 +22,20 @@ public sealed class StageCommandsTests
         return path;
     }
 
-    private static async Task<JsonElement> RunJson(params string[] args)
+    /// <summary>Runs a stage command with --json; fails the test with its standard error unless it exits 0.</summary>
+    internal static async Task<JsonElement> RunJson(params string[] args)
     {
         var console = new TestConsole().Width(200);
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        int exit;
-        try
-        {
-            exit = await Cli.InvokeAsync([.. args, "--json"], console);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        await using var error = await StderrCapture.StartAsync();
+        int exit = await Cli.InvokeAsync([.. args, "--json"], console);
         Assert.True(exit == 0, $"exit {exit}: {error}");
         return JsonDocument.Parse(console.Output).RootElement.Clone();
     }
 
     private static async Task<(int Exit, string Error)> RunFailing(params string[] args)
     {
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            return (await Cli.InvokeAsync(args, new TestConsole()), error.ToString());
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        await using var error = await StderrCapture.StartAsync();
+        return (await Cli.InvokeAsync(args, new TestConsole()), error.ToString());
     }
 
     private static long Rows(JsonElement json, string artifact) => json.GetProperty("artifacts").GetProperty(artifact).GetProperty("rows").GetInt64();

@@ -17,18 +17,9 @@ public sealed class TrainCommandTests
     private static async Task<(int Exit, string Output, string Error)> Run(params string[] args)
     {
         var console = new TestConsole().Width(200);
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            int exit = await Cli.InvokeAsync(args, console);
-            return (exit, console.Output, error.ToString());
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        await using var error = await StderrCapture.StartAsync();
+        int exit = await Cli.InvokeAsync(args, console);
+        return (exit, console.Output, error.ToString());
     }
 
     /// <summary>A TRL standard preference file in the demo's style (our preferences artifact schema).</summary>

@@ -102,18 +102,9 @@ public sealed class PipelineRunnerTests
     {
         string storage = Directory.CreateTempSubdirectory("prefpipe-bad-").FullName;
         string file = Pipeline(storage);
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            var (exit, _) = await Cli("run", file, "--set", "split.quantile=2");
-            Assert.Equal(2, exit);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        await using var error = await StderrCapture.StartAsync();
+        var (exit, _) = await Cli("run", file, "--set", "split.quantile=2");
+        Assert.Equal(2, exit);
         Assert.Contains("split.quantile (value 2)", error.ToString(), StringComparison.Ordinal);
         Assert.Empty(Directory.GetDirectories(storage));
     }

@@ -200,18 +200,9 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
     public async Task Serve_InvalidConfig_ExitsTwoNamingTheKey()
     {
         string config = Pipeline("artifacts-d", "inputs-d", "blob-created-d");
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
-        try
-        {
-            Assert.Equal(2, await Serve("--config", config, "--once", "--set", "triggers.max_concurrent_runs=0"));
-            Assert.Equal(2, await Serve("--config", config, "--once", "--set", "triggers.schedule=every day"));
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        await using var error = await StderrCapture.StartAsync();
+        Assert.Equal(2, await Serve("--config", config, "--once", "--set", "triggers.max_concurrent_runs=0"));
+        Assert.Equal(2, await Serve("--config", config, "--once", "--set", "triggers.schedule=every day"));
         Assert.Contains("triggers.max_concurrent_runs (value 0)", error.ToString(), StringComparison.Ordinal);
         Assert.Contains("triggers.schedule ('every day')", error.ToString(), StringComparison.Ordinal);
         Assert.False(await azurite.Container("artifacts-d").ExistsAsync());

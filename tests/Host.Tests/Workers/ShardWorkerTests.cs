@@ -200,18 +200,9 @@ public sealed class ShardWorkerTests
     public async Task Worker_BadOptions_ExitsTwoNamingTheOption(string options, string message)
     {
         string storage = Directory.CreateTempSubdirectory("prefpipe-workers-bad-").FullName;
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
+        await using var error = await StderrCapture.StartAsync();
         int exit;
-        try
-        {
-            (exit, _) = await Cli(["worker", "--run", "r", "--storage", storage, .. options.Split(' ')]);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        (exit, _) = await Cli(["worker", "--run", "r", "--storage", storage, .. options.Split(' ')]);
         Assert.Equal(2, exit);
         Assert.Contains(message, error.ToString(), StringComparison.Ordinal);
     }
@@ -220,18 +211,9 @@ public sealed class ShardWorkerTests
     public async Task Worker_UnknownRun_ExitsTwoSayingHowToStartIt()
     {
         string storage = Directory.CreateTempSubdirectory("prefpipe-workers-none-").FullName;
-        var error = new StringWriter();
-        var previous = Console.Error;
-        Console.SetError(error);
+        await using var error = await StderrCapture.StartAsync();
         int exit;
-        try
-        {
-            (exit, _) = await Cli("worker", "--run", "missing", "--stage", "rank", "--claim", "--shards", "2", "--storage", storage);
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        (exit, _) = await Cli("worker", "--run", "missing", "--stage", "rank", "--claim", "--shards", "2", "--storage", storage);
         Assert.Equal(2, exit);
         Assert.Contains("run 'missing' not found", error.ToString(), StringComparison.Ordinal);
     }
