@@ -248,5 +248,5 @@ public sealed class IngestStage(IngestOptions options)
 
     /// <summary>Formats counts for logs.</summary>
     public static string Describe(IngestResult r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.RowsIn} rows in → {r.Prompts.Rows} prompts, {r.Rejects.Rows} rejected, {r.Candidates.Rows} candidates");
+        $"{r.RowsIn} rows in → {r.Prompts.Rows} prompts, {r.Rejects.Rows} rejected, {r.Candidates.Rows} candidates{(r.ResumedBatches > 0 ? $" ({r.ResumedBatches} batches kept from an earlier attempt)" : "")}");
 }

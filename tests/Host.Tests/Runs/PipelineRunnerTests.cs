@@ -142,4 +142,52 @@ public sealed class PipelineRunnerTests
                 Assert.True(artifact.Sha256 == other.Outputs.Single(o => o.Name == artifact.Name).Sha256, $"{stage.Name}/{artifact.Name} differs after resume");
         }
     }
+
+    [Fact]
+    public async Task Resume_ProcessKilledMidIngest_ProducesTheArtifactsOfAnUninterruptedRun()
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-kill-").FullName;
+        string a = Directory.CreateDirectory(Path.Combine(root, "a")).FullName, b = Directory.CreateDirectory(Path.Combine(root, "b")).FullName;
+        string fileA = Pipeline(a), fileB = Pipeline(b);
+        // Training stays small; ingest keeps its 240 prompts so the kill lands between its part files.
+        string[] small = [.. Small.Skip(4)];
+        var (exitA, outputA) = await Cli(["run", fileA, "--run-id", "k", .. small]);
+        Assert.True(exitA == 0, outputA);
+
+        // SIGKILL: no cancellation, no finally blocks, run.json says "running" and the run lock names a dead process.
+        string parts = Path.Combine(b, "k", "ingest", "parts");
+        using (var process = HostProcess.Start(["run", fileB, "--run-id", "k", .. small]))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(2);
+            while (!(Directory.Exists(parts) && Directory.GetFiles(parts, "batch-*.parquet").Length >= 2))
+            {
+                Assert.True(DateTime.UtcNow < deadline && !process.HasExited, "the run did not write two ingest batches in 2 minutes");
+                await Task.Delay(10);
+            }
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+        var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(b);
+        var killed = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "k", CancellationToken.None))!;
+        Assert.Equal("running", killed.Stage("ingest").Status);
+        Assert.False(File.Exists(Path.Combine(b, "k", "ingest", "candidates.parquet")));
+        Assert.True(await store.ExistsAsync(PrefPipe.Host.Runs.RunLock.PathOf("k")));
+
+        var (exit, output) = await Cli("resume", "--run", "k", "--storage", b);
+        Assert.True(exit == 0, output);
+        Assert.Matches(@"\(([2-9]|\d\d+) batches kept from an earlier attempt\)", output);
+
+        var straight = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(a), "k", CancellationToken.None))!;
+        var resumed = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "k", CancellationToken.None))!;
+        Assert.Equal("completed", resumed.Status);
+        Assert.False(await store.ExistsAsync(PrefPipe.Host.Runs.RunLock.PathOf("k")));
+        foreach (var stage in straight.Stages)
+        {
+            var other = resumed.Stage(stage.Name);
+            Assert.Equal(stage.RowsOut, other.RowsOut);
+            // Rejects name their source file, which differs between the two folders; metrics and comparisons carry wall-clock figures.
+            foreach (var artifact in stage.Outputs.Where(o => o.Name is not ("metrics" or "comparisons" or "rejects")))
+                Assert.True(artifact.Sha256 == other.Outputs.Single(o => o.Name == artifact.Name).Sha256, $"{stage.Name}/{artifact.Name} differs after the kill and resume");
+        }
+    }
 }

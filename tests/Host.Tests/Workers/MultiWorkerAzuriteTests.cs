@@ -83,33 +83,10 @@ public sealed class MultiWorkerAzuriteTests(AzuriteFixture azurite)
         foreach (var w in workers) w.Dispose();
     }
 
-    private Process Worker(string runId)
-    {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string arg in new[] { HostDll(), "worker", "--run", runId, "--stage", "rank", "--claim", "--shards", "4", "--storage", _url, "--lease-seconds", "15", "--json" })
-            start.ArgumentList.Add(arg);
-        start.Environment[ArtifactStores.ConnectionStringVariable] = azurite.ConnectionString;
-        var process = Process.Start(start) ?? throw new InvalidOperationException("could not start dotnet");
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginErrorReadLine();
-        return process;
-    }
+    private Process Worker(string runId) => HostProcess.Start(
+        ["worker", "--run", runId, "--stage", "rank", "--claim", "--shards", "4", "--storage", _url, "--lease-seconds", "15", "--json"],
+        new Dictionary<string, string> { [ArtifactStores.ConnectionStringVariable] = azurite.ConnectionString });
 
     // A container of its own (the fixture has started Azurite before this class is built).
     private readonly string _url = $"http://127.0.0.1:{azurite.Port}/devstoreaccount1/w{Guid.NewGuid():N}";
-
-    /// <summary>The built prefpipe.dll of src/Host in the same configuration as these tests (it carries its own deps.json).</summary>
-    private static string HostDll()
-    {
-        var output = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/'));
-        string configuration = output.Parent!.Name, framework = output.Name;
-        string dll = Path.Combine(AzuriteFixture.RepoRoot(), "src", "Host", "bin", configuration, framework, "prefpipe.dll");
-        if (!File.Exists(dll)) throw new InvalidOperationException($"{dll} is missing: build src/Host (building the tests does)");
-        return dll;
-    }
 }
