@@ -28,6 +28,9 @@ public sealed class OnnxRewardModel : IDisposable
     private readonly InferenceSession _session;
     private readonly RewardModelOptions _options;
     private readonly string _outputName;
+    private readonly string[] _outputNames;
+    private readonly string[] _inputNames;
+    private readonly bool _takesPositions;
     private readonly string _path;
 
     private OnnxRewardModel(InferenceSession session, string path, ITextTokenizer? tokenizer, RewardModelOptions options,
@@ -39,7 +42,10 @@ public sealed class OnnxRewardModel : IDisposable
         _options = options;
         PadTokenId = padTokenId;
         _outputName = outputName;
-        InputNames = session.InputMetadata.Keys.ToArray();
+        _outputNames = [outputName];
+        _inputNames = session.InputMetadata.Keys.ToArray();
+        _takesPositions = _inputNames.Contains("position_ids");
+        InputNames = _inputNames;
         ExecutionProvider = options.Device == RewardDevice.Cpu ? "CPUExecutionProvider" : ResolveProvider(options.Device);
     }
 
@@ -153,6 +159,9 @@ public sealed class OnnxRewardModel : IDisposable
 
         // Longest first: batches hold sequences of similar length, so little compute goes to padding.
         prepared.Sort((a, b) => b.Ids.Length.CompareTo(a.Ids.Length));
+        // One set of run options for the whole call; cancelling sets its Terminate flag, which stops a running batch.
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
         int done = 0;
         int start = 0;
         while (start < prepared.Count)
@@ -163,7 +172,7 @@ public sealed class OnnxRewardModel : IDisposable
             count = Math.Min(count, prepared.Count - start);
             var batch = prepared.GetRange(start, count);
             float[] batchScores;
-            using (ComputeClock.Measure()) batchScores = RunBatch(batch.Select(b => b.Ids).ToList(), PaddingSide, cancellationToken);
+            using (ComputeClock.Measure()) batchScores = RunBatch(batch.Select(b => b.Ids).ToList(), PaddingSide, runOptions, cancellationToken);
             for (int j = 0; j < count; j++) scores[batch[j].Index] = batchScores[j];
             start += count;
             done += count;
@@ -175,14 +184,14 @@ public sealed class OnnxRewardModel : IDisposable
     /// <inheritdoc />
     public void Dispose() => _session.Dispose();
 
-    private float[] RunBatch(IReadOnlyList<int[]> batch, RewardPadding side, CancellationToken cancellationToken)
+    private float[] RunBatch(IReadOnlyList<int[]> batch, RewardPadding side, RunOptions? runOptions = null, CancellationToken cancellationToken = default)
     {
         int b = batch.Count;
         int t = batch.Max(x => x.Length);
         // input_ids, attention_mask, position_ids: [batch, seq] int64
         var ids = new long[b * t];
         var mask = new long[b * t];
-        var positions = new long[b * t];
+        var positions = _takesPositions ? new long[b * t] : null;
         Array.Fill(ids, PadTokenId);
         for (int r = 0; r < b; r++)
         {
@@ -192,29 +201,26 @@ public sealed class OnnxRewardModel : IDisposable
             {
                 ids[r * t + offset + c] = batch[r][c];
                 mask[r * t + offset + c] = 1;
-                positions[r * t + offset + c] = c;
+                if (positions is not null) positions[r * t + offset + c] = c;
             }
         }
         long[] shape = [b, t];
-        var names = new List<string>(InputNames.Count);
-        var values = new List<OrtValue>(InputNames.Count);
+        var values = new OrtValue[_inputNames.Length];
+        RunOptions? own = runOptions is null ? new RunOptions() : null;
         try
         {
-            foreach (string name in InputNames)
+            for (int i = 0; i < _inputNames.Length; i++)
             {
-                long[] data = name switch
+                long[] data = _inputNames[i] switch
                 {
                     "input_ids" => ids,
                     "attention_mask" => mask,
-                    "position_ids" => positions,
+                    "position_ids" => positions!,
                     _ => new long[b * t], // token_type_ids: one segment
                 };
-                names.Add(name);
-                values.Add(OrtValue.CreateTensorValueFromMemory(data, shape));
+                values[i] = OrtValue.CreateTensorValueFromMemory(data, shape);
             }
-            using var runOptions = new RunOptions();
-            using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-            using var outputs = _session.Run(runOptions, names, values, [_outputName]);
+            using var outputs = _session.Run(runOptions ?? own!, _inputNames, values, _outputNames);
             return ReadScores(outputs[0], b);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
@@ -223,7 +229,8 @@ public sealed class OnnxRewardModel : IDisposable
         }
         finally
         {
-            foreach (var v in values) v.Dispose();
+            foreach (var v in values) v?.Dispose();
+            own?.Dispose();
         }
     }
 
@@ -235,17 +242,26 @@ public sealed class OnnxRewardModel : IDisposable
         if (shape.Length > 2 || shape[0] != batch)
             throw new InvalidDataException($"Reward model {_path}: output '{_outputName}' has shape [{string.Join(", ", shape)}]; expected [batch, n] with batch {batch}.");
         var result = new float[batch];
-        for (int r = 0; r < batch; r++)
+        switch (info.ElementDataType)
         {
-            int at = r * width + _options.ScoreIndex;
-            result[r] = info.ElementDataType switch
-            {
-                TensorElementType.Float => output.GetTensorDataAsSpan<float>()[at],
-                TensorElementType.Double => (float)output.GetTensorDataAsSpan<double>()[at],
-                TensorElementType.Float16 => (float)output.GetTensorDataAsSpan<Float16>()[at],
-                TensorElementType.BFloat16 => (float)output.GetTensorDataAsSpan<BFloat16>()[at],
-                _ => throw new InvalidDataException($"Reward model {_path}: output '{_outputName}' is {info.ElementDataType}; expected a float tensor."),
-            };
+            case TensorElementType.Float:
+                var f32 = output.GetTensorDataAsSpan<float>();
+                for (int r = 0; r < batch; r++) result[r] = f32[r * width + _options.ScoreIndex];
+                break;
+            case TensorElementType.Double:
+                var f64 = output.GetTensorDataAsSpan<double>();
+                for (int r = 0; r < batch; r++) result[r] = (float)f64[r * width + _options.ScoreIndex];
+                break;
+            case TensorElementType.Float16:
+                var f16 = output.GetTensorDataAsSpan<Float16>();
+                for (int r = 0; r < batch; r++) result[r] = (float)f16[r * width + _options.ScoreIndex];
+                break;
+            case TensorElementType.BFloat16:
+                var bf16 = output.GetTensorDataAsSpan<BFloat16>();
+                for (int r = 0; r < batch; r++) result[r] = (float)bf16[r * width + _options.ScoreIndex];
+                break;
+            default:
+                throw new InvalidDataException($"Reward model {_path}: output '{_outputName}' is {info.ElementDataType}; expected a float tensor.");
         }
         return result;
     }
@@ -257,10 +273,10 @@ public sealed class OnnxRewardModel : IDisposable
         int NonPad(int id) => id == PadTokenId ? id + 7 : id;
         int[] probe = Enumerable.Range(10, 6).Select(NonPad).ToArray();    // 6 tokens
         int[] longer = Enumerable.Range(20, 9).Select(NonPad).ToArray();   // 9 tokens: pads the probe by 3
-        float alone = RunBatch([probe], RewardPadding.Right, CancellationToken.None)[0];
-        float right = RunBatch([probe, longer], RewardPadding.Right, CancellationToken.None)[0];
+        float alone = RunBatch([probe], RewardPadding.Right)[0];
+        float right = RunBatch([probe, longer], RewardPadding.Right)[0];
         if (Math.Abs(alone - right) <= 1e-4f * Math.Max(1f, Math.Abs(alone))) return RewardPadding.Right;
-        float left = RunBatch([probe, longer], RewardPadding.Left, CancellationToken.None)[0];
+        float left = RunBatch([probe, longer], RewardPadding.Left)[0];
         if (Math.Abs(alone - left) <= 1e-4f * Math.Max(1f, Math.Abs(alone))) return RewardPadding.Left;
         throw new InvalidDataException(
             $"Reward model {_path}: padding changes the score on either side (alone {alone}, right-padded {right}, left-padded {left}) " +
