@@ -52,6 +52,12 @@ public sealed record LlamaConfig
     /// <summary>RoPE scaling, or null.</summary>
     public RopeScaling? RopeScaling { get; init; }
 
+    /// <summary>
+    /// Sliding-window attention span (Mistral's <c>sliding_window</c>; Qwen2's when <c>use_sliding_window</c>), or null.
+    /// Not implemented: sequences up to the window are exact (the window changes nothing), longer ones are refused.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
+
     /// <summary>Context length.</summary>
     public int MaxPositionEmbeddings { get; init; } = 2048;
 
@@ -140,7 +146,17 @@ public sealed record LlamaConfig
                     (int)Get("original_max_position_embeddings", 8192));
         }
 
+        string activation = root.TryGetProperty("hidden_act", out var act) && act.ValueKind == JsonValueKind.String ? act.GetString()! : "silu";
+        if (activation != "silu")
+            throw new InvalidDataException($"{source}: hidden_act '{activation}' is not supported; the Llama-family MLP here is SwiGLU with 'silu'.");
+
         bool qwen = modelType == "qwen2";
+        int? slidingWindow = modelType switch
+        {
+            "mistral" => OptInt("sliding_window"),
+            "qwen2" when OptBool("use_sliding_window", false) => OptInt("sliding_window"),
+            _ => null,
+        };
         bool attentionBias = OptBool("attention_bias", false);
         return new LlamaConfig
         {
@@ -156,6 +172,7 @@ public sealed record LlamaConfig
             RopeTheta = theta,
             RopeScaling = scaling,
             MaxPositionEmbeddings = OptInt("max_position_embeddings") ?? 2048,
+            SlidingWindow = slidingWindow,
             TieWordEmbeddings = OptBool("tie_word_embeddings", false),
             AttentionQkvBias = qwen || attentionBias,
             AttentionOutputBias = !qwen && attentionBias,
