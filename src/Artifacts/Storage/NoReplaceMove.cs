@@ -6,11 +6,15 @@ namespace PrefPipe.Artifacts.Storage;
 /// Publishes a fully written file under a new name only if that name is free, atomically. <c>File.Move(overwrite: false)</c>
 /// is not enough on Unix: .NET checks that the target is absent and then renames, so two racing writers can both "win".
 /// Here the kernel decides: <c>link(2)</c> fails with EEXIST when the name is taken; on file systems without hard links
-/// <c>renameat2(RENAME_NOREPLACE)</c> does the same. Windows' MoveFileEx without REPLACE_EXISTING is already atomic.
+/// <c>renameat2(RENAME_NOREPLACE)</c> does the same; where neither exists, an exclusive create. Windows' MoveFileEx
+/// without REPLACE_EXISTING is already atomic.
 /// </summary>
 internal static partial class NoReplaceMove
 {
     private const int EEXIST = 17;
+    private const int EINVAL = 22;
+    private const int ENOSYS = 38;
+    private const int EOPNOTSUPP = 95;
     private const int AtFdCwd = -100;
     private const uint RenameNoReplace = 1;
 
@@ -43,10 +47,37 @@ internal static partial class NoReplaceMove
         if (RenameAt2(AtFdCwd, source, AtFdCwd, target, RenameNoReplace) == 0) return true;
         int renameError = Marshal.GetLastPInvokeError();
         if (renameError == EEXIST) return Lost(source);
-        File.Delete(source);
-        throw new IOException(
-            $"Could not create {target} if absent: link(2) failed with errno {error} and renameat2(RENAME_NOREPLACE) with errno {renameError}. " +
-            "The artifact store needs a local file system that supports one of them.");
+        if (renameError is not (EINVAL or ENOSYS or EOPNOTSUPP))
+        {
+            File.Delete(source);
+            throw new IOException($"Could not create {target} if absent: link(2) failed with errno {error} and renameat2(RENAME_NOREPLACE) with errno {renameError}.");
+        }
+
+        // Neither (some network file systems): an exclusive create still picks one winner.
+        return TryCopyExclusive(source, target);
+    }
+
+    /// <summary>
+    /// The last resort: O_EXCL creates <paramref name="target"/> (one winner among racers) and copies the content in
+    /// under an exclusive lock, so a reader meets "in use", never a partial file. Removes <paramref name="source"/>.
+    /// </summary>
+    internal static bool TryCopyExclusive(string source, string target)
+    {
+        try
+        {
+            using var output = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            using (var input = File.OpenRead(source)) input.CopyTo(output);
+            output.Flush(flushToDisk: true);
+            return true;
+        }
+        catch (IOException) when (File.Exists(target))
+        {
+            return false;
+        }
+        finally
+        {
+            File.Delete(source);
+        }
     }
 
     private static bool Lost(string source)
