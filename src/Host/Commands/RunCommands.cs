@@ -213,26 +213,32 @@ internal static class RunCommands
     internal static async Task<(LoadedPipeline, IArtifactStore)> LoadRunPipelineAsync(string? storage, string runId, CancellationToken ct)
     {
         var store = OpenStore(storage);
+        return (await LoadRunPipelineAsync(store, runId, ct, "pass --storage if the run lives elsewhere").ConfigureAwait(false), store);
+    }
+
+    /// <summary>
+    /// The run's saved pipeline.yaml, its relative paths resolved against the original pipeline folder (run.json's
+    /// pipeline_dir), as resume, rerun and shard workers need it.
+    /// </summary>
+    internal static async Task<LoadedPipeline> LoadRunPipelineAsync(IArtifactStore store, string runId, CancellationToken ct, string hint)
+    {
         ArtifactPath.ValidateName(runId, "run id");
         string path = $"{runId}/pipeline.yaml";
         if (!await store.ExistsAsync(path, ct).ConfigureAwait(false))
-            throw new ArgumentException($"run '{runId}' not found in {store.Location} (no {path}); pass --storage if the run lives elsewhere");
+            throw new ArgumentException($"run '{runId}' not found in {store.Location} (no {path}); {hint}");
         string temp = Path.Combine(Path.GetTempPath(), $"prefpipe-{runId}-{Guid.NewGuid():N}.yaml");
-        await using (var s = await store.OpenReadAsync(path, ct).ConfigureAwait(false))
-        await using (var f = File.Create(temp))
-            await s.CopyToAsync(f, ct).ConfigureAwait(false);
-        // The saved file's relative paths resolve against the original pipeline folder, recorded in run.json.
-        var run = await RunRecord.LoadAsync(store, runId, ct).ConfigureAwait(false);
-        LoadedPipeline original;
         try
         {
-            original = PipelineLoader.Load(temp, [], _ => null, run?.PipelineDirectory);
+            await using (var s = await store.OpenReadAsync(path, ct).ConfigureAwait(false))
+            await using (var f = File.Create(temp))
+                await s.CopyToAsync(f, ct).ConfigureAwait(false);
+            var run = await RunRecord.LoadAsync(store, runId, ct).ConfigureAwait(false);
+            return PipelineLoader.Load(temp, [], _ => null, run?.PipelineDirectory);
         }
         finally
         {
             File.Delete(temp);
         }
-        return (original, store);
     }
 
     private static async Task<List<string>> ListRunsAsync(IArtifactStore store, CancellationToken ct)

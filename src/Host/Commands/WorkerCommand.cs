@@ -52,7 +52,8 @@ internal static class WorkerCommand
                 if (fromFile is not null) await ShardWorker.CreateRunAsync(fromFile, store, id, cancellationToken).ConfigureAwait(false);
                 if (ArtifactStores.IsBlobLocation(location) && plan.Lease is var l && (l < TimeSpan.FromSeconds(15) || l > TimeSpan.FromSeconds(60)))
                     throw new ArgumentException($"--lease-seconds {l.TotalSeconds:F0}: blob leases last 15 to 60 seconds");
-                pipeline = await LoadRunPipelineAsync(store, id, cancellationToken).ConfigureAwait(false);
+                pipeline = await RunCommands.LoadRunPipelineAsync(store, id, cancellationToken,
+                    $"start it with 'prefpipe run PIPELINE --run-id {id} --until ingest', pass --pipeline FILE, or pass --storage").ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is ArgumentException or FormatException or PipelineFileException)
             {
@@ -116,25 +117,5 @@ internal static class WorkerCommand
         if (count < 1 || count > Shard.MaxCount)
             throw new ArgumentException($"--claim needs --shards N with 1 <= N <= {Shard.MaxCount}");
         return new WorkerPlan(stage, count, null, lease, poll);
-    }
-
-    /// <summary>Reads the run's pipeline.yaml from the store (the runner commits it when the run starts).</summary>
-    private static async Task<LoadedPipeline> LoadRunPipelineAsync(IArtifactStore store, string runId, CancellationToken ct)
-    {
-        string path = $"{runId}/pipeline.yaml";
-        if (!await store.ExistsAsync(path, ct).ConfigureAwait(false))
-            throw new ArgumentException($"run '{runId}' not found in {store.Location} (no {path}); start it with 'prefpipe run PIPELINE --run-id {runId} --until ingest' or pass --storage");
-        string temp = Path.Combine(Path.GetTempPath(), $"prefpipe-{runId}-{Guid.NewGuid():N}.yaml");
-        try
-        {
-            await using (var s = await store.OpenReadAsync(path, ct).ConfigureAwait(false))
-            await using (var f = File.Create(temp))
-                await s.CopyToAsync(f, ct).ConfigureAwait(false);
-            return PipelineLoader.Load(temp, [], _ => null);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
     }
 }

@@ -73,7 +73,8 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         ArtifactPath.ValidateName(runId, "run id");
         var run = new RunRecord
         {
-            RunId = runId, Pipeline = pipeline.Definition.Name, ConfigHash = PipelineRunner.Hash(pipeline.CanonicalYaml), CodeVersion = PipelineRunner.CodeVersion(),
+            RunId = runId, Pipeline = pipeline.Definition.Name, Plan = pipeline.Definition.Training.Plan, PipelineDirectory = pipeline.Directory,
+            ConfigHash = PipelineRunner.Hash(pipeline.CanonicalYaml), CodeVersion = PipelineRunner.CodeVersion(),
             Created = DateTimeOffset.UtcNow, Status = "created", Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
         };
         await store.TryCreateAsync($"{runId}/pipeline.yaml", System.Text.Encoding.UTF8.GetBytes(pipeline.CanonicalYaml), cancellationToken).ConfigureAwait(false);

@@ -16,8 +16,9 @@ internal static class WorkerTestPipeline
         string slice = Path.Combine(folder, "prompts.jsonl");
         File.WriteAllLines(slice, File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(prompts));
         string yaml = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "pipelines", "demo.yaml"))
-            .Replace("../assets/demo/prompts.jsonl", slice, StringComparison.Ordinal)
-            .Replace("../assets/demo", Demo, StringComparison.Ordinal)
+            // Relative, as users write them: workers resolve them against the pipeline's folder recorded in run.json.
+            .Replace("../assets/demo/prompts.jsonl", "prompts.jsonl", StringComparison.Ordinal)
+            .Replace("../assets/demo", Path.GetRelativePath(folder, Demo), StringComparison.Ordinal)
             .Replace("${PREFPIPE_STORAGE:-../runs}", storage, StringComparison.Ordinal)
             .Replace("candidates_per_prompt: 4", "candidates_per_prompt: 3", StringComparison.Ordinal)
             .Replace("max_new_tokens: 48\n  temperature: 1.0\n  batch_size: 16", "max_new_tokens: 20\n  temperature: 1.0\n  batch_size: 16", StringComparison.Ordinal);
