@@ -44,8 +44,16 @@ internal static partial class NoReplaceMove
         if (error == EEXIST) return Lost(source);
 
         // No hard links here (EPERM, ENOTSUP, EXDEV, EMLINK …): let rename refuse to replace instead.
-        if (RenameAt2(AtFdCwd, source, AtFdCwd, target, RenameNoReplace) == 0) return true;
-        int renameError = Marshal.GetLastPInvokeError();
+        int renameError;
+        try
+        {
+            if (RenameAt2(AtFdCwd, source, AtFdCwd, target, RenameNoReplace) == 0) return true;
+            renameError = Marshal.GetLastPInvokeError();
+        }
+        catch (EntryPointNotFoundException)
+        {
+            renameError = ENOSYS; // a C library without renameat2 (glibc < 2.28, musl, macOS)
+        }
         if (renameError == EEXIST) return Lost(source);
         if (renameError is not (EINVAL or ENOSYS or EOPNOTSUPP))
         {
@@ -63,16 +71,30 @@ internal static partial class NoReplaceMove
     /// </summary>
     internal static bool TryCopyExclusive(string source, string target)
     {
+        FileStream output;
         try
         {
-            using var output = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-            using (var input = File.OpenRead(source)) input.CopyTo(output);
-            output.Flush(flushToDisk: true);
-            return true;
+            output = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None);
         }
         catch (IOException) when (File.Exists(target))
         {
+            File.Delete(source);
             return false;
+        }
+        try
+        {
+            using (output)
+            {
+                using (var input = File.OpenRead(source)) input.CopyTo(output);
+                output.Flush(flushToDisk: true);
+            }
+            return true;
+        }
+        catch
+        {
+            // Ours, but incomplete (disk full …): never leave it looking committed.
+            File.Delete(target);
+            throw;
         }
         finally
         {

@@ -73,16 +73,18 @@ public sealed class StoreClaim : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+#pragma warning disable CA1031 // Best effort: the heartbeat's own faults were already turned into Lost; an unreleased claim expires.
         if (_heartbeat is not null)
         {
             try { await _heartbeat.ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
+            catch (Exception) { }
         }
         if (!_lost.IsCancellationRequested)
         {
             try { await _release().ConfigureAwait(false); }
-            catch (Exception ex) when (ex is RequestFailedException or IOException or UnauthorizedAccessException) { }
+            catch (Exception) { }
         }
+#pragma warning restore CA1031
         _stop.Dispose();
         _lost.Dispose();
     }
@@ -93,25 +95,37 @@ public sealed class StoreClaim : IAsyncDisposable
         {
             var interval = Duration / 3;
             var lastRenewed = DateTimeOffset.UtcNow;
-            while (!_stop.IsCancellationRequested)
+            try
             {
-                await Task.Delay(interval, _stop.Token).ConfigureAwait(false);
-                bool held;
-                try
+                while (!_stop.IsCancellationRequested)
                 {
-                    held = await _renew(_stop.Token).ConfigureAwait(false);
-                    if (held) lastRenewed = DateTimeOffset.UtcNow;
+                    await Task.Delay(interval, _stop.Token).ConfigureAwait(false);
+                    bool held;
+                    try
+                    {
+                        // A renewal may not outlive the claim: a hung request must not hide that it expired.
+                        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                        var left = lastRenewed + Duration - DateTimeOffset.UtcNow;
+                        attempt.CancelAfter(left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1));
+                        held = await _renew(attempt.Token).ConfigureAwait(false);
+                        if (held) lastRenewed = DateTimeOffset.UtcNow;
+                    }
+#pragma warning disable CA1031 // Any failure to renew (network, auth, timeout) is transient until the claim would have expired.
+                    catch (Exception) when (!_stop.IsCancellationRequested)
+#pragma warning restore CA1031
+                    {
+                        held = DateTimeOffset.UtcNow - lastRenewed < Duration;
+                    }
+                    if (!held) return;
                 }
-                catch (Exception ex) when (ex is RequestFailedException or IOException or UnauthorizedAccessException or HttpRequestException)
-                {
-                    // A transient failure: keep trying until the claim would have expired.
-                    held = DateTimeOffset.UtcNow - lastRenewed < Duration;
-                }
-                if (!held)
-                {
-                    await _lost.CancelAsync().ConfigureAwait(false);
-                    return;
-                }
+            }
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+            {
+            }
+            finally
+            {
+                // However the loop ended, unless it was told to stop, the holder must hear that the claim is gone.
+                if (!_stop.IsCancellationRequested) await _lost.CancelAsync().ConfigureAwait(false);
             }
         });
     }
@@ -132,6 +146,12 @@ public sealed class StoreClaim : IAsyncDisposable
         {
             return null;
         }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsTransient(ex))
+        {
+            // Not acquired this round (the lease client has no retry layer): callers poll again. Should the lease
+            // have been granted after all, it expires unrenewed and the shard is taken then.
+            return null;
+        }
         var claim = new StoreClaim(path, owner, duration,
             async ct =>
             {
@@ -149,6 +169,13 @@ public sealed class StoreClaim : IAsyncDisposable
         claim.Start();
         return claim;
     }
+
+    private static bool IsTransient(Exception ex) => ex switch
+    {
+        RequestFailedException r => r.Status is 408 or 429 or >= 500 or 0,
+        HttpRequestException or TimeoutException or TaskCanceledException => true,
+        _ => false,
+    };
 
     private static StoreClaim? AcquireLocal(string full, string path, TimeSpan duration)
     {
@@ -171,9 +198,9 @@ public sealed class StoreClaim : IAsyncDisposable
             }
             if (DateTime.UtcNow - File.GetLastWriteTimeUtc(stale) < duration)
             {
-                // Between our check and the move someone else took it over: give their fresh lock back.
-                try { File.Move(stale, full, overwrite: false); }
-                catch (IOException) { File.Delete(stale); }
+                // Between our check and the move someone else took it over: give their fresh lock back, unless a
+                // third taker holds the name by now (then theirs stays and this copy goes).
+                NoReplaceMove.TryMove(stale, full);
                 return null;
             }
             File.Delete(stale);
@@ -216,15 +243,7 @@ public sealed class StoreClaim : IAsyncDisposable
     {
         string staging = $"{full}.{Guid.NewGuid():N}.partial";
         File.WriteAllText(staging, owner, Encoding.UTF8);
-        try
-        {
-            File.Move(staging, full, overwrite: false);
-            return true;
-        }
-        catch (IOException) when (File.Exists(full))
-        {
-            File.Delete(staging);
-            return false;
-        }
+        // The kernel picks one winner (File.Move(overwrite: false) checks, then renames: racing takers could both win).
+        return NoReplaceMove.TryMove(staging, full);
     }
 }

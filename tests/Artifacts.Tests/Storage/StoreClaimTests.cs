@@ -37,6 +37,35 @@ public sealed class StoreClaimTests
     }
 
     [Fact]
+    public async Task TryAcquireAsync_ManyWorkersTakingOverOneStaleLock_ExactlyOneHoldsIt()
+    {
+        // Workers polling on the same interval see a dead worker's lock go stale at the same moment.
+        for (int round = 0; round < 5; round++)
+        {
+            var store = NewStore();
+            string path = $"r/shard-{round:D4}.lease";
+            string lockFile = Path.Combine(store.Location, path);
+            Directory.CreateDirectory(Path.GetDirectoryName(lockFile)!);
+            File.WriteAllText(lockFile, "dead-worker", Encoding.UTF8);
+            File.SetLastWriteTimeUtc(lockFile, DateTime.UtcNow.AddSeconds(-60));
+
+            using var start = new ManualResetEventSlim();
+            var takers = Enumerable.Range(0, 12).Select(_ => Task.Run(async () =>
+            {
+                start.Wait();
+                return await StoreClaim.TryAcquireAsync(store, path, TimeSpan.FromSeconds(30));
+            })).ToList();
+            start.Set();
+            var claims = (await Task.WhenAll(takers)).Where(c => c is not null).ToList();
+
+            var holder = Assert.Single(claims);
+            Assert.Equal(holder!.Owner, File.ReadAllText(lockFile, Encoding.UTF8));
+            Assert.Equal([Path.GetFileName(lockFile)], Directory.GetFiles(Path.GetDirectoryName(lockFile)!).Select(Path.GetFileName));
+            await holder.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task DisposeAsync_Local_ReleasesTheClaimForTheNextWorker()
     {
         var store = NewStore();
