@@ -35,7 +35,8 @@ internal sealed record ShardMarker(
     [property: JsonPropertyName("rows")] long Rows,
     [property: JsonPropertyName("started")] DateTimeOffset Started,
     [property: JsonPropertyName("seconds")] double Seconds,
-    [property: JsonPropertyName("worker")] string Worker);
+    [property: JsonPropertyName("worker")] string Worker,
+    [property: JsonPropertyName("folder")] string? Folder = null);
 
 /// <summary>What one worker did.</summary>
 /// <param name="ShardsDone">Shards this worker processed and committed.</param>
@@ -177,19 +178,32 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, claim.Lost);
+        // Ranking writes each attempt to a folder of its own and the marker names it, so a stalled holder that finishes
+        // after a takeover can never mix its files into the committed ones (an LLM judge need not answer the same twice).
+        // Ingest attempts share the shard's folder: generation is seeded, and a takeover resumes at the first missing batch.
+        string output = plan.Stage == Stages.Rank ? $"{folder}/attempt-{Guid.NewGuid():N}" : folder;
         long rows;
         try
         {
-            rows = await ProcessAsync(plan.Stage, shard, folder, linked.Token).ConfigureAwait(false);
+            rows = await ProcessAsync(plan.Stage, shard, output, linked.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (claim.Lost.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             report(new WorkerEvent("lost", plan.Stage, shard.ToString(), Detail: "the claim expired or was taken over; another worker finishes this shard"));
             return false;
         }
-        var marker = new ShardMarker(shard.ToString(), rows, started, clock.Elapsed.TotalSeconds, _worker);
-        // Create-if-absent: a stalled holder that finishes after a takeover wrote the same files and loses here harmlessly.
-        await store.TryCreateAsync(Marker(shard, shardsRoot), JsonSerializer.SerializeToUtf8Bytes(marker, Json), cancellationToken).ConfigureAwait(false);
+        if (claim.Lost.IsCancellationRequested)
+        {
+            report(new WorkerEvent("lost", plan.Stage, shard.ToString(), Detail: "the claim expired before the commit; another worker finishes this shard"));
+            return false;
+        }
+        var marker = new ShardMarker(shard.ToString(), rows, started, clock.Elapsed.TotalSeconds, _worker, output);
+        // Create-if-absent: of a stalled holder and its successor, exactly one commits; the marker names the folder merged.
+        if (!await store.TryCreateAsync(Marker(shard, shardsRoot), JsonSerializer.SerializeToUtf8Bytes(marker, Json), cancellationToken).ConfigureAwait(false))
+        {
+            report(new WorkerEvent("superseded", plan.Stage, shard.ToString(), Detail: "another worker committed this shard first; its output is the one merged"));
+            return false;
+        }
         report(new WorkerEvent("committed", plan.Stage, shard.ToString(), rows, Math.Round(clock.Elapsed.TotalSeconds, 3)));
         return true;
     }
@@ -235,7 +249,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         {
             string reward = pipeline.Resolve(D.Models.Reward);
             var r = await new RankingStage(RankingOptions()).MergeShardsAsync(store, $"{runId}/{Stages.Ingest}/candidates.parquet", reward,
-                s => s.Folder(shardsRoot), plan.Shards, prefix, cancellationToken).ConfigureAwait(false);
+                s => markers[s.Index].Folder ?? s.Folder(shardsRoot), plan.Shards, prefix, cancellationToken).ConfigureAwait(false);
             rec.RowsIn = r.PromptsIn; rec.RowsOut = r.Preferences.Rows; rec.RowsRejected = r.Unpaired.Rows;
             rec.Outputs = [ArtifactRecord.From("scored_candidates", r.Scored), ArtifactRecord.From("comparisons", r.Comparisons), ArtifactRecord.From("preferences", r.Preferences), ArtifactRecord.From("unpaired", r.Unpaired)];
             rec.Summary["judge_calls"] = r.JudgeCalls;
