@@ -108,8 +108,24 @@ public static class ArtifactStores
         var containerUrl = new Uri(endpoint + containerName);
         if (uri.Query.Contains("sig=", StringComparison.OrdinalIgnoreCase))
             return BlobArtifactStore.FromSasUri(new Uri(containerUrl + uri.Query), blobPrefix);
-        if (!string.IsNullOrWhiteSpace(connection)) return BlobArtifactStore.FromConnectionString(connection, containerName, blobPrefix);
+        // The connection string authenticates only the account it names: a URL of another account uses the credential.
+        if (!string.IsNullOrWhiteSpace(connection) && SameAccount(connection, endpoint))
+            return BlobArtifactStore.FromConnectionString(connection, containerName, blobPrefix);
         return BlobArtifactStore.FromCredential(containerUrl, credential ?? new DefaultAzureCredential(), blobPrefix);
+    }
+
+    /// <summary>Whether the connection string's blob endpoint is <paramref name="endpoint"/> (no network call).</summary>
+    private static bool SameAccount(string connection, string endpoint)
+    {
+        try
+        {
+            var named = new Azure.Storage.Blobs.BlobServiceClient(connection).Uri;
+            return string.Equals(named.GetLeftPart(UriPartial.Path).TrimEnd('/'), endpoint.TrimEnd('/'), StringComparison.OrdinalIgnoreCase);
+        }
+        catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException)
+        {
+            return false; // not a usable connection string: never silently used for this URL
+        }
     }
 
     private static (string Container, string? Prefix) SplitContainer(string rest, string shown)

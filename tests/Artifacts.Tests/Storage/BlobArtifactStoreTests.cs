@@ -58,6 +58,25 @@ public sealed class BlobArtifactStoreTests(AzuriteFixture azurite) : ArtifactSto
     }
 
     [Fact]
+    public async Task Open_UrlOfTheConnectionStringsAccount_UsesTheConnectionString()
+    {
+        var store = ArtifactStores.Open($"http://127.0.0.1:{azurite.Port}/devstoreaccount1/by-url/pre", environment: Env(azurite.ConnectionString));
+        await store.CommitAsync("f.txt", WriteTemp("via connection string"));
+
+        Assert.True(await azurite.Container("by-url").GetBlobClient("pre/f.txt").ExistsAsync());
+    }
+
+    [Fact]
+    public void Open_UrlOfAnotherAccount_IsNotRedirectedToTheConnectionStringsAccount()
+    {
+        // A connection string for the local emulator must not silently send https://acct… traffic to it.
+        var store = ArtifactStores.Open("https://acct.blob.core.windows.net/runs/r1", environment: Env(azurite.ConnectionString));
+
+        Assert.Equal("https://acct.blob.core.windows.net/runs/r1", store.Location);
+        Assert.Equal("https://acct.blob.core.windows.net/runs/r1/x.parquet", store.UriOf("x.parquet"));
+    }
+
+    [Fact]
     public void Open_AzUriWithoutCredentials_NamesTheVariablesToSet()
     {
         var ex = Assert.Throws<ArgumentException>(() => ArtifactStores.Open("az://runs", environment: Env(null)));
