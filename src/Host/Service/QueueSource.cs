@@ -91,7 +91,7 @@ internal sealed class QueueSource
     public async Task DeleteAsync(QueueMessage message, string popReceipt) =>
         await Client.DeleteMessageAsync(message.MessageId, popReceipt, CancellationToken.None).ConfigureAwait(false);
 
-    /// <summary>Makes the message visible again now, so the next consumer resumes the run.</summary>
-    public async Task ReleaseAsync(QueueMessage message, string popReceipt) =>
-        await Client.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: TimeSpan.Zero, cancellationToken: CancellationToken.None).ConfigureAwait(false);
+    /// <summary>Makes the message visible again after <paramref name="visibleAfter"/> (default: now), so the next consumer resumes the run.</summary>
+    public async Task ReleaseAsync(QueueMessage message, string popReceipt, TimeSpan visibleAfter = default) =>
+        await Client.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: visibleAfter, cancellationToken: CancellationToken.None).ConfigureAwait(false);
 }

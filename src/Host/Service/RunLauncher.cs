@@ -39,6 +39,9 @@ internal enum RunOutcome
 
     /// <summary>Another instance (or an earlier start) already claimed this trigger.</summary>
     AlreadyClaimed,
+
+    /// <summary>Another live process holds the run's lock (it is writing the run); nothing for this consumer to do now.</summary>
+    Busy,
 }
 
 /// <summary>
@@ -172,6 +175,12 @@ internal sealed class RunLauncher : IDisposable
             var run = await runner.RunAsync(claim.RunId, new RunScope(), cancellationToken).ConfigureAwait(false);
             _logger.LogInformation("Run {RunId} {Status}", claim.RunId, run.Status);
             return RunOutcome.Completed;
+        }
+        catch (RunLockHeldException ex)
+        {
+            _logger.LogInformation("Run {RunId} is being written by {Holder} (process {Pid}, lock expires {Expires:O}); left for it",
+                claim.RunId, ex.Host, ex.Pid, ex.Expires);
+            return RunOutcome.Busy;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
