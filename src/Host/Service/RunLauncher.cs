@@ -107,12 +107,21 @@ internal sealed class RunLauncher : IDisposable
         await foreach (string path in Store.ListAsync(RunClaim.Folder + "/", cancellationToken).ConfigureAwait(false))
         {
             if (!path.EndsWith(".json", StringComparison.Ordinal)) continue;
-            RunClaim? claim;
-            await using (var stream = await Store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false))
-                claim = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (claim is null) continue;
-            var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
-            if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);
+            try
+            {
+                RunClaim? claim;
+                await using (var stream = await Store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false))
+                    claim = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (claim is null || string.IsNullOrEmpty(claim.RunId)) throw new JsonException("not a claim (no run_id)");
+                var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
+                if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);
+            }
+#pragma warning disable CA1031 // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+#pragma warning restore CA1031
+            {
+                _logger.LogWarning("Skipping claim marker {Path}: {Error}", path, ex.Message);
+            }
         }
         return result;
     }
@@ -129,7 +138,23 @@ internal sealed class RunLauncher : IDisposable
     {
         var task = Task.Run(async () =>
         {
-            using (slot) await work().ConfigureAwait(false);
+            using (slot)
+            {
+                try
+                {
+                    await work().ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    _logger.LogInformation("A trigger was stopped by shutdown before its run started");
+                }
+#pragma warning disable CA1031 // Nobody awaits this task but DrainAsync: log what would otherwise be lost (claim, run.json, message delete).
+                catch (Exception ex)
+#pragma warning restore CA1031
+                {
+                    _logger.LogError(ex, "Handling a trigger failed: {Error}", ex.Message);
+                }
+            }
         });
         lock (_running)
         {

@@ -1,0 +1,96 @@
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Host.Service;
+
+namespace PrefPipe.Host.Tests.Service;
+
+/// <summary>RunLauncher against a local run store: claims, unfinished runs and background work.</summary>
+public sealed class RunLauncherTests
+{
+    private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
+    private static readonly string Slices = Path.Combine(AppContext.BaseDirectory, "fixtures", "serve");
+
+    internal static (ServeSettings Settings, LocalArtifactStore Store) Local(string schedule = "0 3 * * *")
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-launcher-").FullName;
+        string runs = Path.Combine(dir, "runs"), inbox = Path.Combine(dir, "inbox");
+        Directory.CreateDirectory(runs);
+        Directory.CreateDirectory(inbox);
+        string yaml = $"""
+            name: svc
+            storage: {runs}
+            inputs:
+              prompts: {Path.Combine(Slices, "prompts-a.jsonl")}
+            models:
+              policy: {Path.Combine(Demo, "policy")}
+              reward: {Path.Combine(Demo, "reward")}
+            training:
+              plan: none
+            triggers:
+              schedule: "{schedule}"
+              blob:
+                location: {inbox}
+            """;
+        string path = Path.Combine(dir, "pipeline.yaml");
+        File.WriteAllText(path, yaml);
+        return (new ServeSettings(PipelineLoader.Load(path), [], Once: false, JsonLogs: false), new LocalArtifactStore(runs));
+    }
+
+    [Fact]
+    public async Task Unfinished_CorruptMarker_IsSkippedWithALogLineAndTheOthersStillResume()
+    {
+        var (settings, store) = Local();
+        var logger = new ListLogger<RunLauncher>();
+        using var launcher = new RunLauncher(settings, store, logger);
+        var good = new RunClaim("schedule", "20261123-030000", "svc-sched-20261123-030000", null, "2026-11-23T03:00:00Z");
+        Assert.True(await launcher.TryClaimAsync(good));
+        Assert.True(await store.TryCreateAsync("_service/blob/broken.json", Encoding.UTF8.GetBytes("{\"kind\": \"blob\", \"key\": ")));
+
+        var unfinished = await launcher.UnfinishedAsync(includeInterrupted: true);
+
+        Assert.Equal("svc-sched-20261123-030000", Assert.Single(unfinished).RunId);
+        Assert.Contains(logger.Lines, l => l.Contains("_service/blob/broken.json", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Start_WorkThatThrows_IsLoggedAndReleasesItsSlot()
+    {
+        var (settings, store) = Local();
+        var logger = new ListLogger<RunLauncher>();
+        using var launcher = new RunLauncher(settings, store, logger);
+
+        var slot = await launcher.AcquireSlotAsync();
+        launcher.Start(slot, () => throw new IOException("storage is down"));
+        await launcher.DrainAsync();
+
+        Assert.Contains(logger.Lines, l => l.Contains("storage is down", StringComparison.Ordinal));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var again = await launcher.AcquireSlotAsync(cts.Token); // max_concurrent_runs is 1: the slot came back
+    }
+}
+
+/// <summary>Keeps formatted log lines for assertions.</summary>
+internal sealed class ListLogger<T> : ILogger<T>
+{
+    private readonly List<string> _lines = [];
+
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lines) return [.. _lines];
+        }
+    }
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => true;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        lock (_lines) _lines.Add($"{logLevel}: {formatter(state, exception)}");
+    }
+}
