@@ -32,7 +32,9 @@ internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launche
         if (e is null || path is null)
         {
             logger.LogWarning("Queue message {MessageId} ignored and deleted: {Reason}", message.MessageId,
-                e is null ? reason : $"blob {e.Container}/{e.BlobName} is outside {blobs!.Container}/{blobs.BlobPrefix}");
+                e is null ? reason
+                : BlobTriggerSource.IsIgnored(e.BlobName) ? $"blob {e.Container}/{e.BlobName} is a marker or temporary file (a path segment starts with '.' or '_')"
+                : $"blob {e.Container}/{e.BlobName} is outside {blobs!.Container}/{blobs.BlobPrefix}");
             await queue!.DeleteAsync(message, message.PopReceipt).ConfigureAwait(false);
             return null;
         }
