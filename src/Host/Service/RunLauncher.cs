@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
@@ -21,6 +22,11 @@ internal sealed record RunClaim(
     [property: JsonPropertyName("source")] string Source)
 {
     public const string Folder = "_service";
+
+    /// <summary>Random per claim attempt, so that an instance recognises its own marker when a create that committed
+    /// is retried (a lost response) and answered "exists".</summary>
+    [JsonPropertyName("nonce")]
+    public string? Nonce { get; init; }
 
     public string MarkerPath => $"{Folder}/{Kind}/{Key}.json";
 }
@@ -68,11 +74,25 @@ internal sealed class RunLauncher : IDisposable
     /// <summary>The run store (the pipeline's <c>storage</c>).</summary>
     public IArtifactStore Store { get; }
 
-    /// <summary>Creates the claim's marker; false when it already existed (someone else owns the trigger).</summary>
+    /// <summary>Creates the claim's marker; false when it already existed (someone else owns the trigger). The marker
+    /// carries a random nonce: when the store answers "exists" because its own retry of a create that did commit saw
+    /// that create, the nonce read back is ours and the claim is won.</summary>
     public async Task<bool> TryClaimAsync(RunClaim claim, CancellationToken cancellationToken = default)
     {
-        byte[] content = JsonSerializer.SerializeToUtf8Bytes(claim with { }, JsonOptions);
-        return await Store.TryCreateAsync(claim.MarkerPath, content, cancellationToken).ConfigureAwait(false);
+        var mine = claim with { Nonce = RandomNumberGenerator.GetHexString(32, lowercase: true) };
+        byte[] content = JsonSerializer.SerializeToUtf8Bytes(mine, JsonOptions);
+        if (await Store.TryCreateAsync(claim.MarkerPath, content, cancellationToken).ConfigureAwait(false)) return true;
+        try
+        {
+            RunClaim? existing;
+            await using (var stream = await Store.OpenReadAsync(claim.MarkerPath, cancellationToken).ConfigureAwait(false))
+                existing = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return existing?.Nonce is { } nonce && string.Equals(nonce, mine.Nonce, StringComparison.Ordinal);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or JsonException)
+        {
+            return false; // removed meanwhile, or not a marker we wrote
+        }
     }
 
     /// <summary>Whether the trigger is already claimed.</summary>

@@ -70,7 +70,51 @@ public sealed class RunLauncherTests
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         using var again = await launcher.AcquireSlotAsync(cts.Token); // max_concurrent_runs is 1: the slot came back
     }
+    [Fact]
+    public async Task TryClaim_CreateCommittedButRetryAnsweredExists_StillWinsAndOthersLose()
+    {
+        var (settings, store) = Local();
+        var lossy = new LostResponseStore(store);
+        using var launcher = new RunLauncher(settings, lossy, NullLogger<RunLauncher>.Instance);
+        using var other = new RunLauncher(settings, store, NullLogger<RunLauncher>.Instance);
+        var claim = new RunClaim("schedule", "20261123-040000", "svc-sched-20261123-040000", null, "2026-11-23T04:00:00Z");
+
+        Assert.True(await launcher.TryClaimAsync(claim)); // its create committed; the (retried) answer was "exists"
+        Assert.Equal(1, lossy.LostResponses);
+        Assert.False(await other.TryClaimAsync(claim)); // a second instance does not win the same trigger
+        Assert.False(await launcher.TryClaimAsync(claim)); // nor does a later attempt of the first (a new nonce)
+    }
+
+    /// <summary>A store whose first create commits but reports "already exists", as a resilient store's retry of a
+    /// create whose response was lost does.</summary>
+    private sealed class LostResponseStore(IArtifactStore inner) : IArtifactStore
+    {
+        public int LostResponses { get; private set; }
+
+        public string Location => inner.Location;
+
+        public string UriOf(string path) => inner.UriOf(path);
+
+        public ValueTask<bool> ExistsAsync(string path, CancellationToken cancellationToken = default) => inner.ExistsAsync(path, cancellationToken);
+
+        public ValueTask<Stream> OpenReadAsync(string path, CancellationToken cancellationToken = default) => inner.OpenReadAsync(path, cancellationToken);
+
+        public ValueTask CommitAsync(string path, string localFile, CancellationToken cancellationToken = default) => inner.CommitAsync(path, localFile, cancellationToken);
+
+        public async ValueTask<bool> TryCreateAsync(string path, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default)
+        {
+            bool created = await inner.TryCreateAsync(path, content, cancellationToken);
+            if (!created || LostResponses > 0) return created;
+            LostResponses++;
+            return await inner.TryCreateAsync(path, content, cancellationToken); // the retry: "exists"
+        }
+
+        public IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken = default) => inner.ListAsync(prefix, cancellationToken);
+
+        public ValueTask DeleteAsync(string path, CancellationToken cancellationToken = default) => inner.DeleteAsync(path, cancellationToken);
+    }
 }
+
 
 /// <summary>Keeps formatted log lines for assertions.</summary>
 internal sealed class ListLogger<T> : ILogger<T>
