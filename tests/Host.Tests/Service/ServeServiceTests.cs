@@ -296,4 +296,25 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
         Assert.Empty((await queue.ReceiveMessagesAsync(1)).Value);
         Assert.Equal(1, (await queue.GetPropertiesAsync()).Value.ApproximateMessagesCount);
     }
+
+    [Fact]
+    public async Task QueueLease_WorkOutlastingSeveralLeases_KeepsTheMessageInvisibleAndReturnsACurrentReceipt()
+    {
+        var queue = azurite.Queue("lease-h");
+        await queue.CreateIfNotExistsAsync();
+        await queue.SendMessageAsync("work");
+        var source = new QueueSource(queue) { LeaseTime = TimeSpan.FromSeconds(2) };
+        var message = await source.ReceiveAsync();
+        Assert.NotNull(message);
+
+        var (seenByOthers, receipt) = await source.WithLeaseAsync(message, async () =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(5)); // 2.5 leases: only renewals keep it invisible
+            return (await queue.ReceiveMessagesAsync(1)).Value.Length;
+        });
+
+        Assert.Equal(0, seenByOthers);
+        await source.DeleteAsync(message, receipt); // fails with 404 if the receipt were not the latest
+        Assert.Equal(0, (await queue.GetPropertiesAsync()).Value.ApproximateMessagesCount);
+    }
 }
