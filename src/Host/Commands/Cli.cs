@@ -44,6 +44,15 @@ internal static class Cli
             Console.Error.WriteLine("Run 'prefpipe --help' for usage.");
             return ExitCodes.Usage;
         }
-        return await parse.InvokeAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        return await parse.InvokeAsync(Invocation, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// How long a Ctrl+C/SIGTERM leaves the command before the process is ended. System.CommandLine's default is 2 s,
+    /// which ended <c>serve</c> (exit 143) while the host was still stopping its runs (HostOptions.ShutdownTimeout, 25 s)
+    /// and left run.json "running"; this waits longer than that. The signal still cancels the command's token at once.
+    /// </summary>
+    internal static readonly TimeSpan ProcessTerminationTimeout = TimeSpan.FromSeconds(30);
+
+    private static InvocationConfiguration Invocation => new() { ProcessTerminationTimeout = ProcessTerminationTimeout };
 }

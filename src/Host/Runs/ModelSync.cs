@@ -11,7 +11,9 @@ internal static class ModelSync
 {
     public static bool IsRemote(IArtifactStore store) => ArtifactStores.IsBlobLocation(store.Location);
 
-    /// <summary>Uploads <paramref name="checkpoint"/> (a checkpoint-N folder) to <paramref name="storePrefix"/>/checkpoint-N; returns its URI, or null on a local store.</summary>
+    /// <summary>Uploads <paramref name="checkpoint"/> (a checkpoint-N folder) to <paramref name="storePrefix"/>/checkpoint-N, then
+    /// removes every other checkpoint under the prefix (an earlier run of the stage, e.g. with more steps, would otherwise be
+    /// the highest-numbered one a restore picks); returns its URI, or null on a local store.</summary>
     public static async Task<string?> UploadAsync(IArtifactStore store, string checkpoint, string storePrefix, CancellationToken cancellationToken = default)
     {
         if (!IsRemote(store)) return null;
@@ -21,6 +23,10 @@ internal static class ModelSync
             string relative = Path.GetRelativePath(checkpoint, file).Replace(Path.DirectorySeparatorChar, '/');
             await store.CommitAsync($"{root}/{relative}", file, cancellationToken).ConfigureAwait(false);
         }
+        var stale = new List<string>();
+        await foreach (string path in store.ListAsync(storePrefix + "/", cancellationToken).ConfigureAwait(false))
+            if (!path.StartsWith(root + "/", StringComparison.Ordinal)) stale.Add(path);
+        foreach (string path in stale) await store.DeleteAsync(path, cancellationToken).ConfigureAwait(false);
         return store.UriOf(root);
     }
 

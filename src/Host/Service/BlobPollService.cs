@@ -22,7 +22,7 @@ internal sealed class BlobPollService(TriggerHandler handler, ServeSettings sett
                         handler.Launcher.Start(slot, () => handler.ClaimAndRunAsync(claim, stoppingToken));
                     }
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
                     // A storage outage must not stop the service: log and poll again.
                     logger.LogError(ex, "Listing {Location} failed: {Error}", handler.Blobs.Store.Location, ex.Message);

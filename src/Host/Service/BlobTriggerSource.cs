@@ -68,15 +68,20 @@ internal sealed class BlobTriggerSource
     {
         var names = new List<string>();
         await foreach (string path in Store.ListAsync("", cancellationToken).ConfigureAwait(false))
-            if (!path.Split('/').Any(s => s.StartsWith('.') || s.StartsWith('_'))) names.Add(path);
+            if (!IsIgnored(path)) names.Add(path);
         foreach (string name in names.Order(StringComparer.Ordinal)) yield return name;
     }
 
-    /// <summary>The store path of an event's blob, or null when the event is for another container or prefix.</summary>
+    /// <summary>The store path of an event's blob, or null when the event is for another container or prefix, or for a
+    /// file that listing skips too (a path segment starting with '.' or '_': <c>_SUCCESS</c>, <c>_temporary/…</c>, <c>.part</c> files).</summary>
     public string? PathOf(BlobCreatedEvent e) =>
         Container is not null && e.Container == Container && e.BlobName.StartsWith(BlobPrefix, StringComparison.Ordinal) && e.BlobName.Length > BlobPrefix.Length
+            && !IsIgnored(e.BlobName[BlobPrefix.Length..])
             ? e.BlobName[BlobPrefix.Length..]
             : null;
+
+    /// <summary>Whether a store path is a marker or temporary file, never a prompts file: a segment starts with '.' or '_'.</summary>
+    internal static bool IsIgnored(string path) => path.Split('/').Any(s => s.StartsWith('.') || s.StartsWith('_'));
 
     /// <summary>The claim for the file at <paramref name="path"/>: key = hash(name, content SHA-256), run id from the key.</summary>
     /// <exception cref="FileNotFoundException">The file is gone.</exception>

@@ -20,7 +20,9 @@ internal sealed class QueueService(TriggerHandler handler, ServeSettings setting
                 {
                     message = await handler.Queue.ReceiveAsync(stoppingToken).ConfigureAwait(false);
                 }
-                catch (Azure.RequestFailedException ex)
+#pragma warning disable CA1031 // Any receive failure (storage error, credential failure, network timeout) is logged and retried.
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+#pragma warning restore CA1031
                 {
                     slot.Dispose();
                     logger.LogError(ex, "Receiving from queue {Queue} failed: {Error}", handler.Queue.Client.Name, ex.Message);

@@ -18,7 +18,7 @@ internal sealed class QueueSource
     /// <summary>How long a received message stays invisible before it is renewed.</summary>
     public static readonly TimeSpan Lease = TimeSpan.FromMinutes(5);
 
-    private QueueSource(QueueClient client) => Client = client;
+    internal QueueSource(QueueClient client) => Client = client;
 
     public QueueClient Client { get; }
 
@@ -48,27 +48,50 @@ internal sealed class QueueSource
     /// <summary>One message, invisible to others for <see cref="Lease"/>, or null when the queue is empty.</summary>
     public async Task<QueueMessage?> ReceiveAsync(CancellationToken cancellationToken = default)
     {
-        var response = await Client.ReceiveMessagesAsync(1, Lease, cancellationToken).ConfigureAwait(false);
+        var response = await Client.ReceiveMessagesAsync(1, LeaseTime, cancellationToken).ConfigureAwait(false);
         return response.Value.Length == 0 ? null : response.Value[0];
     }
 
-    /// <summary>Runs <paramref name="work"/> while keeping the message invisible; returns the latest pop receipt.</summary>
+    /// <summary>How long a received message stays invisible per receive or renewal (tests shorten it).</summary>
+    internal TimeSpan LeaseTime { get; init; } = Lease;
+
+    /// <summary>Runs <paramref name="work"/> while keeping the message invisible; returns the latest pop receipt. A failed
+    /// renewal is retried (sooner) instead of ending renewals; the receipt is read only after the renewer stopped, so it is
+    /// never one that an in-flight renewal replaced.</summary>
     public async Task<(T Result, string PopReceipt)> WithLeaseAsync<T>(QueueMessage message, Func<Task<T>> work, CancellationToken cancellationToken = default)
     {
         string receipt = message.PopReceipt;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var renew = Task.Run(async () =>
         {
+            var interval = LeaseTime / 2;
             while (true)
             {
-                await Task.Delay(Lease / 2, stop.Token).ConfigureAwait(false);
-                var updated = await Client.UpdateMessageAsync(message.MessageId, Volatile.Read(ref receipt), visibilityTimeout: Lease, cancellationToken: stop.Token).ConfigureAwait(false);
-                Volatile.Write(ref receipt, updated.Value.PopReceipt);
+                await Task.Delay(interval, stop.Token).ConfigureAwait(false);
+                try
+                {
+                    // Not cancelled by stop: an update that commits must hand back its receipt, or the old one is void.
+                    var updated = await Client.UpdateMessageAsync(message.MessageId, Volatile.Read(ref receipt), visibilityTimeout: LeaseTime,
+                        cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                    Volatile.Write(ref receipt, updated.Value.PopReceipt);
+                    interval = LeaseTime / 2;
+                }
+                catch (Azure.RequestFailedException ex) when (ex.Status == 404)
+                {
+                    return; // the message was deleted or its receipt is void (the lease was lost): the claim still prevents a second start
+                }
+#pragma warning disable CA1031 // A transient failure (storage, network, credentials) must not end renewing: try again sooner.
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                    interval = TimeSpan.FromTicks(Math.Max(LeaseTime.Ticks / 10, TimeSpan.FromMilliseconds(100).Ticks));
+                }
             }
         }, CancellationToken.None);
+        T result;
         try
         {
-            return (await work().ConfigureAwait(false), receipt);
+            result = await work().ConfigureAwait(false);
         }
         finally
         {
@@ -81,17 +104,14 @@ internal sealed class QueueSource
             {
                 // The renewal loop ends here.
             }
-            catch (Azure.RequestFailedException)
-            {
-                // The lease was lost (message deleted or expired): the run's claim still prevents a second start.
-            }
         }
+        return (result, Volatile.Read(ref receipt));
     }
 
     public async Task DeleteAsync(QueueMessage message, string popReceipt) =>
         await Client.DeleteMessageAsync(message.MessageId, popReceipt, CancellationToken.None).ConfigureAwait(false);
 
-    /// <summary>Makes the message visible again now, so the next consumer resumes the run.</summary>
-    public async Task ReleaseAsync(QueueMessage message, string popReceipt) =>
-        await Client.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: TimeSpan.Zero, cancellationToken: CancellationToken.None).ConfigureAwait(false);
+    /// <summary>Makes the message visible again after <paramref name="visibleAfter"/> (default: now), so the next consumer resumes the run.</summary>
+    public async Task ReleaseAsync(QueueMessage message, string popReceipt, TimeSpan visibleAfter = default) =>
+        await Client.UpdateMessageAsync(message.MessageId, popReceipt, visibilityTimeout: visibleAfter, cancellationToken: CancellationToken.None).ConfigureAwait(false);
 }

@@ -6,11 +6,28 @@ namespace PrefPipe.Host.Service;
 /// <summary>On start, resumes runs that were claimed but did not finish (cancelled by a shutdown, or interrupted by a crash).</summary>
 internal sealed class RecoveryService(TriggerHandler handler, ILogger<RecoveryService> logger) : BackgroundService
 {
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(30);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            foreach (var claim in await handler.Launcher.UnfinishedAsync(includeInterrupted: true, stoppingToken).ConfigureAwait(false))
+            List<RunClaim>? unfinished = null;
+            while (unfinished is null)
+            {
+                try
+                {
+                    unfinished = await handler.Launcher.UnfinishedAsync(includeInterrupted: true, stoppingToken).ConfigureAwait(false);
+                }
+#pragma warning disable CA1031 // A storage outage at start must not stop the host: log and list again.
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+#pragma warning restore CA1031
+                {
+                    logger.LogError(ex, "Listing unfinished runs in {Location} failed: {Error}; retrying in {Delay}", handler.Launcher.Store.Location, ex.Message, RetryDelay);
+                    await Task.Delay(RetryDelay, stoppingToken).ConfigureAwait(false);
+                }
+            }
+            foreach (var claim in unfinished)
             {
                 logger.LogInformation("Resuming unfinished run {RunId} ({Kind} trigger {Source})", claim.RunId, claim.Kind, claim.Source);
                 var slot = await handler.Launcher.AcquireSlotAsync(stoppingToken).ConfigureAwait(false);

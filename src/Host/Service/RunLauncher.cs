@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
@@ -22,6 +23,11 @@ internal sealed record RunClaim(
 {
     public const string Folder = "_service";
 
+    /// <summary>Random per claim attempt, so that an instance recognises its own marker when a create that committed
+    /// is retried (a lost response) and answered "exists".</summary>
+    [JsonPropertyName("nonce")]
+    public string? Nonce { get; init; }
+
     public string MarkerPath => $"{Folder}/{Kind}/{Key}.json";
 }
 
@@ -39,6 +45,9 @@ internal enum RunOutcome
 
     /// <summary>Another instance (or an earlier start) already claimed this trigger.</summary>
     AlreadyClaimed,
+
+    /// <summary>Another live process holds the run's lock (it is writing the run); nothing for this consumer to do now.</summary>
+    Busy,
 }
 
 /// <summary>
@@ -65,11 +74,25 @@ internal sealed class RunLauncher : IDisposable
     /// <summary>The run store (the pipeline's <c>storage</c>).</summary>
     public IArtifactStore Store { get; }
 
-    /// <summary>Creates the claim's marker; false when it already existed (someone else owns the trigger).</summary>
+    /// <summary>Creates the claim's marker; false when it already existed (someone else owns the trigger). The marker
+    /// carries a random nonce: when the store answers "exists" because its own retry of a create that did commit saw
+    /// that create, the nonce read back is ours and the claim is won.</summary>
     public async Task<bool> TryClaimAsync(RunClaim claim, CancellationToken cancellationToken = default)
     {
-        byte[] content = JsonSerializer.SerializeToUtf8Bytes(claim with { }, JsonOptions);
-        return await Store.TryCreateAsync(claim.MarkerPath, content, cancellationToken).ConfigureAwait(false);
+        var mine = claim with { Nonce = RandomNumberGenerator.GetHexString(32, lowercase: true) };
+        byte[] content = JsonSerializer.SerializeToUtf8Bytes(mine, JsonOptions);
+        if (await Store.TryCreateAsync(claim.MarkerPath, content, cancellationToken).ConfigureAwait(false)) return true;
+        try
+        {
+            RunClaim? existing;
+            await using (var stream = await Store.OpenReadAsync(claim.MarkerPath, cancellationToken).ConfigureAwait(false))
+                existing = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return existing?.Nonce is { } nonce && string.Equals(nonce, mine.Nonce, StringComparison.Ordinal);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or JsonException)
+        {
+            return false; // removed meanwhile, or not a marker we wrote
+        }
     }
 
     /// <summary>Whether the trigger is already claimed.</summary>
@@ -104,12 +127,21 @@ internal sealed class RunLauncher : IDisposable
         await foreach (string path in Store.ListAsync(RunClaim.Folder + "/", cancellationToken).ConfigureAwait(false))
         {
             if (!path.EndsWith(".json", StringComparison.Ordinal)) continue;
-            RunClaim? claim;
-            await using (var stream = await Store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false))
-                claim = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (claim is null) continue;
-            var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
-            if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);
+            try
+            {
+                RunClaim? claim;
+                await using (var stream = await Store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false))
+                    claim = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (claim is null || string.IsNullOrEmpty(claim.RunId)) throw new JsonException("not a claim (no run_id)");
+                var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
+                if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);
+            }
+#pragma warning disable CA1031 // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+#pragma warning restore CA1031
+            {
+                _logger.LogWarning("Skipping claim marker {Path}: {Error}", path, ex.Message);
+            }
         }
         return result;
     }
@@ -126,7 +158,23 @@ internal sealed class RunLauncher : IDisposable
     {
         var task = Task.Run(async () =>
         {
-            using (slot) await work().ConfigureAwait(false);
+            using (slot)
+            {
+                try
+                {
+                    await work().ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    _logger.LogInformation("A trigger was stopped by shutdown before its run started");
+                }
+#pragma warning disable CA1031 // Nobody awaits this task but DrainAsync: log what would otherwise be lost (claim, run.json, message delete).
+                catch (Exception ex)
+#pragma warning restore CA1031
+                {
+                    _logger.LogError(ex, "Handling a trigger failed: {Error}", ex.Message);
+                }
+            }
         });
         lock (_running)
         {
@@ -172,6 +220,12 @@ internal sealed class RunLauncher : IDisposable
             var run = await runner.RunAsync(claim.RunId, new RunScope(), cancellationToken).ConfigureAwait(false);
             _logger.LogInformation("Run {RunId} {Status}", claim.RunId, run.Status);
             return RunOutcome.Completed;
+        }
+        catch (RunLockHeldException ex)
+        {
+            _logger.LogInformation("Run {RunId} is being written by {Holder} (process {Pid}, lock expires {Expires:O}); left for it",
+                claim.RunId, ex.Host, ex.Pid, ex.Expires);
+            return RunOutcome.Busy;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

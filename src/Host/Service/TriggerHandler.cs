@@ -1,5 +1,6 @@
 using Azure.Storage.Queues.Models;
 using Microsoft.Extensions.Logging;
+using PrefPipe.Host.Runs;
 
 namespace PrefPipe.Host.Service;
 
@@ -17,8 +18,13 @@ internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launche
 
     private string PipelineName => settings.Pipeline.Definition.Name;
 
+    /// <summary>How long a message whose run another process is writing stays invisible: that holder's lock expires
+    /// within <see cref="RunLock.Lifetime"/> unless it is refreshed, so the message comes back once the run can be resumed or found done.</summary>
+    public static readonly TimeSpan BusyRetryDelay = RunLock.Lifetime + TimeSpan.FromSeconds(30);
+
     /// <summary>Handles one queue message: runs its blob once, then deletes the message (also when the event is not
-    /// for this trigger, or the run failed: run.json records that). A run cancelled by shutdown leaves the message for the next consumer.</summary>
+    /// for this trigger, or the run failed: run.json records that). A run cancelled by shutdown leaves the message for
+    /// the next consumer; a run another live process is writing (its run lock) leaves it to come back after <see cref="BusyRetryDelay"/>.</summary>
     public async Task<RunOutcome?> HandleMessageAsync(QueueMessage message, CancellationToken cancellationToken)
     {
         var e = BlobCreatedEvent.TryParse(message.Body.ToString(), out string reason);
@@ -26,7 +32,9 @@ internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launche
         if (e is null || path is null)
         {
             logger.LogWarning("Queue message {MessageId} ignored and deleted: {Reason}", message.MessageId,
-                e is null ? reason : $"blob {e.Container}/{e.BlobName} is outside {blobs!.Container}/{blobs.BlobPrefix}");
+                e is null ? reason
+                : BlobTriggerSource.IsIgnored(e.BlobName) ? $"blob {e.Container}/{e.BlobName} is a marker or temporary file (a path segment starts with '.' or '_')"
+                : $"blob {e.Container}/{e.BlobName} is outside {blobs!.Container}/{blobs.BlobPrefix}");
             await queue!.DeleteAsync(message, message.PopReceipt).ConfigureAwait(false);
             return null;
         }
@@ -46,6 +54,7 @@ internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launche
             return await launcher.ClaimAndRunAsync(claim, resumeUnfinished: true, cancellationToken).ConfigureAwait(false);
         }, cancellationToken).ConfigureAwait(false);
         if (outcome == RunOutcome.Cancelled) await queue.ReleaseAsync(message, receipt).ConfigureAwait(false);
+        else if (outcome == RunOutcome.Busy) await queue.ReleaseAsync(message, receipt, BusyRetryDelay).ConfigureAwait(false);
         else await queue.DeleteAsync(message, receipt).ConfigureAwait(false);
         return outcome;
     }

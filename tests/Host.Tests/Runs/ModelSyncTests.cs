@@ -30,6 +30,29 @@ public sealed class ModelSyncTests(ServeAzuriteFixture azurite)
     }
 
     [Fact]
+    public async Task Upload_RerunWithFewerSteps_RemovesTheOlderCheckpointSoRestoreGetsTheNewOne()
+    {
+        string work = Directory.CreateTempSubdirectory("prefpipe-modelsync-rerun-").FullName;
+        var store = ArtifactStores.Open($"{azurite.BlobEndpoint}/artifacts-m/runs");
+        foreach (var (step, content) in new[] { (5, "old"), (2, "new") })
+        {
+            string checkpoint = Path.Combine(work, $"run{step}", $"checkpoint-{step}");
+            Directory.CreateDirectory(checkpoint);
+            await File.WriteAllTextAsync(Path.Combine(checkpoint, "model.safetensors"), content);
+            await File.WriteAllTextAsync(Path.Combine(checkpoint, "trainer_state.json"), $"{{\"global_step\":{step}}}");
+            await ModelSync.UploadAsync(store, checkpoint, "r2/train/model");
+        }
+
+        string fresh = Path.Combine(work, "fresh", "train");
+        await ModelSync.RestoreAsync(store, "r2/train/model", fresh);
+
+        Assert.Equal(["r2/train/model/checkpoint-2/model.safetensors", "r2/train/model/checkpoint-2/trainer_state.json"],
+            (await store.ListAsync("r2/train/model/").ToListAsync()).Order(StringComparer.Ordinal));
+        Assert.Equal(Path.Combine(fresh, "checkpoint-2"), PrefPipe.Trainer.Checkpoint.Latest(fresh));
+        Assert.Equal("new", await File.ReadAllTextAsync(Path.Combine(fresh, "checkpoint-2", "model.safetensors")));
+    }
+
+    [Fact]
     public async Task Upload_LocalStore_DoesNothing()
     {
         string work = Directory.CreateTempSubdirectory("prefpipe-modelsync-local-").FullName;

@@ -39,6 +39,19 @@ public sealed class BlobTriggerSourceTests
     }
 
     [Fact]
+    public void PathOf_MarkerAndTemporaryFiles_AreIgnoredAsListingIgnoresThem()
+    {
+        var pipeline = DeployedPipeline();
+        var source = BlobTriggerSource.Open(pipeline.Definition.Triggers.Blob!, pipeline);
+
+        Assert.Null(source.PathOf(new BlobCreatedEvent("e", "inputs", "incoming/_SUCCESS", null)));
+        Assert.Null(source.PathOf(new BlobCreatedEvent("e", "inputs", "incoming/day1/_SUCCESS", null)));
+        Assert.Null(source.PathOf(new BlobCreatedEvent("e", "inputs", "incoming/_temporary/0/part-0000.parquet", null)));
+        Assert.Null(source.PathOf(new BlobCreatedEvent("e", "inputs", "incoming/.prompts.parquet.crc", null)));
+        Assert.Equal("day_1/prompts.parquet", source.PathOf(new BlobCreatedEvent("e", "inputs", "incoming/day_1/prompts.parquet", null)));
+    }
+
+    [Fact]
     public void Load_BlobTriggerWithBothContainerAndLocation_NamesTheKey()
     {
         var pipeline = DeployedPipeline();

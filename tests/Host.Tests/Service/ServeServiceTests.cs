@@ -264,4 +264,57 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
         Assert.Equal($"runs/svc-sched-{due}-000000/run.json", run);
         Assert.Single(await Names(artifacts, "runs/_service/schedule/"));
     }
+
+    [Fact]
+    public async Task ServeOnce_MessageForARunAnotherHostIsWriting_LeavesTheMessageAndExitsZero()
+    {
+        var inputs = azurite.Container("inputs-g");
+        var artifacts = azurite.Container("artifacts-g");
+        var queue = azurite.Queue("blob-created-g");
+        await inputs.CreateIfNotExistsAsync();
+        await queue.CreateIfNotExistsAsync();
+        string config = Pipeline("artifacts-g", "inputs-g", "blob-created-g");
+        await inputs.GetBlobClient("incoming/held.jsonl").UploadAsync(Path.Combine(Slices, "prompts-a.jsonl"), overwrite: true);
+
+        // Another host claimed the blob and is writing its run: its claim marker and live run lock are in the store.
+        var pipeline = PipelineLoader.Load(config);
+        var settings = new ServeSettings(pipeline, [], Once: true, JsonLogs: false);
+        var claim = await BlobTriggerSource.Open(pipeline.Definition.Triggers.Blob!, pipeline).ClaimForAsync("held.jsonl", "svc");
+        var store = PrefPipe.Host.Commands.RunCommands.OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
+        using (var other = new RunLauncher(settings, store, Microsoft.Extensions.Logging.Abstractions.NullLogger<RunLauncher>.Instance))
+            Assert.True(await other.TryClaimAsync(claim));
+        string lockJson = $$"""{"host":"other-host","pid":4242,"since":"{{DateTimeOffset.UtcNow.AddMinutes(-1):O}}","expires":"{{DateTimeOffset.UtcNow.AddMinutes(4):O}}"}""";
+        Assert.True(await store.TryCreateAsync(PrefPipe.Host.Runs.RunLock.PathOf(claim.RunId), Encoding.UTF8.GetBytes(lockJson)));
+        await queue.SendMessageAsync(BlobCreated("inputs-g", "incoming/held.jsonl"));
+
+        // Nothing for this consumer to do: exit 0, the run is neither started nor marked failed, its lock stays.
+        Assert.Equal(0, await Serve("--config", config, "--once"));
+        Assert.Empty(RunJsons(await Names(artifacts, "runs/")));
+        Assert.True(await store.ExistsAsync(PrefPipe.Host.Runs.RunLock.PathOf(claim.RunId)));
+
+        // The message is not deleted: it is invisible now and comes back after the holder's lock could have expired.
+        Assert.Empty((await queue.ReceiveMessagesAsync(1)).Value);
+        Assert.Equal(1, (await queue.GetPropertiesAsync()).Value.ApproximateMessagesCount);
+    }
+
+    [Fact]
+    public async Task QueueLease_WorkOutlastingSeveralLeases_KeepsTheMessageInvisibleAndReturnsACurrentReceipt()
+    {
+        var queue = azurite.Queue("lease-h");
+        await queue.CreateIfNotExistsAsync();
+        await queue.SendMessageAsync("work");
+        var source = new QueueSource(queue) { LeaseTime = TimeSpan.FromSeconds(2) };
+        var message = await source.ReceiveAsync();
+        Assert.NotNull(message);
+
+        var (seenByOthers, receipt) = await source.WithLeaseAsync(message, async () =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(5)); // 2.5 leases: only renewals keep it invisible
+            return (await queue.ReceiveMessagesAsync(1)).Value.Length;
+        });
+
+        Assert.Equal(0, seenByOthers);
+        await source.DeleteAsync(message, receipt); // fails with 404 if the receipt were not the latest
+        Assert.Equal(0, (await queue.GetPropertiesAsync()).Value.ApproximateMessagesCount);
+    }
 }
