@@ -16,28 +16,19 @@ public sealed class NoReplaceMoveTests : IDisposable
     }
 
     [Fact]
-    public async Task TryMove_RacingWriters_ExactlyOneWinsAndNoStagingFileIsLeft()
-    {
-        string target = Path.Combine(_dir, "claim.json");
-        var staged = Enumerable.Range(0, 16).Select(Staged).ToArray();
-        using var start = new ManualResetEventSlim();
-        var writers = staged.Select((s, i) => Task.Run(() => { start.Wait(); return (Index: i, Won: NoReplaceMove.TryMove(s, target)); })).ToArray();
-        start.Set();
-        var results = await Task.WhenAll(writers);
+    public Task TryMove_RacingWriters_ExactlyOneWinsAndNoStagingFileIsLeft() => RaceAsync(NoReplaceMove.TryMove);
 
-        var winner = Assert.Single(results, r => r.Won);
-        Assert.Equal($"writer-{winner.Index}", File.ReadAllText(target));
-        Assert.Equal(["claim.json"], Directory.GetFiles(_dir).Select(Path.GetFileName));
-    }
-
+    // The last resort for file systems with neither hard links nor RENAME_NOREPLACE, exercised directly.
     [Fact]
-    public async Task TryCopyExclusive_RacingWriters_ExactlyOneWinsWithItsWholeContent()
+    public Task TryCopyExclusive_RacingWriters_ExactlyOneWinsWithItsWholeContent() => RaceAsync(NoReplaceMove.TryCopyExclusive);
+
+    /// <summary>16 writers released together publish their staged files under one name: one wins, with its whole content.</summary>
+    private async Task RaceAsync(Func<string, string, bool> publish)
     {
-        // The last resort for file systems with neither hard links nor RENAME_NOREPLACE, exercised directly.
         string target = Path.Combine(_dir, "claim.json");
         var staged = Enumerable.Range(0, 16).Select(Staged).ToArray();
         using var start = new ManualResetEventSlim();
-        var writers = staged.Select((s, i) => Task.Run(() => { start.Wait(); return (Index: i, Won: NoReplaceMove.TryCopyExclusive(s, target)); })).ToArray();
+        var writers = staged.Select((s, i) => Task.Run(() => { start.Wait(); return (Index: i, Won: publish(s, target)); })).ToArray();
         start.Set();
         var results = await Task.WhenAll(writers);
 
