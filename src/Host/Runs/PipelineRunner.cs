@@ -88,7 +88,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             string policy = pipeline.Resolve(D.Models.Policy);
             string rewardDir = pipeline.Resolve(D.Models.Reward);
             string promptsPath = pipeline.Resolve(D.Inputs.Prompts);
-            await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), DataStageKeyParts(run, Stages.Ingest), scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), DataStageKeyParts(pipeline, run, Stages.Ingest), scope, async (rec, ct) =>
             {
                 var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
                 var r = await new IngestStage(D.Ingest).RunAsync(PromptInputs.ReadAsync(promptsPath, ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
@@ -99,7 +99,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             }, cancellationToken).ConfigureAwait(false);
 
             // 2. Rank
-            await StageAsync(run, Stages.Rank, Selected(Stages.Rank), DataStageKeyParts(run, Stages.Rank), scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Rank, Selected(Stages.Rank), DataStageKeyParts(pipeline, run, Stages.Rank), scope, async (rec, ct) =>
             {
                 var options = new RankingOptions { Judge = D.Ranking.Judge, TieEpsilon = D.Ranking.TieEpsilon, Reward = D.Ranking.Reward, Llm = D.Ranking.Llm };
                 var r = await new RankingStage(options).RunAsync(store, $"{prefix}/ingest/candidates.parquet", rewardDir, $"{prefix}/rank", null, ct).ConfigureAwait(false);
@@ -222,10 +222,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     /// What decides whether a finished ingest or rank stage can be reused: its options, its input's content and its model
     /// folder. Shard workers mark a merged stage with the same key (<see cref="StageKey"/>), so resume treats it as done.
     /// </summary>
-    internal string[] DataStageKeyParts(RunRecord run, string stage) => stage switch
+    internal static string[] DataStageKeyParts(LoadedPipeline pipeline, RunRecord run, string stage) => stage switch
     {
-        Stages.Ingest => [Json(D.Ingest), FileHash(pipeline.Resolve(D.Inputs.Prompts)), DirHash(pipeline.Resolve(D.Models.Policy))],
-        Stages.Rank => [Json(D.Ranking), Output(run, Stages.Ingest, "candidates"), DirHash(pipeline.Resolve(D.Models.Reward))],
+        Stages.Ingest => [Json(pipeline.Definition.Ingest), FileHash(pipeline.Resolve(pipeline.Definition.Inputs.Prompts)), DirHash(pipeline.Resolve(pipeline.Definition.Models.Policy))],
+        Stages.Rank => [Json(pipeline.Definition.Ranking), Output(run, Stages.Ingest, "candidates"), DirHash(pipeline.Resolve(pipeline.Definition.Models.Reward))],
         _ => throw new ArgumentOutOfRangeException(nameof(stage), stage, "only ingest and rank are data stages with shardable work"),
     };
 

@@ -58,6 +58,13 @@ internal enum RunOutcome
 internal sealed class RunLauncher : IDisposable
 {
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+
+    /// <summary>A claim marker as stored (null for a JSON null).</summary>
+    private async Task<RunClaim?> ReadClaimAsync(string path, CancellationToken cancellationToken)
+    {
+        await using var stream = await Store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
+        return await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
     private readonly ServeSettings _settings;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _slots;
@@ -84,9 +91,7 @@ internal sealed class RunLauncher : IDisposable
         if (await Store.TryCreateAsync(claim.MarkerPath, content, cancellationToken).ConfigureAwait(false)) return true;
         try
         {
-            RunClaim? existing;
-            await using (var stream = await Store.OpenReadAsync(claim.MarkerPath, cancellationToken).ConfigureAwait(false))
-                existing = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var existing = await ReadClaimAsync(claim.MarkerPath, cancellationToken).ConfigureAwait(false);
             return existing?.Nonce is { } nonce && string.Equals(nonce, mine.Nonce, StringComparison.Ordinal);
         }
         catch (Exception ex) when (ex is FileNotFoundException or JsonException)
@@ -129,9 +134,7 @@ internal sealed class RunLauncher : IDisposable
             if (!path.EndsWith(".json", StringComparison.Ordinal)) continue;
             try
             {
-                RunClaim? claim;
-                await using (var stream = await Store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false))
-                    claim = await JsonSerializer.DeserializeAsync<RunClaim>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+                var claim = await ReadClaimAsync(path, cancellationToken).ConfigureAwait(false);
                 if (claim is null || string.IsNullOrEmpty(claim.RunId)) throw new JsonException("not a claim (no run_id)");
                 var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
                 if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);

@@ -288,5 +288,5 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
 
     /// <summary>The key PipelineRunner gives the stage (the same parts, computed by the runner), so resume treats a merged stage as done.</summary>
     private string StageKey(RunRecord run, string stage) =>
-        PipelineRunner.StageKey(new PipelineRunner(pipeline, store, _ => { }).DataStageKeyParts(run, stage));
+        PipelineRunner.StageKey(PipelineRunner.DataStageKeyParts(pipeline, run, stage));
 }
