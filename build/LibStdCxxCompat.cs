@@ -297,11 +297,11 @@ namespace PrefPipe.Build
                 switch (outcome)
                 {
                     case PatchOutcome.Patched:
-                        // Write beside, then replace: a half-written .so is never left behind.
+                        // Write beside, then rename over: a half-written .so is never left behind, and the copy in
+                        // the output folder may be a hard link to the package cache, which must stay pristine.
                         string tmp = path + ".patching";
                         File.WriteAllBytes(tmp, elf);
-                        File.Copy(tmp, path, overwrite: true);
-                        File.Delete(tmp);
+                        File.Replace(tmp, path, destinationBackupFileName: null);
                         Log.LogMessage(Microsoft.Build.Framework.MessageImportance.High, $"PatchLibTorchSharp: {path}: {why}");
                         break;
                     case PatchOutcome.Unsafe:
