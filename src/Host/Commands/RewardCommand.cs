@@ -60,7 +60,7 @@ internal static class RewardCommand
                     for (int i = 0; i < inputs.Length; i++)
                         table.AddRow(Markup.Escape(inputs[i]), result.Scores[i].ToString("F4", CultureInfo.InvariantCulture));
                     output.Write(table);
-                    output.MarkupLine($"[grey]{Markup.Escape(dir)}: {reward.ExecutionProvider}, padding {reward.PaddingSide.ToString().ToLowerInvariant()}, pad id {reward.PadTokenId}[/]");
+                    output.MarkupLine($"[grey]{Markup.Escape(dir)}: {reward.ExecutionProvider}, padding {reward.PaddingSide.ToString().ToLowerInvariant()}, pad id {reward.PadTokenId}{(reward.ExecutionProviderNote is { } note ? "; " + Markup.Escape(note) : "")}[/]");
                 }
                 return Task.FromResult(result.Rejections.Count == 0 ? Cli.ExitCodes.Ok : Cli.ExitCodes.Failed);
             }

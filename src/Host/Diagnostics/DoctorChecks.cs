@@ -68,9 +68,11 @@ internal static class DoctorChecks
         if (!o.Loaded)
             return new DoctorCheck("ONNX Runtime", CheckStatus.Fail, "not loaded", o.Error);
         string providers = string.Join(", ", o.Providers);
-        return o.Providers.Contains("CPUExecutionProvider")
-            ? new DoctorCheck("ONNX Runtime", CheckStatus.Ok, $"{o.Version}; providers: {providers}")
-            : new DoctorCheck("ONNX Runtime", CheckStatus.Fail, $"{o.Version}; providers: {providers}", "The CPU execution provider is missing: reinstall Microsoft.ML.OnnxRuntime.");
+        if (!o.Providers.Contains(OnnxRuntimeInfo.Cpu))
+            return new DoctorCheck("ONNX Runtime", CheckStatus.Fail, $"{o.Version}; providers: {providers}", "The CPU execution provider is missing: reinstall Microsoft.ML.OnnxRuntime.");
+        // The GPU build lists CUDA whether or not its libraries load; say which one reward scoring will use.
+        string cuda = o.CudaError is null ? "" : $"; CUDA unusable, reward scoring runs on CPU: {o.CudaError}";
+        return new DoctorCheck("ONNX Runtime", CheckStatus.Ok, $"{o.Version}; providers: {providers}{cuda}");
     }
 
     private static string Version() =>

@@ -34,7 +34,7 @@ public sealed class OnnxRewardModel : IDisposable
     private readonly string _path;
 
     private OnnxRewardModel(InferenceSession session, string path, ITextTokenizer? tokenizer, RewardModelOptions options,
-        int padTokenId, string outputName)
+        int padTokenId, string outputName, string provider, string? providerNote)
     {
         _session = session;
         _path = path;
@@ -46,7 +46,8 @@ public sealed class OnnxRewardModel : IDisposable
         _inputNames = session.InputMetadata.Keys.ToArray();
         _takesPositions = _inputNames.Contains("position_ids");
         InputNames = _inputNames;
-        ExecutionProvider = options.Device == RewardDevice.Cpu ? "CPUExecutionProvider" : ResolveProvider(options.Device);
+        ExecutionProvider = provider;
+        ExecutionProviderNote = providerNote;
     }
 
     /// <summary>The tokenizer texts are encoded with, when the model was loaded from a folder with tokenizer.json.</summary>
@@ -63,6 +64,10 @@ public sealed class OnnxRewardModel : IDisposable
 
     /// <summary>The execution provider sessions run on.</summary>
     public string ExecutionProvider { get; }
+
+    /// <summary>Why <see cref="RewardDevice.Auto"/> runs on CPU although this ONNX Runtime build has a CUDA provider
+    /// (its libraries or a device are missing), or null.</summary>
+    public string? ExecutionProviderNote { get; }
 
     /// <summary>
     /// Loads model.onnx from a folder (or a .onnx path) and, when given, a tokenizer for text input.
@@ -82,7 +87,7 @@ public sealed class OnnxRewardModel : IDisposable
 
         using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (options.IntraOpThreads > 0) sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
-        if (ResolveProvider(options.Device) == "CUDAExecutionProvider") sessionOptions.AppendExecutionProvider_CUDA(0);
+        string provider = AppendProvider(sessionOptions, options.Device, file, out string? providerNote);
 
         InferenceSession session;
         try
@@ -98,7 +103,7 @@ public sealed class OnnxRewardModel : IDisposable
             ValidateInputs(file, session);
             string output = ValidateOutput(file, session, options.ScoreIndex);
             int pad = ResolvePadId(file, tokenizer, options);
-            var model = new OnnxRewardModel(session, file, tokenizer, options, pad, output);
+            var model = new OnnxRewardModel(session, file, tokenizer, options, pad, output, provider, providerNote);
             model.PaddingSide = options.Padding == RewardPadding.Auto ? model.ProbePadding() : options.Padding;
             return model;
         }
@@ -321,12 +326,19 @@ public sealed class OnnxRewardModel : IDisposable
         throw new InvalidDataException($"Reward model {file}: cannot tell the pad id (no tokenizer pad token, no <pad>/[PAD] token, no EOS); set PadTokenId.");
     }
 
-    private static string ResolveProvider(RewardDevice device)
+    /// <summary>
+    /// CPU when asked; CUDA when asked (failing, with the reason, when it cannot load); with Auto, CUDA when this
+    /// ONNX Runtime has the provider and it loads, else CPU with <paramref name="note"/> saying why.
+    /// </summary>
+    private static string AppendProvider(SessionOptions sessionOptions, RewardDevice device, string file, out string? note)
     {
-        if (device == RewardDevice.Cpu) return "CPUExecutionProvider";
-        bool cuda = OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider");
-        if (device == RewardDevice.Cuda && !cuda)
-            throw new InvalidOperationException("Reward model: Device=Cuda but this ONNX Runtime has no CUDAExecutionProvider; build with -p:OnnxBackend=gpu on a CUDA host.");
-        return cuda ? "CUDAExecutionProvider" : "CPUExecutionProvider";
+        note = null;
+        if (device == RewardDevice.Cpu) return OnnxRuntimeInfo.Cpu;
+        if (OnnxRuntimeInfo.TryAppendCuda(sessionOptions, out string? error)) return OnnxRuntimeInfo.Cuda;
+        if (device == RewardDevice.Cuda)
+            throw new InvalidOperationException($"Reward model {file}: Device=Cuda, but {error}.");
+        if (OrtEnv.Instance().GetAvailableProviders().Contains(OnnxRuntimeInfo.Cuda))
+            note = $"scoring on CPU: {error}";
+        return OnnxRuntimeInfo.Cpu;
     }
 }

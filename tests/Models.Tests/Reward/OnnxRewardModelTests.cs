@@ -52,6 +52,43 @@ public sealed class OnnxRewardModelTests
         Assert.Equal("CPUExecutionProvider", model.ExecutionProvider);
     }
 
+    // The GPU build of ONNX Runtime lists CUDAExecutionProvider even where its libraries do not load (a CPU host, or
+    // a GPU host without cuBLAS/cuDNN on the loader path); appending it then throws. These hold in both builds: run
+    // them with -p:OnnxBackend=gpu on a host without CUDA to see the fallback.
+    [Fact]
+    public void Load_DeviceAuto_RunsOnAProviderThatLoadsAndSaysWhyNotCuda()
+    {
+        var ort = PrefPipe.Models.Runtime.OnnxRuntimeInfo.Describe();
+        var reference = LoadReference();
+
+        using var model = LoadTiny(new RewardModelOptions { Device = RewardDevice.Auto });
+
+        Assert.Equal(ort.CudaUsable ? "CUDAExecutionProvider" : "CPUExecutionProvider", model.ExecutionProvider);
+        if (ort.Providers.Contains("CUDAExecutionProvider") && !ort.CudaUsable)
+            Assert.Contains("CUDA provider does not load", model.ExecutionProviderNote, StringComparison.Ordinal);
+        else
+            Assert.Null(model.ExecutionProviderNote);
+        var scores = model.ScoreIds(reference.Inputs).Scores;
+        Assert.Equal(reference.Logits.Length, scores.Count);
+    }
+
+    [Fact]
+    public void Load_DeviceCudaWhereCudaCannotRun_ThrowsNamingTheModelAndWhy()
+    {
+        var ort = PrefPipe.Models.Runtime.OnnxRuntimeInfo.Describe();
+        var options = new RewardModelOptions { Device = RewardDevice.Cuda, PadTokenId = LoadReference().PadId };
+
+        if (ort.CudaUsable)
+        {
+            using var onGpu = OnnxRewardModel.Load(TinyDir, tokenizer: null, options);
+            Assert.Equal("CUDAExecutionProvider", onGpu.ExecutionProvider);
+            return;
+        }
+        var ex = Assert.Throws<InvalidOperationException>(() => OnnxRewardModel.Load(TinyDir, tokenizer: null, options));
+        Assert.Contains(Path.Combine(TinyDir, "model.onnx"), ex.Message, StringComparison.Ordinal);
+        Assert.Contains(ort.Providers.Contains("CUDAExecutionProvider") ? "does not load here" : "no CUDA provider", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void ScoreIds_BatchOfOneVersusBatched_GivesSameScoresInCallerOrder()
     {
