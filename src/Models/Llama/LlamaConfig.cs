@@ -2,13 +2,23 @@ using System.Text.Json;
 
 namespace PrefPipe.Models.Llama;
 
-/// <summary>RoPE frequency scaling (transformers' rope_type).</summary>
-/// <param name="Type">default, linear or llama3.</param>
-/// <param name="Factor">Scaling factor (linear, llama3).</param>
+/// <summary>RoPE frequency scaling (transformers' rope_type and its parameters, as modeling_rope_utils reads them).</summary>
+/// <param name="Type">linear, dynamic, yarn, longrope or llama3 (default RoPE has no scaling record).</param>
+/// <param name="Factor">Scaling factor (linear, dynamic, llama3, yarn; longrope's attention factor).</param>
 /// <param name="LowFreqFactor">llama3: low-frequency factor.</param>
 /// <param name="HighFreqFactor">llama3: high-frequency factor.</param>
-/// <param name="OriginalMaxPositionEmbeddings">llama3: the pre-scaling context length.</param>
-public sealed record RopeScaling(string Type, double Factor = 1, double LowFreqFactor = 1, double HighFreqFactor = 4, int OriginalMaxPositionEmbeddings = 8192);
+/// <param name="OriginalMaxPositionEmbeddings">llama3, yarn, longrope: the pre-scaling context length (transformers
+/// defaults it to max_position_embeddings; a top-level original_max_position_embeddings takes priority).</param>
+/// <param name="AttentionFactor">yarn, longrope: the cos/sin scale, or null for the paper's default from the factor.</param>
+/// <param name="BetaFast">yarn: extrapolation boundary (default 32).</param>
+/// <param name="BetaSlow">yarn: interpolation boundary (default 1).</param>
+/// <param name="Mscale">yarn: mscale (with <paramref name="MscaleAllDim"/>), or null.</param>
+/// <param name="MscaleAllDim">yarn: mscale_all_dim, or null.</param>
+/// <param name="Truncate">yarn: whether the correction range is rounded outwards to whole dimensions (default true).</param>
+/// <param name="ShortFactor">longrope: per-frequency factors within the original context ([head_dim / 2]).</param>
+public sealed record RopeScaling(string Type, double Factor = 1, double LowFreqFactor = 1, double HighFreqFactor = 4, int OriginalMaxPositionEmbeddings = 8192,
+    double? AttentionFactor = null, double BetaFast = 32, double BetaSlow = 1, double? Mscale = null, double? MscaleAllDim = null, bool Truncate = true,
+    IReadOnlyList<double>? ShortFactor = null);
 
 /// <summary>
 /// A Llama-family config.json: Llama 2/3, Qwen2/2.5, Mistral. Reads both the classic <c>rope_theta</c> /
@@ -114,50 +124,38 @@ public sealed record LlamaConfig
 
         int hidden = Int("hidden_size");
         int heads = Int("num_attention_heads");
-        int kvHeads = OptInt("num_key_value_heads") ?? heads;
-        if (heads % kvHeads != 0)
-            throw new InvalidDataException($"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}.");
+        if (heads <= 0) throw new InvalidDataException($"{source}: num_attention_heads {heads} must be positive.");
+        // transformers' per-type __init__ default when the key is absent (Qwen2: 32, Mistral: 8, Llama: the query heads);
+        // an explicit null means the query heads in all three.
+        int kvHeads = root.TryGetProperty("num_key_value_heads", out var kvh) && kvh.ValueKind == JsonValueKind.Number ? kvh.GetInt32()
+            : kvh.ValueKind == JsonValueKind.Null || modelType == "llama" ? heads
+            : modelType == "qwen2" ? 32 : 8;
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new InvalidDataException($"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}" +
+                (root.TryGetProperty("num_key_value_heads", out _) ? "." : $" (num_key_value_heads is absent; transformers' {modelType} default is {kvHeads})."));
+        int headDim = OptInt("head_dim") ?? hidden / heads;
+        int maxPositions = OptInt("max_position_embeddings") ?? modelType switch { "qwen2" => 32768, "mistral" => 4096 * 32, _ => 2048 };
 
-        // Rope: transformers-5 rope_parameters, else rope_theta + rope_scaling.
-        double theta = OptDouble("rope_theta", 10000);
-        RopeScaling? scaling = null;
-        JsonElement ropeSource = default;
-        bool hasRope = false;
-        if (root.TryGetProperty("rope_parameters", out var rp) && rp.ValueKind == JsonValueKind.Object)
-        {
-            ropeSource = rp;
-            hasRope = true;
-            if (rp.TryGetProperty("rope_theta", out var rt) && rt.ValueKind == JsonValueKind.Number) theta = rt.GetDouble();
-        }
-        else if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
-        {
-            ropeSource = rs;
-            hasRope = true;
-        }
-        if (hasRope)
-        {
-            string type = ropeSource.TryGetProperty("rope_type", out var t) ? t.GetString() ?? "default"
-                : ropeSource.TryGetProperty("type", out var t2) ? t2.GetString() ?? "default" : "default";
-            double Get(string key, double fallback) => ropeSource.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : fallback;
-            if (type is not ("default" or "linear" or "llama3"))
-                throw new InvalidDataException($"{source}: rope type '{type}' is not supported; supported: default, linear, llama3.");
-            if (type != "default")
-                scaling = new RopeScaling(type, Get("factor", 1), Get("low_freq_factor", 1), Get("high_freq_factor", 4),
-                    (int)Get("original_max_position_embeddings", 8192));
-        }
+        var (theta, scaling) = ParseRope(root, source, maxPositions);
 
         string activation = root.TryGetProperty("hidden_act", out var act) && act.ValueKind == JsonValueKind.String ? act.GetString()! : "silu";
-        if (activation != "silu")
+        if (activation is not ("silu" or "swish"))
             throw new InvalidDataException($"{source}: hidden_act '{activation}' is not supported; the Llama-family MLP here is SwiGLU with 'silu'.");
 
-        bool qwen = modelType == "qwen2";
+        // Mistral's sliding_window defaults to 4096 when the key is absent (null turns it off); Qwen2 uses its
+        // sliding_window (default 4096) only with use_sliding_window.
+        int? Window() => root.TryGetProperty("sliding_window", out var sw) ? sw.ValueKind == JsonValueKind.Number ? sw.GetInt32() : null : 4096;
         int? slidingWindow = modelType switch
         {
-            "mistral" => OptInt("sliding_window"),
-            "qwen2" when OptBool("use_sliding_window", false) => OptInt("sliding_window"),
+            "mistral" => Window(),
+            "qwen2" when OptBool("use_sliding_window", false) => Window(),
             _ => null,
         };
+        // Which projections have a bias, as each modeling file builds them: Llama reads attention_bias (q/k/v/o) and
+        // mlp_bias; Qwen2 always has q/k/v bias and never o_proj or MLP bias; Mistral has none (both keys are ignored).
         bool attentionBias = OptBool("attention_bias", false);
+        bool llama = modelType == "llama";
+        bool qwen = modelType == "qwen2";
         return new LlamaConfig
         {
             ModelType = modelType,
@@ -167,16 +165,16 @@ public sealed record LlamaConfig
             NumHiddenLayers = Int("num_hidden_layers"),
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
-            HeadDim = OptInt("head_dim") ?? hidden / heads,
+            HeadDim = headDim,
             RmsNormEps = OptDouble("rms_norm_eps", 1e-6),
             RopeTheta = theta,
             RopeScaling = scaling,
-            MaxPositionEmbeddings = OptInt("max_position_embeddings") ?? 2048,
+            MaxPositionEmbeddings = maxPositions,
             SlidingWindow = slidingWindow,
             TieWordEmbeddings = OptBool("tie_word_embeddings", false),
-            AttentionQkvBias = qwen || attentionBias,
-            AttentionOutputBias = !qwen && attentionBias,
-            MlpBias = OptBool("mlp_bias", false),
+            AttentionQkvBias = qwen || (llama && attentionBias),
+            AttentionOutputBias = llama && attentionBias,
+            MlpBias = llama && OptBool("mlp_bias", false),
             BosTokenId = OptInt("bos_token_id"),
             EosTokenIds = root.TryGetProperty("eos_token_id", out var eos)
                 ? eos.ValueKind == JsonValueKind.Array ? eos.EnumerateArray().Select(e => e.GetInt32()).ToArray()
@@ -186,5 +184,75 @@ public sealed record LlamaConfig
             TorchDtype = root.TryGetProperty("torch_dtype", out var td) ? td.GetString() : root.TryGetProperty("dtype", out var d) ? d.GetString() : null,
             Raw = root,
         };
+    }
+
+    /// <summary>The rope types modeling_rope_utils defines that this loader computes.</summary>
+    public static readonly IReadOnlyList<string> SupportedRopeTypes = ["default", "linear", "dynamic", "yarn", "longrope", "llama3"];
+
+    /// <summary>
+    /// Reads RoPE settings as transformers 5 standardises them: <c>rope_scaling</c> (legacy) wins over
+    /// <c>rope_parameters</c> when both are given; <c>rope_theta</c> inside the dict wins over the top-level one
+    /// (default 10000); <c>rope_type</c> wins over the legacy <c>type</c>; llama3/yarn/longrope take
+    /// <c>original_max_position_embeddings</c> from the top level when present, else from the dict, else max_position_embeddings.
+    /// </summary>
+    private static (double Theta, RopeScaling? Scaling) ParseRope(JsonElement root, string source, int maxPositions)
+    {
+        double theta = root.TryGetProperty("rope_theta", out var topTheta) && topTheta.ValueKind == JsonValueKind.Number ? topTheta.GetDouble() : 10000;
+        JsonElement rope = default;
+        string key = "";
+        if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object && rs.EnumerateObject().Any())
+            (rope, key) = (rs, "rope_scaling");
+        else if (root.TryGetProperty("rope_parameters", out var rp) && rp.ValueKind == JsonValueKind.Object)
+            (rope, key) = (rp, "rope_parameters");
+
+        double? partial = root.TryGetProperty("partial_rotary_factor", out var prf) && prf.ValueKind == JsonValueKind.Number ? prf.GetDouble() : null;
+        if (key.Length > 0)
+        {
+            var entries = rope.EnumerateObject().ToList();
+            if (entries.Count > 0 && entries.All(e => e.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null))
+                throw new InvalidDataException(
+                    $"{source}: '{key}' is nested per layer type ({string.Join(", ", entries.Select(e => e.Name))}); the Llama-family models " +
+                    "(llama, qwen2, mistral) use one flat RoPE dict for all layers (transformers reads rope_parameters[\"rope_type\"]).");
+            if (rope.TryGetProperty("rope_theta", out var rt) && rt.ValueKind == JsonValueKind.Number) theta = rt.GetDouble();
+            if (rope.TryGetProperty("partial_rotary_factor", out var p2) && p2.ValueKind == JsonValueKind.Number) partial ??= p2.GetDouble();
+        }
+        if (partial is double pr && pr != 1.0)
+            throw new InvalidDataException(
+                $"{source}: partial_rotary_factor {pr} is not supported: the Llama-family attention rotates the whole head_dim " +
+                "(transformers would fail on it too); only 1.0 is accepted.");
+        if (key.Length == 0) return (theta, null);
+
+        string type = rope.TryGetProperty("rope_type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()!
+            : rope.TryGetProperty("type", out var t2) && t2.ValueKind == JsonValueKind.String ? t2.GetString()! : "default";
+        if (!SupportedRopeTypes.Contains(type))
+            throw new InvalidDataException($"{source}: {key}.rope_type '{type}' is not supported; supported: {string.Join(", ", SupportedRopeTypes)}.");
+        if (type == "default") return (theta, null);
+
+        double? Opt(string name) => rope.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+        double Required(string name) => Opt(name)
+            ?? throw new InvalidDataException($"{source}: {key}.{name} is missing or not a number; rope_type '{type}' needs it.");
+        int original = root.TryGetProperty("original_max_position_embeddings", out var om) && om.ValueKind == JsonValueKind.Number ? om.GetInt32()
+            : (int)(Opt("original_max_position_embeddings") ?? maxPositions);
+        switch (type)
+        {
+            case "linear":
+            case "dynamic":
+                return (theta, new RopeScaling(type, Required("factor"), OriginalMaxPositionEmbeddings: original));
+            case "llama3":
+                return (theta, new RopeScaling(type, Required("factor"), Required("low_freq_factor"), Required("high_freq_factor"), original));
+            case "yarn":
+                return (theta, new RopeScaling(type, Opt("factor") ?? (double)maxPositions / original, OriginalMaxPositionEmbeddings: original,
+                    AttentionFactor: Opt("attention_factor"),
+                    BetaFast: Opt("beta_fast") is double bf && bf != 0 ? bf : 32, BetaSlow: Opt("beta_slow") is double bs && bs != 0 ? bs : 1,
+                    Mscale: Opt("mscale"), MscaleAllDim: Opt("mscale_all_dim"),
+                    Truncate: !rope.TryGetProperty("truncate", out var tr) || tr.ValueKind == JsonValueKind.True || (tr.ValueKind == JsonValueKind.Number && tr.GetDouble() != 0)));
+            default: // longrope
+                if (!rope.TryGetProperty("short_factor", out var sf) || sf.ValueKind != JsonValueKind.Array)
+                    throw new InvalidDataException($"{source}: {key}.short_factor is missing or not a list; rope_type 'longrope' needs it.");
+                if (!rope.TryGetProperty("long_factor", out var lf) || lf.ValueKind != JsonValueKind.Array)
+                    throw new InvalidDataException($"{source}: {key}.long_factor is missing or not a list; rope_type 'longrope' needs it.");
+                return (theta, new RopeScaling(type, Opt("factor") ?? (double)maxPositions / original, OriginalMaxPositionEmbeddings: original,
+                    AttentionFactor: Opt("attention_factor"), ShortFactor: sf.EnumerateArray().Select(x => x.GetDouble()).ToArray()));
+        }
     }
 }

@@ -109,6 +109,7 @@ public sealed class LlamaForCausalLM : nn.Module
             throw new NotSupportedException(
                 $"{past + t} tokens exceed this {Config.ModelType} model's sliding_window of {window}: sliding-window attention is not implemented, " +
                 $"so longer sequences would not match transformers. Keep prompt + response within {window} tokens (truncate the prompts or lower max_new_tokens).");
+        RotaryEmbedding.CheckPositions(Config, past + t);
         var mask = input.AttentionMask ?? (past > 0 && t > 1 ? ones(new[] { b, past + t }, int64, Device) : null); // [b, keys]
         var positions = input.PositionIds ?? arange(past, past + t, int64, Device).unsqueeze(0).expand(b, t); // [b, t]
         var (cos, sin) = _rotary.Compute(positions, DType);                                      // [b, 1, t, d] each

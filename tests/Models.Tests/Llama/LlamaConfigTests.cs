@@ -43,4 +43,97 @@ public sealed class LlamaConfigTests
         var ex = Assert.Throws<NotSupportedException>(() => model.Hidden(new CausalLMInput(arange(9, ScalarType.Int64).unsqueeze(0))));
         Assert.Contains("9 tokens exceed this mistral model's sliding_window of 8", ex.Message, StringComparison.Ordinal);
     }
+
+    private static JsonElement Bare(string modelType, string extra) => JsonDocument.Parse($$"""
+        {"model_type": "{{modelType}}", "vocab_size": 64, "hidden_size": 1024, "intermediate_size": 64, "num_hidden_layers": 1,
+         "num_attention_heads": 64{{extra}}}
+        """).RootElement;
+
+    [Theory]
+    [InlineData("llama", "", 64)]       // LlamaConfig: None → num_attention_heads
+    [InlineData("qwen2", "", 32)]       // Qwen2Config(num_key_value_heads=32)
+    [InlineData("mistral", "", 8)]      // MistralConfig(num_key_value_heads=8)
+    [InlineData("qwen2", """, "num_key_value_heads": null""", 64)] // explicit null → num_attention_heads in all
+    public void Parse_NumKeyValueHeadsAbsent_UsesTransformersPerTypeDefault(string modelType, string extra, int expected)
+    {
+        Assert.Equal(expected, LlamaConfig.Parse(Bare(modelType, extra), "config.json").NumKeyValueHeads);
+    }
+
+    [Theory]
+    [InlineData("llama", 2048)]
+    [InlineData("qwen2", 32768)]
+    [InlineData("mistral", 131072)] // 4096 * 32
+    public void Parse_MaxPositionEmbeddingsAbsent_UsesTransformersPerTypeDefault(string modelType, int expected)
+    {
+        Assert.Equal(expected, LlamaConfig.Parse(Json(modelType, ""), "config.json").MaxPositionEmbeddings);
+    }
+
+    [Fact]
+    public void Parse_MistralWithoutSlidingWindowKey_UsesTheDefault4096()
+    {
+        Assert.Equal(4096, LlamaConfig.Parse(Json("mistral", ""), "config.json").SlidingWindow);
+    }
+
+    [Theory]
+    [InlineData("llama", true, true, true)]
+    [InlineData("qwen2", true, false, false)]   // Qwen2Attention: q/k/v bias=True, o_proj bias=False; Qwen2MLP: no bias
+    [InlineData("mistral", false, false, false)] // MistralAttention/MistralMLP: bias=False whatever the config says
+    public void Parse_BiasKeys_FollowEachModelingFile(string modelType, bool qkv, bool output, bool mlp)
+    {
+        var config = LlamaConfig.Parse(Json(modelType, """, "attention_bias": true, "mlp_bias": true"""), "config.json");
+
+        Assert.Equal((qkv, output, mlp), (config.AttentionQkvBias, config.AttentionOutputBias, config.MlpBias));
+    }
+
+    [Fact]
+    public void Parse_PartialRotaryFactor_IsRefusedNamingTheKey()
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Parse(
+            Json("llama", """, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}"""), "p/config.json"));
+
+        Assert.Contains("p/config.json: partial_rotary_factor 0.5", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_RopeParametersNestedPerLayerType_IsRefusedNamingTheKey()
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Parse(
+            Json("qwen2", """, "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 10000.0}}"""), "n/config.json"));
+
+        Assert.Contains("n/config.json: 'rope_parameters' is nested per layer type (full_attention)", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_UnknownRopeType_IsRefusedNamingIt()
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Parse(
+            Json("llama", """, "rope_scaling": {"type": "su", "factor": 2.0}"""), "u/config.json"));
+
+        Assert.Contains("u/config.json: rope_scaling.rope_type 'su' is not supported", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_Llama3WithoutHighFreqFactor_FailsNamingTheKey()
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Parse(
+            Json("llama", """, "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0}"""), "l/config.json"));
+
+        Assert.Contains("rope_parameters.high_freq_factor is missing", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_LegacyRopeScalingAndTopLevelTheta_ReadAsTransformers5StandardisesThem()
+    {
+        // Legacy keys: rope_scaling {"type": "linear"} plus a top-level rope_theta; the dict has no rope_theta of its own.
+        var config = LlamaConfig.Parse(Json("llama", """, "rope_theta": 500000.0, "rope_scaling": {"type": "linear", "factor": 2.0}"""), "config.json");
+
+        Assert.Equal(500000.0, config.RopeTheta);
+        Assert.Equal(new RopeScaling("linear", 2.0, OriginalMaxPositionEmbeddings: 2048), config.RopeScaling);
+    }
+
+    [Fact]
+    public void Parse_SwishActivation_IsAcceptedAsSilu()
+    {
+        Assert.Equal(32, LlamaConfig.Parse(Json("llama", """, "hidden_act": "swish" """), "config.json").HiddenSize); // ACT2FN["swish"] is SiLU
+    }
 }
