@@ -73,15 +73,22 @@ public sealed class LlamaForCausalLM : nn.Module
         return module;
     }
 
-    /// <summary>Copies every parameter from <paramref name="weights"/>; fails naming all missing or mis-shaped tensors.</summary>
+    /// <summary>
+    /// Copies every parameter from <paramref name="weights"/>; fails naming all missing, mis-shaped and unexpected tensors.
+    /// Ignored, as transformers ignores them: a tied lm_head.weight (the embedding is used) and saved rotary_emb.inv_freq buffers.
+    /// An unexpected tensor otherwise means the config does not describe the checkpoint (a bias the config turns off, qk-norm
+    /// weights, a classification head), so transformers would drop it and compute something else than the checkpoint's author did.
+    /// </summary>
     public void LoadWeights(ModelWeights weights, string source)
     {
         ArgumentNullException.ThrowIfNull(weights);
         var missing = new List<string>();
         var wrong = new List<string>();
+        var expected = new HashSet<string>(StringComparer.Ordinal);
         using var _ = no_grad();
         foreach (var (name, parameter) in named_parameters())
         {
+            expected.Add(name);
             if (!weights.Contains(name)) { missing.Add(name); continue; }
             var info = weights.Info(name);
             if (!info.Shape.SequenceEqual(parameter.shape))
@@ -92,10 +99,15 @@ public sealed class LlamaForCausalLM : nn.Module
             using var loaded = weights.Load(name, parameter.device, parameter.dtype);
             parameter.copy_(loaded);
         }
-        if (missing.Count > 0 || wrong.Count > 0)
+        var unexpected = weights.Names
+            .Where(n => !expected.Contains(n) && !n.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) && !(Config.TieWordEmbeddings && n == "lm_head.weight"))
+            .Order(StringComparer.Ordinal).ToList();
+        static string List(List<string> names, string separator) => string.Join(separator, names.Take(10)) + (names.Count > 10 ? $"{separator}…" : "");
+        if (missing.Count > 0 || wrong.Count > 0 || unexpected.Count > 0)
             throw new InvalidDataException($"{source}: the weights do not match the {Config.ModelType} config: " +
-                (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", …" : "")}. " : "") +
-                (wrong.Count > 0 ? $"wrong shape: {string.Join("; ", wrong.Take(10))}." : ""));
+                (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {List(missing, ", ")}. " : "") +
+                (wrong.Count > 0 ? $"wrong shape: {List(wrong, "; ")}. " : "") +
+                (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s) the config has no place for: {List(unexpected, ", ")}." : ""));
     }
 
     /// <summary>Runs the decoder body. Returns the final hidden states [batch, seq, hidden].</summary>

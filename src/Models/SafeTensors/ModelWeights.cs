@@ -37,6 +37,7 @@ public sealed class ModelWeights : IDisposable
                 throw new InvalidDataException($"{index}: expected {{\"weight_map\": {{tensor: shard file}}}} ({ex.Message}).", ex);
             }
             var files = new List<SafeTensorsFile>();
+            var byShard = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
             var byTensor = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
             try
             {
@@ -44,10 +45,11 @@ public sealed class ModelWeights : IDisposable
                 {
                     var file = SafeTensorsFile.Open(Path.Combine(directory, shard));
                     files.Add(file);
+                    byShard[shard] = file;
                 }
                 foreach (var (name, shard) in map)
                 {
-                    var file = files.Single(f => Path.GetFileName(f.Path) == shard);
+                    var file = byShard[shard];
                     if (!file.Tensors.ContainsKey(name))
                         throw new InvalidDataException($"{index} places '{name}' in {shard}, which does not contain it.");
                     byTensor[name] = file;

@@ -83,4 +83,48 @@ public sealed class LlamaForCausalLMTests
 
         Assert.Contains("pickles are never loaded", ex.Message, StringComparison.Ordinal);
     }
+
+    private static string CopyWithTensors(Func<SafeTensorsFile, Dictionary<string, Tensor>> tensors)
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-weights-").FullName;
+        File.Copy(Path.Combine(TinyDir, "config.json"), Path.Combine(dir, "config.json"));
+        using var scope = NewDisposeScope();
+        using var weights = SafeTensorsFile.Open(Path.Combine(TinyDir, "model.safetensors"));
+        SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors(weights));
+        return dir;
+    }
+
+    [Fact]
+    public void Load_UnexpectedTensor_NamesItInsteadOfDroppingIt()
+    {
+        // A q_proj bias the config (attention_bias: false) has no place for: transformers would drop it and compute without it.
+        string dir = CopyWithTensors(w => w.Tensors.Keys.ToDictionary(k => k, k => w.Load(k))
+            .Append(new KeyValuePair<string, Tensor>("model.layers.0.self_attn.q_proj.bias", zeros(64))).ToDictionary());
+
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaForCausalLM.Load(dir, CPU));
+
+        Assert.Contains("unexpected 1 tensor(s) the config has no place for: model.layers.0.self_attn.q_proj.bias", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SavedRotaryInvFreqBuffer_IsIgnoredAsTransformersDoes()
+    {
+        string dir = CopyWithTensors(w => w.Tensors.Keys.ToDictionary(k => k, k => w.Load(k))
+            .Append(new KeyValuePair<string, Tensor>("model.layers.0.self_attn.rotary_emb.inv_freq", zeros(8))).ToDictionary());
+
+        using var model = LlamaForCausalLM.Load(dir, CPU);
+
+        Assert.Equal(2, model.Config.NumHiddenLayers);
+    }
+
+    [Fact]
+    public void Load_WrongShape_NamesTheTensorWithFileAndModelShapes()
+    {
+        string dir = CopyWithTensors(w => w.Tensors.Keys.ToDictionary(k => k,
+            k => k == "model.layers.0.mlp.down_proj.weight" ? zeros(64, 80) : w.Load(k))); // model: [hidden 64, intermediate 160]
+
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaForCausalLM.Load(dir, CPU));
+
+        Assert.Contains("wrong shape: model.layers.0.mlp.down_proj.weight: file [64, 80], model [64, 160]", ex.Message, StringComparison.Ordinal);
+    }
 }
