@@ -31,6 +31,9 @@ public sealed class OnnxRewardModel : IDisposable
     private readonly string[] _outputNames;
     private readonly string[] _inputNames;
     private readonly bool _takesPositions;
+    private readonly bool[] _int32Inputs;
+    private readonly int _fixedBatch;
+    private readonly int _fixedLength;
     private readonly string _path;
 
     private OnnxRewardModel(InferenceSession session, string path, ITextTokenizer? tokenizer, RewardModelOptions options,
@@ -45,6 +48,11 @@ public sealed class OnnxRewardModel : IDisposable
         _outputNames = [outputName];
         _inputNames = session.InputMetadata.Keys.ToArray();
         _takesPositions = _inputNames.Contains("position_ids");
+        _int32Inputs = _inputNames.Select(n => session.InputMetadata[n].ElementDataType == TensorElementType.Int32).ToArray();
+        // A graph exported without dynamic axes takes exactly its traced batch and/or length: batches are filled up to
+        // the batch size and sequences padded to the length (as a tokenizer with padding="max_length" would).
+        _fixedBatch = FixedDim(session, 0);
+        _fixedLength = FixedDim(session, 1);
         InputNames = _inputNames;
         ExecutionProvider = provider;
         ExecutionProviderNote = providerNote;
@@ -68,6 +76,12 @@ public sealed class OnnxRewardModel : IDisposable
     /// <summary>Why <see cref="RewardDevice.Auto"/> runs on CPU although this ONNX Runtime build has a CUDA provider
     /// (its libraries or a device are missing), or null.</summary>
     public string? ExecutionProviderNote { get; }
+
+    /// <summary>The output the scores are read from (logits, else the one float output of rank 1 or 2, else the configured one).</summary>
+    public string OutputName => _outputName;
+
+    /// <summary>The longest sequence scored: the options' MaxLength, capped by a fixed sequence dimension of the graph.</summary>
+    public int MaxLength => _fixedLength > 0 ? Math.Min(_options.MaxLength, _fixedLength) : _options.MaxLength;
 
     /// <summary>
     /// Loads model.onnx from a folder (or a .onnx path) and, when given, a tokenizer for text input.
@@ -101,7 +115,7 @@ public sealed class OnnxRewardModel : IDisposable
         try
         {
             ValidateInputs(file, session);
-            string output = ValidateOutput(file, session, options.ScoreIndex);
+            string output = ValidateOutput(file, session, options);
             int pad = ResolvePadId(file, tokenizer, options);
             var model = new OnnxRewardModel(session, file, tokenizer, options, pad, output, provider, providerNote);
             model.PaddingSide = options.Padding == RewardPadding.Auto ? model.ProbePadding() : options.Padding;
@@ -144,18 +158,19 @@ public sealed class OnnxRewardModel : IDisposable
                 rejections.Add(new RewardRejection(i, "empty sequence: the reward model needs at least one token"));
                 continue;
             }
-            if (s.Count > _options.MaxLength)
+            int maxLength = MaxLength;
+            if (s.Count > maxLength)
             {
                 switch (_options.Truncation)
                 {
                     case RewardTruncation.Reject:
-                        rejections.Add(new RewardRejection(i, $"{s.Count} tokens, more than max_length {_options.MaxLength}"));
+                        rejections.Add(new RewardRejection(i, $"{s.Count} tokens, more than max_length {maxLength}"));
                         continue;
                     case RewardTruncation.Left:
-                        prepared.Add((i, s.Skip(s.Count - _options.MaxLength).ToArray()));
+                        prepared.Add((i, s.Skip(s.Count - maxLength).ToArray()));
                         continue;
                     default:
-                        prepared.Add((i, s.Take(_options.MaxLength).ToArray()));
+                        prepared.Add((i, s.Take(maxLength).ToArray()));
                         continue;
                 }
             }
@@ -172,8 +187,8 @@ public sealed class OnnxRewardModel : IDisposable
         while (start < prepared.Count)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int longest = prepared[start].Ids.Length;
-            int count = Math.Min(_options.BatchSize, Math.Max(1, _options.MaxTokensPerBatch / longest));
+            int longest = _fixedLength > 0 ? _fixedLength : prepared[start].Ids.Length;
+            int count = _fixedBatch > 0 ? _fixedBatch : Math.Min(_options.BatchSize, Math.Max(1, _options.MaxTokensPerBatch / longest));
             count = Math.Min(count, prepared.Count - start);
             var batch = prepared.GetRange(start, count);
             float[] batchScores;
@@ -191,20 +206,24 @@ public sealed class OnnxRewardModel : IDisposable
 
     private float[] RunBatch(IReadOnlyList<int[]> batch, RewardPadding side, RunOptions? runOptions = null, CancellationToken cancellationToken = default)
     {
-        int b = batch.Count;
-        int t = batch.Max(x => x.Length);
-        // input_ids, attention_mask, position_ids: [batch, seq] int64
+        int rows = batch.Count;
+        // A fixed batch dimension is filled with copies of the last row (their scores are dropped).
+        int b = _fixedBatch > 0 ? _fixedBatch : rows;
+        if (rows > b) throw new InvalidOperationException($"Reward model {_path}: {rows} rows for a graph with fixed batch {b}.");
+        int t = _fixedLength > 0 ? _fixedLength : batch.Max(x => x.Length);
+        // input_ids, attention_mask, position_ids: [batch, seq]
         var ids = new long[b * t];
         var mask = new long[b * t];
         var positions = _takesPositions ? new long[b * t] : null;
         Array.Fill(ids, PadTokenId);
         for (int r = 0; r < b; r++)
         {
-            int n = batch[r].Length;
+            int[] row = batch[Math.Min(r, rows - 1)];
+            int n = row.Length;
             int offset = side == RewardPadding.Left ? t - n : 0;
             for (int c = 0; c < n; c++)
             {
-                ids[r * t + offset + c] = batch[r][c];
+                ids[r * t + offset + c] = row[c];
                 mask[r * t + offset + c] = 1;
                 if (positions is not null) positions[r * t + offset + c] = c;
             }
@@ -223,10 +242,12 @@ public sealed class OnnxRewardModel : IDisposable
                     "position_ids" => positions!,
                     _ => new long[b * t], // token_type_ids: one segment
                 };
-                values[i] = OrtValue.CreateTensorValueFromMemory(data, shape);
+                values[i] = _int32Inputs[i]
+                    ? OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(data, x => checked((int)x)), shape)
+                    : OrtValue.CreateTensorValueFromMemory(data, shape);
             }
             using var outputs = _session.Run(runOptions ?? own!, _inputNames, values, _outputNames);
-            return ReadScores(outputs[0], b);
+            return ReadScores(outputs[0], b)[..rows];
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -243,9 +264,11 @@ public sealed class OnnxRewardModel : IDisposable
     {
         var info = output.GetTensorTypeAndShape();
         long[] shape = info.Shape;
-        int width = shape.Length == 1 ? 1 : (int)shape[1];
-        if (shape.Length > 2 || shape[0] != batch)
+        if (shape.Length is < 1 or > 2 || shape[0] != batch)
             throw new InvalidDataException($"Reward model {_path}: output '{_outputName}' has shape [{string.Join(", ", shape)}]; expected [batch, n] with batch {batch}.");
+        int width = shape.Length == 1 ? 1 : (int)shape[1];
+        if (_options.ScoreIndex >= width)
+            throw new InvalidDataException($"Reward model {_path}: score index {_options.ScoreIndex} is out of range for output '{_outputName}' of shape [{string.Join(", ", shape)}] ({width} column(s)).");
         var result = new float[batch];
         switch (info.ElementDataType)
         {
@@ -278,11 +301,26 @@ public sealed class OnnxRewardModel : IDisposable
         int NonPad(int id) => id == PadTokenId ? id + 7 : id;
         int[] probe = Enumerable.Range(10, 6).Select(NonPad).ToArray();    // 6 tokens
         int[] longer = Enumerable.Range(20, 9).Select(NonPad).ToArray();   // 9 tokens: pads the probe by 3
+        bool Same(float a, float b) => Math.Abs(a - b) <= 1e-4f * Math.Max(1f, Math.Abs(a));
+        if (_fixedBatch == 1 && _fixedLength == 0) return RewardPadding.Right; // one sequence per run: never padded
+        if (_fixedLength > 0)
+        {
+            // Every sequence is padded to the fixed length, so there is no unpadded score to compare with: padding on
+            // either side must agree (pooling by pad id), else the side cannot be told.
+            if (_fixedLength <= probe.Length)
+                throw new InvalidDataException($"Reward model {_path}: input_ids has a fixed length of {_fixedLength}; too short to probe the padding side. Set Padding (Right or Left).");
+            float r = RunBatch([probe], RewardPadding.Right)[0];
+            float l = RunBatch([probe], RewardPadding.Left)[0];
+            if (Same(r, l)) return RewardPadding.Right;
+            throw new InvalidDataException(
+                $"Reward model {_path}: input_ids has a fixed length of {_fixedLength} and the score depends on the padding side " +
+                $"(right-padded {r}, left-padded {l}) with pad id {PadTokenId}; set Padding to the side the model was exported for, or re-export with dynamic axes.");
+        }
         float alone = RunBatch([probe], RewardPadding.Right)[0];
         float right = RunBatch([probe, longer], RewardPadding.Right)[0];
-        if (Math.Abs(alone - right) <= 1e-4f * Math.Max(1f, Math.Abs(alone))) return RewardPadding.Right;
+        if (Same(alone, right)) return RewardPadding.Right;
         float left = RunBatch([probe, longer], RewardPadding.Left)[0];
-        if (Math.Abs(alone - left) <= 1e-4f * Math.Max(1f, Math.Abs(alone))) return RewardPadding.Left;
+        if (Same(alone, left)) return RewardPadding.Left;
         throw new InvalidDataException(
             $"Reward model {_path}: padding changes the score on either side (alone {alone}, right-padded {right}, left-padded {left}) " +
             $"with pad id {PadTokenId}; set the pad id the model was exported with (PadTokenId) or a fixed Padding side.");
@@ -297,22 +335,64 @@ public sealed class OnnxRewardModel : IDisposable
         {
             if (!KnownInputs.Contains(name))
                 throw new InvalidDataException($"Reward model {file}: unexpected input '{name}'; expected only {string.Join(", ", KnownInputs)}.");
-            if (meta.ElementDataType != TensorElementType.Int64 || meta.Dimensions.Length != 2)
-                throw new InvalidDataException($"Reward model {file}: input '{name}' is {meta.ElementDataType} with {meta.Dimensions.Length} dimensions; expected int64 [batch, sequence].");
+            if (meta.ElementDataType is not (TensorElementType.Int64 or TensorElementType.Int32) || meta.Dimensions.Length != 2)
+                throw new InvalidDataException($"Reward model {file}: input '{name}' is {meta.ElementDataType} with {meta.Dimensions.Length} dimensions; expected int64 (or int32) [batch, sequence].");
+        }
+        for (int d = 0; d < 2; d++)
+        {
+            var fixedSizes = inputs.Where(i => i.Value.Dimensions[d] > 0).Select(i => $"{i.Key} [{string.Join(", ", i.Value.Dimensions)}]").ToList();
+            if (inputs.Values.Where(m => m.Dimensions[d] > 0).Select(m => m.Dimensions[d]).Distinct().Count() > 1)
+                throw new InvalidDataException($"Reward model {file}: the inputs disagree on their fixed {(d == 0 ? "batch" : "sequence")} size: {string.Join(", ", fixedSizes)}; all inputs are fed as one [batch, sequence].");
         }
     }
 
-    private static string ValidateOutput(string file, InferenceSession session, int scoreIndex)
+    /// <summary>A fixed size of dimension <paramref name="d"/> (0 batch, 1 sequence) in any input, or 0 when all are dynamic.</summary>
+    private static int FixedDim(InferenceSession session, int d) =>
+        session.InputMetadata.Values.Select(m => m.Dimensions[d]).Where(x => x > 0).DefaultIfEmpty(0).First();
+
+    private static bool IsFloat(TensorElementType type) =>
+        type is TensorElementType.Float or TensorElementType.Float16 or TensorElementType.BFloat16 or TensorElementType.Double;
+
+    private static string ValidateOutput(string file, InferenceSession session, RewardModelOptions options)
     {
         var outputs = session.OutputMetadata;
-        string name = outputs.ContainsKey("logits") ? "logits" : outputs.Keys.First();
+        string Describe(string n) => $"{n} ({outputs[n].ElementDataType} [{string.Join(", ", outputs[n].Dimensions)}])";
+        string name;
+        if (options.OutputName is string configured)
+        {
+            if (!outputs.ContainsKey(configured))
+                throw new InvalidDataException($"Reward model {file}: no output named '{configured}' (OutputName); outputs: {string.Join(", ", outputs.Keys.Select(Describe))}.");
+            name = configured;
+        }
+        else if (outputs.ContainsKey("logits"))
+            name = "logits";
+        else
+        {
+            // torch.onnx names an unnamed output after its node (e.g. "linear_2"); extra outputs (past key/values,
+            // hidden states) have rank 3 or more. One float output of rank 1 or 2 is the score; several are ambiguous.
+            var candidates = outputs.Keys.Where(n => IsFloat(outputs[n].ElementDataType) && outputs[n].Dimensions.Length is 1 or 2).ToList();
+            if (candidates.Count != 1)
+                throw new InvalidDataException(
+                    $"Reward model {file}: no output named 'logits' and {(candidates.Count == 0 ? "no" : candidates.Count.ToString())} float output(s) of shape [batch] or [batch, n] " +
+                    $"among {string.Join(", ", outputs.Keys.Select(Describe))}; set OutputName to the score output.");
+            name = candidates[0];
+        }
         var meta = outputs[name];
         int[] dims = meta.Dimensions;
+        if (!IsFloat(meta.ElementDataType))
+            throw new InvalidDataException($"Reward model {file}: output '{name}' is {meta.ElementDataType}; expected a float tensor [batch, 1] or [batch, n].");
         if (dims.Length is < 1 or > 2)
             throw new InvalidDataException($"Reward model {file}: output '{name}' has {dims.Length} dimensions; expected [batch, 1] or [batch, n].");
+        // Per-token scores ([batch, sequence], the classifier head without its pooling) share input_ids' sequence axis.
+        string[] outSymbols = meta.SymbolicDimensions;
+        string[] idSymbols = session.InputMetadata["input_ids"].SymbolicDimensions;
+        if (dims.Length == 2 && dims[1] <= 0 && outSymbols.Length == 2 && idSymbols.Length == 2 && !string.IsNullOrEmpty(outSymbols[1]) && outSymbols[1] == idSymbols[1])
+            throw new InvalidDataException(
+                $"Reward model {file}: output '{name}' is [{outSymbols[0]}, {outSymbols[1]}], one score per token (its second axis is input_ids' sequence axis); " +
+                "expected one pooled score per sequence [batch, n] (export the sequence-classification model, which pools the last non-pad token).");
         int width = dims.Length == 1 ? 1 : dims[1];
-        if (width > 0 && scoreIndex >= width)
-            throw new InvalidDataException($"Reward model {file}: score index {scoreIndex} is out of range for output '{name}' with {width} column(s).");
+        if (width > 0 && options.ScoreIndex >= width)
+            throw new InvalidDataException($"Reward model {file}: score index {options.ScoreIndex} is out of range for output '{name}' with {width} column(s).");
         return name;
     }
 

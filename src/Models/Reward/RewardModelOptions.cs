@@ -77,6 +77,10 @@ public sealed class RewardModelOptions : IValidatableObject
     [Range(0, 65_535)]
     public int ScoreIndex { get; set; }
 
+    /// <summary>The output holding the scores; null picks "logits", else the one float output of shape [batch] or [batch, n].</summary>
+    /// <value>Default null.</value>
+    public string? OutputName { get; set; }
+
     /// <summary>Whether to apply the tokenizer's post-processor (BOS/EOS) to texts, as Hugging Face does by default.</summary>
     /// <value>Default true.</value>
     public bool AddSpecialTokens { get; set; } = true;
