@@ -51,6 +51,9 @@ public sealed class DockerfileTests
 
         Assert.Contains("-p:TorchBackend=cuda -p:OnnxBackend=gpu -o /app", text, StringComparison.Ordinal);
         Assert.Contains("CANNOT be built in this project's CI", text, StringComparison.Ordinal);
-        Assert.StartsWith("ARG CUDA_IMAGE=nvidia/cuda:12.8", Lines("Dockerfile.cuda").Single(l => l.StartsWith("ARG CUDA_IMAGE", StringComparison.Ordinal)), StringComparison.Ordinal);
+        // ONNX Runtime GPU 1.32's CUDA provider loads libcudart.so.13 / libcublasLt.so.13 and cuDNN 9 from the image.
+        var image = Lines("Dockerfile.cuda").Single(l => l.StartsWith("ARG CUDA_IMAGE", StringComparison.Ordinal));
+        Assert.StartsWith("ARG CUDA_IMAGE=nvidia/cuda:13.", image, StringComparison.Ordinal);
+        Assert.Contains("-cudnn-runtime-", image, StringComparison.Ordinal);
     }
 }
