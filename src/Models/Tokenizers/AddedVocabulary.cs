@@ -88,12 +88,17 @@ internal sealed class AddedTokenMatcher
         return false;
     }
 
-    /// <summary>Unicode <c>\w</c> (Rust regex): alphabetic, marks, decimal digits, connector punctuation.</summary>
+    /// <summary>
+    /// Unicode <c>\w</c> (Rust regex): alphabetic (letters, Nl, Other_Alphabetic symbols such as Ⓐ), marks, decimal
+    /// digits, connector punctuation and Join_Control (ZWNJ, ZWJ).
+    /// </summary>
     private static bool IsWordChar(string text, int at, bool before)
     {
         Rune rune;
         if (before) { if (!TryRuneBefore(text, at, out rune)) return false; }
         else if (!Rune.TryGetRuneAt(text, at, out rune)) return false;
+        if (rune.Value is 0x200C or 0x200D or >= 0x24B6 and <= 0x24E9 || CodePointRegex.IsSupplementaryAlphabeticSymbol(rune.Value))
+            return true;
         return Rune.GetUnicodeCategory(rune) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter
             or UnicodeCategory.TitlecaseLetter or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter
             or UnicodeCategory.LetterNumber or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark

@@ -53,6 +53,9 @@ internal sealed class BpeModel
 
     public int MaxId => _idToToken.Length - 1;
 
+    /// <summary>The number of entries in model.vocab (HF's <c>get_vocab_size</c>).</summary>
+    public int Count => _vocab.Count;
+
     public int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
 
     public string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
@@ -81,6 +84,8 @@ internal sealed class BpeModel
             if (m.Kind == System.Text.Json.JsonValueKind.String)
             {
                 string line = m.String();
+                // HF drops a merges.txt "#version" header line carried into the list (and does not count it as a rank).
+                if (line.StartsWith("#version", StringComparison.Ordinal)) continue;
                 string[] parts = line.Split(' ');
                 if (parts.Length != 2) throw m.Error("must be two tokens separated by one space");
                 (left, right) = (parts[0], parts[1]);
@@ -95,7 +100,8 @@ internal sealed class BpeModel
             if (!vocab.TryGetValue(right, out int rightId)) throw m.Error($"names \"{right}\", which is not in model.vocab");
             string merged = left + right[prefixLength..];
             if (!vocab.TryGetValue(merged, out int newId)) throw m.Error($"merges into \"{merged}\", which is not in model.vocab");
-            merges.TryAdd(Key(leftId, rightId), (rank, newId));
+            // A pair listed twice takes its last rank, as HF's HashMap collect does.
+            merges[Key(leftId, rightId)] = (rank, newId);
             rank++;
         }
 
@@ -160,7 +166,7 @@ internal sealed class BpeModel
                 symbols.Add(id);
                 continue;
             }
-            if (_byteFallback && TryAddBytes(decorated ?? ch.ToString(), symbols, ref pendingUnk)) continue;
+            if (_byteFallback && TryAddBytes(decorated ?? ch.ToString(), symbols)) continue;
             if (_unkId is { } unkId)
             {
                 if (pendingUnk is { } u && !_fuseUnk) symbols.Add(u);
@@ -171,13 +177,16 @@ internal sealed class BpeModel
         return MergeAll(symbols);
     }
 
-    private bool TryAddBytes(string s, List<int> symbols, ref int? pendingUnk)
+    /// <remarks>
+    /// A pending (possibly fused) unknown stays pending across byte-fallback characters, as in HF's <c>merge_word</c>: it
+    /// is emitted before the next character found in the vocabulary, or at the end of the word.
+    /// </remarks>
+    private bool TryAddBytes(string s, List<int> symbols)
     {
         Span<byte> bytes = stackalloc byte[Encoding.UTF8.GetMaxByteCount(s.Length)];
         int n = Encoding.UTF8.GetBytes(s, bytes);
         for (int b = 0; b < n; b++)
             if (_byteIds![bytes[b]] < 0) return false;
-        if (pendingUnk is { } u) { symbols.Add(u); pendingUnk = null; }
         for (int b = 0; b < n; b++) symbols.Add(_byteIds![bytes[b]]);
         return true;
     }

@@ -107,7 +107,7 @@ public sealed class HfTokenizer : ITextTokenizer
 
         var model = BpeModel.FromJson(modelNode);
         var normalizer = Normalizer.FromJson(root.Optional("normalizer"));
-        var added = (root.Optional("added_tokens")?.Items() ?? []).Select(AddedToken.FromJson).ToList();
+        var added = AssignIds((root.Optional("added_tokens")?.Items() ?? []).Select(AddedToken.FromJson), model);
         var tokenizer = new HfTokenizer(file, model, normalizer, PreTokenizer.FromJson(root.Optional("pre_tokenizer")),
             PostProcessor.FromJson(root.Optional("post_processor")), Decoder.FromJson(root.Optional("decoder")), added);
         tokenizer.ResolveSpecialTokens(Path.GetDirectoryName(Path.GetFullPath(file))!);
@@ -172,6 +172,26 @@ public sealed class HfTokenizer : ITextTokenizer
 
     /// <inheritdoc />
     public string? IdToToken(int id) => _addedById.TryGetValue(id, out var added) ? added.Content : _model.IdToToken(id);
+
+    /// <summary>
+    /// The ids HF gives the added tokens when it loads a tokenizer.json (it only warns about the file's <c>id</c>): a
+    /// content already added keeps its id, a content in model.vocab takes that id, any other the next id from the vocab's
+    /// size on. An empty content is dropped. Well-formed files agree with their <c>id</c> fields.
+    /// </summary>
+    private static List<AddedToken> AssignIds(IEnumerable<AddedToken> tokens, BpeModel model)
+    {
+        var byContent = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byId = new Dictionary<int, AddedToken>();
+        int nextId = model.Count;
+        foreach (var token in tokens)
+        {
+            if (token.Content.Length == 0) continue;
+            if (!byContent.TryGetValue(token.Content, out int id)) id = model.TokenToId(token.Content) ?? nextId++;
+            byContent[token.Content] = id;
+            byId[id] = token with { Id = id };
+        }
+        return [.. byId.Values];
+    }
 
     private static IEnumerable<Segment> Segments(AddedTokenMatcher matcher, string text) =>
         matcher.IsEmpty ? [new Segment(0, text.Length, null)] : matcher.Split(text);

@@ -46,10 +46,24 @@ internal sealed class UnicodeFormNormalizer(NormalizationForm form) : Normalizer
     public override string Normalize(string text) => UnicodeNormalization.Normalize(text, form);
 }
 
-/// <summary>Unicode simple lower-casing (Rust's <c>to_lowercase</c> also applies the few one-to-many mappings, e.g. İ).</summary>
+/// <summary>
+/// Lower-cases each character on its own, as HF's <c>NormalizedString::lowercase</c> (Rust's <c>char::to_lowercase</c>):
+/// the Unicode lowercase mapping including its one unconditional one-to-many entry, U+0130 İ → "i\u0307", and without the
+/// context-dependent final-sigma rule (Σ is always σ).
+/// </summary>
 internal sealed class LowercaseNormalizer : Normalizer
 {
-    public override string Normalize(string text) => text.ToLowerInvariant();
+    public override string Normalize(string text)
+    {
+        if (text.AsSpan().IndexOfAnyInRange('A', 'Z') < 0 && Ascii.IsValid(text)) return text;
+        var sb = new StringBuilder(text.Length);
+        foreach (var rune in text.EnumerateRunes())
+        {
+            if (rune.Value == 0x130) sb.Append("i\u0307");
+            else sb.Append(Rune.ToLowerInvariant(rune).ToString());
+        }
+        return sb.ToString();
+    }
 }
 
 /// <summary>Prepends a string to non-empty pieces (SentencePiece's "▁").</summary>
@@ -73,14 +87,19 @@ internal sealed class StripNormalizer(bool left, bool right) : Normalizer
     }
 }
 
-/// <summary>Removes combining marks (meant to follow NFD/NFKD, as in HF).</summary>
+/// <summary>
+/// Removes combining marks (meant to follow NFD/NFKD, as in HF): every character of General_Category Mark — Mn, Mc and Me,
+/// as <c>unicode_normalization::char::is_combining_mark</c> that HF uses, so Devanagari vowel signs (Mc) go too.
+/// </summary>
 internal sealed class StripAccentsNormalizer : Normalizer
 {
     public override string Normalize(string text)
     {
         var sb = new StringBuilder(text.Length);
         foreach (var rune in text.EnumerateRunes())
-            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.NonSpacingMark) sb.Append(rune.ToString());
+            if (Rune.GetUnicodeCategory(rune) is not (UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark
+                or UnicodeCategory.EnclosingMark))
+                sb.Append(rune.ToString());
         return sb.ToString();
     }
 }

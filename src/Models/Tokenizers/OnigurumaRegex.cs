@@ -11,7 +11,12 @@ namespace PrefPipe.Models.Tokenizers;
 /// </summary>
 internal static class OnigurumaRegex
 {
-    private const string WordClassBody = @"\p{L}\p{M}\p{Nd}\p{Pc}";
+    /// <summary>
+    /// Oniguruma's Unicode <c>\w</c>, the Word property: Alphabetic (letters, Nl, and the Other_Alphabetic symbols such as
+    /// circled letters Ⓐ–ⓩ), marks, Nd, Pc and Join_Control (ZWNJ, ZWJ). The supplementary Other_Alphabetic symbols
+    /// (🄰, 🅐, 🅰 …) reach the regex as U+24B6 (see <see cref="CodePointRegex"/>).
+    /// </summary>
+    private const string WordClassBody = @"\p{L}\p{M}\p{Nd}\p{Pc}\p{Nl}\u200C\u200D\u24B6-\u24E9";
 
     private static readonly Dictionary<string, string> LongPropertyNames = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -300,7 +305,11 @@ internal sealed class CodePointRegex
             if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
             {
                 int codePoint = char.ConvertToUtf32(s[i], s[i + 1]);
-                mapped[n] = StandIns[(int)CharUnicodeInfo.GetUnicodeCategory(codePoint)];
+                // Squared, negative circled and negative squared Latin letters are So but Alphabetic (\w): stand in
+                // with Ⓐ, which is both too.
+                mapped[n] = IsSupplementaryAlphabeticSymbol(codePoint)
+                    ? '\u24B6'
+                    : StandIns[(int)CharUnicodeInfo.GetUnicodeCategory(codePoint)];
                 i += 2;
             }
             else
@@ -313,6 +322,10 @@ internal sealed class CodePointRegex
         foreach (var m in _regex.EnumerateMatches(mapped.AsSpan(0, n)))
             output.Add((origin[m.Index], origin[m.Index + m.Length]));
     }
+
+    /// <summary>The supplementary characters that are Other_Alphabetic but not letters or marks (So).</summary>
+    internal static bool IsSupplementaryAlphabeticSymbol(int codePoint) => codePoint is >= 0x1F130 and <= 0x1F149
+        or >= 0x1F150 and <= 0x1F169 or >= 0x1F170 and <= 0x1F189;
 
     private static string EscapeLiteral(string text)
     {
