@@ -12,11 +12,11 @@ namespace PrefPipe.Models.Tokenizers;
 internal static class OnigurumaRegex
 {
     /// <summary>
-    /// Oniguruma's Unicode <c>\w</c>, the Word property: Alphabetic (letters, Nl, and the Other_Alphabetic symbols such as
-    /// circled letters Ⓐ–ⓩ), marks, Nd, Pc and Join_Control (ZWNJ, ZWJ). The supplementary Other_Alphabetic symbols
-    /// (🄰, 🅐, 🅰 …) reach the regex as U+24B6 (see <see cref="CodePointRegex"/>).
+    /// Oniguruma's Unicode <c>\w</c> (CR_Word: Alphabetic + Mark + Nd + Pc, no Join_Control): letters, Nl, and the
+    /// Other_Alphabetic symbols such as circled letters Ⓐ–ⓩ besides marks, Nd and Pc. The supplementary Other_Alphabetic
+    /// symbols (🄰, 🅐, 🅰 …) reach the regex as U+24B6 (see <see cref="CodePointRegex"/>).
     /// </summary>
-    private const string WordClassBody = @"\p{L}\p{M}\p{Nd}\p{Pc}\p{Nl}\u200C\u200D\u24B6-\u24E9";
+    private const string WordClassBody = @"\p{L}\p{M}\p{Nd}\p{Pc}\p{Nl}\u24B6-\u24E9";
 
     private static readonly Dictionary<string, string> LongPropertyNames = new(StringComparer.OrdinalIgnoreCase)
     {
