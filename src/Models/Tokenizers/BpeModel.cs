@@ -10,7 +10,7 @@ namespace PrefPipe.Models.Tokenizers;
 /// </summary>
 /// <remarks>A <c>dropout</c> in the file is ignored: HF samples it at every encode (a training-time augmentation);
 /// inference wants the deterministic segmentation, which is dropout 0.</remarks>
-internal sealed class BpeModel
+internal sealed class BpeModel : TokenizerModel
 {
     private const int MaxCachedWordLength = 256;
     private const int CacheCapacity = 100_000;
@@ -51,14 +51,14 @@ internal sealed class BpeModel
         }
     }
 
-    public int MaxId => _idToToken.Length - 1;
+    public override int MaxId => _idToToken.Length - 1;
 
-    /// <summary>The number of entries in model.vocab (HF's <c>get_vocab_size</c>).</summary>
-    public int Count => _vocab.Count;
+    /// <inheritdoc />
+    public override int Count => _vocab.Count;
 
-    public int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
+    public override int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
 
-    public string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
+    public override string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
 
     public static string ByteToken(int b) => "<0x" + b.ToString("X2", CultureInfo.InvariantCulture) + ">";
 
@@ -116,8 +116,8 @@ internal sealed class BpeModel
             model.OptionalBool("ignore_merges", false), prefix, suffix);
     }
 
-    /// <summary>Appends the ids of one pre-tokenized word.</summary>
-    public void Tokenize(string word, List<int> output)
+    /// <inheritdoc />
+    public override void Tokenize(string word, List<int> output)
     {
         if (word.Length == 0) return;
         if (_ignoreMerges && _vocab.TryGetValue(word, out int whole))

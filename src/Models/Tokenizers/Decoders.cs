@@ -23,9 +23,10 @@ internal abstract class Decoder
             "Strip" => StripDecoder.FromJson(n),
             "Metaspace" => MetaspaceDecoder.FromJson(n),
             "BPEDecoder" => new BpeSuffixDecoder(n.OptionalString("suffix") ?? "</w>"),
+            "WordPiece" => new WordPieceDecoder(n.OptionalString("prefix") ?? "##", n.OptionalBool("cleanup", true)),
             _ => throw new NotSupportedException(
                 $"{n.File}: '{n.Path}.type' is \"{type}\"; supported decoders: Sequence, ByteLevel, Replace, ByteFallback, " +
-                "Fuse, Strip, Metaspace, BPEDecoder."),
+                "Fuse, Strip, Metaspace, BPEDecoder, WordPiece."),
         };
     }
 }
@@ -178,4 +179,38 @@ internal sealed class BpeSuffixDecoder(string suffix) : Decoder
 {
     public override List<string> DecodeChain(List<string> tokens) =>
         tokens.Select((t, i) => t.Replace(suffix, i == tokens.Count - 1 ? "" : " ", StringComparison.Ordinal)).ToList();
+}
+
+/// <summary>
+/// HF <c>WordPiece</c> decoder (decoders/wordpiece.rs): every token but the first loses its continuing-subword prefix or
+/// gains a leading space; with <c>cleanup</c>, each token then has the tokenization artifacts undone (" ." → ".",
+/// " n't" → "n't", " do not" → " don't", …).
+/// </summary>
+internal sealed class WordPieceDecoder(string prefix, bool cleanup) : Decoder
+{
+    public override List<string> DecodeChain(List<string> tokens)
+    {
+        var result = new List<string>(tokens.Count);
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            string token = tokens[i];
+            if (i != 0) token = token.StartsWith(prefix, StringComparison.Ordinal) ? token[prefix.Length..] : " " + token;
+            result.Add(cleanup ? Cleanup(token) : token);
+        }
+        return result;
+    }
+
+    /// <summary>HF's <c>wordpiece::cleanup</c>, the same replacements in the same order.</summary>
+    internal static string Cleanup(string s) => s
+        .Replace(" .", ".", StringComparison.Ordinal)
+        .Replace(" ?", "?", StringComparison.Ordinal)
+        .Replace(" !", "!", StringComparison.Ordinal)
+        .Replace(" ,", ",", StringComparison.Ordinal)
+        .Replace(" ' ", "'", StringComparison.Ordinal)
+        .Replace(" n't", "n't", StringComparison.Ordinal)
+        .Replace(" 'm", "'m", StringComparison.Ordinal)
+        .Replace(" do not", " don't", StringComparison.Ordinal)
+        .Replace(" 's", "'s", StringComparison.Ordinal)
+        .Replace(" 've", "'ve", StringComparison.Ordinal)
+        .Replace(" 're", "'re", StringComparison.Ordinal);
 }

@@ -3,16 +3,17 @@ using System.Text.Json;
 namespace PrefPipe.Models.Tokenizers;
 
 /// <summary>
-/// A Hugging Face <c>tokenizer.json</c> with a BPE model — byte-level (GPT-2, Llama 3, Qwen2/2.5/3, GPT-4o-style) or
-/// SentencePiece-style with byte fallback (Llama 2, Mistral) — encoding and decoding as the <c>tokenizers</c> library
-/// does: added tokens first, then normalizer, pre-tokenizer, BPE, and the post-processor when special tokens are asked for.
+/// A Hugging Face <c>tokenizer.json</c> — a BPE model (byte-level as in GPT-2, Llama 3, Qwen2/2.5/3, GPT-4o-style, or
+/// SentencePiece-style with byte fallback as in Llama 2, Mistral), a WordPiece model (BERT, DistilBERT) or a Unigram
+/// model (DeBERTa-v3, XLM-R, T5) — encoding and decoding as the <c>tokenizers</c> library does: added tokens first, then
+/// normalizer, pre-tokenizer, model, and the post-processor when special tokens are asked for.
 /// </summary>
 /// <remarks>
 /// Thread-safe once loaded. Decoding follows the <c>tokenizers</c> library (no <c>clean_up_tokenization_spaces</c>).
 /// </remarks>
 public sealed class HfTokenizer : ITextTokenizer
 {
-    private readonly BpeModel _model;
+    private readonly TokenizerModel _model;
     private readonly Normalizer? _normalizer;
     private readonly PreTokenizer? _preTokenizer;
     private readonly PostProcessor? _postProcessor;
@@ -24,7 +25,7 @@ public sealed class HfTokenizer : ITextTokenizer
     private readonly HashSet<string> _specialContents;
     private readonly HashSet<int> _specialIds;
 
-    private HfTokenizer(string path, BpeModel model, Normalizer? normalizer, PreTokenizer? preTokenizer,
+    private HfTokenizer(string path, TokenizerModel model, Normalizer? normalizer, PreTokenizer? preTokenizer,
         PostProcessor? postProcessor, Decoder? decoder, IReadOnlyList<AddedToken> addedTokens)
     {
         TokenizerPath = path;
@@ -98,14 +99,7 @@ public sealed class HfTokenizer : ITextTokenizer
         var root = new JsonCursor(doc.RootElement, file, "$");
         if (root.Kind != JsonValueKind.Object) throw root.Error("must be a JSON object (a Hugging Face tokenizer.json)");
 
-        var modelNode = root.Required("model");
-        string modelType = modelNode.OptionalString("type") ?? (modelNode.Has("merges") ? "BPE" : "(none)");
-        if (modelType != "BPE")
-            throw new NotSupportedException(
-                $"{file}: model.type is \"{modelType}\"; only BPE models are supported (byte-level BPE as in GPT-2/Llama 3/Qwen, " +
-                "or SentencePiece-style BPE with byte_fallback as in Llama 2/Mistral).");
-
-        var model = BpeModel.FromJson(modelNode);
+        var model = TokenizerModel.Create(root.Required("model"));
         var normalizer = Normalizer.FromJson(root.Optional("normalizer"));
         var added = AssignIds((root.Optional("added_tokens")?.Items() ?? []).Select(AddedToken.FromJson), model);
         var tokenizer = new HfTokenizer(file, model, normalizer, PreTokenizer.FromJson(root.Optional("pre_tokenizer")),
@@ -178,7 +172,7 @@ public sealed class HfTokenizer : ITextTokenizer
     /// content already added keeps its id, a content in model.vocab takes that id, any other the next id from the vocab's
     /// size on. An empty content is dropped. Well-formed files agree with their <c>id</c> fields.
     /// </summary>
-    private static List<AddedToken> AssignIds(IEnumerable<AddedToken> tokens, BpeModel model)
+    private static List<AddedToken> AssignIds(IEnumerable<AddedToken> tokens, TokenizerModel model)
     {
         var byContent = new Dictionary<string, int>(StringComparer.Ordinal);
         var byId = new Dictionary<int, AddedToken>();

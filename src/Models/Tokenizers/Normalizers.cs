@@ -25,9 +25,10 @@ internal abstract class Normalizer
             "Replace" => new ReplaceNormalizer(Pattern.FromJson(n.Required("pattern")), n.Required("content").String()),
             "Strip" => new StripNormalizer(n.OptionalBool("strip_left", true), n.OptionalBool("strip_right", true)),
             "StripAccents" => new StripAccentsNormalizer(),
+            "BertNormalizer" => BertNormalizer.FromJson(n),
             _ => throw new NotSupportedException(
                 $"{n.File}: '{n.Path}.type' is \"{type}\"; supported normalizers: Sequence, NFC, NFD, NFKC, NFKD, " +
-                "Lowercase, Prepend, Replace, Strip, StripAccents."),
+                "Lowercase, Prepend, Replace, Strip, StripAccents, BertNormalizer."),
         };
     }
 }
@@ -102,6 +103,69 @@ internal sealed class StripAccentsNormalizer : Normalizer
                 sb.Append(rune.ToString());
         return sb.ToString();
     }
+}
+
+/// <summary>
+/// HF <c>BertNormalizer</c> (normalizers/bert.rs), in its order: <c>clean_text</c> drops U+0000, U+FFFD and control
+/// characters (Cc, Cf, Co except tab, newline and carriage return) and turns every whitespace into a space;
+/// <c>handle_chinese_chars</c> puts spaces around CJK ideographs; <c>strip_accents</c> (null: as <c>lowercase</c>) is NFD
+/// then dropping nonspacing marks (Mn only, unlike StripAccents); <c>lowercase</c> as <see cref="LowercaseNormalizer"/>.
+/// </summary>
+/// <remarks>
+/// Categories come from .NET's Unicode tables, HF's from the <c>unicode_categories</c> crate, which can be older: a
+/// character assigned or recategorized since then may be treated differently (none in the tests or the files checked).
+/// </remarks>
+internal sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool stripAccents, bool lowercase) : Normalizer
+{
+    private static readonly LowercaseNormalizer Lower = new();
+
+    public static BertNormalizer FromJson(JsonCursor n)
+    {
+        bool lowercase = n.OptionalBool("lowercase", true);
+        return new BertNormalizer(n.OptionalBool("clean_text", true), n.OptionalBool("handle_chinese_chars", true),
+            n.Optional("strip_accents")?.Bool() ?? lowercase, lowercase);
+    }
+
+    public override string Normalize(string text)
+    {
+        if (cleanText || handleChineseChars)
+        {
+            var sb = new StringBuilder(text.Length + 8);
+            foreach (var rune in text.EnumerateRunes())
+            {
+                var r = rune;
+                if (cleanText)
+                {
+                    if (r.Value is 0 or 0xFFFD || IsControl(r)) continue;
+                    if (IsWhitespace(r)) r = new Rune(' ');
+                }
+                if (handleChineseChars && IsChinese(r.Value)) sb.Append(' ').Append(r.ToString()).Append(' ');
+                else sb.Append(r.ToString());
+            }
+            text = sb.ToString();
+        }
+        if (stripAccents)
+        {
+            string nfd = UnicodeNormalization.Normalize(text, NormalizationForm.FormD);
+            var sb = new StringBuilder(nfd.Length);
+            foreach (var rune in nfd.EnumerateRunes())
+                if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.NonSpacingMark) sb.Append(rune.ToString());
+            text = sb.ToString();
+        }
+        return lowercase ? Lower.Normalize(text) : text;
+    }
+
+    /// <summary>Rust <c>char::is_whitespace</c> (White_Space), which includes tab, newline and carriage return.</summary>
+    private static bool IsWhitespace(Rune r) => Rune.IsWhiteSpace(r);
+
+    /// <summary><c>unicode_categories</c>' <c>is_other</c>: Cc, Cf or Co; tab, newline and carriage return excepted.</summary>
+    private static bool IsControl(Rune r) => r.Value is not ('\t' or '\n' or '\r')
+        && Rune.GetUnicodeCategory(r) is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.PrivateUse;
+
+    /// <summary>The CJK blocks of <c>is_chinese_char</c> (not Hangul, Hiragana or Katakana).</summary>
+    internal static bool IsChinese(int c) => c is >= 0x4E00 and <= 0x9FFF or >= 0x3400 and <= 0x4DBF or >= 0x20000 and <= 0x2A6DF
+        or >= 0x2A700 and <= 0x2B73F or >= 0x2B740 and <= 0x2B81F or >= 0x2B920 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF
+        or >= 0x2F800 and <= 0x2FA1F;
 }
 
 /// <summary>A tokenizer.json pattern: <c>{"String": "…"}</c> (literal) or <c>{"Regex": "…"}</c> (Oniguruma).</summary>

@@ -41,9 +41,12 @@ internal abstract class PreTokenizer
                 n.Optional("behavior") is { } b ? ParseBehavior(b) : SplitBehavior.Isolated),
             "Whitespace" => new SplitPreTokenizer(Pattern.FromRegex(@"\w+|[^\w\s]+"), SplitBehavior.Removed, invert: true),
             "WhitespaceSplit" => new CharSplitPreTokenizer(Rune.IsWhiteSpace, SplitBehavior.Removed),
+            "BertPreTokenizer" => new SequencePreTokenizer([
+                new CharSplitPreTokenizer(Rune.IsWhiteSpace, SplitBehavior.Removed),
+                new CharSplitPreTokenizer(IsBertPunctuation, SplitBehavior.Isolated)]),
             _ => throw new NotSupportedException(
                 $"{n.File}: '{n.Path}.type' is \"{type}\"; supported pre-tokenizers: Sequence, Split, ByteLevel, Metaspace, " +
-                "Digits, Punctuation, Whitespace, WhitespaceSplit."),
+                "Digits, Punctuation, Whitespace, WhitespaceSplit, BertPreTokenizer."),
         };
     }
 
@@ -56,6 +59,12 @@ internal abstract class PreTokenizer
         "Contiguous" => SplitBehavior.Contiguous,
         _ => throw node.Error("must be one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous"),
     };
+
+    /// <summary>
+    /// HF <c>BertPreTokenizer</c>'s <c>is_bert_punc</c>: ASCII punctuation (symbols such as $ + &lt; = &gt; ^ ` | ~ included)
+    /// or General_Category P*; the <c>Punctuation</c> pre-tokenizer uses the same test.
+    /// </summary>
+    private static bool IsBertPunctuation(Rune r) => IsPunctuation(r);
 
     private static bool IsPunctuation(Rune r) =>
         (r.IsAscii && char.IsAsciiLetterOrDigit((char)r.Value) is false && r.Value is > 0x20 and < 0x7F) ||

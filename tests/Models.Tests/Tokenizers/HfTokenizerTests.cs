@@ -127,7 +127,7 @@ public sealed class HfTokenizerTests
     }
 
     [Theory]
-    [InlineData("WordPiece")]
+    [InlineData("WordLevel")]
     [InlineData("Unigram")]
     public void Load_UnsupportedModelType_FailsNamingFileAndType(string type)
     {
