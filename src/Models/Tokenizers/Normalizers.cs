@@ -26,9 +26,10 @@ internal abstract class Normalizer
             "Strip" => new StripNormalizer(n.OptionalBool("strip_left", true), n.OptionalBool("strip_right", true)),
             "StripAccents" => new StripAccentsNormalizer(),
             "BertNormalizer" => BertNormalizer.FromJson(n),
+            "Precompiled" => PrecompiledNormalizer.FromJson(n),
             _ => throw new NotSupportedException(
                 $"{n.File}: '{n.Path}.type' is \"{type}\"; supported normalizers: Sequence, NFC, NFD, NFKC, NFKD, " +
-                "Lowercase, Prepend, Replace, Strip, StripAccents, BertNormalizer."),
+                "Lowercase, Prepend, Replace, Strip, StripAccents, BertNormalizer, Precompiled."),
         };
     }
 }

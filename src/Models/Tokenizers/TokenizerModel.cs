@@ -23,7 +23,7 @@ internal abstract class TokenizerModel
     /// as HF does for untagged models: BPE when it has merges, Unigram when its vocab is a list of [piece, score] pairs,
     /// else WordPiece.
     /// </summary>
-    /// <exception cref="NotSupportedException">Another model type (WordLevel, Unigram); the message names the file and type.</exception>
+    /// <exception cref="NotSupportedException">Another model type (WordLevel); the message names the file and type.</exception>
     public static TokenizerModel Create(JsonCursor model)
     {
         string type = model.OptionalString("type")
@@ -35,9 +35,11 @@ internal abstract class TokenizerModel
         {
             "BPE" => BpeModel.FromJson(model),
             "WordPiece" => WordPieceModel.FromJson(model),
+            "Unigram" => UnigramModel.FromJson(model),
             _ => throw new NotSupportedException(
                 $"{model.File}: model.type is \"{type}\"; supported models: BPE (byte-level as in GPT-2/Llama 3/Qwen, or " +
-                "SentencePiece-style with byte_fallback as in Llama 2/Mistral) and WordPiece (BERT, DistilBERT)."),
+                "SentencePiece-style with byte_fallback as in Llama 2/Mistral), WordPiece (BERT, DistilBERT) and Unigram " +
+                "(DeBERTa-v3, XLM-R, T5, ALBERT)."),
         };
     }
 }

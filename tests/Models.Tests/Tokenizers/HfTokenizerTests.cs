@@ -128,7 +128,7 @@ public sealed class HfTokenizerTests
 
     [Theory]
     [InlineData("WordLevel")]
-    [InlineData("Unigram")]
+    [InlineData("Nonexistent")]
     public void Load_UnsupportedModelType_FailsNamingFileAndType(string type)
     {
         var json = Skeleton(new JsonObject { ["type"] = type, ["vocab"] = new JsonObject { ["a"] = 0 } });
