@@ -57,8 +57,8 @@ public sealed class IngestStage(IngestOptions options)
         ArgumentNullException.ThrowIfNull(store);
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
-        var (batches, resumed) = await GenerateAsync(input, input.Valid, policyDirectory, store, prefix, progress, cancellationToken).ConfigureAwait(false);
-        var parts = Enumerable.Range(0, batches).Select(b => PartPath(prefix, b));
+        var (generated, resumed) = await GenerateAsync(input, input.Valid, policyDirectory, store, prefix, progress, cancellationToken).ConfigureAwait(false);
+        var parts = generated.Select((rows, b) => new CandidatePart(PartPath(prefix, b), rows));
         var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
         return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, resumed);
     }
@@ -78,8 +78,8 @@ public sealed class IngestStage(IngestOptions options)
         ArgumentNullException.ThrowIfNull(store);
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
         var mine = input.Valid.Where(p => shard.Contains(p.PromptId)).ToList();
-        var (batches, _) = await GenerateAsync(input, mine, policyDirectory, store, shardPrefix, progress, cancellationToken).ConfigureAwait(false);
-        var parts = Enumerable.Range(0, batches).Select(b => PartPath(shardPrefix, b));
+        var (generated, _) = await GenerateAsync(input, mine, policyDirectory, store, shardPrefix, progress, cancellationToken).ConfigureAwait(false);
+        var parts = generated.Select((rows, b) => new CandidatePart(PartPath(shardPrefix, b), rows));
         var info = await MergeCandidatesAsync(store, input, parts, $"{shardPrefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
         return (mine.Count, info);
     }
@@ -96,7 +96,7 @@ public sealed class IngestStage(IngestOptions options)
         ArgumentNullException.ThrowIfNull(store);
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
-        var parts = shardPrefixes.Select(p => $"{p}/candidates.parquet").ToList();
+        var parts = shardPrefixes.Select(p => new CandidatePart($"{p}/candidates.parquet", null)).ToList();
         var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
         if (candidatesInfo.Rows != (long)input.Valid.Count * options.CandidatesPerPrompt)
             throw new InvalidDataException($"{store.UriOf($"{prefix}/candidates.parquet")}: {candidatesInfo.Rows} candidates merged from {parts.Count} shards, expected {input.Valid.Count} prompts × {options.CandidatesPerPrompt}");
@@ -104,6 +104,9 @@ public sealed class IngestStage(IngestOptions options)
     }
 
     private sealed record ValidatedInput(List<ValidPrompt> Valid, List<PromptRow> PromptRows, List<RejectRow> Rejects, long RowsIn, HfTokenizer Tokenizer, IReadOnlyList<int> Eos);
+
+    /// <summary>A committed part of candidates: its path, and its rows when this process generated them (merging then need not read the file back).</summary>
+    private sealed record CandidatePart(string Path, List<CandidateRow>? Rows);
 
     private static string PartPath(string prefix, int batch) => string.Create(CultureInfo.InvariantCulture, $"{prefix}/parts/batch-{batch:D5}.parquet");
 
@@ -151,8 +154,11 @@ public sealed class IngestStage(IngestOptions options)
         (await ParquetArtifacts.WriteAsync(store, $"{prefix}/prompts.parquet", input.PromptRows, cancellationToken: cancellationToken).ConfigureAwait(false),
          await ParquetArtifacts.WriteAsync(store, $"{prefix}/rejects.parquet", input.Rejects, cancellationToken: cancellationToken).ConfigureAwait(false));
 
-    /// <summary>Generates K candidates for each of <paramref name="valid"/> into per-batch parts; returns the batch count and how many were already there.</summary>
-    private async Task<(int Batches, int Resumed)> GenerateAsync(ValidatedInput input, List<ValidPrompt> valid, string policyDirectory, IArtifactStore store, string prefix,
+    /// <summary>
+    /// Generates K candidates for each of <paramref name="valid"/> into per-batch parts; returns, per batch, the rows generated
+    /// now (null for a batch already committed by an earlier attempt), and how many batches were already there.
+    /// </summary>
+    private async Task<(List<CandidateRow>?[] Generated, int Resumed)> GenerateAsync(ValidatedInput input, List<ValidPrompt> valid, string policyDirectory, IArtifactStore store, string prefix,
         IProgress<IngestProgress>? progress, CancellationToken cancellationToken)
     {
         var tokenizer = input.Tokenizer;
@@ -160,6 +166,7 @@ public sealed class IngestStage(IngestOptions options)
         // Batches by prompt length (less padding); fixed by the inputs and options, so a resumed run forms the same batches.
         var ordered = valid.OrderBy(p => p.PromptIds.Count).ThenBy(p => p.PromptId, StringComparer.Ordinal).ToList();
         var batches = ordered.Chunk(options.BatchSize).ToList();
+        var generated = new List<CandidateRow>?[batches.Count];
         int resumed = 0;
         long candidates = 0;
         int done = 0;
@@ -205,6 +212,7 @@ public sealed class IngestStage(IngestOptions options)
                     LogprobSum = g.Logprobs.Sum(x => (double)x),
                 }).ToList();
                 await ParquetArtifacts.WriteAsync(store, part, rows, cancellationToken: cancellationToken).ConfigureAwait(false);
+                generated[b] = rows;
                 done += batches[b].Length;
                 candidates += rows.Count;
                 progress?.Report(new IngestProgress(done, valid.Count, candidates));
@@ -215,19 +223,29 @@ public sealed class IngestStage(IngestOptions options)
             model?.Dispose();
         }
 
-        return (batches.Count, resumed);
+        return (generated, resumed);
     }
 
-    /// <summary>Merges candidate parts into one artifact in prompt order (input order of the valid prompts), then candidate index.</summary>
-    private static async Task<ArtifactInfo> MergeCandidatesAsync(IArtifactStore store, ValidatedInput input, IEnumerable<string> parts, string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// Merges candidate parts into one artifact in prompt order (input order of the valid prompts), then candidate index.
+    /// Parts generated by this process are merged from memory; only parts kept from an earlier attempt are read back.
+    /// </summary>
+    private static async Task<ArtifactInfo> MergeCandidatesAsync(IArtifactStore store, ValidatedInput input, IEnumerable<CandidatePart> parts, string path, CancellationToken cancellationToken)
     {
         var order = input.Valid.Select((p, i) => (p.PromptId, i)).ToDictionary(x => x.PromptId, x => x.i, StringComparer.Ordinal);
         async IAsyncEnumerable<CandidateRow> Merged()
         {
             var all = new List<CandidateRow>();
-            foreach (string part in parts)
-                await foreach (var row in ParquetArtifacts.ReadAsync<CandidateRow>(store, part, cancellationToken).ConfigureAwait(false))
+            foreach (var part in parts)
+            {
+                if (part.Rows is not null)
+                {
+                    all.AddRange(part.Rows);
+                    continue;
+                }
+                await foreach (var row in ParquetArtifacts.ReadAsync<CandidateRow>(store, part.Path, cancellationToken).ConfigureAwait(false))
                     all.Add(row);
+            }
             foreach (var row in all.OrderBy(r => order[r.PromptId]).ThenBy(r => r.CandidateIndex)) yield return row;
         }
         return await ParquetArtifacts.WriteAsync(store, path, Merged(), cancellationToken: cancellationToken).ConfigureAwait(false);
