@@ -16,7 +16,7 @@ namespace PrefPipe.Artifacts.Storage;
 /// Azure Blob: a blob lease (<see cref="BlobLeaseClient"/>, 15–60 s) on a small blob at the path, renewed every
 /// third of the duration. Local folder: a lock file at the path holding the owner's token; its modification time is
 /// the heartbeat (touched every third of the duration), and a lock not touched for <see cref="Duration"/> is stale and
-/// may be taken over (renamed away, then created anew).
+/// may be taken over (under a guard file, replaced by one rename).
 /// </remarks>
 public sealed class StoreClaim : IAsyncDisposable
 {
@@ -182,31 +182,54 @@ public sealed class StoreClaim : IAsyncDisposable
         if (duration < TimeSpan.FromSeconds(1)) throw new ArgumentOutOfRangeException(nameof(duration), duration, "local claims last at least 1 second");
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
         string owner = string.Create(CultureInfo.InvariantCulture, $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}");
-        if (!TryCreateLock(full, owner))
-        {
-            // Held, unless its heartbeat is older than the duration: then take it over.
-            // (A lock released since the attempt above reads as 1601 and counts as stale: the move below then fails.)
-            if (DateTime.UtcNow - File.GetLastWriteTimeUtc(full) < duration) return null;
-            string stale = $"{full}.{Guid.NewGuid():N}.stale";
-            try
-            {
-                File.Move(full, stale, overwrite: false); // of two workers taking over, one moves it
-            }
-            catch (IOException)
-            {
-                return TryCreateLock(full, owner) ? Local(full, path, owner, duration) : null;
-            }
-            if (DateTime.UtcNow - File.GetLastWriteTimeUtc(stale) < duration)
-            {
-                // Between our check and the move someone else took it over: give their fresh lock back, unless a
-                // third taker holds the name by now (then theirs stays and this copy goes).
-                NoReplaceMove.TryMove(stale, full);
-                return null;
-            }
-            File.Delete(stale);
-            if (!TryCreateLock(full, owner)) return null;
-        }
+        if (!TryCreateLock(full, owner) && !TryTakeOver(full, owner, duration)) return null;
         return Local(full, path, owner, duration);
+    }
+
+    /// <summary>
+    /// Takes over a lock whose heartbeat is older than <paramref name="duration"/>. Takers first win a guard file
+    /// (create-if-absent), re-check the lock under it and only then replace it by one rename, so a lock that a taker
+    /// has just made fresh is never moved away by another (moving the stale lock aside and creating a new one let a
+    /// third worker slip in while a fourth was giving a wrongly moved fresh lock back: two holders). A guard left by a
+    /// taker that died is removed once it is as old as <paramref name="duration"/>; that round takes nothing.
+    /// </summary>
+    private static bool TryTakeOver(string full, string owner, TimeSpan duration)
+    {
+        if (!IsStale(full, duration)) return false;
+        string guard = $"{full}.takeover";
+        if (!TryCreateLock(guard, owner))
+        {
+            if (IsStale(guard, duration)) TryDelete(guard);
+            return false;
+        }
+        try
+        {
+            if (!File.Exists(full)) return TryCreateLock(full, owner); // released meanwhile: a plain create-if-absent
+            if (!IsStale(full, duration)) return false;                // renewed or taken over meanwhile
+            string staging = $"{full}.{Guid.NewGuid():N}.partial";
+            File.WriteAllText(staging, owner, Encoding.UTF8);
+            File.Move(staging, full, overwrite: true); // rename(2): the stale lock is replaced in one step
+            return true;
+        }
+        finally
+        {
+            if (IsOwner(guard, owner)) TryDelete(guard);
+        }
+    }
+
+    /// <summary>Whether the lock file's heartbeat is older than the duration (a missing file reads as 1601: stale).</summary>
+    private static bool IsStale(string file, TimeSpan duration) => DateTime.UtcNow - File.GetLastWriteTimeUtc(file) >= duration;
+
+    private static void TryDelete(string file)
+    {
+        try
+        {
+            File.Delete(file);
+        }
+        catch (IOException)
+        {
+            // Another taker removed or replaced it first.
+        }
     }
 
     private static StoreClaim Local(string full, string path, string owner, TimeSpan duration)

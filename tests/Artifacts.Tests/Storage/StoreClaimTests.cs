@@ -40,7 +40,7 @@ public sealed class StoreClaimTests
     public async Task TryAcquireAsync_ManyWorkersTakingOverOneStaleLock_ExactlyOneHoldsIt()
     {
         // Workers polling on the same interval see a dead worker's lock go stale at the same moment.
-        for (int round = 0; round < 5; round++)
+        for (int round = 0; round < 20; round++)
         {
             var store = NewStore();
             string path = $"r/shard-{round:D4}.lease";
