@@ -40,9 +40,7 @@ internal sealed class BpeModel : TokenizerModel
         _ignoreMerges = ignoreMerges;
         _prefix = prefix;
         _suffix = suffix;
-        int maxId = vocab.Count == 0 ? -1 : vocab.Values.Max();
-        _idToToken = new string?[maxId + 1];
-        foreach (var (token, id) in vocab) _idToToken[id] = token;
+        _idToToken = TokensById(vocab);
         if (byteFallback)
         {
             _byteIds = new int[256];

@@ -18,6 +18,14 @@ internal abstract class TokenizerModel
     /// <summary>Appends the ids of one pre-tokenized word.</summary>
     public abstract void Tokenize(string word, List<int> output);
 
+    /// <summary>The inverse of a token → id vocabulary, indexed by id (null where the ids have a gap).</summary>
+    protected static string?[] TokensById(Dictionary<string, int> vocab)
+    {
+        var tokens = new string?[vocab.Count == 0 ? 0 : vocab.Values.Max() + 1];
+        foreach (var (token, id) in vocab) tokens[id] = token;
+        return tokens;
+    }
+
     /// <summary>
     /// Reads <c>model</c> by its <c>type</c>: BPE, WordPiece or Unigram. A file without a type (older tokenizers) is read
     /// as HF does for untagged models: BPE when it has merges, Unigram when its vocab is a list of [piece, score] pairs,

@@ -27,9 +27,7 @@ internal sealed class WordPieceModel : TokenizerModel
         _prefix = prefix;
         _maxInputCharsPerWord = maxInputCharsPerWord;
         _missingUnkMessage = missingUnkMessage;
-        int maxId = vocab.Count == 0 ? -1 : vocab.Values.Max();
-        _idToToken = new string?[maxId + 1];
-        foreach (var (token, id) in vocab) _idToToken[id] = token;
+        _idToToken = TokensById(vocab);
     }
 
     /// <inheritdoc />
