@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using PrefPipe.Models.Templates;
 
 namespace PrefPipe.Ingest;
 
@@ -10,19 +11,6 @@ public enum OverLongPolicy
 
     /// <summary>Keep the last MaxPromptTokens tokens (the end of a conversation matters most).</summary>
     Truncate,
-}
-
-/// <summary>When to render prompts with the policy's chat template.</summary>
-public enum ChatTemplateMode
-{
-    /// <summary>When the policy has a chat template (tokenizer_config.json or chat_template.jinja), else raw text.</summary>
-    Auto,
-
-    /// <summary>Always; fail if the policy has none.</summary>
-    Always,
-
-    /// <summary>Never: prompts are fed as raw text (messages are rejected).</summary>
-    Never,
 }
 
 /// <summary>Ingest options: prompt validation and candidate generation. YAML keys are the snake_case names.</summary>

@@ -103,7 +103,7 @@ public sealed class IngestStage(IngestOptions options)
         return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, 0);
     }
 
-    private sealed record ValidatedInput(List<ValidPrompt> Valid, List<PromptRow> PromptRows, List<RejectRow> Rejects, long RowsIn, HfTokenizer Tokenizer, IReadOnlyList<int> Eos);
+    private sealed record ValidatedInput(List<ValidPrompt> Valid, List<PromptRow> PromptRows, List<RejectRow> Rejects, long RowsIn, PromptEncoder Encoder);
 
     /// <summary>A committed part of candidates: its path, and its rows when this process generated them (merging then need not read the file back).</summary>
     private sealed record CandidatePart(string Path, List<CandidateRow>? Rows);
@@ -112,10 +112,7 @@ public sealed class IngestStage(IngestOptions options)
 
     private async Task<ValidatedInput> ValidateAsync(IAsyncEnumerable<PromptInput> prompts, string source, string policyDirectory, CancellationToken cancellationToken)
     {
-        var tokenizer = HfTokenizer.LoadHf(policyDirectory);
-        var template = ResolveTemplate(policyDirectory);
-        var eos = tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : (tokenizer.EosTokenId is int e ? [e] : []);
-        var encoder = new CompletionEncoder(tokenizer, template is null ? null : (turns, gen) => template.Render(turns.Select(t => new ChatMessage(t.Role, t.Content)).ToList(), gen), eos);
+        var encoder = PromptEncoder.Load(policyDirectory, options.ChatTemplate, options.SystemPrompt);
         var validator = new PromptValidator(encoder, options);
 
         var valid = new List<ValidPrompt>();
@@ -145,9 +142,10 @@ public sealed class IngestStage(IngestOptions options)
                 Messages = messages?.Select(m => new ChatTurnRow { Role = m.Role, Content = m.Content }).ToList(),
                 SourceRow = row,
                 Extra = extra,
+                PromptInputIds = [.. prompt.PromptIds],
             });
         }
-        return new ValidatedInput(valid, promptRows, rejects, rowsIn, tokenizer, eos);
+        return new ValidatedInput(valid, promptRows, rejects, rowsIn, encoder);
     }
 
     private static async Task<(ArtifactInfo Prompts, ArtifactInfo Rejects)> WritePromptsAsync(IArtifactStore store, string prefix, ValidatedInput input, CancellationToken cancellationToken) =>
@@ -161,8 +159,9 @@ public sealed class IngestStage(IngestOptions options)
     private async Task<(List<CandidateRow>?[] Generated, int Resumed)> GenerateAsync(ValidatedInput input, List<ValidPrompt> valid, string policyDirectory, IArtifactStore store, string prefix,
         IProgress<IngestProgress>? progress, CancellationToken cancellationToken)
     {
-        var tokenizer = input.Tokenizer;
-        var eos = input.Eos;
+        var encoder = input.Encoder;
+        var tokenizer = encoder.Tokenizer;
+        var eos = encoder.EosTokenIds;
         // Batches by prompt length (less padding); fixed by the inputs and options, so a resumed run forms the same batches.
         var ordered = valid.OrderBy(p => p.PromptIds.Count).ThenBy(p => p.PromptId, StringComparer.Ordinal).ToList();
         var batches = ordered.Chunk(options.BatchSize).ToList();
@@ -186,8 +185,7 @@ public sealed class IngestStage(IngestOptions options)
                     continue;
                 }
                 model ??= LlamaForCausalLM.Load(policyDirectory);
-                var generator = new TextGenerator(model, tokenizer.PadTokenId ?? model.Config.PadTokenId ?? eos.FirstOrDefault(),
-                    ids => tokenizer.Decode(ids, skipSpecialTokens: true));
+                var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
                 var requests = batches[b].SelectMany(p => Enumerable.Range(0, options.CandidatesPerPrompt)
                     .Select(k => (Prompt: p, Index: k, Request: new GenerationRequest(p.PromptIds, PromptIdentity.CandidateSeed(options.Seed, p.PromptId, k))))).ToList();
                 var results = generator.Generate(requests.Select(r => r.Request).ToList(), new GenerationOptions
@@ -200,16 +198,22 @@ public sealed class IngestStage(IngestOptions options)
                     EosTokenIds = eos,
                     StopStrings = [.. options.StopStrings],
                 }, cancellationToken);
-                var rows = requests.Zip(results, (r, g) => new CandidateRow
+                var rows = requests.Zip(results, (r, g) =>
                 {
-                    PromptId = r.Prompt.PromptId,
-                    Prompt = r.Prompt.Rendered,
-                    CandidateIndex = r.Index,
-                    Response = g.Text ?? "",
-                    TokenCount = g.NewIds.Count,
-                    FinishReason = g.FinishReason.ToString().ToLowerInvariant(),
-                    Seed = r.Request.Seed,
-                    LogprobSum = g.Logprobs.Sum(x => (double)x),
+                    var (responseIds, logprobSum) = ResponseIds(g, tokenizer);
+                    return new CandidateRow
+                    {
+                        PromptId = r.Prompt.PromptId,
+                        Prompt = r.Prompt.Rendered,
+                        CandidateIndex = r.Index,
+                        Response = g.Text ?? "",
+                        TokenCount = g.NewIds.Count,
+                        FinishReason = g.FinishReason.ToString().ToLowerInvariant(),
+                        Seed = r.Request.Seed,
+                        LogprobSum = logprobSum,
+                        PromptInputIds = [.. r.Prompt.PromptIds],
+                        ResponseInputIds = responseIds,
+                    };
                 }).ToList();
                 await ParquetArtifacts.WriteAsync(store, part, rows, cancellationToken: cancellationToken).ConfigureAwait(false);
                 generated[b] = rows;
@@ -251,17 +255,24 @@ public sealed class IngestStage(IngestOptions options)
         return await ParquetArtifacts.WriteAsync(store, path, Merged(), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
-    private ChatTemplate? ResolveTemplate(string policyDirectory)
+    /// <summary>
+    /// The ids of a sample's response and the sum of their log-probs. Ended by EOS or max_new_tokens: every generated id.
+    /// Ended by a stop string (the text is cut before it): the shortest prefix of the ids that decodes to the kept text;
+    /// when the stop string began inside a token no prefix does, and the kept text is encoded instead (its log-prob sum
+    /// then covers the generated ids up to the cut).
+    /// </summary>
+    private static (List<int> Ids, double LogprobSum) ResponseIds(GenerationResult g, HfTokenizer tokenizer)
     {
-        if (options.ChatTemplate == ChatTemplateMode.Never) return null;
-        try
+        if (g.FinishReason != FinishReason.Stop || g.Text is null)
+            return ([.. g.NewIds], g.Logprobs.Sum(x => (double)x));
+        for (int n = 0; n <= g.NewIds.Count; n++)
         {
-            return ChatTemplate.Load(policyDirectory);
+            string text = tokenizer.Decode(g.NewIds.Take(n), skipSpecialTokens: true);
+            if (text.Length < g.Text.Length) continue;
+            double sum = g.Logprobs.Take(n).Sum(x => (double)x);
+            return (string.Equals(text, g.Text, StringComparison.Ordinal) ? [.. g.NewIds.Take(n)] : [.. tokenizer.Encode(g.Text, addSpecialTokens: false)], sum);
         }
-        catch (InvalidDataException) when (options.ChatTemplate == ChatTemplateMode.Auto)
-        {
-            return null; // no template: prompts are plain text
-        }
+        return ([.. tokenizer.Encode(g.Text, addSpecialTokens: false)], g.Logprobs.Sum(x => (double)x));
     }
 
     /// <summary>Formats counts for logs.</summary>

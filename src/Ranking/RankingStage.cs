@@ -196,6 +196,7 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
                 PromptId = group.Key, Prompt = prompt, Chosen = chosen.Response, Rejected = rejected.Response,
                 ScoreChosen = sc, ScoreRejected = sr, RewardGap = sc - sr, JudgeAgrees = sc > sr,
                 Method = $"ipr:{judge.Name}", ChosenIndex = chosen.CandidateIndex, RejectedIndex = rejected.CandidateIndex,
+                PromptInputIds = scorable[0].PromptInputIds, ChosenInputIds = chosen.ResponseInputIds, RejectedInputIds = rejected.ResponseInputIds,
             });
         }
         if (judge is IDisposable disposable) disposable.Dispose();

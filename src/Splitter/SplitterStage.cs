@@ -40,7 +40,8 @@ public sealed class SplitterStage(SplitterOptions options)
             var p = pairs[d.Index];
             if (d.Flipped)
                 p = p with { Chosen = p.Rejected, Rejected = p.Chosen, ScoreChosen = p.ScoreRejected, ScoreRejected = p.ScoreChosen,
-                    RewardGap = -p.RewardGap, ChosenIndex = p.RejectedIndex, RejectedIndex = p.ChosenIndex, JudgeAgrees = !p.JudgeAgrees, Method = p.Method + "+flipped" };
+                    RewardGap = -p.RewardGap, ChosenIndex = p.RejectedIndex, RejectedIndex = p.ChosenIndex,
+                    ChosenInputIds = p.RejectedInputIds, RejectedInputIds = p.ChosenInputIds, JudgeAgrees = !p.JudgeAgrees, Method = p.Method + "+flipped" };
             switch (d.Set)
             {
                 case SplitSet.Easy: easy.Add(p); break;

@@ -104,7 +104,12 @@ public static class PreferenceSource
             if (string.IsNullOrWhiteSpace(prompt)) return Fail("column 'prompt' is null or empty; expected text");
             if (string.IsNullOrWhiteSpace(chosen)) return Fail("column 'chosen' is null or empty; expected text");
             if (string.IsNullOrWhiteSpace(rejected)) return Fail("column 'rejected' is null or empty; expected text");
-            return new(row, Pair(promptId, prompt, null, chosen, rejected, scoreChosen, scoreRejected), null, null);
+            var pair = Pair(promptId, prompt, null, chosen, rejected, scoreChosen, scoreRejected);
+            // Token ids as generation made them (our pairs; TRL's tokenized columns): kept when all three are there.
+            var (promptIds, chosenIds, rejectedIds) = (Ids(values, "prompt_input_ids"), Ids(values, "chosen_input_ids"), Ids(values, "rejected_input_ids"));
+            if (promptIds is { Count: > 0 } && chosenIds is not null && rejectedIds is not null)
+                pair = pair with { PromptInputIds = promptIds, ChosenInputIds = chosenIds, RejectedInputIds = rejectedIds };
+            return new(row, pair, null, null);
         }
 
         var (chosenTurns, chosenProblem) = PromptSource.ParseMessages(values["chosen"]);
@@ -141,6 +146,20 @@ public static class PreferenceSource
             ? p
             : promptTurns.LastOrDefault(t => t.Role == "user")?.Content ?? promptTurns[^1].Content;
         return new(row, Pair(promptId, promptText, promptTurns, chosenRest[0].Content, rejectedRest[0].Content, scoreChosen, scoreRejected), null, null);
+    }
+
+    /// <summary>A list&lt;int&gt; column's value, or null when the column is absent, null or not a list of integers.</summary>
+    private static List<int>? Ids(Dictionary<string, object?> values, string column)
+    {
+        if (!values.TryGetValue(column, out object? value) || value is not System.Collections.IEnumerable items || value is string) return null;
+        var ids = new List<int>();
+        foreach (object? item in items)
+        {
+            if (item is int i) ids.Add(i);
+            else if (item is long l && l is >= int.MinValue and <= int.MaxValue) ids.Add((int)l);
+            else return null;
+        }
+        return ids;
     }
 
     private static PreferenceRow Pair(string? id, string prompt, List<ChatTurnRow>? messages, string chosen, string rejected, double? scoreChosen, double? scoreRejected) => new()

@@ -20,7 +20,7 @@ public sealed record ChatTurnRow
 public sealed record PromptRow
 {
     /// <summary>Schema version of this artifact kind.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2; // 2: token id columns
 
     /// <summary>Stable id from the normalised content.</summary>
     [JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
@@ -36,13 +36,16 @@ public sealed record PromptRow
 
     /// <summary>The input's other columns as a JSON object (kept, not interpreted).</summary>
     [JsonPropertyName("extra")] public string? Extra { get; init; }
+
+    /// <summary>The prompt's token ids as the policy sees them (templated, truncated): what generation is fed.</summary>
+    [JsonPropertyName("prompt_input_ids")] public List<int>? PromptInputIds { get; init; }
 }
 
 /// <summary>One generated candidate response (ingest output).</summary>
 public sealed record CandidateRow
 {
     /// <summary>Schema version.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2; // 2: token id columns
 
     /// <summary>The prompt's id.</summary>
     [JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
@@ -65,8 +68,14 @@ public sealed record CandidateRow
     /// <summary>The sample's seed (derived from the run seed, prompt id and index).</summary>
     [JsonPropertyName("seed")] public long Seed { get; init; }
 
-    /// <summary>Σ log p of the generated tokens under the policy (temperature 1).</summary>
+    /// <summary>Σ log p of the generated tokens under the policy (temperature 1): of <see cref="ResponseInputIds"/>.</summary>
     [JsonPropertyName("logprob_sum")] public double LogprobSum { get; init; }
+
+    /// <summary>The prompt ids generation was fed.</summary>
+    [JsonPropertyName("prompt_input_ids")] public List<int>? PromptInputIds { get; init; }
+
+    /// <summary>The generated ids of <see cref="Response"/> (an ending EOS included): what training scores after the prompt ids.</summary>
+    [JsonPropertyName("response_input_ids")] public List<int>? ResponseInputIds { get; init; }
 }
 
 /// <summary>A row that a stage could not use, and why (every input row ends in an output or here).</summary>
@@ -148,7 +157,7 @@ public sealed record ComparisonRow
 public sealed record PreferenceRow
 {
     /// <summary>Schema version.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2; // 2: token id columns
 
     /// <summary>The prompt's id.</summary>
     [JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
@@ -185,6 +194,15 @@ public sealed record PreferenceRow
 
     /// <summary>The conversation of the prompt when the input was conversational (TRL conversational form), else null.</summary>
     [JsonPropertyName("prompt_messages")] public List<ChatTurnRow>? PromptMessages { get; init; }
+
+    /// <summary>The prompt ids the candidates were generated from (TRL's tokenized-DPO column name), or null when unknown.</summary>
+    [JsonPropertyName("prompt_input_ids")] public List<int>? PromptInputIds { get; init; }
+
+    /// <summary>The chosen response's generated ids (ending EOS included), or null when unknown.</summary>
+    [JsonPropertyName("chosen_input_ids")] public List<int>? ChosenInputIds { get; init; }
+
+    /// <summary>The rejected response's generated ids (ending EOS included), or null when unknown.</summary>
+    [JsonPropertyName("rejected_input_ids")] public List<int>? RejectedInputIds { get; init; }
 }
 
 /// <summary>Stored reference-model log-probs for a pair (trainer stage 1 reads these instead of running the reference).</summary>

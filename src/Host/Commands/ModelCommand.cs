@@ -5,6 +5,7 @@ using System.Text.Json;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Llama;
 using PrefPipe.Models.Scoring;
+using PrefPipe.Models.Templates;
 using PrefPipe.Models.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
@@ -75,7 +76,10 @@ internal static class ModelCommand
     private static Command Generate(IAnsiConsole? console)
     {
         var model = ModelOption();
-        var prompt = new Option<string?>("--prompt") { Description = "Prompt text (tokenised with special tokens, as transformers does)." };
+        var prompt = new Option<string?>("--prompt") { Description = "Prompt text as the model sees it (the tokenizer's specials added unless the text starts with its own BOS)." };
+        var messages = new Option<string?>("--messages") { Description = "A conversation as JSON, [{\"role\": \"user\", \"content\": \"…\"}, …], templated as ingest does." };
+        var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "With --messages: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
+        var systemPrompt = new Option<string?>("--system-prompt") { Description = "With --messages: a system turn prepended when the conversation has none (as ingest.system_prompt)." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt token ids, comma-separated." };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens at most.", DefaultValueFactory = _ => 32 };
         var greedy = new Option<bool>("--greedy") { Description = "Greedy decoding." };
@@ -84,17 +88,21 @@ internal static class ModelCommand
         var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => 0 };
         var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print {\"prompt_ids\", \"new_ids\", \"text\"} as JSON." };
-        var command = new Command("generate", "Generate a continuation.") { model, prompt, promptIds, maxNew, greedy, temperature, topP, topK, seed, json };
+        var command = new Command("generate", "Generate a continuation; prints the prompt ids the model was fed.") { model, prompt, messages, chatTemplate, systemPrompt, promptIds, maxNew, greedy, temperature, topP, topK, seed, json };
         command.SetAction((parse, cancellationToken) => Task.FromResult(Run(() =>
         {
             string dir = parse.GetValue(model)!;
-            var tokenizer = HfTokenizer.LoadHf(dir);
-            int[] ids = parse.GetValue(prompt) is { } text ? tokenizer.Encode(text).ToArray()
-                : parse.GetValue(promptIds) is { } s ? ParseIds(s)
-                : throw new ArgumentException("give --prompt or --prompt-ids");
+            // The pipeline's prompt encoding: what this prints is exactly what ingest feeds the policy.
+            var encoder = PromptEncoder.Load(dir, parse.GetValue(chatTemplate), parse.GetValue(systemPrompt));
+            var tokenizer = encoder.Tokenizer;
+            if (new[] { parse.GetValue(prompt) is not null, parse.GetValue(messages) is not null, parse.GetValue(promptIds) is not null }.Count(x => x) != 1)
+                throw new ArgumentException("give exactly one of --prompt, --messages or --prompt-ids");
+            int[] ids = parse.GetValue(prompt) is { } text ? [.. encoder.EncodeRendered(text)]
+                : parse.GetValue(messages) is { } conversation ? [.. encoder.Encode(ParseMessages(conversation)).Ids]
+                : ParseIds(parse.GetValue(promptIds)!);
             using var lm = LlamaForCausalLM.Load(dir);
-            var eos = tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : lm.Config.EosTokenIds;
-            var generator = new TextGenerator(lm, tokenizer.PadTokenId ?? lm.Config.PadTokenId ?? eos.FirstOrDefault(), t => tokenizer.Decode(t, skipSpecialTokens: true));
+            var eos = encoder.EosTokenIds;
+            var generator = new TextGenerator(lm, encoder.PadTokenId, t => tokenizer.Decode(t, skipSpecialTokens: true));
             var result = generator.Generate([new GenerationRequest(ids, parse.GetValue(seed))], new GenerationOptions
             {
                 MaxNewTokens = parse.GetValue(maxNew),
@@ -112,12 +120,35 @@ internal static class ModelCommand
             }
             else
             {
+                output.MarkupLine($"[grey]prompt ids ({ids.Length}): {string.Join(' ', ids)}[/]");
                 output.MarkupLine($"[grey]{Markup.Escape(tokenizer.Decode(ids))}[/]{Markup.Escape(result.Text ?? "")}");
                 output.MarkupLine($"[grey]({result.NewIds.Count} new tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()})[/]");
             }
             return Cli.ExitCodes.Ok;
         })));
         return command;
+    }
+
+    /// <summary>Parses --messages: a JSON array of {role, content} objects.</summary>
+    private static List<Turn> ParseMessages(string json)
+    {
+        List<Turn>? turns;
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            if (doc.RootElement.ValueKind != JsonValueKind.Array) throw new ArgumentException("--messages: expected a JSON array of {\"role\", \"content\"} objects");
+            turns = [.. doc.RootElement.EnumerateArray().Select((m, i) =>
+                m.ValueKind == JsonValueKind.Object && m.TryGetProperty("role", out var role) && role.ValueKind == JsonValueKind.String
+                    && m.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String
+                    ? new Turn(role.GetString()!, content.GetString()!)
+                    : throw new ArgumentException($"--messages[{i}]: expected an object with string 'role' and 'content'"))];
+        }
+        catch (JsonException ex)
+        {
+            throw new ArgumentException($"--messages: not valid JSON: {ex.Message}");
+        }
+        if (turns.Count == 0) throw new ArgumentException("--messages: the conversation is empty; expected at least one user turn");
+        return turns;
     }
 
     private static int Run(Func<int> action)

@@ -8,6 +8,7 @@ using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Ingest;
+using PrefPipe.Models.Templates;
 using PrefPipe.Models.Reward;
 using PrefPipe.Ranking;
 using PrefPipe.Ranking.Judges;

@@ -1,9 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
+using PrefPipe.Models.Templates;
 using PrefPipe.Models.Tokenizers;
 using PrefPipe.Trainer;
 using PrefPipe.Trainer.Data;
@@ -38,9 +40,12 @@ internal static class TrainCommand
         var maxLength = new Option<int>("--max-length") { Description = "Max prompt + completion tokens.", DefaultValueFactory = _ => 1024 };
         var maxPrompt = new Option<int>("--max-prompt-length") { Description = "Max prompt tokens.", DefaultValueFactory = _ => 512 };
         var saveSteps = new Option<int>("--save-steps") { Description = "Checkpoint every N steps (0 = at the end).", DefaultValueFactory = _ => 0 };
-        var output = new Option<string>("--output") { Description = "Output folder: checkpoints, metrics, loss chart. A rerun resumes from its latest checkpoint.", Required = true };
+        var output = new Option<string>("--output") { Description = "Output folder: checkpoints, metrics, loss chart. A rerun resumes from its latest checkpoint. Not needed with --dry-run." };
+        var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "For conversational pairs: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Encode the pairs and print them (with --json: one {prompt_id, prompt_ids, chosen_ids, rejected_ids} line per pair); train nothing." };
+        var json = new Option<bool>("--json") { Description = "With --dry-run: JSON lines." };
         var command = new Command("dpo", "Stage 1: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
-            { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output };
+            { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output, chatTemplate, dryRun, json };
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
@@ -52,22 +57,42 @@ internal static class TrainCommand
                 SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1,
             };
             System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
-            string policy = parse.GetValue(model)!, outDir = Path.GetFullPath(parse.GetValue(output)!);
+            string policy = parse.GetValue(model)!;
+            bool dry = parse.GetValue(dryRun);
+            if (!dry && parse.GetValue(output) is null) throw new ArgumentException("--output is required (unless --dry-run)");
             string dataUri = parse.GetValue(data)!;
             var (dataStore, dataPath) = ArtifactStores.OpenFile(dataUri);
-            if (await PreferenceSource.DetectFormatAsync(dataStore, dataPath, ct).ConfigureAwait(false) != PreferenceFormat.Standard)
-                throw new InvalidDataException($"{dataStore.UriOf(dataPath)}: conversational pairs (chosen/rejected as lists of turns); train dpo reads TRL standard pairs: prompt, chosen, rejected as strings");
-            var encoder = new PairEncoder(new CompletionEncoder(HfTokenizer.Load(policy), null), options.MaxLength, options.MaxPromptLength, options.TruncationMode);
+            // The policy's one prompt encoding (as ingest): pairs that carry the ids generation used train on those ids;
+            // standard text pairs are encoded as the text the model sees (never a second BOS); conversational pairs are templated.
+            var encoder = new PairEncoder(PromptEncoder.Load(policy, parse.GetValue(chatTemplate)).Completions(), options.MaxLength, options.MaxPromptLength, options.TruncationMode);
             var pairs = new List<EncodedPair>();
             int rejected = 0;
             await foreach (var input in PreferenceSource.ReadAsync(dataStore, dataPath, ct).ConfigureAwait(false))
             {
-                var r = input.Pair;
-                var (pair, rejection) = r is null ? (null, null) : encoder.EncodeRendered(r.PromptId.Length > 0 ? r.PromptId : $"row-{input.Row}", r.Prompt, r.Chosen, r.Rejected);
+                var r = input.Pair is { } p && p.PromptId.Length == 0 ? p with { PromptId = $"row-{input.Row}" } : input.Pair;
+                var (pair, rejection) = r switch
+                {
+                    null => (null, null),
+                    { PromptMessages.Count: > 0, PromptInputIds: null } => encoder.Encode(r.PromptId, [.. r.PromptMessages.Select(t => new Turn(t.Role, t.Content))], r.Chosen, r.Rejected),
+                    _ => encoder.Encode(r),
+                };
                 if (pair is not null) pairs.Add(pair);
                 else { rejected++; Console.Error.WriteLine($"{dataStore.UriOf(dataPath)} row {input.Row}: skipped: {input.RejectReason ?? rejection!.Reason}"); }
             }
             if (pairs.Count == 0) throw new InvalidDataException($"{dataStore.UriOf(dataPath)}: no usable pairs ({rejected} skipped; reasons above)");
+            if (dry)
+            {
+                foreach (var p in pairs)
+                {
+                    if (parse.GetValue(json))
+                        o.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(new { prompt_id = p.Key, prompt_ids = p.PromptIds, chosen_ids = p.ChosenIds, rejected_ids = p.RejectedIds }));
+                    else
+                        o.WriteLine($"{p.Key}: prompt {p.PromptIds.Length} tokens [{string.Join(' ', p.PromptIds.Take(8))}{(p.PromptIds.Length > 8 ? " …" : "")}], chosen {p.ChosenIds.Length}, rejected {p.RejectedIds.Length}");
+                }
+                if (!parse.GetValue(json)) o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); dry run: nothing trained");
+                return Cli.ExitCodes.Ok;
+            }
+            string outDir = Path.GetFullPath(parse.GetValue(output)!);
             var store = new LocalArtifactStore(outDir);
             var (reference, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, "reference", pairs, parse.GetValue(refModel) ?? policy, options.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
             o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); reference log-probs {(reused ? "reused" : "computed")}: {Markup.Escape(refPath)}");
@@ -93,8 +118,9 @@ internal static class TrainCommand
         var targetKl = new Option<double?>("--target-kl") { Description = "Adaptive KL target (default: fixed β_KL)." };
         var batch = new Option<int>("--rollout-batch-size") { Description = "Prompts per rollout.", DefaultValueFactory = _ => 16 };
         var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => 53 };
+        var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "Render prompts with the policy's chat template: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var command = new Command("ppo", "Stage 2: PPO against the ONNX reward model with a KL penalty to the reference.")
-            { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length };
+            { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, chatTemplate };
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
@@ -104,17 +130,24 @@ internal static class TrainCommand
                 RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length),
             };
             System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
-            var list = new List<(string, string)>();
+            var list = new List<TrainingPrompt>();
             var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);
             string source = promptStore.UriOf(promptPath);
+            string policy = parse.GetValue(model)!;
+            var promptEncoder = PromptEncoder.Load(policy, parse.GetValue(chatTemplate));
             await foreach (var p in PromptSource.ReadAsync(promptStore, promptPath, cancellationToken: ct).ConfigureAwait(false))
             {
-                if (p.IsRejected) Console.Error.WriteLine($"{source}: skipped: {p.RejectReason}");
-                else if (p.Prompt is null) Console.Error.WriteLine($"{source} row {p.Row}: skipped: a conversation (messages); train ppo takes text prompts (a prompt column)");
-                else list.Add((p.Id ?? $"row-{p.Row}", p.Prompt));
+                if (p.IsRejected) { Console.Error.WriteLine($"{source}: skipped: {p.RejectReason}"); continue; }
+                try
+                {
+                    list.Add(TrainingPrompt.Encode(p.Id ?? $"row-{p.Row}", p.Prompt, p.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList(), promptEncoder));
+                }
+                catch (InvalidDataException ex)
+                {
+                    Console.Error.WriteLine($"{source} row {p.Row}: skipped: {ex.Message}");
+                }
             }
             if (list.Count == 0) throw new InvalidDataException($"{source}: no usable prompts (reasons above)");
-            string policy = parse.GetValue(model)!;
             var result = new PpoTrainer(options).Train(policy, parse.GetValue(refModel) ?? policy, parse.GetValue(rewardModel)!, list, Path.GetFullPath(parse.GetValue(output)!),
                 new Progress<TrainProgress>(p => o.WriteLine($"iteration {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}")), ct);
             await ParquetArtifacts.WriteAsync(new LocalArtifactStore(Path.GetFullPath(parse.GetValue(output)!)), "metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);

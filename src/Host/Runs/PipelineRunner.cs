@@ -128,13 +128,12 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             await StageAsync(run, Stages.Train, Selected(Stages.Train) && trains, [Json(D.Training.Stage1), plan, Output(run, plan == "dpo" ? Stages.Rank : Stages.Split, plan == "dpo" ? "preferences" : "easy"), DirHash(reference)], scope, async (rec, ct) =>
             {
                 var rows = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, pairsArtifact, ct).ConfigureAwait(false);
-                var tokenizer = HfTokenizer.Load(policy);
-                var encoder = new PairEncoder(new CompletionEncoder(tokenizer, null), D.Training.Stage1.MaxLength, D.Training.Stage1.MaxPromptLength, D.Training.Stage1.TruncationMode);
+                var encoder = new PairEncoder(PolicyPrompts(policy).Completions(), D.Training.Stage1.MaxLength, D.Training.Stage1.MaxPromptLength, D.Training.Stage1.TruncationMode);
                 var pairs = new List<EncodedPair>();
                 var rejects = new List<RejectRow>();
                 foreach (var row in rows)
                 {
-                    var (pair, rejection) = encoder.EncodeRendered(row.PromptId, row.Prompt, row.Chosen, row.Rejected);
+                    var (pair, rejection) = encoder.Encode(row); // the ids ingest generated and scored
                     if (pair is not null) pairs.Add(pair);
                     else rejects.Add(new RejectRow { Stage = "train", Source = pairsArtifact, Key = rejection!.Key, Reason = rejection.Reason });
                 }
@@ -160,9 +159,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             {
                 await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
                 string stage1Model = Stage1Model();
+                var promptEncoder = PolicyPrompts(policy);
                 var prompts = plan == "ppo"
-                    ? (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt ?? "")).ToList()
-                    : (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => (p.PromptId, p.Prompt)).ToList();
+                    ? (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => TrainingPrompt.From(p, promptEncoder)).ToList()
+                    : (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, ppoSource, ct).ConfigureAwait(false)).Select(p => TrainingPrompt.From(p, promptEncoder)).ToList();
                 rec.RowsIn = prompts.Count; rec.RowsOut = prompts.Count;
                 if (prompts.Count == 0) throw new InvalidOperationException($"stage 2 has no prompts in {ppoSource}.");
                 var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => Report(Stages.Ppo, p.Step, p.TotalSteps));
@@ -181,9 +181,13 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
                 await ModelSync.RestoreAsync(store, $"{prefix}/ppo/model", ppoOut, ct).ConfigureAwait(false);
                 string finalModel = FinalModel();
-                var prompts = new List<(string, string)>();
+                var promptEncoder = PolicyPrompts(policy);
+                var prompts = new List<TrainingPrompt>();
                 await foreach (var p in PromptInputs.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), ct).ConfigureAwait(false))
-                    if (p.Error is null && !string.IsNullOrWhiteSpace(p.Text)) prompts.Add(($"eval-{p.Row}", p.Text!));
+                {
+                    if (p.Error is not null || (string.IsNullOrWhiteSpace(p.Text) && p.Messages is not { Count: > 0 })) continue;
+                    prompts.Add(TrainingPrompt.Encode($"eval-{p.Row}", p.Text, p.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList(), promptEncoder));
+                }
                 var e = D.Evaluation;
                 string chart = Path.Combine(work, "evaluate", "reward_distributions.png");
                 var (summary, rows) = PolicyEvaluator.Evaluate(policy, finalModel, rewardDir, prompts,
@@ -281,6 +285,9 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));
     }
+
+    /// <summary>The policy's prompt encoding, as ingest configures it: every stage feeds the policy the same ids.</summary>
+    private PromptEncoder PolicyPrompts(string policyDirectory) => PromptEncoder.Load(policyDirectory, D.Ingest.ChatTemplate, D.Ingest.SystemPrompt);
 
     /// <summary>The model's run.json record; on a blob store the folder is uploaded first and recorded by its URI.</summary>
     private async Task<ArtifactRecord> KeepModelAsync(string checkpoint, string storePrefix, CancellationToken cancellationToken)

@@ -28,7 +28,7 @@ internal sealed record PromptRejection(long Row, string? PromptId, string Reason
 /// duplicates by normalised content, and length after templating (reject or keep the end). Every input row ends up in
 /// exactly one of the two outputs.
 /// </summary>
-internal sealed class PromptValidator(CompletionEncoder encoder, IngestOptions options)
+internal sealed class PromptValidator(PromptEncoder encoder, IngestOptions options)
 {
     private static readonly HashSet<string> Roles = ["system", "user", "assistant"];
     private readonly Dictionary<string, long> _seen = [];
@@ -60,9 +60,6 @@ internal sealed class PromptValidator(CompletionEncoder encoder, IngestOptions o
             id = PromptIdentity.IdFor(PromptIdentity.Normalize(raw.Text));
             turns = [new Turn("user", raw.Text)];
         }
-        if (options.SystemPrompt is { Length: > 0 } system && turns[0].Role != "system" && encoder.UsesTemplate)
-            turns = [new Turn("system", system), .. turns];
-
         if (_seen.TryGetValue(id, out long first))
         {
             if (options.Deduplicate) return Reject(raw, id, $"duplicate of row {first} (same normalised prompt)");
@@ -77,8 +74,7 @@ internal sealed class PromptValidator(CompletionEncoder encoder, IngestOptions o
         IReadOnlyList<int> ids;
         try
         {
-            rendered = encoder.RenderPrompt(turns);
-            ids = encoder.EncodePrompt(turns);
+            (rendered, ids) = encoder.Encode(turns); // the system prompt, if any, is added there (templated prompts only)
         }
         catch (InvalidDataException ex)
         {

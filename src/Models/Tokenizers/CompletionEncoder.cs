@@ -84,27 +84,32 @@ public sealed class CompletionEncoder
             // Tokenise the completion as the continuation of the prompt's tokens: exactly what generation produces.
             completionIds = [.. _tokenizer.Encode(fullText[promptText.Length..], addSpecialTokens: false)];
         }
-        int firstEos = completionIds.FindIndex(_eos.Contains);
-        if (firstEos >= 0) completionIds.RemoveRange(firstEos + 1, completionIds.Count - firstEos - 1); // drop the template's trailing "\n" etc.
-        else completionIds.Add(EosTokenId);
-        return new EncodedCompletion(promptIds, completionIds);
+        return new EncodedCompletion(promptIds, Terminate(completionIds)); // drops the template's trailing "\n" etc.
     }
 
     /// <summary>
     /// Encodes a prompt that was already rendered (e.g. the prompt text stored with a generated candidate) and a completion,
-    /// exactly as generation saw them: prompt ids = the rendered text with special tokens added only when no template
-    /// rendered it; completion ids end with exactly one end-of-turn token.
+    /// exactly as generation saw them: prompt ids = the rendered text, with the post-processor's specials unless the text
+    /// carries its own BOS (<see cref="PromptEncoder.EncodeRendered(string)"/>); completion ids end with exactly one end-of-turn token.
     /// </summary>
     public EncodedCompletion EncodeRendered(string renderedPrompt, string completion)
     {
         ArgumentNullException.ThrowIfNull(renderedPrompt);
         ArgumentNullException.ThrowIfNull(completion);
-        var promptIds = _tokenizer.Encode(renderedPrompt, addSpecialTokens: _template is null);
-        List<int> completionIds = [.. _tokenizer.Encode(completion, addSpecialTokens: false)];
-        int firstEos = completionIds.FindIndex(_eos.Contains);
-        if (firstEos >= 0) completionIds.RemoveRange(firstEos + 1, completionIds.Count - firstEos - 1);
-        else completionIds.Add(EosTokenId);
-        return new EncodedCompletion(promptIds, completionIds);
+        var promptIds = PromptEncoder.EncodeRendered(_tokenizer, renderedPrompt);
+        return new EncodedCompletion(promptIds, Terminate(_tokenizer.Encode(completion, addSpecialTokens: false)));
+    }
+
+    /// <summary>
+    /// A completion exactly as it is trained and scored: the ids up to and including the first end-of-turn id, or all of
+    /// them followed by <see cref="EosTokenId"/> when none ends them (a sample cut by max_new_tokens; TRL appends EOS too).
+    /// </summary>
+    public int[] Terminate(IReadOnlyList<int> completionIds)
+    {
+        ArgumentNullException.ThrowIfNull(completionIds);
+        for (int i = 0; i < completionIds.Count; i++)
+            if (_eos.Contains(completionIds[i])) return [.. completionIds.Take(i + 1)];
+        return [.. completionIds, EosTokenId];
     }
 
     private static string Excerpt(string s, int at) => s.Substring(Math.Max(0, at - 10), Math.Min(30, s.Length - Math.Max(0, at - 10))).ReplaceLineEndings("\\n");

@@ -1,3 +1,4 @@
+using PrefPipe.Artifacts.Rows;
 using PrefPipe.Models.Tokenizers;
 
 namespace PrefPipe.Trainer.Data;
@@ -37,6 +38,39 @@ public sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int ma
     public (EncodedPair? Pair, PairRejection? Rejection) EncodeRendered(string key, string renderedPrompt, string chosen, string rejected) =>
         Encode(key, chosen, rejected, c => encoder.EncodeRendered(renderedPrompt, c));
 
+    /// <summary>
+    /// Encodes a pair made by the data stages. When it carries the ids generation used (prompt_input_ids,
+    /// chosen_input_ids, rejected_input_ids) those are trained on as they are, so training scores exactly what the policy
+    /// generated; otherwise its rendered prompt and texts are encoded.
+    /// </summary>
+    public (EncodedPair? Pair, PairRejection? Rejection) Encode(PreferenceRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        return row is { PromptInputIds.Count: > 0, ChosenInputIds: not null, RejectedInputIds: not null }
+            ? EncodeIds(row.PromptId, row.PromptInputIds, row.ChosenInputIds, row.RejectedInputIds)
+            : EncodeRendered(row.PromptId, row.Prompt, row.Chosen, row.Rejected);
+    }
+
+    /// <summary>
+    /// Encodes a pair given as the token ids generation used: completions are ended by exactly one end-of-turn id and cut
+    /// to max_length; a prompt longer than max_prompt_length is refused rather than cut (it would no longer be the
+    /// prompt the responses were generated from).
+    /// </summary>
+    public (EncodedPair? Pair, PairRejection? Rejection) EncodeIds(string key, IReadOnlyList<int> promptIds, IReadOnlyList<int> chosenIds, IReadOnlyList<int> rejectedIds)
+    {
+        ArgumentNullException.ThrowIfNull(promptIds);
+        ArgumentNullException.ThrowIfNull(chosenIds);
+        ArgumentNullException.ThrowIfNull(rejectedIds);
+        if (chosenIds.Count == 0 || rejectedIds.Count == 0)
+            return (null, new PairRejection(key, $"empty {(chosenIds.Count == 0 ? "chosen" : "rejected")} completion"));
+        if (chosenIds.SequenceEqual(rejectedIds))
+            return (null, new PairRejection(key, "chosen and rejected are identical"));
+        if (promptIds.Count > maxPromptLength)
+            return (null, new PairRejection(key, $"the prompt generation used has {promptIds.Count} tokens, more than max_prompt_length {maxPromptLength}; " +
+                "training on a cut prompt would score a context the policy never generated from: raise max_prompt_length or lower ingest.max_prompt_tokens"));
+        return Limit(key, new EncodedCompletion(promptIds, encoder.Terminate(chosenIds)), new EncodedCompletion(promptIds, encoder.Terminate(rejectedIds)));
+    }
+
     private (EncodedPair? Pair, PairRejection? Rejection) Encode(string key, string chosen, string rejected, Func<string, EncodedCompletion> encode)
     {
         ArgumentNullException.ThrowIfNull(encoder);
@@ -55,6 +89,11 @@ public sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int ma
         {
             return (null, new PairRejection(key, ex.Message));
         }
+        return Limit(key, c, r);
+    }
+
+    private (EncodedPair? Pair, PairRejection? Rejection) Limit(string key, EncodedCompletion c, EncodedCompletion r)
+    {
         int[] promptIds = [.. c.PromptIds];
         if (promptIds.Length > maxPromptLength)
             promptIds = mode == TruncationMode.KeepEnd ? promptIds[^maxPromptLength..] : promptIds[..maxPromptLength];

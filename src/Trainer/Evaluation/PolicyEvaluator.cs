@@ -6,6 +6,7 @@ using PrefPipe.Models.Reward;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Models.Tokenizers;
 using PrefPipe.Reporting;
+using PrefPipe.Trainer.Data;
 using static TorchSharp.torch;
 
 namespace PrefPipe.Trainer.Evaluation;
@@ -42,22 +43,32 @@ public sealed record EvaluationSummary
 /// </summary>
 public static class PolicyEvaluator
 {
-    /// <summary>Runs the evaluation. Prompts are plain texts (the policies' chat template is applied when they have one).</summary>
+    /// <summary>Runs the evaluation.</summary>
+    /// <param name="startPolicy">The starting policy's folder (its tokenizer decides the end-of-sequence ids).</param>
+    /// <param name="finalPolicy">The trained policy's folder.</param>
+    /// <param name="rewardModel">The reward model's folder.</param>
+    /// <param name="options">Sampling options.</param>
+    /// <param name="chartPath">Where to write the reward-distribution PNG, or null.</param>
+    /// <param name="cancellationToken">Checked per decoding step.</param>
+    /// <param name="prompts">Held-out prompts encoded as ingest encodes prompts (<see cref="TrainingPrompt.Encode"/>: chat template, system prompt).</param>
     public static (EvaluationSummary Summary, IReadOnlyList<EvaluationRow> Rows) Evaluate(string startPolicy, string finalPolicy, string rewardModel,
-        IReadOnlyList<(string PromptId, string Prompt)> prompts, EvaluationOptions options, string? chartPath = null, CancellationToken cancellationToken = default)
+        IReadOnlyList<TrainingPrompt> prompts, EvaluationOptions options, string? chartPath = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
-        var tokenizer = HfTokenizer.LoadHf(startPolicy);
-        var encoder = new CompletionEncoder(tokenizer, null, tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : null);
+        var encoder = PromptEncoder.Load(startPolicy);
+        var tokenizer = encoder.Tokenizer;
         var requests = prompts.SelectMany(p => Enumerable.Range(0, options.SamplesPerPrompt).Select(i =>
-            (p.PromptId, p.Prompt, Index: i, Request: new GenerationRequest(encoder.EncodeRendered(p.Prompt, "").PromptIds, options.Seed * 1_000_003 + i * 7919 + StableHash(p.PromptId))))).ToList();
-        var generation = new GenerationOptions { MaxNewTokens = options.MaxNewTokens, Temperature = Math.Max(1e-6, options.Temperature), Greedy = options.Temperature == 0 };
+            (p.PromptId, Prompt: p.Text, Index: i, Request: new GenerationRequest(p.Ids, options.Seed * 1_000_003 + i * 7919 + StableHash(p.PromptId))))).ToList();
+        var generation = new GenerationOptions
+        {
+            MaxNewTokens = options.MaxNewTokens, Temperature = Math.Max(1e-6, options.Temperature), Greedy = options.Temperature == 0, EosTokenIds = encoder.EosTokenIds,
+        };
 
         List<GenerationResult> Sample(string dir)
         {
             using var model = LlamaForCausalLM.Load(dir);
-            var generator = new TextGenerator(model, tokenizer.PadTokenId ?? model.Config.PadTokenId ?? 0, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
+            var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
             var results = new List<GenerationResult>();
             foreach (var chunk in requests.Chunk(32))
                 results.AddRange(generator.Generate(chunk.Select(c => c.Request).ToList(), generation, cancellationToken));
@@ -71,7 +82,7 @@ public static class PolicyEvaluator
         using (var startModel = LlamaForCausalLM.Load(startPolicy))
         using (no_grad())
         {
-            int pad = tokenizer.PadTokenId ?? startModel.Config.PadTokenId ?? 0;
+            int pad = encoder.PadTokenId;
             for (int i = 0; i < final.Count; i += 32)
             {
                 using var scope = NewDisposeScope();

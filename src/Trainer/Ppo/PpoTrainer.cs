@@ -6,6 +6,7 @@ using PrefPipe.Models.Reward;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Tokenizers;
 using PrefPipe.Reporting;
+using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Optimization;
 using static TorchSharp.torch;
 
@@ -22,7 +23,14 @@ namespace PrefPipe.Trainer.Ppo;
 public sealed class PpoTrainer(PpoOptions options)
 {
     /// <summary>Trains; see the class remarks.</summary>
-    public TrainResult Train(string policyDirectory, string referenceDirectory, string rewardDirectory, IReadOnlyList<(string PromptId, string Prompt)> prompts,
+    /// <param name="policyDirectory">The starting policy (its tokenizer decides the end-of-sequence ids).</param>
+    /// <param name="referenceDirectory">The frozen reference for the KL penalty.</param>
+    /// <param name="rewardDirectory">The ONNX reward model's folder.</param>
+    /// <param name="outputDirectory">Checkpoints; a rerun resumes from the latest.</param>
+    /// <param name="progress">Progress per iteration.</param>
+    /// <param name="cancellationToken">Checked per iteration and decoding step.</param>
+    /// <param name="prompts">Rollout prompts with the ids the policy is fed (<see cref="TrainingPrompt"/>: the ids ingest used).</param>
+    public TrainResult Train(string policyDirectory, string referenceDirectory, string rewardDirectory, IReadOnlyList<TrainingPrompt> prompts,
         string outputDirectory, IProgress<TrainProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
@@ -34,15 +42,16 @@ public sealed class PpoTrainer(PpoOptions options)
         var state = resumeFrom is not null ? Checkpoint.ReadState(resumeFrom) : null;
         TorchSharp.torch.manual_seed(options.Seed);
 
-        var tokenizer = HfTokenizer.LoadHf(policyDirectory);
-        var eos = tokenizer.EosTokenIds.Count > 0 ? tokenizer.EosTokenIds : (tokenizer.EosTokenId is int e ? [e] : []);
-        var encoder = new CompletionEncoder(tokenizer, null, eos);
-        var promptIds = prompts.Select(p => encoder.EncodeRendered(p.Prompt, "").PromptIds).ToList();
+        var encoder = PromptEncoder.Load(policyDirectory);
+        var tokenizer = encoder.Tokenizer;
+        var eos = encoder.EosTokenIds;
+        var promptIds = prompts.Select(p => p.Ids).ToList();
+        if (prompts.FirstOrDefault(p => p.Ids.Count == 0) is { } empty) throw new ArgumentException($"prompt {empty.PromptId} has no token ids", nameof(prompts));
 
         using var policy = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
         using var reference = LlamaForCausalLM.Load(referenceDirectory, device, dtype);
         using var value = new ValueModel(LlamaForCausalLM.Load(policyDirectory, device, dtype));
-        int pad = tokenizer.PadTokenId ?? policy.Config.PadTokenId ?? eos.FirstOrDefault();
+        int pad = encoder.PadTokenId;
         policy.train();
         value.train();
         reference.eval();
@@ -86,7 +95,7 @@ public sealed class PpoTrainer(PpoOptions options)
             var samples = generator.Generate(batchIdx.Select((p, i) => new GenerationRequest(promptIds[p], options.Seed * 1_000_003 + step * 4099 + i)).ToList(),
                 new GenerationOptions { MaxNewTokens = options.ResponseLength, Temperature = options.Temperature, EosTokenIds = eos }, cancellationToken);
             policy.train();
-            var scoresRaw = reward.ScoreTexts(batchIdx.Select((p, i) => prompts[p].Prompt + (samples[i].Text ?? "")).ToList(), cancellationToken: cancellationToken).Scores;
+            var scoresRaw = reward.ScoreTexts(batchIdx.Select((p, i) => prompts[p].Text + (samples[i].Text ?? "")).ToList(), cancellationToken: cancellationToken).Scores;
             var scoreList = scoresRaw.Select((s, i) => (double)s - (options.MissingEosPenalty is double pen && samples[i].FinishReason != FinishReason.Eos ? pen : 0)).ToArray();
 
             using var scope = NewDisposeScope();

@@ -1,4 +1,5 @@
 using PrefPipe.Ingest.Prompts;
+using PrefPipe.Models.Templates;
 using PrefPipe.Models.Tokenizers;
 
 namespace PrefPipe.Ingest.Tests.Prompts;
@@ -7,11 +8,9 @@ public sealed class PromptValidatorTests
 {
     private static readonly ITextTokenizer Tokenizer = HfTokenizer.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny-llama"));
 
-    private static string ChatMl(IReadOnlyList<Turn> turns, bool gen) =>
-        string.Concat(turns.Select(t => $"<|im_start|>{t.Role}\n{t.Content}<|im_end|>\n")) + (gen ? "<|im_start|>assistant\n" : "");
-
     private static PromptValidator Validator(IngestOptions? options = null, bool template = false) =>
-        new(new CompletionEncoder(Tokenizer, template ? ChatMl : null, template ? [Tokenizer.TokenToId("<|im_end|>")!.Value] : null), options ?? new IngestOptions());
+        new(PromptEncoder.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny-llama"), template ? ChatTemplateMode.Always : ChatTemplateMode.Never, options?.SystemPrompt),
+            options ?? new IngestOptions());
 
     [Fact]
     public void Validate_EveryRowLandsInExactlyOneOutput_WithReasons()

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using PrefPipe.Models.Llama;
+using PrefPipe.Models.Tokenizers;
+using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Evaluation;
 using PrefPipe.Trainer.Ppo;
 using static TorchSharp.torch;
@@ -10,7 +12,10 @@ public sealed class PpoTrainerTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static List<(string, string)> Prompts(string file, int take) =>
+    private static List<TrainingPrompt> Prompts(string file, int take) => RawPrompts(file, take)
+        .Select(p => TrainingPrompt.Encode(p.Item1, p.Item2, null, PromptEncoder.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "demo", "policy")))).ToList();
+
+    private static List<(string, string)> RawPrompts(string file, int take) =>
         File.ReadLines(Path.Combine(Demo, file)).Take(take)
             .Select((l, i) => ($"{file}-{i}", JsonDocument.Parse(l).RootElement.GetProperty("prompt").GetString()!)).ToList();
 
