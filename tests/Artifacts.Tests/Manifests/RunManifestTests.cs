@@ -43,7 +43,7 @@ public sealed class RunManifestTests
         var stage = json.RootElement.GetProperty("stages")[0];
         Assert.Equal(2, stage.GetProperty("counts").GetProperty("rows_in").GetInt64());
         Assert.Equal(64, stage.GetProperty("outputs")[0].GetProperty("sha256").GetString()!.Length);
-        Assert.Equal(1, stage.GetProperty("outputs")[0].GetProperty("schema_version").GetInt32());
+        Assert.Equal(PreferenceRow.SchemaVersion, stage.GetProperty("outputs")[0].GetProperty("schema_version").GetInt32());
     }
 
     [Fact]

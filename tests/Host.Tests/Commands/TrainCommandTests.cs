@@ -107,18 +107,39 @@ public sealed class TrainCommandTests
     }
 
     [Fact]
-    public async Task TrainDpo_MissingOrConversationalData_ExitsTwoNamingTheFile()
+    public async Task TrainDpo_MissingData_ExitsTwoNamingTheFile()
     {
         string output = Directory.CreateTempSubdirectory("prefpipe-train-bad-").FullName;
-        string conversational = Path.Combine(AppContext.BaseDirectory, "fixtures", "datasets", "conversational_preference.parquet");
 
         var missing = await Run("train", "dpo", "--data", "/nonexistent-prefpipe/easy.parquet", "--model", Policy, "--output", output);
-        var chat = await Run("train", "dpo", "--data", conversational, "--model", Policy, "--output", output);
 
         Assert.Equal(2, missing.Exit);
         Assert.Contains("/nonexistent-prefpipe/easy.parquet", missing.Error, StringComparison.Ordinal);
-        Assert.Equal(2, chat.Exit);
-        Assert.Contains("conversational_preference.parquet", chat.Error, StringComparison.Ordinal);
-        Assert.Contains("TRL standard", chat.Error, StringComparison.Ordinal);
     }
-}
+
+    [Fact]
+    public async Task TrainDpoDryRun_ConversationalPairs_PromptTemplatedAsIngestTemplatesIt()
+    {
+        // TRL conversational pairs (UltraFeedback style) on a policy whose template starts with {{ bos_token }}: the prompt
+        // turns are rendered and encoded exactly as ingest encodes a conversation (one BOS), not refused.
+        string conversational = Path.Combine(AppContext.BaseDirectory, "fixtures", "datasets", "conversational_preference.parquet");
+        string policy = Path.Combine(AppContext.BaseDirectory, "fixtures", "templated-bos-policy");
+        var encoder = PrefPipe.Models.Tokenizers.PromptEncoder.Load(policy);
+        var expected = new Dictionary<string, IReadOnlyList<int>>();
+        var (store, path) = ArtifactStores.OpenFile(conversational);
+        await foreach (var input in PrefPipe.Artifacts.Inputs.PreferenceSource.ReadAsync(store, path))
+            if (input.Pair is { } pair)
+                expected[pair.PromptId] = encoder.Encode([.. pair.PromptMessages!.Select(t => new PrefPipe.Models.Tokenizers.Turn(t.Role, t.Content))]).Ids;
+
+        var (exit, text, error) = await Run("train", "dpo", "--data", conversational, "--model", policy, "--max-length", "4096", "--max-prompt-length", "2048", "--dry-run", "--json");
+
+        Assert.True(exit == 0, error);
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.NotEmpty(lines);
+        foreach (var line in lines)
+        {
+            var ids = line.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToList();
+            Assert.Equal(expected[line.GetProperty("prompt_id").GetString()!], ids);
+            Assert.Single(ids.TakeWhile(i => i == encoder.Tokenizer.BosTokenId));
+        }
+    }}
