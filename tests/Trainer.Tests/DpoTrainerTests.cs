@@ -117,6 +117,28 @@ public sealed class DpoTrainerTests
         Assert.InRange(row.Dispersion, 0.0001, 0.9999);
     }
 
+    [Theory]
+    [InlineData(1, 1.0)]   // logged every step, clipping on: the old guard skipped a NaN grad norm
+    [InlineData(100, 1.0)] // not a logging step: the old guard never looked
+    [InlineData(1, 0.0)]   // clipping off: the grad norm is still computed and checked
+    public async Task Train_NaNGradients_StopsNamingTheStepAndSavesNoCheckpoint(int loggingSteps, double maxGradNorm)
+    {
+        var pairs = Pairs();
+        // A NaN reference log-prob makes the loss, and through it every gradient, NaN at the first step.
+        var reference = (await Reference(pairs)).ToDictionary(kv => kv.Key, kv => kv.Value with { ChosenLogps = double.NaN });
+        var options = Options(steps: 3);
+        options.LoggingSteps = loggingSteps;
+        options.MaxGradNorm = maxGradNorm;
+        options.SaveSteps = 1;
+        string output = Out();
+
+        var ex = Assert.Throws<InvalidOperationException>(() => new DpoTrainer(options).Train(Policy, pairs, reference, output));
+
+        Assert.Contains("training diverged at step 1:", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("grad_norm = NaN", ex.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output, "checkpoint-*"));
+    }
+
     [Fact]
     public void Train_MissingReferenceRows_SaysWhichPairs()
     {
