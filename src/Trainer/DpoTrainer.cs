@@ -48,7 +48,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         string? resumeFrom = Checkpoint.Latest(outputDirectory);
         var state = resumeFrom is not null ? Checkpoint.ReadState(resumeFrom) : null;
         var device = TorchRuntime.DefaultDevice();
-        ScalarType dtype = options.Dtype switch { "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, _ => device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32 };
+        ScalarType dtype = TrainingDtype.Resolve(options.Dtype, device);
         TorchSharp.torch.manual_seed(options.Seed);
         using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
         model.train();
