@@ -48,7 +48,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         string? resumeFrom = Checkpoint.Latest(outputDirectory);
         var state = resumeFrom is not null ? Checkpoint.ReadState(resumeFrom) : null;
         var device = TorchRuntime.DefaultDevice();
-        ScalarType dtype = options.Dtype switch { "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, _ => device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32 };
+        ScalarType dtype = TrainingDtype.Resolve(options.Dtype, device);
         TorchSharp.torch.manual_seed(options.Seed);
         using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
         model.train();
@@ -66,8 +66,17 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         IReadOnlyList<int[]> epochBatches = sampler.Epoch(position.Epoch);
         int epochOfBatches = position.Epoch;
 
-        void SaveCheckpoint() => Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
-            new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo" }, policyDirectory);
+        void SaveCheckpoint()
+        {
+            // The per-step check keeps NaN gradients out of the weights; this also refuses weights an update made infinite.
+            using (var check = NewDisposeScope())
+            using (no_grad())
+                foreach (var (name, parameter) in model.named_parameters())
+                    if (!isfinite(parameter).all().item<bool>())
+                        throw new InvalidOperationException($"training diverged at step {step}: {name} is not finite; no checkpoint was written. Lower the learning rate.");
+            Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
+                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo" }, policyDirectory);
+        }
 
         var clock = Stopwatch.StartNew();
         long tokensSinceLog = 0;
@@ -106,7 +115,16 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
             double gradNorm, lr = schedule.At(step);
             using (ComputeClock.Measure())
             {
-                gradNorm = options.MaxGradNorm > 0 ? optimizer.ClipGradNorm(options.MaxGradNorm).item<float>() : double.NaN;
+                using var norm = options.MaxGradNorm > 0 ? optimizer.ClipGradNorm(options.MaxGradNorm) : optimizer.GradNorm(); // [1] float32
+                gradNorm = norm.item<float>();
+            }
+            // Before the update, so NaN never reaches the weights or a checkpoint. IsFinite, not comparisons: NaN compares false.
+            var bad = sums.Append(new KeyValuePair<string, double>("grad_norm", gradNorm)).Where(kv => !double.IsFinite(kv.Value)).ToList();
+            if (bad.Count > 0)
+                throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                    $"training diverged at step {step + 1}: {string.Join(", ", bad.Select(kv => $"{kv.Key} = {kv.Value}"))}; the update was not applied and no checkpoint was written from it. Lower the learning rate, or check the reference log-probs and the data."));
+            using (ComputeClock.Measure())
+            {
                 optimizer.StepWith(lr);
                 optimizer.ZeroGrad();
             }
@@ -126,8 +144,6 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
                 foreach (var (k, v) in logged) metrics.Add(new MetricRow { Stage = "dpo", Step = step, Name = k, Value = v });
                 clock.Restart();
                 tokensSinceLog = 0;
-                if (logged.Values.Any(double.IsNaN) && !double.IsNaN(gradNorm))
-                    throw new InvalidOperationException($"training diverged at step {step}: a metric is NaN ({string.Join(", ", logged.Where(kv => double.IsNaN(kv.Value)).Select(kv => kv.Key))}); lower the learning rate.");
             }
             progress?.Report(new TrainProgress(step, totalSteps, logged));
             if (options.SaveSteps > 0 && step % options.SaveSteps == 0 && step < totalSteps) SaveCheckpoint();

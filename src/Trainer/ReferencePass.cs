@@ -1,9 +1,12 @@
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Llama;
+using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer.Data;
 using static TorchSharp.torch;
@@ -12,13 +15,24 @@ namespace PrefPipe.Trainer;
 
 /// <summary>
 /// The reference model's log-probs for every pair, computed once before training and stored as an artifact keyed by a
-/// fingerprint of the data (the exact token ids) and the reference model (config and weight headers); training reads
-/// them and never runs the reference model per step. A later run with the same fingerprint reuses the artifact.
+/// fingerprint of the data (the exact token ids), the reference model (every byte of its weights, its config and
+/// tokenizer files) and the dtype it runs in; training reads them and never runs the reference model per step. A later
+/// run with the same fingerprint reuses the artifact.
 /// </summary>
 public static class ReferencePass
 {
-    /// <summary>SHA-256 over the pairs' token ids and the reference model's config.json and weight file headers.</summary>
-    public static string Fingerprint(IReadOnlyList<EncodedPair> pairs, string referenceDirectory)
+    /// <summary>Checkpoint state that sits beside the weights in a checkpoint folder but is not the model.</summary>
+    private static readonly string[] NotWeights = ["optimizer.safetensors", "extra.safetensors"];
+
+    /// <summary>Tokenizer files besides the *.json ones (SentencePiece, WordPiece and BPE vocabularies, chat template).</summary>
+    private static readonly string[] TokenizerFiles = ["tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "merges.txt", "chat_template.jinja"];
+
+    /// <summary>
+    /// SHA-256 over the pairs' token ids, the dtype, and the reference folder's files that decide its log-probs: every
+    /// *.json (config, weight index, tokenizer), the tokenizer vocabularies, and each weight file (*.safetensors but
+    /// the optimizer and extra state of a checkpoint) as its length and an XxHash128 of all its bytes, streamed.
+    /// </summary>
+    public static string Fingerprint(IReadOnlyList<EncodedPair> pairs, string referenceDirectory, ScalarType dtype)
     {
         ArgumentNullException.ThrowIfNull(pairs);
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -28,20 +42,22 @@ public static class ReferencePass
             foreach (var ids in new[] { p.PromptIds, p.ChosenIds, p.RejectedIds })
             {
                 sha.AppendData(BitConverter.GetBytes(ids.Length));
-                foreach (int id in ids) sha.AppendData(BitConverter.GetBytes(id));
+                sha.AppendData(MemoryMarshal.AsBytes(ids.AsSpan()));
             }
         }
-        foreach (string file in Directory.EnumerateFiles(referenceDirectory).Where(f => f.EndsWith(".json", StringComparison.Ordinal) || f.EndsWith(".safetensors", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        sha.AppendData(Encoding.UTF8.GetBytes($"dtype={dtype}"));
+        var buffer = new byte[1 << 22];
+        foreach (string file in Directory.EnumerateFiles(referenceDirectory).Where(Decides).Order(StringComparer.Ordinal))
         {
             sha.AppendData(Encoding.UTF8.GetBytes(Path.GetFileName(file)));
             if (file.EndsWith(".safetensors", StringComparison.Ordinal))
             {
-                // The header names every tensor with its dtype, shape and offsets; with the length it identifies the weights cheaply.
-                using var stream = File.OpenRead(file);
-                var head = new byte[Math.Min(stream.Length, 1 << 20)];
-                stream.ReadExactly(head);
-                sha.AppendData(head);
+                using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+                var xx = new XxHash128();
+                int read;
+                while ((read = stream.Read(buffer)) > 0) xx.Append(buffer.AsSpan(0, read));
                 sha.AppendData(BitConverter.GetBytes(stream.Length));
+                sha.AppendData(xx.GetCurrentHash());
             }
             else
             {
@@ -51,24 +67,44 @@ public static class ReferencePass
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
+    private static bool Decides(string file)
+    {
+        string name = Path.GetFileName(file);
+        return name.EndsWith(".json", StringComparison.Ordinal)
+            || (name.EndsWith(".safetensors", StringComparison.Ordinal) && !NotWeights.Contains(name, StringComparer.Ordinal))
+            || TokenizerFiles.Contains(name, StringComparer.Ordinal);
+    }
+
     /// <summary>Reads the stored reference log-probs for these pairs, or computes and stores them.</summary>
+    /// <param name="store">Where the artifact lives.</param>
+    /// <param name="prefix">Folder of the artifact in the store.</param>
+    /// <param name="pairs">The encoded pairs.</param>
+    /// <param name="referenceDirectory">The reference model folder.</param>
+    /// <param name="batchSize">Pairs per forward pass.</param>
+    /// <param name="dtype">The training dtype (<see cref="DpoTrainingOptions.Dtype"/>: auto, float32, bfloat16): the reference
+    /// runs in the dtype the policy trains in, so both sides of the log-ratio are computed alike.</param>
+    /// <param name="progress">Pairs done of total.</param>
+    /// <param name="cancellationToken">Checked per batch.</param>
     /// <returns>Rows by pair key, and whether they were reused.</returns>
     public static async Task<(IReadOnlyDictionary<string, ReferenceLogProbRow> Rows, bool Reused, string Path)> ComputeOrReuseAsync(
-        IArtifactStore store, string prefix, IReadOnlyList<EncodedPair> pairs, string referenceDirectory, int batchSize,
+        IArtifactStore store, string prefix, IReadOnlyList<EncodedPair> pairs, string referenceDirectory, int batchSize, string dtype,
         IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(pairs);
-        string fingerprint = Fingerprint(pairs, referenceDirectory);
+        var device = TorchRuntime.DefaultDevice();
+        ScalarType scalarType = TrainingDtype.Resolve(dtype, device);
+        string fingerprint = Fingerprint(pairs, referenceDirectory, scalarType);
         string path = $"{prefix}/reference_logps-{fingerprint[..16]}.parquet";
         if (await store.ExistsAsync(path, cancellationToken).ConfigureAwait(false))
         {
             var stored = await ParquetArtifacts.ReadAllAsync<ReferenceLogProbRow>(store, path, cancellationToken).ConfigureAwait(false);
-            if (stored.Count == pairs.Count && pairs.All(p => stored.Any(s => s.PromptId == p.Key)))
+            var storedKeys = stored.Select(r => r.PromptId).ToHashSet(StringComparer.Ordinal);
+            if (stored.Count == pairs.Count && pairs.All(p => storedKeys.Contains(p.Key)))
                 return (stored.ToDictionary(r => r.PromptId, StringComparer.Ordinal), true, path);
         }
         var rows = new List<ReferenceLogProbRow>(pairs.Count);
-        using (var model = LlamaForCausalLM.Load(referenceDirectory))
+        using (var model = LlamaForCausalLM.Load(referenceDirectory, device, scalarType))
         {
             int pad = model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault();
             double logVocab = Math.Log(model.Config.VocabSize);
@@ -103,7 +139,7 @@ public static class ReferencePass
                 progress?.Report((Math.Min(start + batchSize, pairs.Count), pairs.Count));
             }
         }
-        await ParquetArtifacts.WriteAsync(store, path, rows, new Dictionary<string, string> { ["fingerprint"] = fingerprint, ["reference_model"] = Path.GetFullPath(referenceDirectory) }, cancellationToken).ConfigureAwait(false);
+        await ParquetArtifacts.WriteAsync(store, path, rows, new Dictionary<string, string> { ["fingerprint"] = fingerprint, ["reference_model"] = Path.GetFullPath(referenceDirectory), ["dtype"] = scalarType.ToString() }, cancellationToken).ConfigureAwait(false);
         return (rows.ToDictionary(r => r.PromptId, StringComparer.Ordinal), false, path);
     }
 }

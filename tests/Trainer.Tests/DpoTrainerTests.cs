@@ -27,7 +27,7 @@ public sealed class DpoTrainerTests
     }
 
     private static async Task<IReadOnlyDictionary<string, ReferenceLogProbRow>> Reference(List<EncodedPair> pairs, IArtifactStore? store = null) =>
-        (await ReferencePass.ComputeOrReuseAsync(store ?? new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName), "ref", pairs, Policy, 8)).Rows;
+        (await ReferencePass.ComputeOrReuseAsync(store ?? new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName), "ref", pairs, Policy, 8, "auto")).Rows;
 
     private static DpoTrainingOptions Options(string loss = "sigmoid", int steps = 12) => new()
     {
@@ -70,7 +70,7 @@ public sealed class DpoTrainerTests
 
         var result = new DpoTrainer(options).Train(Policy, pairs, await Reference(pairs), Out());
 
-        Assert.All(result.Metrics.Where(m => m.Name != "grad_norm"), m => Assert.False(double.IsNaN(m.Value), $"{m.Name} at step {m.Step} is NaN"));
+        Assert.All(result.Metrics, m => Assert.True(double.IsFinite(m.Value), $"{m.Name} at step {m.Step} is {m.Value}"));
         Assert.Equal(3, result.Steps);
     }
 
@@ -103,9 +103,9 @@ public sealed class DpoTrainerTests
         var pairs = Pairs();
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
 
-        var first = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8);
-        var second = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8);
-        var fewer = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs.Take(4).ToList(), Policy, 8);
+        var first = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, "auto");
+        var second = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, "auto");
+        var fewer = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs.Take(4).ToList(), Policy, 8, "auto");
 
         Assert.False(first.Reused);
         Assert.True(second.Reused);
@@ -115,6 +115,28 @@ public sealed class DpoTrainerTests
         var row = first.Rows["p0a"];
         Assert.True(row.ChosenLogps < 0 && row.ChosenTokens == pairs[0].ChosenIds.Length);
         Assert.InRange(row.Dispersion, 0.0001, 0.9999);
+    }
+
+    [Theory]
+    [InlineData(1, 1.0)]   // logged every step, clipping on: the old guard skipped a NaN grad norm
+    [InlineData(100, 1.0)] // not a logging step: the old guard never looked
+    [InlineData(1, 0.0)]   // clipping off: the grad norm is still computed and checked
+    public async Task Train_NaNGradients_StopsNamingTheStepAndSavesNoCheckpoint(int loggingSteps, double maxGradNorm)
+    {
+        var pairs = Pairs();
+        // A NaN reference log-prob makes the loss, and through it every gradient, NaN at the first step.
+        var reference = (await Reference(pairs)).ToDictionary(kv => kv.Key, kv => kv.Value with { ChosenLogps = double.NaN });
+        var options = Options(steps: 3);
+        options.LoggingSteps = loggingSteps;
+        options.MaxGradNorm = maxGradNorm;
+        options.SaveSteps = 1;
+        string output = Out();
+
+        var ex = Assert.Throws<InvalidOperationException>(() => new DpoTrainer(options).Train(Policy, pairs, reference, output));
+
+        Assert.Contains("training diverged at step 1:", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("grad_norm = NaN", ex.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output, "checkpoint-*"));
     }
 
     [Fact]

@@ -94,7 +94,7 @@ internal static class TrainCommand
             }
             string outDir = Path.GetFullPath(parse.GetValue(output)!);
             var store = new LocalArtifactStore(outDir);
-            var (reference, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, "reference", pairs, parse.GetValue(refModel) ?? policy, options.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
+            var (reference, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, "reference", pairs, parse.GetValue(refModel) ?? policy, options.PerDeviceTrainBatchSize, options.Dtype, null, ct).ConfigureAwait(false);
             o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); reference log-probs {(reused ? "reused" : "computed")}: {Markup.Escape(refPath)}");
             var result = new DpoTrainer(options).Train(policy, pairs, reference, outDir,
                 new Progress<TrainProgress>(p => o.WriteLine($"step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}")), ct);

@@ -140,7 +140,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 var rejectInfo = await ParquetArtifacts.WriteAsync(store, $"{prefix}/train/rejects.parquet", rejects, cancellationToken: ct).ConfigureAwait(false);
                 rec.RowsIn = rows.Count; rec.RowsOut = pairs.Count; rec.RowsRejected = rejects.Count;
                 if (pairs.Count == 0) throw new InvalidOperationException($"stage 1 has no trainable pairs in {pairsArtifact} ({rejects.Count} rejected); lower split.threshold or raise ingest.candidates_per_prompt.");
-                var (refRows, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, $"{prefix}/train", pairs, reference, D.Training.Stage1.PerDeviceTrainBatchSize, null, ct).ConfigureAwait(false);
+                var (refRows, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, $"{prefix}/train", pairs, reference, D.Training.Stage1.PerDeviceTrainBatchSize, D.Training.Stage1.Dtype, null, ct).ConfigureAwait(false);
                 log($"  reference log-probs for {pairs.Count} pairs {(reused ? "reused" : "computed")}: {refPath}");
                 var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => Report(Stages.Train, p.Step, p.TotalSteps));
                 var result = new DpoTrainer(D.Training.Stage1).Train(policy, pairs, refRows, stage1Out, progress, ct);

@@ -7,7 +7,8 @@ namespace PrefPipe.Trainer.Objectives;
 /// (or the mean form). δ ≥ 0 is the budget the chosen log-likelihood may drop below the reference before it is
 /// penalised; δ = 0 is DPOP-like, λ = 0 is DPO. Defaults λ = 1, δ = 1 (sum form).
 /// </summary>
-/// <remarks>Chen et al. 2024, "Preference Optimization with Budget-Controlled Regularization", arXiv 2411.05875.</remarks>
+/// <remarks>Chen et al. 2024, "Towards Improved Preference Optimization Pipeline: from Data Generation to Budget-Controlled
+/// Regularization", arXiv 2411.05875.</remarks>
 internal sealed class BcrObjective(double beta, double labelSmoothing, double lambda, double budget, bool lengthNormalized) : IPreferenceObjective
 {
     private readonly SigmoidObjective _dpo = new(beta, labelSmoothing, lengthNormalized: false);

@@ -16,7 +16,7 @@ public static class ObjectiveFactory
             "sigmoid_norm" => new SigmoidObjective(beta, options.LabelSmoothing, lengthNormalized: true),
             "ipo" => new IpoObjective(beta),
             "mipo" => new MipoObjective(beta, options.MipoModulation, options.MipoConstant),
-            "mallows_theta" => new MallowsThetaObjective(beta, options.MallowsAlpha, options.MallowsGamma, options.PhiStar,
+            "mallows_theta" => new MallowsThetaObjective(beta, options.LabelSmoothing, options.MallowsAlpha, options.MallowsGamma, options.PhiStar,
                 options.MallowsLengthNormalized, options.MallowsUseDispersion),
             "mallows_phi" => new MallowsPhiObjective(beta, options.PhiStar),
             "bcr" => new BcrObjective(beta, options.LabelSmoothing, options.BcrLambda, options.BcrBudget, options.BcrLengthNormalized),

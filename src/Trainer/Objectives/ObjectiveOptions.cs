@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
 
 namespace PrefPipe.Trainer.Objectives;
 
@@ -11,6 +12,9 @@ public sealed class ObjectiveOptions : IValidatableObject
     /// <summary>The names <see cref="LossType"/> accepts.</summary>
     public static readonly IReadOnlyList<string> LossTypes = ["sigmoid", "sigmoid_norm", "ipo", "mipo", "mallows_theta", "mallows_phi", "bcr"];
 
+    /// <summary>The loss types that apply <see cref="LabelSmoothing"/>.</summary>
+    private static readonly string[] LabelSmoothingLossTypes = ["sigmoid", "sigmoid_norm", "mallows_theta", "bcr"];
+
     /// <summary>TRL's <c>loss_type</c>: sigmoid (DPO), sigmoid_norm, ipo, mipo, mallows_theta, mallows_phi, bcr.</summary>
     /// <value>Default "sigmoid".</value>
     [Required]
@@ -21,7 +25,11 @@ public sealed class ObjectiveOptions : IValidatableObject
     [Range(1e-6, 1000)]
     public double? Beta { get; set; }
 
-    /// <summary>TRL's <c>label_smoothing</c> ε (conservative DPO) for sigmoid, sigmoid_norm and bcr.</summary>
+    /// <summary>
+    /// TRL's <c>label_smoothing</c> ε (conservative DPO: −(1−ε)·log σ(h) − ε·log σ(−h)) for sigmoid, sigmoid_norm,
+    /// mallows_theta (on the dispersion-scaled logit, as the MallowsPO authors' code does) and bcr (its DPO term).
+    /// The other objectives have no smoothed form, and a non-zero ε with them is rejected rather than ignored.
+    /// </summary>
     /// <value>Default 0; 0 to 0.5.</value>
     [Range(0, 0.5)]
     public double LabelSmoothing { get; set; }
@@ -40,7 +48,10 @@ public sealed class ObjectiveOptions : IValidatableObject
     [Range(-100, 100)]
     public double MipoConstant { get; set; }
 
-    /// <summary>MallowsPO's φ* (c(x) = −φ*·log H̄(x); φ = H̄^φ*).</summary>
+    /// <summary>
+    /// MallowsPO's φ*, the strength of the dispersion scaling: MallowsPO-θ multiplies the logit by c(x) = −φ*·log H̄(x)
+    /// (high-entropy prompts, H̄ near 1, weigh less); MallowsPO-φ uses the dispersion φ = H̄^φ*.
+    /// </summary>
     /// <value>Default 0.29; greater than 0, at most 10.</value>
     [Range(1e-6, 10)]
     public double PhiStar { get; set; } = 0.29;
@@ -50,8 +61,13 @@ public sealed class ObjectiveOptions : IValidatableObject
     [Range(0, 10)]
     public double MallowsAlpha { get; set; } = 1;
 
-    /// <summary>MallowsPO-θ γ: margin subtracted from Δ.</summary>
-    /// <value>Default 0.</value>
+    /// <summary>
+    /// MallowsPO-θ γ: a target margin subtracted from Δ, in log-prob units (sums, or per-token means when
+    /// <see cref="MallowsLengthNormalized"/>). A pair counts as won (Δ &gt; 0) only when the policy's margin over α times
+    /// the reference margin exceeds γ; γ &gt; 0 keeps pushing pairs DPO would call separated, γ &lt; 0 relaxes.
+    /// It is scaled with the margin: the logit shifts by −β·c(x)·γ.
+    /// </summary>
+    /// <value>Default 0 (the DPO form); −100 to 100.</value>
     [Range(-100, 100)]
     public double MallowsGamma { get; set; }
 
@@ -86,6 +102,11 @@ public sealed class ObjectiveOptions : IValidatableObject
         if (!LossTypes.Contains(LossType))
             yield return new ValidationResult(
                 $"loss_type '{LossType}' is not known; expected one of {string.Join(", ", LossTypes)}.", [nameof(LossType)]);
+        else if (LabelSmoothing > 0 && !LabelSmoothingLossTypes.Contains(LossType))
+            yield return new ValidationResult(
+                string.Create(CultureInfo.InvariantCulture,
+                    $"label_smoothing {LabelSmoothing} has no effect with loss_type '{LossType}'; expected 0, or one of {string.Join(", ", LabelSmoothingLossTypes)}."),
+                [nameof(LabelSmoothing)]);
     }
 
     /// <summary>Throws <see cref="ValidationException"/> naming every invalid option and what was expected.</summary>

@@ -55,12 +55,20 @@ public sealed class FlatAdamW : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        Tensor total = zeros(1, float32, _groups[0].Grad.device);
-        foreach (var g in _groups) total = total + g.Grad.to(float32).square().sum().to(total.device);
-        var norm = total.sqrt(); // [1] float32
+        var norm = GradNorm(); // [1] float32
         var coef = (maxNorm / (norm + 1e-6)).clamp_max(1.0);
         foreach (var g in _groups) g.Grad.mul_(coef.to(g.Grad.device).to(g.Grad.dtype));
         return norm.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The global L2 norm of the gradients, without changing them (NaN or ∞ when any gradient is). [1] float32</summary>
+    public Tensor GradNorm()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        Tensor total = zeros(1, float32, _groups[0].Grad.device); // [1] float32
+        foreach (var g in _groups) total = total + g.Grad.to(float32).square().sum().to(total.device);
+        return total.sqrt().MoveToOuterDisposeScope();
     }
 
     /// <summary>One AdamW update with learning rate <paramref name="lr"/>.</summary>

@@ -76,6 +76,32 @@ public sealed class ObjectiveTests
     }
 
     [Fact]
+    public void MallowsTheta_LabelSmoothing01_SmoothsTheDispersionScaledLogit()
+    {
+        // z = β·c·Δ: pair 0 0.1·0.14813943089213730·3 = 0.04444182926764119, pair 1 0.1·0.34915211325452145·(−3);
+        // L = 0.9·softplus(−z) + 0.1·softplus(z) (Python math, float64). Unsmoothed: 0.6711731301350586, 0.7468908270221343.
+        Close([0.6756173130618227, 0.7364162636244986], Loss(new ObjectiveOptions { LossType = "mallows_theta", LabelSmoothing = 0.1 }));
+    }
+
+    [Fact]
+    public void MallowsTheta_WithoutDispersionAndSmoothed_EqualsConservativeDpo()
+    {
+        Close(Loss(new ObjectiveOptions { LossType = "sigmoid", Beta = 0.25, LabelSmoothing = 0.2 }),
+              Loss(new ObjectiveOptions { LossType = "mallows_theta", Beta = 0.25, LabelSmoothing = 0.2, MallowsUseDispersion = false }), 12);
+    }
+
+    [Theory]
+    [InlineData("ipo")]
+    [InlineData("mipo")]
+    [InlineData("mallows_phi")]
+    public void Create_LabelSmoothingWithAnObjectiveThatHasNoSmoothedForm_IsRejectedNotIgnored(string loss)
+    {
+        var ex = Assert.Throws<ValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = loss, LabelSmoothing = 0.1 }));
+
+        Assert.Contains($"label_smoothing 0.1 has no effect with loss_type '{loss}'", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void MallowsPhi_Defaults_MatchesKendallMallowsLink()
     {
         Close([0.6544283700121079, 0.7905088261579327], Loss(new ObjectiveOptions { LossType = "mallows_phi" }));

@@ -116,6 +116,26 @@ public sealed class FlatAdamWTests
     }
 
     [Fact]
+    public void GradNorm_MatchesTorchNormAndLeavesGradientsUnchanged()
+    {
+        using var scope = NewDisposeScope();
+        var ours = Model(bias: true);
+        var theirs = Model(bias: true);
+        using var flat = new FlatAdamW(ours.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+        flat.ZeroGrad();
+        (Loss(ours, 0) * 50).backward();
+        (Loss(theirs, 0) * 50).backward();
+
+        float norm = flat.GradNorm().item<float>();
+        double expected = nn.utils.clip_grad_norm_(theirs.parameters(), 1e30); // clips nothing, returns the norm
+
+        Assert.True(expected > 0.5);
+        Assert.Equal(expected, norm, 4);
+        foreach (var (a, b) in ours.parameters().Zip(theirs.parameters()))
+            Assert.True((a.grad! - b.grad!).abs().max().item<float>() < 1e-6f);
+    }
+
+    [Fact]
     public void Gradients_AccumulateIntoFlatBuffer_AcrossMicroBatches()
     {
         using var scope = NewDisposeScope();

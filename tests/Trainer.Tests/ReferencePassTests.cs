@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Scoring;
+using PrefPipe.Trainer.Data;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Trainer.Tests;
+
+public sealed class ReferencePassTests
+{
+    private static readonly string Policy = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo", "policy");
+
+    private static readonly List<EncodedPair> Pairs =
+    [
+        new("a", [5, 9, 14], [20, 21, 22, 23], [30, 31]),
+        new("b", [7, 3], [40, 41, 42], [50, 51, 52, 53, 54]),
+        new("c", [11, 12, 13, 6], [60, 61], [70, 71, 72]),
+    ];
+
+    /// <summary>A copy of the demo policy folder (config, tokenizer, a 3.2 MB model.safetensors) to modify.</summary>
+    private static string CopyOfPolicy()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-refmodel-").FullName;
+        foreach (string f in Directory.EnumerateFiles(Policy)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        return dir;
+    }
+
+    [Fact]
+    public void Fingerprint_OneWeightByteChangedBeyondTheFirstMiB_Changes()
+    {
+        string dir = CopyOfPolicy();
+        string weights = Path.Combine(dir, "model.safetensors");
+        long offset = new FileInfo(weights).Length - 1000; // tensor data, well past 1 MiB
+        Assert.True(offset > 2 << 20);
+        string before = ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32);
+
+        using (var stream = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.Position = offset;
+            int b = stream.ReadByte();
+            stream.Position = offset;
+            stream.WriteByte((byte)(b ^ 0x01));
+        }
+
+        Assert.NotEqual(before, ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32));
+    }
+
+    [Fact]
+    public void Fingerprint_SameInputs_IsStable()
+    {
+        Assert.Equal(ReferencePass.Fingerprint(Pairs, Policy, ScalarType.Float32), ReferencePass.Fingerprint(Pairs, CopyOfPolicy(), ScalarType.Float32));
+    }
+
+    [Theory]
+    [InlineData("tokenizer.json")]
+    [InlineData("tokenizer_config.json")]
+    [InlineData("tokenizer.model")]
+    [InlineData("vocab.txt")]
+    [InlineData("merges.txt")]
+    public void Fingerprint_TokenizerFileChangedOrAdded_Changes(string file)
+    {
+        string dir = CopyOfPolicy();
+        string before = ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32);
+
+        File.AppendAllText(Path.Combine(dir, file), "\n");
+
+        Assert.NotEqual(before, ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32));
+    }
+
+    [Fact]
+    public void Fingerprint_OtherDtype_Changes()
+    {
+        Assert.NotEqual(ReferencePass.Fingerprint(Pairs, Policy, ScalarType.Float32), ReferencePass.Fingerprint(Pairs, Policy, ScalarType.BFloat16));
+    }
+
+    [Fact]
+    public void Fingerprint_CheckpointOptimizerState_IsNotPartOfTheModel()
+    {
+        string dir = CopyOfPolicy();
+        string before = ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32);
+
+        File.WriteAllBytes(Path.Combine(dir, "optimizer.safetensors"), [1, 2, 3]);
+
+        Assert.Equal(before, ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32));
+    }
+
+    [Fact]
+    public async Task ComputeOrReuseAsync_Bfloat16_StoresTheLogProbsOfABfloat16Reference()
+    {
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
+
+        var bf16 = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy, 8, "bfloat16");
+        var f32 = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy, 8, "float32");
+
+        Assert.False(f32.Reused); // another dtype is another artifact
+        Assert.NotEqual(bf16.Path, f32.Path);
+        var direct16 = ScoreDirectly(ScalarType.BFloat16);
+        var direct32 = ScoreDirectly(ScalarType.Float32);
+        for (int i = 0; i < Pairs.Count; i++)
+        {
+            var row = bf16.Rows[Pairs[i].Key];
+            Assert.Equal(direct16[i], row.ChosenLogps, 5);
+            Assert.Equal(direct16[Pairs.Count + i], row.RejectedLogps, 5);
+            Assert.Equal(direct32[i], f32.Rows[Pairs[i].Key].ChosenLogps, 5);
+        }
+        // The two dtypes really differ on this model, so matching the bfloat16 scoring is not a coincidence.
+        Assert.Contains(Enumerable.Range(0, 2 * Pairs.Count), i => Math.Abs(direct16[i] - direct32[i]) > 1e-3);
+    }
+
+    /// <summary>Summed response log-probs of all chosen then all rejected responses, scored in one batch in <paramref name="dtype"/> on the CPU.</summary>
+    private static float[] ScoreDirectly(ScalarType dtype)
+    {
+        using var model = LlamaForCausalLM.Load(Policy, CPU, dtype);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var items = Pairs.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
+            .Concat(Pairs.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
+        using var batch = CompletionBatch.Build(items, model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault(), CPU);
+        return CompletionScorer.Score(model, batch).LogprobSum.to(float32).cpu().data<float>().ToArray(); // [2·pairs] float32
+    }
+
+    [Fact]
+    public async Task ComputeOrReuseAsync_200kStoredRows_ChecksReuseInLinearTime()
+    {
+        // The reuse check matched every pair against every stored row (2·10¹⁰ comparisons here: minutes); a set makes it linear.
+        var pairs = Enumerable.Range(0, 200_000).Select(i => new EncodedPair($"pair-{i:D6}", [1, 2], [3], [4])).ToList();
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
+        string path = $"ref/reference_logps-{ReferencePass.Fingerprint(pairs, Policy, ScalarType.Float32)[..16]}.parquet";
+        await ParquetArtifacts.WriteAsync(store, path, pairs.Select(p => new ReferenceLogProbRow { PromptId = p.Key, ChosenLogps = -1, RejectedLogps = -2, ChosenTokens = 1, RejectedTokens = 1, Dispersion = 0.5 }));
+        var clock = Stopwatch.StartNew();
+
+        var result = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, "float32");
+
+        Assert.True(result.Reused);
+        Assert.Equal(200_000, result.Rows.Count);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"reuse of 200k rows took {clock.Elapsed}");
+    }
+}
