@@ -140,6 +140,16 @@ public sealed class PipelineLoaderTests
     }
 
     [Fact]
+    public void Load_JudgeTemplateWithUnknownPlaceholder_NamesTheKeyAndThePlaceholder()
+    {
+        var yaml = Valid.Replace("judge: reward", "judge: llm\n  llm:\n    endpoint: http://127.0.0.1:9/v1\n    model: m\n    prompt_template: \"{prompt} {response_a} {response_b} {answer}\"", StringComparison.Ordinal);
+
+        var ex = Fails(yaml);
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("ranking.llm.prompt_template", StringComparison.Ordinal) && p.Contains("unknown placeholder {answer}", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Load_EnvironmentVariables_SubstituteWithDefaultsAndFailWhenMissing()
     {
         string yaml = Valid.Replace("candidates_per_prompt: 6", "candidates_per_prompt: ${PP_K}", StringComparison.Ordinal)
