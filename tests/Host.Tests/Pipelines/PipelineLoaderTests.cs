@@ -149,6 +149,49 @@ public sealed class PipelineLoaderTests
         Assert.Contains(ex.Problems, p => p.StartsWith("ranking.llm.prompt_template", StringComparison.Ordinal) && p.Contains("unknown placeholder {answer}", StringComparison.Ordinal));
     }
 
+    private const string AccountKey = "bXktYWNjb3VudC1rZXktMDEyMzQ1Njc4OWFiY2RlZg==";
+    private const string ConnectionString = $"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AccountKey};EndpointSuffix=core.windows.net";
+
+    [Fact]
+    public void Load_SetStorageToConnectionString_NamesStorageAndNeverTheKey()
+    {
+        var ex = Fails(Valid, [$"storage={ConnectionString}"]);
+
+        var problem = Assert.Single(ex.Problems);
+        Assert.StartsWith("storage: holds an Azure connection string", problem, StringComparison.Ordinal);
+        Assert.Contains("PREFPIPE_BLOB_CONNECTION_STRING", problem, StringComparison.Ordinal);
+        Assert.DoesNotContain(AccountKey, ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SasQueryInAnotherKey_IsRefused()
+    {
+        var ex = Fails(Valid.Replace("prompts: prompts.jsonl", "prompts: https://acct.blob.core.windows.net/data/prompts.jsonl?sv=2024-11-04&sp=r&sig=c2lnbmF0dXJlLXZhbHVl", StringComparison.Ordinal));
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("inputs.prompts: holds a shared access signature", StringComparison.Ordinal));
+        Assert.DoesNotContain("c2lnbmF0dXJlLXZhbHVl", ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_VariableExpandingToConnectionString_IsRefused()
+    {
+        var ex = Fails("storage: ${PP_STORE}\n" + Valid, env: name => name == "PP_STORE" ? ConnectionString : null);
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("storage: holds an Azure connection string", StringComparison.Ordinal));
+        Assert.DoesNotContain(AccountKey, ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SecretAlongsideOtherProblems_ReportsAllWithoutEchoingIt()
+    {
+        var ex = Fails(Valid.Replace("judge: reward", $"judge: llm\n  llm:\n    endpoint: \"not a url {ConnectionString}\"\n    model: m", StringComparison.Ordinal)
+            .Replace("temperature: 0.8", "temperature: warm", StringComparison.Ordinal));
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("ranking.llm.endpoint: holds an Azure connection string", StringComparison.Ordinal));
+        Assert.Contains("ingest.temperature: 'warm' is not valid; expected a number.", ex.Problems);
+        Assert.DoesNotContain(AccountKey, ex.ToString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Load_EnvironmentVariables_SubstituteWithDefaultsAndFailWhenMissing()
     {
