@@ -140,7 +140,7 @@ internal static class RunCommands
         }
         catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or ArgumentException or FileNotFoundException or System.ComponentModel.DataAnnotations.ValidationException)
         {
-            output.MarkupLine($"[red]failed[/]: {Markup.Escape(ex.Message)}");
+            output.MarkupLine($"[red]failed[/]: {Markup.Escape(Secrets.Redact(ex.Message))}");
             output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
             if (await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false) is { } failed) Summary(output, failed);
             return Cli.ExitCodes.Failed;
@@ -271,12 +271,12 @@ internal static class RunCommands
         }
         catch (PipelineFileException ex)
         {
-            Console.Error.WriteLine($"prefpipe: {ex.Message}");
+            Console.Error.WriteLine($"prefpipe: {Secrets.Redact(ex.Message)}");
             return Cli.ExitCodes.Usage;
         }
         catch (ArgumentException ex)
         {
-            Console.Error.WriteLine($"prefpipe: {ex.Message}");
+            Console.Error.WriteLine($"prefpipe: {Secrets.Redact(ex.Message)}");
             return Cli.ExitCodes.Usage;
         }
     }

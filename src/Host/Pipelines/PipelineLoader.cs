@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Cronos;
+using PrefPipe.Artifacts.Storage;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -53,6 +54,7 @@ internal static partial class PipelineLoader
         foreach (string o in overrides ?? [])
             ApplyOverride(root, o, problems);
         if (problems.Count > 0) throw new PipelineFileException(full, problems);
+        RefuseSecrets(root, "", problems);
 
         var definition = YamlBinder.Bind<PipelineDefinition>(root, "", problems);
         YamlBinder.Validate(definition, "", problems);
@@ -87,6 +89,40 @@ internal static partial class PipelineLoader
                 break;
         }
     }
+
+    /// <summary>
+    /// Refuses every key and value, after <c>${VAR}</c> and <c>--set</c>, that holds a credential (<see cref="Secrets"/>),
+    /// naming the key and never the value: the value is redacted in the tree, so no later message and no canonical
+    /// pipeline.yaml can carry it.
+    /// </summary>
+    private static void RefuseSecrets(YamlNode node, string path, List<string> problems)
+    {
+        switch (node)
+        {
+            case YamlMappingNode map:
+                foreach (var (k, v) in map.Children)
+                {
+                    string at = Join(path, Secrets.Redact(((YamlScalarNode)k).Value));
+                    if (Secrets.Find(((YamlScalarNode)k).Value) is { } kind) problems.Add(SecretProblem(at, kind));
+                    RefuseSecrets(v, at, problems);
+                }
+                break;
+            case YamlSequenceNode seq:
+                int i = 0;
+                foreach (var item in seq.Children) RefuseSecrets(item, $"{path}[{i++}]", problems);
+                break;
+            case YamlScalarNode scalar when Secrets.Find(scalar.Value) is { } kind:
+                problems.Add(SecretProblem(path, kind));
+                scalar.Value = Secrets.Redact(scalar.Value);
+                break;
+        }
+    }
+
+    private static string SecretProblem(string key, string kind) =>
+        $"{key}: holds {kind}; secrets are never read from pipeline files (nor from --set or ${{VAR}} values in them). " +
+        $"Set {ArtifactStores.ConnectionStringVariable} (a connection string; for a SAS, one with BlobEndpoint and SharedAccessSignature) " +
+        $"or {ArtifactStores.AccountUrlVariable} for a managed identity, and write storage as az://CONTAINER/PREFIX or the container URL without its query; " +
+        "an LLM judge's key goes in the environment variable that ranking.llm.api_key_variable names.";
 
     /// <summary>Applies key.path=value: creates intermediate mappings, replaces the scalar.</summary>
     private static void ApplyOverride(YamlMappingNode root, string assignment, List<string> problems)

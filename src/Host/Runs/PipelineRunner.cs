@@ -273,7 +273,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         catch (Exception ex)
         {
             rec.Status = ex is OperationCanceledException ? "cancelled" : "failed";
-            rec.Error = ex.Message;
+            rec.Error = Secrets.Redact(ex.Message);
             throw;
         }
         finally

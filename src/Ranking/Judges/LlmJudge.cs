@@ -55,10 +55,7 @@ internal sealed class LlmJudge : IPairwiseJudge, IDisposable
     public async ValueTask<JudgeVerdict> CompareAsync(JudgeRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        string user = _options.PromptTemplate
-            .Replace("{prompt}", request.Prompt, StringComparison.Ordinal)
-            .Replace("{response_a}", request.ResponseA, StringComparison.Ordinal)
-            .Replace("{response_b}", request.ResponseB, StringComparison.Ordinal);
+        string user = JudgePromptTemplate.Render(_options.PromptTemplate, request);
         var messages = new List<ChatMessageDto>();
         if (!string.IsNullOrEmpty(_options.SystemPrompt)) messages.Add(new ChatMessageDto("system", _options.SystemPrompt));
         messages.Add(new ChatMessageDto("user", user));

@@ -48,7 +48,8 @@ public sealed class LlmJudgeOptions : IValidatableObject
     [Required(AllowEmptyStrings = false)]
     public string ApiKeyVariable { get; set; } = "PREFPIPE_JUDGE_API_KEY";
 
-    /// <summary>User-message template with {prompt}, {response_a}, {response_b}.</summary>
+    /// <summary>User-message template with {prompt}, {response_a}, {response_b}, filled in one pass (text inside a prompt
+    /// or a response is never read as a placeholder); any other <c>{name}</c> is refused at validation.</summary>
     [Required(AllowEmptyStrings = false)]
     public string PromptTemplate { get; set; } = DefaultTemplate;
 
@@ -92,9 +93,13 @@ public sealed class LlmJudgeOptions : IValidatableObject
     /// <inheritdoc />
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        foreach (string p in new[] { "{prompt}", "{response_a}", "{response_b}" })
-            if (!PromptTemplate.Contains(p, StringComparison.Ordinal))
-                yield return new ValidationResult($"judge prompt template lacks the placeholder {p}.", [nameof(PromptTemplate)]);
+        foreach (string p in JudgePromptTemplate.Placeholders)
+            if (!PromptTemplate.Contains($"{{{p}}}", StringComparison.Ordinal))
+                yield return new ValidationResult($"judge prompt template lacks the placeholder {{{p}}}.", [nameof(PromptTemplate)]);
+        foreach (string unknown in JudgePromptTemplate.UnknownPlaceholders(PromptTemplate))
+            yield return new ValidationResult(
+                $"judge prompt template has an unknown placeholder {{{unknown}}}; the placeholders are {string.Join(", ", JudgePromptTemplate.Placeholders.Select(p => $"{{{p}}}"))}.",
+                [nameof(PromptTemplate)]);
         if (VerdictMarkers is not { Length: 3 } || VerdictMarkers.Any(string.IsNullOrEmpty))
             yield return new ValidationResult("judge verdict markers must be three non-empty strings: A better, B better, tie.", [nameof(VerdictMarkers)]);
         if (Endpoint is { IsAbsoluteUri: false })

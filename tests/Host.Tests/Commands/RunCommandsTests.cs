@@ -41,6 +41,26 @@ public sealed class RunCommandsTests
     }
 
     [Fact]
+    public async Task Run_SetStorageToConnectionString_RefusesBeforeAnyWorkWithoutPrintingTheKey()
+    {
+        const string key = "cHJlZnBpcGUtdGVzdC1hY2NvdW50LWtleS0wMTIzNDU2Nzg5";
+        string pipeline = Pipeline();
+        string dir = Path.GetDirectoryName(pipeline)!;
+        var console = new TestConsole().Width(160);
+        await using var stderr = await StderrCapture.StartAsync();
+
+        int exit = await PrefPipe.Host.Commands.Cli.InvokeAsync(
+            ["run", pipeline, "--run-id", "secret1", "--set", $"storage=DefaultEndpointsProtocol=https;AccountName=a;AccountKey={key};EndpointSuffix=core.windows.net"], console);
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains("storage: holds an Azure connection string", stderr.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(key, stderr.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(key, console.Output, StringComparison.Ordinal);
+        // Nothing was created: no run folder (relative storage resolves beside the file), no work files.
+        Assert.Equal([pipeline], Directory.GetFileSystemEntries(dir, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
     public async Task Run_Redirected_WritesPlainLinesWithoutBars()
     {
         var console = new TestConsole().Width(160);

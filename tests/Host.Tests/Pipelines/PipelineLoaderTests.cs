@@ -140,6 +140,59 @@ public sealed class PipelineLoaderTests
     }
 
     [Fact]
+    public void Load_JudgeTemplateWithUnknownPlaceholder_NamesTheKeyAndThePlaceholder()
+    {
+        var yaml = Valid.Replace("judge: reward", "judge: llm\n  llm:\n    endpoint: http://127.0.0.1:9/v1\n    model: m\n    prompt_template: \"{prompt} {response_a} {response_b} {answer}\"", StringComparison.Ordinal);
+
+        var ex = Fails(yaml);
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("ranking.llm.prompt_template", StringComparison.Ordinal) && p.Contains("unknown placeholder {answer}", StringComparison.Ordinal));
+    }
+
+    private const string AccountKey = "bXktYWNjb3VudC1rZXktMDEyMzQ1Njc4OWFiY2RlZg==";
+    private const string ConnectionString = $"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AccountKey};EndpointSuffix=core.windows.net";
+
+    [Fact]
+    public void Load_SetStorageToConnectionString_NamesStorageAndNeverTheKey()
+    {
+        var ex = Fails(Valid, [$"storage={ConnectionString}"]);
+
+        var problem = Assert.Single(ex.Problems);
+        Assert.StartsWith("storage: holds an Azure connection string", problem, StringComparison.Ordinal);
+        Assert.Contains("PREFPIPE_BLOB_CONNECTION_STRING", problem, StringComparison.Ordinal);
+        Assert.DoesNotContain(AccountKey, ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SasQueryInAnotherKey_IsRefused()
+    {
+        var ex = Fails(Valid.Replace("prompts: prompts.jsonl", "prompts: https://acct.blob.core.windows.net/data/prompts.jsonl?sv=2024-11-04&sp=r&sig=c2lnbmF0dXJlLXZhbHVl", StringComparison.Ordinal));
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("inputs.prompts: holds a shared access signature", StringComparison.Ordinal));
+        Assert.DoesNotContain("c2lnbmF0dXJlLXZhbHVl", ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_VariableExpandingToConnectionString_IsRefused()
+    {
+        var ex = Fails("storage: ${PP_STORE}\n" + Valid, env: name => name == "PP_STORE" ? ConnectionString : null);
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("storage: holds an Azure connection string", StringComparison.Ordinal));
+        Assert.DoesNotContain(AccountKey, ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SecretAlongsideOtherProblems_ReportsAllWithoutEchoingIt()
+    {
+        var ex = Fails(Valid.Replace("judge: reward", $"judge: llm\n  llm:\n    endpoint: \"not a url {ConnectionString}\"\n    model: m", StringComparison.Ordinal)
+            .Replace("temperature: 0.8", "temperature: warm", StringComparison.Ordinal));
+
+        Assert.Contains(ex.Problems, p => p.StartsWith("ranking.llm.endpoint: holds an Azure connection string", StringComparison.Ordinal));
+        Assert.Contains("ingest.temperature: 'warm' is not valid; expected a number.", ex.Problems);
+        Assert.DoesNotContain(AccountKey, ex.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Load_EnvironmentVariables_SubstituteWithDefaultsAndFailWhenMissing()
     {
         string yaml = Valid.Replace("candidates_per_prompt: 6", "candidates_per_prompt: ${PP_K}", StringComparison.Ordinal)

@@ -157,6 +157,35 @@ public sealed class LlmJudgeTests
         Assert.Equal(expected, LlmJudge.ParseVerdict(reply, ["[[A]]", "[[B]]", "[[C]]"]));
 
     [Fact]
+    public async Task CompareAsync_PromptAndResponsesContainingPlaceholders_AreSentVerbatim()
+    {
+        await using var server = new LoopbackChatServer(_ => new LoopbackChatServer.Reply(200, "[[C]]"));
+        using var judge = Judge(server, o => o.PromptTemplate = "Q: {prompt}\nA: {response_a}\nB: {response_b}\nAnswer as {\"winner\": \"A\"}.");
+        const string prompt = "What does {response_a} mean in a template?";
+        const string a = "It is replaced by the first answer; {response_b} by the second.";
+        const string b = "Write {prompt} where the question goes.";
+
+        await judge.CompareAsync(new JudgeRequest("p1", prompt, 0, a, 1, b));
+
+        var sent = Assert.Single(server.Requests);
+        Assert.Equal($"Q: {prompt}\nA: {a}\nB: {b}\nAnswer as {{\"winner\": \"A\"}}.", sent.UserMessage);
+    }
+
+    [Fact]
+    public void Options_TemplateWithUnknownPlaceholder_FailsNamingIt()
+    {
+        var options = new LlmJudgeOptions
+        {
+            Endpoint = new Uri("http://127.0.0.1:9/"), Model = "m",
+            PromptTemplate = "{prompt}\n{response_a}\n{response_b}\nCompare with the reference: {reference_answer}",
+        };
+
+        var ex = Assert.Throws<ValidationException>(() => new LlmJudge(new HttpClient(), options));
+
+        Assert.Contains("unknown placeholder {reference_answer}", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Options_TemplateWithoutPlaceholders_FailsNamingThem()
     {
         var options = new LlmJudgeOptions { Endpoint = new Uri("http://127.0.0.1:9/"), Model = "m", PromptTemplate = "Which is better? {prompt}" };
