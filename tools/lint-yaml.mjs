@@ -38,7 +38,7 @@ function yamlFiles(path) {
     });
 }
 
-/** All problems in one file's text, as { line, column, message, rule } with 1-based line and column. */
+/** All problems in one file's text, as { line, col, message, rule } with 1-based line and column. */
 export function lint(text) {
   const problems = [];
   const lines = new LineCounter();
