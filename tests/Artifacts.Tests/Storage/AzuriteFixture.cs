@@ -6,7 +6,7 @@ using Azure.Storage.Blobs;
 namespace PrefPipe.Artifacts.Tests.Storage;
 
 /// <summary>
-/// Starts Azurite's blob service (tools/node_modules, installed by <c>npm ci</c> in tools/) on 127.0.0.1 with a port the
+/// Starts Azurite's blob service (tools/node_modules: building this project runs <c>npm ci</c> in tools/ when needed) on 127.0.0.1 with a port the
 /// OS picks and a temporary folder, for the whole test collection; stops it (SIGTERM, then the process tree) at the end.
 /// A subclass that sets <see cref="WithQueue"/> gets the queue service too. Host.Tests links this file.
 /// </summary>
@@ -40,7 +40,7 @@ public partial class AzuriteFixture : IAsyncLifetime
         string root = RepoRoot();
         string azurite = Path.Combine(root, "tools", "node_modules", ".bin", WithQueue ? "azurite" : "azurite-blob");
         if (!File.Exists(azurite))
-            throw new InvalidOperationException($"Azurite is not installed ({azurite} is missing): run 'npm ci' in {Path.Combine(root, "tools")} (.ci/run does this).");
+            throw new InvalidOperationException($"Azurite is not installed ({azurite} is missing): building the test project runs 'npm ci' in {Path.Combine(root, "tools")} (build/NodeTools.targets); run it there if it did not.");
         _folder = Directory.CreateTempSubdirectory("prefpipe-azurite-").FullName;
         var start = new ProcessStartInfo(azurite)
         {

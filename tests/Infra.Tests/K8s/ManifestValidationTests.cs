@@ -10,7 +10,7 @@ public sealed class ManifestValidationTests : IDisposable
     internal static async Task<ProcessResult> ValidateAsync(string? folder = null)
     {
         var modules = InfraPaths.Tools("node_modules", "kubernetes-models");
-        Assert.True(Directory.Exists(modules), $"{modules} is missing: run `npm ci` in tools/ (.ci/run does).");
+        Assert.True(Directory.Exists(modules), $"{modules} is missing: building tests/Infra.Tests runs `npm ci` in tools/ (build/NodeTools.targets).");
         string[] arguments = folder is null ? [InfraPaths.Tools("validate-k8s.mjs")] : [InfraPaths.Tools("validate-k8s.mjs"), folder];
         return await ChildProcess.RunAsync("node", arguments, InfraPaths.RepositoryRoot);
     }
