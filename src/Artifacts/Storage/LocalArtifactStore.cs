@@ -8,11 +8,27 @@ public sealed class LocalArtifactStore : IArtifactStore
     private readonly string _root;
 
     /// <summary>Uses (and creates) <paramref name="root"/>.</summary>
+    /// <exception cref="ArgumentException"><paramref name="root"/> is a file or lies under one; the message names the path.</exception>
+    /// <exception cref="IOException">The folder cannot be created (read-only file system, ...); the message names the path.</exception>
     public LocalArtifactStore(string root)
     {
         _root = Path.GetFullPath(root);
-        Directory.CreateDirectory(_root);
         Location = root;
+        if (File.Exists(_root)) throw new ArgumentException($"storage {_root} is a file; expected a folder (it is created if missing)", nameof(root));
+        for (string? dir = Path.GetDirectoryName(_root); dir is not null; dir = Path.GetDirectoryName(dir))
+            if (File.Exists(dir)) throw new ArgumentException($"storage {_root} lies under {dir}, which is a file; expected a folder path", nameof(root));
+        try
+        {
+            Directory.CreateDirectory(_root);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new UnauthorizedAccessException($"storage {_root}: the folder cannot be created: {ex.Message}", ex);
+        }
+        catch (IOException ex) when (ex is not FileNotFoundException)
+        {
+            throw new IOException($"storage {_root}: the folder cannot be created: {ex.Message}", ex);
+        }
     }
 
     /// <inheritdoc />
@@ -28,6 +44,7 @@ public sealed class LocalArtifactStore : IArtifactStore
     public ValueTask<Stream> OpenReadAsync(string path, CancellationToken cancellationToken = default)
     {
         string full = Full(path);
+        if (Directory.Exists(full)) throw new FileNotFoundException($"{full} is a directory, expected a file.", full);
         if (!File.Exists(full)) throw new FileNotFoundException($"{full} does not exist in the artifact store {Location}.", full);
         return ValueTask.FromResult<Stream>(new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous));
     }

@@ -29,14 +29,19 @@ internal static class RunCommands
         var set = new Option<string[]>("--set") { Description = "Override a value: key.path=value (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         var from = new Option<string?>("--from") { Description = $"First stage to run ({string.Join(", ", Stages.All)})." };
         var until = new Option<string?>("--until") { Description = "Last stage to run." };
-        var command = new Command("run", "Run a pipeline: ingest → rank → split → train (stage 1) → ppo (stage 2) → evaluate.") { file, runId, set, from, until };
+        var storage = new Option<string?>("--storage") { Description = "Artifact store for the run, instead of the pipeline's storage: folder, az://CONTAINER/PREFIX or container URL (same as --set storage=...; a relative folder is relative to the current directory)." };
+        var command = new Command("run", "Run a pipeline: ingest → rank → split → train (stage 1) → ppo (stage 2) → evaluate.") { file, runId, set, from, until, storage };
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
-            var pipeline = PipelineLoader.Load(parse.GetValue(file)!, parse.GetValue(set) ?? []);
-            CheckStage(parse.GetValue(from));
-            CheckStage(parse.GetValue(until));
+            var overrides = (parse.GetValue(set) ?? []).ToList();
+            // The pipeline's own storage key, so run.json's saved pipeline and the runner's work folder agree with the store.
+            if (parse.GetValue(storage) is { } location)
+                overrides.Add($"storage={(ArtifactStores.IsBlobLocation(location) ? location : Path.GetFullPath(location))}");
+            var pipeline = PipelineLoader.Load(parse.GetValue(file)!, overrides);
+            var scope = new RunScope(parse.GetValue(from), parse.GetValue(until));
+            PipelineRunner.CheckScope(scope);
             string id = parse.GetValue(runId) ?? PipelineRunner.NewRunId(pipeline.Definition.Name);
-            return await RunAsync(output, pipeline, id, new RunScope(parse.GetValue(from), parse.GetValue(until)), ct).ConfigureAwait(false);
+            return await RunAsync(output, pipeline, id, scope, ct).ConfigureAwait(false);
         }));
         return command;
     }
@@ -138,12 +143,21 @@ internal static class RunCommands
             output.MarkupLine($"[yellow]cancelled[/]: continue with [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
             return Cli.ExitCodes.Failed;
         }
-        catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or ArgumentException or FileNotFoundException or System.ComponentModel.DataAnnotations.ValidationException)
+        catch (Exception ex)
         {
-            output.MarkupLine($"[red]failed[/]: {Markup.Escape(ex.Message)}");
+            output.MarkupLine($"[red]failed[/]: {Markup.Escape(CliErrors.MessageOf(ex))}");
             output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
-            if (await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false) is { } failed) Summary(output, failed);
-            return Cli.ExitCodes.Failed;
+            // The store may be what failed (full, gone): the summary is a courtesy, the error above is the report.
+            try
+            {
+                if (await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false) is { } failed) Summary(output, failed);
+            }
+            catch (Exception summaryError) when (CliErrors.IsExpected(summaryError))
+            {
+                output.MarkupLine($"[grey](run.json could not be read back: {Markup.Escape(CliErrors.MessageOf(summaryError))})[/]");
+            }
+            // A bug also gets its line (and with --verbose its stack trace) on stderr.
+            return CliErrors.ExitCodeOf(ex) == Cli.ExitCodes.Bug ? CliErrors.Report("run", ex) : CliErrors.ExitCodeOf(ex);
         }
         Summary(output, run);
         return Cli.ExitCodes.Ok;
@@ -269,15 +283,9 @@ internal static class RunCommands
         {
             return await action(output).ConfigureAwait(false);
         }
-        catch (PipelineFileException ex)
+        catch (Exception ex) when (CliErrors.IsExpected(ex))
         {
-            Console.Error.WriteLine($"prefpipe: {ex.Message}");
-            return Cli.ExitCodes.Usage;
-        }
-        catch (ArgumentException ex)
-        {
-            Console.Error.WriteLine($"prefpipe: {ex.Message}");
-            return Cli.ExitCodes.Usage;
+            return CliErrors.Report("", ex);
         }
     }
 }

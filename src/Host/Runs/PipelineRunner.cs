@@ -60,6 +60,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     public async Task<RunRecord> RunAsync(string runId, RunScope scope, CancellationToken cancellationToken = default)
     {
         ArtifactPath.ValidateName(runId, "run id");
+        CheckScope(scope);
         await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
         string configHash = Hash(pipeline.CanonicalYaml);
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false);
@@ -216,6 +217,17 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
         }
         return run;
+    }
+
+    /// <summary>Refuses a scope that names an unknown stage or selects none (--from after --until), before any work.</summary>
+    internal static void CheckScope(RunScope scope)
+    {
+        foreach (string? stage in new[] { scope.From, scope.Until })
+            if (stage is not null && !Stages.All.Contains(stage))
+                throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
+        var order = Stages.All.ToList();
+        if (scope.From is { } f && scope.Until is { } u && order.IndexOf(f) > order.IndexOf(u))
+            throw new ArgumentException($"--from {f} comes after --until {u}: no stage would run; stages run in the order {string.Join(" → ", order)}");
     }
 
     /// <summary>
