@@ -41,7 +41,7 @@ internal static class RunCommands
             var scope = new RunScope(parse.GetValue(from), parse.GetValue(until));
             PipelineRunner.CheckScope(scope);
             string id = parse.GetValue(runId) ?? PipelineRunner.NewRunId(pipeline.Definition.Name);
-            return await RunAsync(output, pipeline, id, scope, ct).ConfigureAwait(false);
+            return await RunAsync("run", output, pipeline, id, scope, ct).ConfigureAwait(false);
         }));
         return command;
     }
@@ -54,7 +54,7 @@ internal static class RunCommands
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
             var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
-            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(), ct, store).ConfigureAwait(false);
+            return await RunAsync("resume", output, pipeline, parse.GetValue(runId)!, new RunScope(), ct, store).ConfigureAwait(false);
         }));
         return command;
     }
@@ -72,7 +72,7 @@ internal static class RunCommands
             CheckStage(s);
             var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
             var force = Stages.All.SkipWhile(x => x != s).Take(parse.GetValue(downstream) ? int.MaxValue : 1).ToHashSet();
-            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct, store).ConfigureAwait(false);
+            return await RunAsync("rerun", output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct, store).ConfigureAwait(false);
         }));
         return command;
     }
@@ -128,7 +128,7 @@ internal static class RunCommands
         return command;
     }
 
-    private static async Task<int> RunAsync(IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct, IArtifactStore? runStore = null)
+    private static async Task<int> RunAsync(string command, IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct, IArtifactStore? runStore = null)
     {
         // resume and rerun continue in the store the run was found in, which --storage may have named.
         var store = runStore ?? OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
@@ -145,19 +145,20 @@ internal static class RunCommands
         }
         catch (Exception ex)
         {
-            output.MarkupLine($"[red]failed[/]: {Markup.Escape(CliErrors.MessageOf(ex))}");
-            output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
-            // The store may be what failed (full, gone): the summary is a courtesy, the error above is the report.
+            // The store may be what failed (full, unreachable): the table is a courtesy, the error line is the report.
+            RunRecord? failed = null;
             try
             {
-                if (await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false) is { } failed) Summary(output, failed);
+                failed = await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false);
             }
-            catch (Exception summaryError) when (CliErrors.IsExpected(summaryError))
+            catch (Exception readError) when (CliErrors.IsExpected(readError))
             {
-                output.MarkupLine($"[grey](run.json could not be read back: {Markup.Escape(CliErrors.MessageOf(summaryError))})[/]");
+                failed = null; // Most likely the error below again: say it once.
             }
-            // A bug also gets its line (and with --verbose its stack trace) on stderr.
-            return CliErrors.ExitCodeOf(ex) == Cli.ExitCodes.Bug ? CliErrors.Report("run", ex) : CliErrors.ExitCodeOf(ex);
+            if (failed is not null) Summary(output, failed);
+            int code = CliErrors.Report(command, ex);
+            if (failed is not null) output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
+            return code;
         }
         Summary(output, run);
         return Cli.ExitCodes.Ok;
