@@ -28,7 +28,7 @@ public sealed class IngestOptions : IValidatableObject
 
     /// <summary>Sampling temperature; 0 means greedy (then all K candidates are identical: use K sampling instead).</summary>
     /// <value>Default 1.0; 0 to 5.</value>
-    [Range(0, 5)]
+    [Range(0.0, 5.0)]
     public double Temperature { get; set; } = 1.0;
 
     /// <summary>Nucleus sampling mass.</summary>

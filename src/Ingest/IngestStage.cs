@@ -56,6 +56,7 @@ public sealed class IngestStage(IngestOptions options)
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(store);
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
+        await RequireAcceptedAsync(store, prefix, input, source, cancellationToken).ConfigureAwait(false);
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
         var (generated, resumed) = await GenerateAsync(input, input.Valid, policyDirectory, store, prefix, progress, cancellationToken).ConfigureAwait(false);
         var parts = generated.Select((rows, b) => new CandidatePart(PartPath(prefix, b), rows));
@@ -95,6 +96,7 @@ public sealed class IngestStage(IngestOptions options)
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(store);
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
+        await RequireAcceptedAsync(store, prefix, input, source, cancellationToken).ConfigureAwait(false);
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
         var parts = shardPrefixes.Select(p => new CandidatePart($"{p}/candidates.parquet", null)).ToList();
         var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
@@ -146,6 +148,22 @@ public sealed class IngestStage(IngestOptions options)
             });
         }
         return new ValidatedInput(valid, promptRows, rejects, rowsIn, encoder);
+    }
+
+    /// <summary>
+    /// Empty work is an error: with no accepted prompt the stage writes its rejects (they say why), removes prompts and
+    /// candidates an earlier attempt may have left (nothing downstream may take them for this input's output), and throws.
+    /// </summary>
+    private static async Task RequireAcceptedAsync(IArtifactStore store, string prefix, ValidatedInput input, string source, CancellationToken cancellationToken)
+    {
+        if (input.Valid.Count > 0) return;
+        var rejects = await ParquetArtifacts.WriteAsync(store, $"{prefix}/rejects.parquet", input.Rejects, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await store.DeleteAsync($"{prefix}/prompts.parquet", cancellationToken).ConfigureAwait(false);
+        await store.DeleteAsync($"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
+        string example = input.Rejects.Count > 0 ? $"; row {input.Rejects[0].Row}: {input.Rejects[0].Reason}" : "";
+        throw new InvalidDataException(input.RowsIn == 0
+            ? $"{source}: 0 prompts accepted: the file has no rows"
+            : $"{source}: 0 prompts accepted of {input.RowsIn} rows, all rejected (reasons in {rejects.Uri}{example})");
     }
 
     private static async Task<(ArtifactInfo Prompts, ArtifactInfo Rejects)> WritePromptsAsync(IArtifactStore store, string prefix, ValidatedInput input, CancellationToken cancellationToken) =>

@@ -28,6 +28,9 @@ public sealed class SplitterStage(SplitterOptions options)
     {
         ArgumentNullException.ThrowIfNull(store);
         var pairs = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, preferencesPath, cancellationToken).ConfigureAwait(false);
+        // Empty work is an error, found before anything is written (the report's statistics of nothing are not numbers).
+        if (pairs.Count == 0)
+            throw new InvalidDataException($"{store.UriOf(preferencesPath)}: 0 preference pairs; nothing to split (did rank pair any candidates? see its unpaired artifact)");
         var facts = pairs.Select(p => new PairFacts(p.PromptId, p.RewardGap, p.JudgeAgrees, p.Chosen.Length, p.Rejected.Length)).ToList();
         var (decisions, threshold) = GapSplitter.Split(facts, options);
         var report = QualityReport.Build(facts, decisions, options, threshold);

@@ -48,7 +48,7 @@ public sealed class DpoTrainingOptions : IValidatableObject
 
     /// <summary>Fraction of steps spent warming up linearly from 0.</summary>
     /// <value>Default 0.1; 0 to 1.</value>
-    [Range(0, 1)]
+    [Range(0.0, 1.0)]
     public double WarmupRatio { get; set; } = 0.1;
 
     /// <summary>Decay after warmup.</summary>
@@ -57,7 +57,7 @@ public sealed class DpoTrainingOptions : IValidatableObject
 
     /// <summary>AdamW decoupled weight decay (matrices only).</summary>
     /// <value>Default 0; 0 to 1.</value>
-    [Range(0, 1)]
+    [Range(0.0, 1.0)]
     public double WeightDecay { get; set; }
 
     /// <summary>Global gradient-norm clip; 0 = off.</summary>

@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Parquet.Schema;
@@ -140,7 +141,9 @@ public static class PromptSource
             }
             catch (DecoderFallbackException ex)
             {
-                throw new InvalidDataException($"{source}: not UTF-8 text near line {row + 1}; expected JSON lines or Parquet.", ex);
+                // The reader decodes ahead in blocks, so its position is not the bad line's: find that in the bytes.
+                long badLine = await InvalidUtf8LineAsync(stream, cancellationToken).ConfigureAwait(false);
+                throw new InvalidDataException($"{source}: line {badLine}: not valid UTF-8 text; expected JSON lines (UTF-8) or Parquet.", ex);
             }
             if (line is null) yield break;
             long current = row++;
@@ -183,6 +186,31 @@ public static class PromptSource
                 yield return Build(current, values, hasPrompt, hasMessages, idColumn, options, fromJson: true);
             }
         }
+    }
+
+    /// <summary>The 1-based number of the first line (split at '\n') whose bytes are not valid UTF-8, reading the stream from its start.</summary>
+    private static async Task<long> InvalidUtf8LineAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        stream.Position = 0;
+        var buffer = new byte[1 << 16];
+        var current = new List<byte>();
+        long line = 1;
+        int read;
+        while ((read = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            for (int i = 0; i < read; i++)
+            {
+                if (buffer[i] != (byte)'\n')
+                {
+                    current.Add(buffer[i]);
+                    continue;
+                }
+                if (!System.Text.Unicode.Utf8.IsValid(CollectionsMarshal.AsSpan(current))) return line;
+                current.Clear();
+                line++;
+            }
+        }
+        return line;
     }
 
     private static PromptInput Reject(long row, string reason, string? raw) => new() { Row = row, RejectReason = reason, Raw = raw };

@@ -56,6 +56,7 @@ public static class ArtifactStores
         {
             string full = Path.GetFullPath(fileLocation);
             // Opening a file must not create folders (LocalArtifactStore creates its root).
+            if (Directory.Exists(full)) throw new FileNotFoundException($"{full} is a directory, expected a file.", full);
             if (!File.Exists(full)) throw new FileNotFoundException($"{full} does not exist.", full);
             return (Open(Path.GetDirectoryName(full)!, pipeline, environment, credential), Path.GetFileName(full));
         }

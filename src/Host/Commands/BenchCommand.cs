@@ -67,15 +67,9 @@ internal static class BenchCommand
                     figures.AddRange(PerfSuite.Run(bench, options, line => output.WriteLine(line), cancellationToken));
                 }
             }
-            catch (System.ComponentModel.DataAnnotations.ValidationException ex)
+            catch (Exception ex) when (CliErrors.IsExpected(ex))
             {
-                Console.Error.WriteLine($"prefpipe bench: {ex.Message}");
-                return Task.FromResult(Cli.ExitCodes.Usage);
-            }
-            catch (InvalidOperationException ex)
-            {
-                Console.Error.WriteLine($"prefpipe bench: {ex.Message}");
-                return Task.FromResult(Cli.ExitCodes.Failed);
+                return Task.FromResult(CliErrors.Report("bench", ex));
             }
             var table = new Table().AddColumn("benchmark").AddColumn("case").AddColumn("metric").AddColumn(new TableColumn("value").RightAligned()).AddColumn("unit");
             foreach (var f in figures)

@@ -6,13 +6,24 @@ namespace PrefPipe.Host.Commands;
 /// <summary>Builds the prefpipe command tree.</summary>
 internal static class Cli
 {
-    /// <summary>The process exit codes prefpipe uses.</summary>
+    /// <summary>The process exit codes prefpipe uses (README, "Exit codes"); <see cref="CliErrors"/> maps exceptions to them.</summary>
     internal static class ExitCodes
     {
+        /// <summary>Success.</summary>
         public const int Ok = 0;
+
+        /// <summary>A run, stage or check failed (storage, network, training), or the command was cancelled.</summary>
         public const int Failed = 1;
+
+        /// <summary>Bad usage or input: options, pipeline file, data or model files.</summary>
         public const int Usage = 2;
+
+        /// <summary>An unexpected error: a bug in prefpipe.</summary>
+        public const int Bug = 3;
     }
+
+    /// <summary><c>--verbose</c>: stack traces for unexpected errors.</summary>
+    private static readonly Option<bool> VerboseOption = new("--verbose") { Description = "Print the stack trace of an unexpected error.", Recursive = true };
 
     public static RootCommand Build(IAnsiConsole? console = null)
     {
@@ -32,6 +43,7 @@ internal static class Cli
         root.Subcommands.Add(WorkerCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
         root.Subcommands.Add(BenchCommand.Create(console));
+        root.Options.Add(VerboseOption);
         return root;
     }
 
@@ -44,7 +56,18 @@ internal static class Cli
             Console.Error.WriteLine("Run 'prefpipe --help' for usage.");
             return ExitCodes.Usage;
         }
-        return await parse.InvokeAsync(Invocation, cancellationToken).ConfigureAwait(false);
+        CliErrors.Verbose = parse.GetValue(VerboseOption);
+        try
+        {
+            return await parse.InvokeAsync(Invocation, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // Whatever a command's own handling let through: the same mapping, never a bare stack trace.
+            var path = new List<string>();
+            for (var r = parse.CommandResult; r.Parent is System.CommandLine.Parsing.CommandResult parent; r = parent) path.Insert(0, r.Command.Name);
+            return CliErrors.Report(string.Join(' ', path), e);
+        }
     }
 
     /// <summary>
@@ -54,5 +77,5 @@ internal static class Cli
     /// </summary>
     internal static readonly TimeSpan ProcessTerminationTimeout = TimeSpan.FromSeconds(30);
 
-    private static InvocationConfiguration Invocation => new() { ProcessTerminationTimeout = ProcessTerminationTimeout };
+    private static InvocationConfiguration Invocation => new() { ProcessTerminationTimeout = ProcessTerminationTimeout, EnableDefaultExceptionHandler = false };
 }

@@ -45,10 +45,9 @@ internal static class CompareCommand
                 output.Write(table);
                 return Cli.ExitCodes.Ok;
             }
-            catch (ArgumentException ex)
+            catch (Exception ex) when (CliErrors.IsExpected(ex))
             {
-                Console.Error.WriteLine($"prefpipe: {ex.Message}");
-                return Cli.ExitCodes.Usage;
+                return CliErrors.Report("compare", ex);
             }
         });
         return command;

@@ -37,15 +37,14 @@ internal static class InspectCommand
                 var (store, path) = ArtifactStores.OpenFile(location);
                 summary = await ArtifactInspector.InspectAsync(store, path, count, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
+            catch (Exception e) when (CliErrors.ExitCodeOf(e) == Cli.ExitCodes.Failed)
             {
-                Console.Error.WriteLine($"prefpipe inspect: {e.Message}");
-                return Cli.ExitCodes.Usage;
+                // Storage and network errors do not always name what was being read.
+                return CliErrors.Report($"inspect: {ArtifactStores.Redact(location)}", e);
             }
-            catch (Exception e) when (e is IOException or Azure.RequestFailedException or Polly.CircuitBreaker.BrokenCircuitException or Polly.Timeout.TimeoutRejectedException)
+            catch (Exception e) when (CliErrors.IsExpected(e))
             {
-                Console.Error.WriteLine($"prefpipe inspect: {ArtifactStores.Redact(location)}: {e.Message}");
-                return Cli.ExitCodes.Failed;
+                return CliErrors.Report("inspect", e);
             }
             var output = console ?? AnsiConsole.Console;
             if (parse.GetValue(json))

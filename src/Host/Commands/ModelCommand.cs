@@ -28,7 +28,10 @@ internal static class ModelCommand
     private static Option<string> ModelOption() => new("--model") { Description = "Model folder: config.json, model.safetensors (or shards), tokenizer.json.", Required = true };
 
     private static int[] ParseIds(string text) =>
-        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int id) && id >= 0 ? id
+                : throw new ArgumentException($"token id '{s}' in '{text}' is not valid; expected comma-separated whole numbers 0 or more"))
+            .ToArray();
 
     private static Command Logprobs(IAnsiConsole? console)
     {
@@ -49,6 +52,7 @@ internal static class ModelCommand
             if (inputs.Any(i => i.Ids.Length < 2)) throw new ArgumentException("each input needs at least two tokens to score");
 
             using var lm = LlamaForCausalLM.Load(dir);
+            foreach (var input in inputs) lm.Config.CheckTokenIds(input.Ids, input.Text is null ? "--ids" : "--text");
             using var _ = no_grad();
             using var scope = NewDisposeScope();
             int pad = lm.Config.PadTokenId ?? 0;
@@ -157,10 +161,9 @@ internal static class ModelCommand
         {
             return action();
         }
-        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or NotSupportedException or ArgumentException or FormatException or IOException)
+        catch (Exception e) when (CliErrors.IsExpected(e))
         {
-            Console.Error.WriteLine($"prefpipe model: {e.Message}");
-            return Cli.ExitCodes.Usage;
+            return CliErrors.Report("model", e);
         }
     }
 }

@@ -36,11 +36,9 @@ internal static class RewardCommand
                     ScoreIndex = parse.GetValue(scoreIndex),
                 });
             }
-            catch (Exception e) when (e is FileNotFoundException or InvalidDataException or NotSupportedException or IOException
-                                      or UnauthorizedAccessException or System.ComponentModel.DataAnnotations.ValidationException)
+            catch (Exception e) when (CliErrors.IsExpected(e))
             {
-                Console.Error.WriteLine($"prefpipe reward score: {e.Message}");
-                return Task.FromResult(Cli.ExitCodes.Usage);
+                return Task.FromResult(CliErrors.Report("reward score", e));
             }
             using (reward)
             {

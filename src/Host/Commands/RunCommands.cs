@@ -29,14 +29,19 @@ internal static class RunCommands
         var set = new Option<string[]>("--set") { Description = "Override a value: key.path=value (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         var from = new Option<string?>("--from") { Description = $"First stage to run ({string.Join(", ", Stages.All)})." };
         var until = new Option<string?>("--until") { Description = "Last stage to run." };
-        var command = new Command("run", "Run a pipeline: ingest → rank → split → train (stage 1) → ppo (stage 2) → evaluate.") { file, runId, set, from, until };
+        var storage = new Option<string?>("--storage") { Description = "Artifact store for the run, instead of the pipeline's storage: folder, az://CONTAINER/PREFIX or container URL (same as --set storage=...; a relative folder is relative to the current directory)." };
+        var command = new Command("run", "Run a pipeline: ingest → rank → split → train (stage 1) → ppo (stage 2) → evaluate.") { file, runId, set, from, until, storage };
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
-            var pipeline = PipelineLoader.Load(parse.GetValue(file)!, parse.GetValue(set) ?? []);
-            CheckStage(parse.GetValue(from));
-            CheckStage(parse.GetValue(until));
+            var overrides = (parse.GetValue(set) ?? []).ToList();
+            // The pipeline's own storage key, so run.json's saved pipeline and the runner's work folder agree with the store.
+            if (parse.GetValue(storage) is { } location)
+                overrides.Add($"storage={(ArtifactStores.IsBlobLocation(location) ? location : Path.GetFullPath(location))}");
+            var pipeline = PipelineLoader.Load(parse.GetValue(file)!, overrides);
+            var scope = new RunScope(parse.GetValue(from), parse.GetValue(until));
+            PipelineRunner.CheckScope(scope);
             string id = parse.GetValue(runId) ?? PipelineRunner.NewRunId(pipeline.Definition.Name);
-            return await RunAsync(output, pipeline, id, new RunScope(parse.GetValue(from), parse.GetValue(until)), ct).ConfigureAwait(false);
+            return await RunAsync("run", output, pipeline, id, scope, ct).ConfigureAwait(false);
         }));
         return command;
     }
@@ -49,7 +54,7 @@ internal static class RunCommands
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
             var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
-            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(), ct, store).ConfigureAwait(false);
+            return await RunAsync("resume", output, pipeline, parse.GetValue(runId)!, new RunScope(), ct, store).ConfigureAwait(false);
         }));
         return command;
     }
@@ -67,7 +72,7 @@ internal static class RunCommands
             CheckStage(s);
             var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
             var force = Stages.All.SkipWhile(x => x != s).Take(parse.GetValue(downstream) ? int.MaxValue : 1).ToHashSet();
-            return await RunAsync(output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct, store).ConfigureAwait(false);
+            return await RunAsync("rerun", output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct, store).ConfigureAwait(false);
         }));
         return command;
     }
@@ -123,7 +128,7 @@ internal static class RunCommands
         return command;
     }
 
-    private static async Task<int> RunAsync(IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct, IArtifactStore? runStore = null)
+    private static async Task<int> RunAsync(string command, IAnsiConsole output, LoadedPipeline pipeline, string runId, RunScope scope, CancellationToken ct, IArtifactStore? runStore = null)
     {
         // resume and rerun continue in the store the run was found in, which --storage may have named.
         var store = runStore ?? OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
@@ -138,12 +143,22 @@ internal static class RunCommands
             output.MarkupLine($"[yellow]cancelled[/]: continue with [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
             return Cli.ExitCodes.Failed;
         }
-        catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or ArgumentException or FileNotFoundException or System.ComponentModel.DataAnnotations.ValidationException)
+        catch (Exception ex)
         {
-            output.MarkupLine($"[red]failed[/]: {Markup.Escape(Secrets.Redact(ex.Message))}");
-            output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
-            if (await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false) is { } failed) Summary(output, failed);
-            return Cli.ExitCodes.Failed;
+            // The store may be what failed (full, unreachable): the table is a courtesy, the error line is the report.
+            RunRecord? failed = null;
+            try
+            {
+                failed = await RunRecord.LoadAsync(store, runId, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception readError) when (CliErrors.IsExpected(readError))
+            {
+                failed = null; // Most likely the error below again: say it once.
+            }
+            if (failed is not null) Summary(output, failed);
+            int code = CliErrors.Report(command, ex);
+            if (failed is not null) output.MarkupLine($"fix the cause, then [bold]prefpipe resume --run {Markup.Escape(runId)}[/]");
+            return code;
         }
         Summary(output, run);
         return Cli.ExitCodes.Ok;
@@ -269,15 +284,9 @@ internal static class RunCommands
         {
             return await action(output).ConfigureAwait(false);
         }
-        catch (PipelineFileException ex)
+        catch (Exception ex) when (CliErrors.IsExpected(ex))
         {
-            Console.Error.WriteLine($"prefpipe: {Secrets.Redact(ex.Message)}");
-            return Cli.ExitCodes.Usage;
-        }
-        catch (ArgumentException ex)
-        {
-            Console.Error.WriteLine($"prefpipe: {Secrets.Redact(ex.Message)}");
-            return Cli.ExitCodes.Usage;
+            return CliErrors.Report("", ex);
         }
     }
 }

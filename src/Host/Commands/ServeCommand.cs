@@ -32,10 +32,9 @@ internal static class ServeCommand
                 settings = new ServeSettings(pipeline, overrides, parse.GetValue(once), parse.GetValue(json)) { Trigger = parse.GetValue(trigger)! };
                 host = ServeHost.Build(settings);
             }
-            catch (Exception ex) when (ex is PipelineFileException or ArgumentException)
+            catch (Exception ex) when (CliErrors.IsExpected(ex))
             {
-                await Console.Error.WriteLineAsync($"prefpipe: {ex.Message}").ConfigureAwait(false);
-                return Cli.ExitCodes.Usage;
+                return CliErrors.Report("serve", ex);
             }
             // RunAsync disposes the host: take the state first.
             var state = host.Services.GetRequiredService<ServiceState>();

@@ -219,22 +219,14 @@ internal static class StageCommands
         {
             summary = await action().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException
-            or ValidationException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine($"prefpipe {stage}: {e.Message}");
-            return Cli.ExitCodes.Usage;
-        }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             Console.Error.WriteLine($"prefpipe {stage}: cancelled; committed batches are kept and a rerun resumes");
             return Cli.ExitCodes.Failed;
         }
-        catch (Exception e) when (e is IOException or Azure.RequestFailedException or HttpRequestException
-            or Polly.CircuitBreaker.BrokenCircuitException or Polly.Timeout.TimeoutRejectedException or InvalidOperationException)
+        catch (Exception e) when (CliErrors.IsExpected(e))
         {
-            Console.Error.WriteLine($"prefpipe {stage}: {e.Message}");
-            return Cli.ExitCodes.Failed;
+            return CliErrors.Report(stage, e);
         }
         var output = console ?? AnsiConsole.Console;
         if (json)

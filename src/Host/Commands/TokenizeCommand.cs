@@ -42,10 +42,9 @@ internal static class TokenizeCommand
             {
                 tokenizer = HfTokenizer.Load(path);
             }
-            catch (Exception e) when (e is FileNotFoundException or InvalidDataException or NotSupportedException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (CliErrors.IsExpected(e))
             {
-                Console.Error.WriteLine($"prefpipe tokenize: {e.Message}");
-                return Cli.ExitCodes.Usage;
+                return CliErrors.Report("tokenize", e);
             }
 
             bool addSpecialTokens = !parse.GetValue(noSpecialTokens);

@@ -163,10 +163,9 @@ internal static class TrainCommand
         {
             return await action().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException or ArgumentException or System.ComponentModel.DataAnnotations.ValidationException)
+        catch (Exception e) when (CliErrors.IsExpected(e))
         {
-            Console.Error.WriteLine($"prefpipe train: {e.Message}");
-            return Cli.ExitCodes.Usage;
+            return CliErrors.Report("train", e);
         }
     }
 }

@@ -55,10 +55,9 @@ internal static class WorkerCommand
                 pipeline = await RunCommands.LoadRunPipelineAsync(store, id, cancellationToken,
                     $"start it with 'prefpipe run PIPELINE --run-id {id} --until ingest', pass --pipeline FILE, or pass --storage").ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is ArgumentException or FormatException or PipelineFileException)
+            catch (Exception ex) when (CliErrors.IsExpected(ex))
             {
-                Console.Error.WriteLine($"prefpipe worker: {ex.Message}");
-                return Cli.ExitCodes.Usage;
+                return CliErrors.Report("worker", ex);
             }
 
             bool asJson = parse.GetValue(json);
@@ -75,23 +74,16 @@ internal static class WorkerCommand
                 await worker.RunAsync(plan, cancellationToken).ConfigureAwait(false);
                 return Cli.ExitCodes.Ok;
             }
-            catch (ArgumentException ex)
-            {
-                Console.Error.WriteLine($"prefpipe worker: {ex.Message}");
-                return Cli.ExitCodes.Usage;
-            }
             catch (OperationCanceledException)
             {
                 Console.Error.WriteLine("prefpipe worker: cancelled; claimed shards are released (or expire) and other workers take them over");
                 return Cli.ExitCodes.Failed;
             }
-            catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or System.ComponentModel.DataAnnotations.ValidationException
-                or Azure.RequestFailedException or Polly.CircuitBreaker.BrokenCircuitException or Polly.Timeout.TimeoutRejectedException)
+            catch (Exception ex)
             {
                 // The event stream (JSON lines in a job's log) ends with the failure too, not only stderr.
-                Report(new WorkerEvent("failed", plan.Stage, Detail: ex.Message));
-                Console.Error.WriteLine($"prefpipe worker: {ex.Message}");
-                return Cli.ExitCodes.Failed;
+                Report(new WorkerEvent("failed", plan.Stage, Detail: CliErrors.MessageOf(ex)));
+                return CliErrors.Report("worker", ex);
             }
         });
         return command;

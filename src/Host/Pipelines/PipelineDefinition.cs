@@ -78,7 +78,7 @@ internal sealed class RankingSection : IValidatableObject
 
     /// <summary>Reward judge: |r_a − r_b| below this is a tie.</summary>
     /// <value>Default 0.05; 0 to 1000.</value>
-    [Range(0, 1000)]
+    [Range(0.0, 1000.0)]
     public double TieEpsilon { get; set; } = 0.05;
 
     /// <summary>Reward model scoring options.</summary>
@@ -124,7 +124,7 @@ internal sealed class EvaluationSection
 
     /// <summary>Sampling temperature.</summary>
     /// <value>Default 1.0; 0 to 5.</value>
-    [Range(0, 5)]
+    [Range(0.0, 5.0)]
     public double Temperature { get; set; } = 1.0;
 
     /// <summary>Seed for evaluation sampling.</summary>

@@ -34,18 +34,29 @@ internal static partial class PipelineLoader
     {
         environment ??= Environment.GetEnvironmentVariable;
         string full = Path.GetFullPath(file);
+        if (Directory.Exists(full))
+            throw new PipelineFileException(full, ["is a directory, expected a file; give a pipeline YAML file such as pipelines/demo.yaml"]);
         if (!System.IO.File.Exists(full))
             throw new PipelineFileException(full, [$"the pipeline file does not exist; expected a YAML file such as pipelines/demo.yaml"]);
         var problems = new List<string>();
         var stream = new YamlStream();
-        try
+        using (var reader = new StreamReader(full))
         {
-            using var reader = new StreamReader(full);
-            stream.Load(reader);
-        }
-        catch (YamlException ex)
-        {
-            throw new PipelineFileException(full, [$"line {ex.Start.Line}, column {ex.Start.Column}: not valid YAML: {ex.InnerException?.Message ?? ex.Message}"]);
+            var scanner = new Scanner(reader);
+            try
+            {
+                stream.Load(new Parser(scanner));
+            }
+            catch (YamlException ex)
+            {
+                throw new PipelineFileException(full, [$"line {ex.Start.Line}, column {ex.Start.Column}: not valid YAML: {ex.InnerException?.Message ?? ex.Message}"]);
+            }
+            catch (InvalidOperationException)
+            {
+                // YamlDotNet's scanner fails this way (no position) on an unclosed '[' or '{' followed by more lines.
+                var at = scanner.CurrentPosition;
+                throw new PipelineFileException(full, [$"line {at.Line}, column {at.Column}: not valid YAML: a flow sequence or mapping is not closed (a '[' without its ']' or a '{{' without its '}}' before this point)"]);
+            }
         }
         if (stream.Documents.Count != 1 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new PipelineFileException(full, ["expected exactly one YAML document whose top level is a mapping (name:, inputs:, models:, ...)"]);
@@ -169,7 +180,8 @@ internal static partial class PipelineLoader
             if (string.IsNullOrEmpty(value) || value.Contains("://", StringComparison.Ordinal)) return;
             string path = p.Resolve(value);
             bool ok = inside.Length == 0 ? File.Exists(path) : Directory.Exists(path) && inside.All(f => File.Exists(Path.Combine(path, f)));
-            if (!ok) problems.Add($"{key} ('{value}' → {path}): not found; expected {expected}.");
+            if (!ok && inside.Length == 0 && Directory.Exists(path)) problems.Add($"{key} ('{value}' → {path}): is a directory, expected a file.");
+            else if (!ok) problems.Add($"{key} ('{value}' → {path}): not found; expected {expected}.");
         }
         MustExist("inputs.prompts", d.Inputs.Prompts, "a Parquet or JSONL file of prompts");
         MustExist("inputs.eval_prompts", d.Inputs.EvalPrompts, "a Parquet or JSONL file of held-out prompts");

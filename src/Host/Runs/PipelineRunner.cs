@@ -60,7 +60,9 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     public async Task<RunRecord> RunAsync(string runId, RunScope scope, CancellationToken cancellationToken = default)
     {
         ArtifactPath.ValidateName(runId, "run id");
+        CheckScope(scope);
         await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
+        RemoveLeftoverPartials(runId);
         string configHash = Hash(pipeline.CanonicalYaml);
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false);
         if (run is null)
@@ -217,9 +219,48 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         }
         finally
         {
-            await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
+            await SaveAsync(run, failing: run.Status != "completed").ConfigureAwait(false);
         }
         return run;
+    }
+
+    /// <summary>
+    /// Saves run.json. While a failure is on its way out (a full disk, say) a failed save is logged, not thrown: the
+    /// failure is the error to report, and run.json keeps its last saved state.
+    /// </summary>
+    private async Task SaveAsync(RunRecord run, bool failing)
+    {
+        try
+        {
+            await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (failing && ex is IOException or UnauthorizedAccessException or Azure.RequestFailedException)
+        {
+            log($"run.json could not be saved: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Staging files (<c>*.partial</c>) a stopped run left in its local folder (a full disk, a killed process) are removed
+    /// when the run starts again under its lock. Shard workers write without the run lock: theirs go only once older than
+    /// a lock's lifetime.
+    /// </summary>
+    private void RemoveLeftoverPartials(string runId)
+    {
+        if (store is not LocalArtifactStore local) return;
+        var removed = local.RemovePartials(runId, (path, age) => path.Contains("/shards/", StringComparison.Ordinal) && age < RunLock.Lifetime);
+        if (removed.Count > 0) log($"removed {removed.Count} leftover staging file(s) (*.partial) from an earlier attempt");
+    }
+
+    /// <summary>Refuses a scope that names an unknown stage or selects none (--from after --until), before any work.</summary>
+    internal static void CheckScope(RunScope scope)
+    {
+        foreach (string? stage in new[] { scope.From, scope.Until })
+            if (stage is not null && !Stages.All.Contains(stage))
+                throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
+        var order = Stages.All.ToList();
+        if (scope.From is { } f && scope.Until is { } u && order.IndexOf(f) > order.IndexOf(u))
+            throw new ArgumentException($"--from {f} comes after --until {u}: no stage would run; stages run in the order {string.Join(" → ", order)}");
     }
 
     /// <summary>
@@ -280,7 +321,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             rec.Seconds = clock.Elapsed.TotalSeconds;
             rec.Finished = DateTimeOffset.UtcNow;
-            await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
+            await SaveAsync(run, failing: rec.Status != "completed").ConfigureAwait(false);
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));

@@ -25,6 +25,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<I
         if (requests.Count == 0) return [];
         using var compute = ComputeClock.Measure();
         if (requests.Any(r => r.PromptIds.Count == 0)) throw new ArgumentException("every prompt needs at least one token (e.g. BOS)", nameof(requests));
+        foreach (var r in requests) model.Config.CheckTokenIds(r.PromptIds, "prompt");
         if (options.StopStrings.Count > 0 && decode is null) throw new ArgumentException("stop strings need a decoder", nameof(options));
         var eos = new HashSet<int>(options.EosTokenIds ?? model.Config.EosTokenIds);
         var device = model.Device;

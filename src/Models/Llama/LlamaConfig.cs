@@ -35,6 +35,18 @@ public sealed record LlamaConfig
     /// <summary>Vocabulary size (rows of embed_tokens and lm_head).</summary>
     public int VocabSize { get; init; }
 
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming <paramref name="what"/> when an id is negative or not below
+    /// <see cref="VocabSize"/>: libtorch would fail with "index out of range in self" and a native stack.
+    /// </summary>
+    public void CheckTokenIds(IEnumerable<int> ids, string what)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        foreach (int id in ids)
+            if (id < 0 || id >= VocabSize)
+                throw new ArgumentException($"{what}: token id {id} is outside the vocabulary; this model's ids are 0 to {VocabSize - 1} (vocab_size {VocabSize})");
+    }
+
     /// <summary>Hidden size.</summary>
     public int HiddenSize { get; init; }
 
@@ -116,10 +128,18 @@ public sealed record LlamaConfig
         if (!SupportedModelTypes.Contains(modelType))
             throw new InvalidDataException($"{source}: model_type '{modelType}' (architectures: {architectures}) is not supported; supported Llama-family types: {string.Join(", ", SupportedModelTypes)}.");
 
-        int Int(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
+        // Sizes and counts must be positive whole numbers: a zero or negative one fails here, naming the key, not later
+        // inside a tensor constructor.
+        int Int(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? Positive(key, v)
             : throw new InvalidDataException($"{source}: '{key}' is missing or not a number; a {modelType} config needs it.");
+        int? OptPositive(string key) => root.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? Positive(key, v) : null;
+        int Positive(string key, JsonElement v) => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n > 0 ? n
+            : throw new InvalidDataException($"{source}: '{key}' is {v.GetRawText()}; expected a positive whole number.");
         int? OptInt(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
-        double OptDouble(string key, double fallback) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : fallback;
+        // A present value of the wrong kind is an error, not the default: "rms_norm_eps": "abc" was silently 1e-6.
+        double OptDouble(string key, double fallback) => !root.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? fallback
+            : v.ValueKind == JsonValueKind.Number && v.GetDouble() is var x && double.IsFinite(x) && x > 0 ? x
+            : throw new InvalidDataException($"{source}: '{key}' is {v.GetRawText()}; expected a positive number.");
         bool OptBool(string key, bool fallback) => root.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : fallback;
 
         int hidden = Int("hidden_size");
@@ -133,8 +153,8 @@ public sealed record LlamaConfig
         if (kvHeads <= 0 || heads % kvHeads != 0)
             throw new InvalidDataException($"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}" +
                 (root.TryGetProperty("num_key_value_heads", out _) ? "." : $" (num_key_value_heads is absent; transformers' {modelType} default is {kvHeads})."));
-        int headDim = OptInt("head_dim") ?? hidden / heads;
-        int maxPositions = OptInt("max_position_embeddings") ?? modelType switch { "qwen2" => 32768, "mistral" => 4096 * 32, _ => 2048 };
+        int headDim = OptPositive("head_dim") ?? hidden / heads;
+        int maxPositions = OptPositive("max_position_embeddings") ?? modelType switch { "qwen2" => 32768, "mistral" => 4096 * 32, _ => 2048 };
 
         var (theta, scaling) = ParseRope(root, source, maxPositions);
 

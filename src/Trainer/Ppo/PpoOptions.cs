@@ -32,7 +32,7 @@ public sealed class PpoOptions
 
     /// <summary>Initial KL coefficient β_KL.</summary>
     /// <value>Default 0.05; 0 to 100.</value>
-    [Range(0, 100)]
+    [Range(0.0, 100.0)]
     public double KlCoef { get; set; } = 0.05;
 
     /// <summary>Target KL for the adaptive controller; null keeps β_KL fixed.</summary>
@@ -47,7 +47,7 @@ public sealed class PpoOptions
 
     /// <summary>Policy ratio clip ε.</summary>
     /// <value>Default 0.2; 0 to 10.</value>
-    [Range(0, 10)]
+    [Range(0.0, 10.0)]
     public double Cliprange { get; set; } = 0.2;
 
     /// <summary>Value clip.</summary>

@@ -161,4 +161,27 @@ public sealed class PromptSourceTests
         Assert.Contains(name, ex.Message, StringComparison.Ordinal);
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3000)]
+    public async Task ReadAsync_InvalidUtf8OnOneLine_ReportsThatLine(int badLine)
+    {
+        // The reader decodes ahead in blocks: the bad bytes must be reported at their own line, not where reading was.
+        using var bytes = new MemoryStream();
+        for (int line = 1; line <= 4000; line++)
+        {
+            byte[] text = System.Text.Encoding.UTF8.GetBytes($"{{\"prompt\": \"prompt number {line}\"}}");
+            if (line == badLine) text[^3] = 0xFF; // not a UTF-8 byte anywhere
+            bytes.Write(text);
+            bytes.WriteByte((byte)'\n');
+        }
+        string temp = Path.GetTempFileName();
+        await File.WriteAllBytesAsync(temp, bytes.ToArray());
+        await _store.CommitAsync("bad-utf8.jsonl", temp);
+
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => ReadAll(PromptSource.ReadAsync(_store, "bad-utf8.jsonl")));
+
+        Assert.Contains($"bad-utf8.jsonl: line {badLine}: not valid UTF-8", ex.Message, StringComparison.Ordinal);
+    }
 }

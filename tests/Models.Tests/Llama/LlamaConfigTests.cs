@@ -136,4 +136,49 @@ public sealed class LlamaConfigTests
     {
         Assert.Equal(32, LlamaConfig.Parse(Json("llama", """, "hidden_act": "swish" """), "config.json").HiddenSize); // ACT2FN["swish"] is SiLU
     }
+
+    [Theory]
+    [InlineData("num_hidden_layers", "-2")]
+    [InlineData("num_hidden_layers", "0")]
+    [InlineData("vocab_size", "-64")]
+    [InlineData("intermediate_size", "2.5")]
+    [InlineData("head_dim", "-8")]
+    public void Parse_NonPositiveSize_FailsNamingTheKeyAndValue(string key, string value)
+    {
+        // The later key wins, as in Python's json.
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Parse(Json("llama", $", \"{key}\": {value}"), "m/config.json"));
+
+        Assert.Contains($"m/config.json: '{key}' is {value}; expected a positive whole number", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("\"abc\"")]
+    [InlineData("-1e-6")]
+    [InlineData("true")]
+    public void Parse_RmsNormEpsNotAPositiveNumber_FailsNamingTheKey(string value)
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Parse(Json("llama", $", \"rms_norm_eps\": {value}"), "m/config.json"));
+
+        Assert.Contains($"m/config.json: 'rms_norm_eps' is {value}; expected a positive number", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_RmsNormEpsAbsentOrNull_UsesTheDefault()
+    {
+        Assert.Equal(1e-6, LlamaConfig.Parse(Json("llama", ""), "config.json").RmsNormEps);
+        Assert.Equal(1e-6, LlamaConfig.Parse(Json("llama", """, "rms_norm_eps": null"""), "config.json").RmsNormEps);
+        Assert.Equal(1e-5, LlamaConfig.Parse(Json("llama", """, "rms_norm_eps": 1e-5"""), "config.json").RmsNormEps);
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(64)]
+    public void CheckTokenIds_OutsideTheVocabulary_FailsNamingTheIdAndRange(int id)
+    {
+        var config = LlamaConfig.Parse(Json("llama", ""), "config.json");
+
+        var ex = Assert.Throws<ArgumentException>(() => config.CheckTokenIds([1, id], "--ids"));
+
+        Assert.Contains($"--ids: token id {id} is outside the vocabulary; this model's ids are 0 to 63", ex.Message, StringComparison.Ordinal);
+    }
 }

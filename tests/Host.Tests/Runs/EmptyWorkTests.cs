@@ -1,0 +1,78 @@
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Commands;
+using PrefPipe.Host.Runs;
+using Spectre.Console.Testing;
+
+namespace PrefPipe.Host.Tests.Runs;
+
+/// <summary>Empty work is an error: the stage fails with a clear message, the run stops there and nothing looks complete.</summary>
+public sealed class EmptyWorkTests
+{
+    private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
+
+    private static string Pipeline(string dir, string prompts)
+    {
+        string file = Path.Combine(dir, "p.yaml");
+        File.WriteAllText(file, $"""
+            name: empty
+            storage: {Path.Combine(dir, "runs")}
+            inputs:
+              prompts: {prompts}
+            models:
+              policy: {Path.Combine(Demo, "policy")}
+              reward: {Path.Combine(Demo, "reward")}
+            ingest:
+              candidates_per_prompt: 2
+              max_new_tokens: 4
+              batch_size: 2
+              deduplicate: false
+            """);
+        return file;
+    }
+
+    private static async Task<(int Exit, string Text)> Invoke(params string[] args)
+    {
+        var console = new TestConsole().Width(300);
+        await using var error = await StderrCapture.StartAsync();
+        int exit = await Cli.InvokeAsync(args, console);
+        return (exit, error + console.Output);
+    }
+
+    [Fact]
+    public async Task Run_EveryPromptRejected_IngestFailsNamingTheFileAndTheRunStops()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-empty-ingest-").FullName;
+        string prompts = Path.Combine(dir, "all-bad.jsonl");
+        File.WriteAllLines(prompts, ["{\"prompt\": \"   \"}", "not json", "{\"text\": \"no prompt key\"}"]);
+
+        var (exit, text) = await Invoke("run", Pipeline(dir, prompts), "--run-id", "e1");
+
+        Assert.Equal(Cli.ExitCodes.Usage, exit);
+        Assert.Contains($"{prompts}: 0 prompts accepted of 3 rows", text, StringComparison.Ordinal);
+        var run = await RunRecord.LoadAsync(new LocalArtifactStore(Path.Combine(dir, "runs")), "e1", CancellationToken.None);
+        Assert.NotNull(run);
+        Assert.Equal("failed", run.Status);
+        Assert.Equal("failed", run.Stage(PrefPipe.Host.Runs.Stages.Ingest).Status);
+        Assert.All(PrefPipe.Host.Runs.Stages.All.Skip(1), s => Assert.Equal("pending", run.Stage(s).Status));
+        string ingest = Path.Combine(dir, "runs", "e1", "ingest");
+        Assert.True(File.Exists(Path.Combine(ingest, "rejects.parquet")), "the rejects say why");
+        Assert.False(File.Exists(Path.Combine(ingest, "prompts.parquet")), "no prompts artifact that looks complete");
+        Assert.False(File.Exists(Path.Combine(ingest, "candidates.parquet")), "no candidates artifact that looks complete");
+        Assert.False(Directory.Exists(Path.Combine(dir, "runs", "e1", "rank")));
+    }
+
+    [Fact]
+    public async Task Split_EmptyPreferences_FailsAndWritesNothing()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-empty-split-").FullName;
+        await ParquetArtifacts.WriteAsync(new LocalArtifactStore(dir), "preferences.parquet", new List<PreferenceRow>());
+
+        var (exit, text) = await Invoke("split", "--preferences", Path.Combine(dir, "preferences.parquet"), "--output", Path.Combine(dir, "split"));
+
+        Assert.Equal(Cli.ExitCodes.Usage, exit);
+        Assert.Contains("preferences.parquet: 0 preference pairs; nothing to split", text, StringComparison.Ordinal);
+        Assert.Empty(Directory.Exists(Path.Combine(dir, "split")) ? Directory.GetFiles(Path.Combine(dir, "split"), "*", SearchOption.AllDirectories) : []);
+    }
+}
