@@ -190,6 +190,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                     if (p.Error is not null || (string.IsNullOrWhiteSpace(p.Text) && p.Messages is not { Count: > 0 })) continue;
                     prompts.Add(TrainingPrompt.Encode($"eval-{p.Row}", p.Text, p.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList(), promptEncoder));
                 }
+                if (prompts.Count == 0)
+                    throw new InvalidDataException($"{pipeline.Resolve(D.Inputs.EvalPrompts!)}: no usable evaluation prompts (every row is empty or invalid); expected a prompt or messages per line/row.");
                 var e = D.Evaluation;
                 string chart = Path.Combine(work, "evaluate", "reward_distributions.png");
                 var (summary, rows) = PolicyEvaluator.Evaluate(policy, finalModel, rewardDir, prompts,

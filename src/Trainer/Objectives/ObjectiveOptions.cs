@@ -36,7 +36,7 @@ public sealed class ObjectiveOptions : IValidatableObject
 
     /// <summary>TRL's <c>rpo_alpha</c>: weight of the NLL (SFT) term on the chosen response added to any objective; null or 0 = off.</summary>
     /// <value>Default null; 0 to 100.</value>
-    [Range(0, 100)]
+    [Range(0.0, 100.0)]
     public double? RpoAlpha { get; set; }
 
     /// <summary>MIPO's modulation q(K).</summary>
@@ -45,7 +45,7 @@ public sealed class ObjectiveOptions : IValidatableObject
 
     /// <summary>MIPO with <see cref="MipoModulation.Constant"/>: the constant q.</summary>
     /// <value>Default 0.</value>
-    [Range(-100, 100)]
+    [Range(-100.0, 100.0)]
     public double MipoConstant { get; set; }
 
     /// <summary>
@@ -58,7 +58,7 @@ public sealed class ObjectiveOptions : IValidatableObject
 
     /// <summary>MallowsPO-θ α: weight of the reference margin (1 = DPO form, 0 = the authors' reference-free plugin).</summary>
     /// <value>Default 1; 0 to 10.</value>
-    [Range(0, 10)]
+    [Range(0.0, 10.0)]
     public double MallowsAlpha { get; set; } = 1;
 
     /// <summary>
@@ -68,7 +68,7 @@ public sealed class ObjectiveOptions : IValidatableObject
     /// It is scaled with the margin: the logit shifts by −β·c(x)·γ.
     /// </summary>
     /// <value>Default 0 (the DPO form); −100 to 100.</value>
-    [Range(-100, 100)]
+    [Range(-100.0, 100.0)]
     public double MallowsGamma { get; set; }
 
     /// <summary>MallowsPO-θ on mean log-probs A instead of sums S (the authors' plugin setting).</summary>
@@ -81,12 +81,12 @@ public sealed class ObjectiveOptions : IValidatableObject
 
     /// <summary>BCR's λ: weight of the budget penalty (0 = DPO).</summary>
     /// <value>Default 1; 0 to 100.</value>
-    [Range(0, 100)]
+    [Range(0.0, 100.0)]
     public double BcrLambda { get; set; } = 1;
 
     /// <summary>BCR's budget δ ≥ 0: how far the chosen log-likelihood may drop below the reference unpenalised.</summary>
     /// <value>Default 1 (sum form); 0 to 1000.</value>
-    [Range(0, 1000)]
+    [Range(0.0, 1000.0)]
     public double BcrBudget { get; set; } = 1;
 
     /// <summary>BCR on mean log-probs instead of sums.</summary>

@@ -171,6 +171,8 @@ public sealed class CliErrorsTests
     [InlineData("ingest.temperature=NaN", "ingest.temperature")]
     [InlineData("evaluation.temperature=NaN", "evaluation.temperature")]
     [InlineData("training.stage2.kl_coef=NaN", "training.stage2.kl_coef")]
+    [InlineData("training.stage1.objective.mipo_constant=NaN", "training.stage1.objective.mipo_constant")]
+    [InlineData("training.stage1.objective.bcr_budget=NaN", "training.stage1.objective.bcr_budget")]
     public async Task Run_NaNInPipeline_FailsNamingTheKey(string assignment, string key)
     {
         string dir = Folder();

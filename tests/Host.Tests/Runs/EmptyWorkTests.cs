@@ -75,4 +75,31 @@ public sealed class EmptyWorkTests
         Assert.Contains("preferences.parquet: 0 preference pairs; nothing to split", text, StringComparison.Ordinal);
         Assert.Empty(Directory.Exists(Path.Combine(dir, "split")) ? Directory.GetFiles(Path.Combine(dir, "split"), "*", SearchOption.AllDirectories) : []);
     }
+
+    [Fact]
+    public async Task RunEvaluate_NoUsableEvalPrompts_FailsNamingTheFile()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-empty-eval-").FullName;
+        string prompts = Path.Combine(dir, "prompts.jsonl");
+        File.WriteAllLines(prompts, File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(8));
+        string eval = Path.Combine(dir, "eval.jsonl");
+        File.WriteAllLines(eval, ["{\"prompt\": \"  \"}", "{\"prompt\": \"\"}"]);
+        string file = Pipeline(dir, prompts);
+        File.AppendAllText(file, $"""
+
+            training:
+              plan: ppo
+              stage2:
+                max_steps: 1
+                rollout_batch_size: 4
+                response_length: 4
+            """);
+        File.WriteAllText(file, File.ReadAllText(file).Replace($"  prompts: {prompts}", $"  prompts: {prompts}\n  eval_prompts: {eval}", StringComparison.Ordinal));
+
+        var (exit, text) = await Invoke("run", file, "--run-id", "v1");
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains($"{eval}: no usable evaluation prompts", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("Sequence contains no elements", text, StringComparison.Ordinal);
+    }
 }
