@@ -31,6 +31,44 @@ public sealed record TrainerState
 
     /// <summary>Stage-specific numbers (e.g. PPO's KL coefficient).</summary>
     [JsonPropertyName("extra")] public Dictionary<string, double> Extra { get; init; } = [];
+
+    /// <summary>
+    /// What this training is: a hash of its options, its data (token ids) and its start model. A checkpoint is resumed only
+    /// by the same training; null in checkpoints written before it was recorded.
+    /// </summary>
+    [JsonPropertyName("training_fingerprint")] public string? TrainingFingerprint { get; init; }
+
+    /// <summary>Every metric logged up to this checkpoint (as transformers' log_history), so a resumed run reports them all.</summary>
+    [JsonPropertyName("log_history")] public List<PrefPipe.Artifacts.Rows.MetricRow> LogHistory { get; init; } = [];
+}
+
+/// <summary>Which checkpoint a training resumes from.</summary>
+public static class Resume
+{
+    /// <summary>
+    /// The latest checkpoint in <paramref name="outputDirectory"/> and its state, or nulls when there is none. A checkpoint
+    /// of another training (other options, data or start model) is never resumed.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The folder holds checkpoints of a different training (names the folder and what to do).</exception>
+    public static (string? Checkpoint, TrainerState? State) From(string outputDirectory, string fingerprint)
+    {
+        string? latest = Checkpoint.Latest(outputDirectory);
+        if (latest is null) return (null, null);
+        var state = Checkpoint.ReadState(latest);
+        if (state.TrainingFingerprint is { } recorded && !string.Equals(recorded, fingerprint, StringComparison.Ordinal))
+            throw new InvalidDataException($"{outputDirectory}: holds checkpoints of another training ({Path.GetFileName(latest)} was made with other options, data or start model); " +
+                "resuming it would continue that training. Use a new output folder, or delete its checkpoint-* folders to start over.");
+        return (latest, state);
+    }
+
+    /// <summary>A fingerprint of a training: its options (as JSON) and the given parts (data and model fingerprints).</summary>
+    public static string Fingerprint(object options, params string[] parts)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(options)));
+        foreach (string part in parts) sha.AppendData(System.Text.Encoding.UTF8.GetBytes("\u001f" + part));
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
 }
 
 /// <summary>

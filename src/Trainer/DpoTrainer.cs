@@ -45,10 +45,12 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         if (missing.Count > 0) throw new InvalidDataException($"reference log-probs are missing for pair(s) {string.Join(", ", missing)}: run the reference pass on exactly these pairs.");
         var objective = ObjectiveFactory.Create(options.Objective);
 
-        string? resumeFrom = Checkpoint.Latest(outputDirectory);
-        var state = resumeFrom is not null ? Checkpoint.ReadState(resumeFrom) : null;
         var device = TorchRuntime.DefaultDevice();
         ScalarType dtype = TrainingDtype.Resolve(options.Dtype, device);
+        // This training: options, the pairs' ids, the start model (every weight byte, tokenizer, dtype) and the reference log-probs.
+        string fingerprint = Resume.Fingerprint(options, ReferencePass.Fingerprint(pairs, policyDirectory, dtype),
+            string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));
+        var (resumeFrom, state) = Resume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
         using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
         model.train();
@@ -62,7 +64,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         long step = state?.GlobalStep ?? 0;
         var position = state is null ? new DataPosition(0, 0) : new DataPosition(state.Epoch, state.Batch);
         int pad = model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault();
-        var metrics = new List<MetricRow>();
+        var metrics = new List<MetricRow>(state?.LogHistory ?? []);
         IReadOnlyList<int[]> epochBatches = sampler.Epoch(position.Epoch);
         int epochOfBatches = position.Epoch;
 
@@ -75,7 +77,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
                     if (!isfinite(parameter).all().item<bool>())
                         throw new InvalidOperationException($"training diverged at step {step}: {name} is not finite; no checkpoint was written. Lower the learning rate.");
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
-                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo" }, policyDirectory);
+                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo", TrainingFingerprint = fingerprint, LogHistory = [.. metrics] }, policyDirectory);
         }
 
         var clock = Stopwatch.StartNew();

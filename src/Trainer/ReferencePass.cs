@@ -46,11 +46,23 @@ public static class ReferencePass
             }
         }
         sha.AppendData(Encoding.UTF8.GetBytes($"dtype={dtype}"));
+        sha.AppendData(Encoding.UTF8.GetBytes(ModelFingerprint(referenceDirectory)));
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>
+    /// SHA-256 over a model folder's files that decide its outputs: every *.json (config, weight index, tokenizer), the
+    /// tokenizer vocabularies, and each weight file (*.safetensors but a checkpoint's optimizer and extra state; *.onnx and
+    /// its external data for reward models) as its length and an XxHash128 of all its bytes, streamed.
+    /// </summary>
+    public static string ModelFingerprint(string directory)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[1 << 22];
-        foreach (string file in Directory.EnumerateFiles(referenceDirectory).Where(Decides).Order(StringComparer.Ordinal))
+        foreach (string file in Directory.EnumerateFiles(directory).Where(Decides).Order(StringComparer.Ordinal))
         {
             sha.AppendData(Encoding.UTF8.GetBytes(Path.GetFileName(file)));
-            if (file.EndsWith(".safetensors", StringComparison.Ordinal))
+            if (!file.EndsWith(".json", StringComparison.Ordinal) && !TokenizerFiles.Contains(Path.GetFileName(file), StringComparer.Ordinal))
             {
                 using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
                 var xx = new XxHash128();
@@ -72,6 +84,7 @@ public static class ReferencePass
         string name = Path.GetFileName(file);
         return name.EndsWith(".json", StringComparison.Ordinal)
             || (name.EndsWith(".safetensors", StringComparison.Ordinal) && !NotWeights.Contains(name, StringComparer.Ordinal))
+            || name.EndsWith(".onnx", StringComparison.Ordinal) || name.EndsWith(".onnx.data", StringComparison.Ordinal) // reward models
             || TokenizerFiles.Contains(name, StringComparer.Ordinal);
     }
 

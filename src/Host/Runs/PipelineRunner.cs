@@ -150,14 +150,14 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 rec.Outputs = [ArtifactRecord.From("metrics", metrics), ArtifactRecord.From("rejects", rejectInfo), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/train/model", ct).ConfigureAwait(false)];
                 rec.Summary["steps"] = result.Steps;
                 foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
-            }, cancellationToken).ConfigureAwait(false);
+            }, cancellationToken, clear: ct => ClearTrainingAsync(stage1Out, $"{prefix}/train/model", ct)).ConfigureAwait(false);
 
             // 5. Stage 2: PPO (mpo: difficult prompts from the stage-1 model, referenced to it; ppo: all prompts from the SFT model).
             string Stage1Model() => trains ? Checkpoint.Latest(stage1Out) ?? throw new InvalidOperationException($"stage 1 has no checkpoint in {stage1Out}; run the train stage first") : policy;
             bool ppo = plan is "mpo" or "ppo";
             string ppoOut = Path.Combine(work, "ppo");
             string ppoSource = plan == "ppo" ? $"{prefix}/ingest/prompts.parquet" : $"{prefix}/split/difficult.parquet";
-            await StageAsync(run, Stages.Ppo, Selected(Stages.Ppo) && ppo, [Json(D.Training.Stage2), plan, Output(run, plan == "ppo" ? Stages.Ingest : Stages.Split, plan == "ppo" ? "prompts" : "difficult"), Output(run, Stages.Train, "model")], scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Ppo, Selected(Stages.Ppo) && ppo, [Json(D.Training.Stage2), plan, Output(run, plan == "ppo" ? Stages.Ingest : Stages.Split, plan == "ppo" ? "prompts" : "difficult"), Output(run, Stages.Train, "model"), DirHash(rewardDir)], scope, async (rec, ct) =>
             {
                 await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
                 string stage1Model = Stage1Model();
@@ -173,12 +173,12 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 rec.Outputs = [ArtifactRecord.From("metrics", metrics), await KeepModelAsync(result.FinalCheckpoint, $"{prefix}/ppo/model", ct).ConfigureAwait(false)];
                 rec.Summary["steps"] = result.Steps;
                 foreach (var m in result.Metrics.Where(m => m.Step == result.Steps)) rec.Summary[m.Name] = m.Value;
-            }, cancellationToken).ConfigureAwait(false);
+            }, cancellationToken, clear: ct => ClearTrainingAsync(ppoOut, $"{prefix}/ppo/model", ct)).ConfigureAwait(false);
 
             // 6. Evaluate the final policy against the start on held-out prompts.
             string FinalModel() => ppo ? Checkpoint.Latest(ppoOut) ?? Stage1Model() : Stage1Model();
             bool evaluate = D.Inputs.EvalPrompts is not null && plan != "none";
-            await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), D.Inputs.EvalPrompts ?? "", Output(run, ppo ? Stages.Ppo : Stages.Train, "model")], scope, async (rec, ct) =>
+            await StageAsync(run, Stages.Evaluate, Selected(Stages.Evaluate) && evaluate, [Json(D.Evaluation), Json(D.Ingest), D.Inputs.EvalPrompts is { } evalFile ? FileHash(pipeline.Resolve(evalFile)) : "", Output(run, ppo ? Stages.Ppo : Stages.Train, "model"), DirHash(policy), DirHash(rewardDir)], scope, async (rec, ct) =>
             {
                 await ModelSync.RestoreAsync(store, $"{prefix}/train/model", stage1Out, ct).ConfigureAwait(false);
                 await ModelSync.RestoreAsync(store, $"{prefix}/ppo/model", ppoOut, ct).ConfigureAwait(false);
@@ -279,8 +279,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     /// <summary>The run.json key of a stage from its key parts and the code version.</summary>
     internal static string StageKey(IEnumerable<string> keyParts) => Hash(string.Join('\u001f', keyParts.Append(CodeVersion())));
 
+    // clear: removes what an earlier attempt left (checkpoints) when this attempt must start afresh: a forced rerun, or a
+    // key other than the last attempt's. An attempt with the key of the one that stopped continues it.
     private async Task StageAsync(RunRecord run, string name, bool selected, IEnumerable<string> keyParts, RunScope scope,
-        Func<StageRecord, CancellationToken, Task> body, CancellationToken cancellationToken)
+        Func<StageRecord, CancellationToken, Task> body, CancellationToken cancellationToken, Func<CancellationToken, Task>? clear = null)
     {
         var rec = run.Stage(name);
         if (!selected)
@@ -296,7 +298,12 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             log($"{name}: unchanged since it completed (cached)");
             return;
         }
-        log($"{name}: running");
+        // Outputs made under another key are never reused: a stage whose options or inputs changed, or a forced rerun,
+        // starts from nothing. The attempt's key is recorded now, so a crashed attempt resumes only with the same inputs.
+        bool fresh = forced || rec.Key != key;
+        if (fresh && clear is not null) await clear(cancellationToken).ConfigureAwait(false);
+        log($"{name}: running{(fresh || rec.Status is "pending" or "skipped" ? "" : " (continuing the attempt that stopped)")}");
+        rec.Key = key;
         rec.Status = "running";
         rec.Started = DateTimeOffset.UtcNow;
         rec.Error = null;
@@ -327,6 +334,20 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));
+    }
+
+    /// <summary>Removes a training stage's checkpoints (local folder, and the copy kept in a remote store).</summary>
+    private async Task ClearTrainingAsync(string localDir, string storePrefix, CancellationToken cancellationToken)
+    {
+        if (Directory.Exists(localDir))
+            foreach (string dir in Directory.EnumerateDirectories(localDir, "checkpoint-*"))
+                Directory.Delete(dir, recursive: true);
+        if (ModelSync.IsRemote(store))
+        {
+            var stale = new List<string>();
+            await foreach (string path in store.ListAsync(storePrefix + "/", cancellationToken).ConfigureAwait(false)) stale.Add(path);
+            foreach (string path in stale) await store.DeleteAsync(path, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The policy's prompt encoding, as ingest configures it: every stage feeds the policy the same ids.</summary>

@@ -38,8 +38,11 @@ public sealed class PpoTrainer(PpoOptions options)
         System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
         var device = TorchRuntime.DefaultDevice();
         var dtype = device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
-        string? resumeFrom = Checkpoint.Latest(outputDirectory);
-        var state = resumeFrom is not null ? Checkpoint.ReadState(resumeFrom) : null;
+        // This training: options, the prompts' ids, and the policy, reference and reward models.
+        string fingerprint = Resume.Fingerprint(options,
+            string.Join(';', prompts.Select(p => $"{p.PromptId}:{string.Join(',', p.Ids)}")),
+            ReferencePass.ModelFingerprint(policyDirectory), ReferencePass.ModelFingerprint(referenceDirectory), ReferencePass.ModelFingerprint(rewardDirectory), $"dtype={dtype}");
+        var (resumeFrom, state) = Resume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
 
         var encoder = PromptEncoder.Load(policyDirectory);
@@ -69,7 +72,7 @@ public sealed class PpoTrainer(PpoOptions options)
         }
         using var reward = OnnxRewardModel.Load(rewardDirectory, HfTokenizer.Load(rewardDirectory));
         var generator = new TextGenerator(policy, pad, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
-        var metrics = new List<MetricRow>();
+        var metrics = new List<MetricRow>(state?.LogHistory ?? []);
         long step = state?.GlobalStep ?? 0;
 
         void Save()
@@ -77,7 +80,8 @@ public sealed class PpoTrainer(PpoOptions options)
             var extra = value.Trainable().ToDictionary(p => "value." + p.Name, p => (Tensor)p.Parameter);
             foreach (var (k, v) in valueOpt.StateDict()) extra["value_opt." + k] = v;
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), policy, policyOpt,
-                new TrainerState { GlobalStep = step, MaxSteps = options.MaxSteps, Seed = options.Seed, Stage = "ppo", Extra = new() { ["kl_coef"] = kl.Value } },
+                new TrainerState { GlobalStep = step, MaxSteps = options.MaxSteps, Seed = options.Seed, Stage = "ppo", Extra = new() { ["kl_coef"] = kl.Value },
+                    TrainingFingerprint = fingerprint, LogHistory = [.. metrics] },
                 policyDirectory, extra);
         }
 

@@ -155,11 +155,12 @@ public sealed class PipelineRunnerTests
         Assert.True(exitA == 0, outputA);
 
         // SIGKILL: no cancellation, no finally blocks, run.json says "running" and the run lock names a dead process.
-        string parts = Path.Combine(b, "k", "ingest", "parts");
+        string ingest = Path.Combine(b, "k", "ingest");
+        int Parts() => Directory.Exists(ingest) ? Directory.GetDirectories(ingest, "parts-*").Sum(d => Directory.GetFiles(d, "batch-*.parquet").Length) : 0;
         using (var process = HostProcess.Start(["run", fileB, "--run-id", "k", .. small]))
         {
             var deadline = DateTime.UtcNow.AddMinutes(2);
-            while (!(Directory.Exists(parts) && Directory.GetFiles(parts, "batch-*.parquet").Length >= 2))
+            while (Parts() < 2)
             {
                 Assert.True(DateTime.UtcNow < deadline && !process.HasExited, "the run did not write two ingest batches in 2 minutes");
                 await Task.Delay(10);
