@@ -72,8 +72,15 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 RunId = runId, Pipeline = D.Name, Plan = D.Training.Plan, PipelineDirectory = pipeline.Directory, ConfigHash = configHash, CodeVersion = CodeVersion(), Created = DateTimeOffset.UtcNow,
                 Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
             };
-            await CommitTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
         }
+        if (run.ConfigHash != configHash || !await store.ExistsAsync($"{runId}/pipeline.yaml", cancellationToken).ConfigureAwait(false))
+        {
+            // The run's pipeline.yaml is the configuration its outputs are made with: a run of a changed file records the
+            // new one (stages whose options or inputs changed run again), so resume and rerun continue with what ran last.
+            await CommitTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
+            (run.ConfigHash, run.Plan, run.PipelineDirectory) = (configHash, D.Training.Plan, pipeline.Directory);
+        }
+        run.CodeVersion = CodeVersion();
         run.Status = "running";
         run.ManifestInputs = (pipeline.Resolve(D.Inputs.Prompts), D.Inputs.EvalPrompts is { } ev ? pipeline.Resolve(ev) : null);
         await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);

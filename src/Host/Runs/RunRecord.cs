@@ -54,16 +54,16 @@ internal sealed record RunRecord
 {
     [JsonPropertyName("run_id")] public string RunId { get; init; } = "";
     [JsonPropertyName("pipeline")] public string Pipeline { get; init; } = "";
-    [JsonPropertyName("config_hash")] public string ConfigHash { get; init; } = "";
-    [JsonPropertyName("code_version")] public string CodeVersion { get; init; } = "";
+    [JsonPropertyName("config_hash")] public string ConfigHash { get; set; } = "";
+    [JsonPropertyName("code_version")] public string CodeVersion { get; set; } = "";
     [JsonPropertyName("created")] public DateTimeOffset Created { get; init; }
     [JsonPropertyName("status")] public string Status { get; set; } = "running";
 
     /// <summary>The training plan (mpo, dpo, ppo, none): which artifacts feed which stage.</summary>
-    [JsonPropertyName("plan")] public string? Plan { get; init; }
+    [JsonPropertyName("plan")] public string? Plan { get; set; }
 
     /// <summary>The folder the pipeline file was in: its relative paths resolve against it on resume and rerun.</summary>
-    [JsonPropertyName("pipeline_dir")] public string? PipelineDirectory { get; init; }
+    [JsonPropertyName("pipeline_dir")] public string? PipelineDirectory { get; set; }
 
     [JsonPropertyName("stages")] public List<StageRecord> Stages { get; init; } = [];
 

@@ -97,6 +97,69 @@ public sealed class PipelineRunnerTests
         Assert.DoesNotContain("split: running", output, StringComparison.Ordinal);
     }
 
+    private static async Task<PrefPipe.Host.Runs.RunRecord> Record(string storage, string runId) =>
+        (await PrefPipe.Host.Runs.RunRecord.LoadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), runId, CancellationToken.None))!;
+
+    private static string ModelSha(PrefPipe.Host.Runs.RunRecord run, string stage) => run.Stage(stage).Outputs.Single(o => o.Name == "model").Sha256;
+
+    [Fact]
+    public async Task Run_ChangedConfigOnExistingRun_RetrainsExactlyAsAFreshRunWould()
+    {
+        // Reproduction: a second run of r1 with another split quantile resumed the old checkpoint (global_step past
+        // max_steps), kept the model's SHA-256 and the cached evaluation. Now every stage downstream of the change runs
+        // again from nothing, and ends where a fresh run of the changed file ends.
+        string storage = Directory.CreateTempSubdirectory("prefpipe-changed-").FullName;
+        string file = Pipeline(storage);
+        Assert.Equal(0, (await Cli(["run", file, "--run-id", "r1", .. Small])).Exit);
+        var before = await Record(storage, "r1");
+
+        var (exit, output) = await Cli(["run", file, "--run-id", "r1", .. Small, "--set", "split.quantile=0.3"]);
+        var (freshExit, _) = await Cli(["run", file, "--run-id", "fresh", .. Small, "--set", "split.quantile=0.3"]);
+
+        Assert.True(exit == 0, output);
+        Assert.Equal(0, freshExit);
+        Assert.Contains("ingest: unchanged since it completed (cached)", output, StringComparison.Ordinal);
+        foreach (string stage in new[] { "split", "train", "ppo", "evaluate" })
+            Assert.Contains($"{stage}: running", output, StringComparison.Ordinal);
+        var after = await Record(storage, "r1");
+        var fresh = await Record(storage, "fresh");
+        Assert.NotEqual(ModelSha(before, "train"), ModelSha(after, "train"));
+        Assert.NotEqual(ModelSha(before, "ppo"), ModelSha(after, "ppo"));
+        foreach (string stage in new[] { "train", "ppo" })
+        {
+            Assert.Equal(ModelSha(fresh, stage), ModelSha(after, stage));
+            Assert.Equal(fresh.Stage(stage).Summary["steps"], after.Stage(stage).Summary["steps"]);
+        }
+        Assert.Equal(fresh.Stage("evaluate").Summary["win_rate"], after.Stage("evaluate").Summary["win_rate"]);
+        // The run's pipeline.yaml is the configuration its outputs were made with.
+        Assert.Contains("quantile: 0.3", File.ReadAllText(Path.Combine(storage, "r1", "pipeline.yaml")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Rerun_TrainingStages_KeepTheirMetricsAndModels()
+    {
+        // Reproduction: rerun --stage train resumed the finished checkpoint, trained 0 steps and wrote metrics.parquet empty.
+        string storage = Directory.CreateTempSubdirectory("prefpipe-rerun-train-").FullName;
+        string file = Pipeline(storage);
+        Assert.Equal(0, (await Cli(["run", file, "--run-id", "t3", .. Small])).Exit);
+        var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage);
+        var metricsBefore = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/train/metrics.parquet");
+        var ppoBefore = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/ppo/metrics.parquet");
+        var before = await Record(storage, "t3");
+
+        var (exit, output) = await Cli("rerun", "--run", "t3", "--stage", "train", "--downstream", "--storage", storage);
+
+        Assert.True(exit == 0, output);
+        var after = await Record(storage, "t3");
+        Assert.NotEmpty(metricsBefore);
+        Assert.Equal(metricsBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/train/metrics.parquet")).Count);
+        Assert.Equal(ppoBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/ppo/metrics.parquet")).Count);
+        Assert.Equal(before.Stage("train").Summary["steps"], after.Stage("train").Summary["steps"]);
+        // Trained again from the start policy with the same inputs: the same model.
+        Assert.Equal(ModelSha(before, "train"), ModelSha(after, "train"));
+        Assert.Equal(ModelSha(before, "ppo"), ModelSha(after, "ppo"));
+    }
+
     [Fact]
     public async Task Run_BadPipelineValue_ExitsTwoBeforeAnyWork()
     {
