@@ -75,6 +75,27 @@ public sealed class DpoTrainerTests
     }
 
     [Fact]
+    public async Task Train_OutputHoldsAnotherTrainingsCheckpoint_RefusesToResumeIt()
+    {
+        // A folder with a finished 2-step training, trained again with other options: resuming would have continued the
+        // old training (or, past its max_steps, trained nothing) and reported it as the new one.
+        var pairs = Pairs();
+        var reference = await Reference(pairs);
+        string output = Out();
+        new DpoTrainer(Options(steps: 2)).Train(Policy, pairs, reference, output);
+
+        var changed = Options(steps: 2);
+        changed.LearningRate = 1e-3;
+        var ex = Assert.Throws<InvalidDataException>(() => new DpoTrainer(changed).Train(Policy, pairs, reference, output));
+
+        Assert.Contains(output, ex.Message, StringComparison.Ordinal);
+        Assert.Contains("another training", ex.Message, StringComparison.Ordinal);
+        // The same training again resumes its finished checkpoint and reports its metrics.
+        var again = new DpoTrainer(Options(steps: 2)).Train(Policy, pairs, reference, output);
+        Assert.Equal([1L, 2L], again.Metrics.Where(m => m.Name == "loss").Select(m => m.Step));
+    }
+
+    [Fact]
     public async Task Train_CancelledThenResumed_EqualsUninterruptedRun()
     {
         var pairs = Pairs();
@@ -93,8 +114,9 @@ public sealed class DpoTrainerTests
         using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
         foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
             Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs after resume");
-        Assert.Equal(uninterrupted.Metrics.Where(m => m.Step > 3 && m.Name == "loss").Select(m => Math.Round(m.Value, 6)),
-                     resumed.Metrics.Where(m => m.Name == "loss").Select(m => Math.Round(m.Value, 6)));
+        // The resumed run reports every step's metrics: those before the checkpoint come from its log_history.
+        Assert.Equal(uninterrupted.Metrics.Where(m => m.Name == "loss").Select(m => (m.Step, Math.Round(m.Value, 6))),
+                     resumed.Metrics.Where(m => m.Name == "loss").Select(m => (m.Step, Math.Round(m.Value, 6))));
     }
 
     [Fact]
