@@ -32,8 +32,28 @@ public sealed class StoreClaimTests
         await using var claim = await StoreClaim.TryAcquireAsync(store, "r/shard-0001.lease", TimeSpan.FromSeconds(5));
 
         Assert.NotNull(claim);
-        Assert.Equal(claim.Owner, File.ReadAllText(lockFile, Encoding.UTF8));
+        Assert.Equal(claim.Owner, (await StoreClaim.ReadHolderAsync(store, "r/shard-0001.lease", TimeSpan.FromSeconds(5)))?.Owner);
         Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(lockFile)!, "*.stale"));
+    }
+
+    [Fact]
+    public async Task TryAcquireAsync_LocalFreshLockOfAGoneProcessOnThisHost_IsTakenOverAtOnce()
+    {
+        var store = NewStore();
+        string lockFile = Path.Combine(store.Location, "r", "shard-0003.lease");
+        Directory.CreateDirectory(Path.GetDirectoryName(lockFile)!);
+        // Fresh heartbeat, but its process (a pid beyond the kernel's range) is gone.
+        File.WriteAllText(lockFile, $$"""{"owner":"x","host":"{{Environment.MachineName}}","pid":{{int.MaxValue}},"since":"2026-12-01T00:00:00Z"}""", Encoding.UTF8);
+        var before = await StoreClaim.ReadHolderAsync(store, "r/shard-0003.lease", TimeSpan.FromMinutes(5));
+        Assert.True(before is { Owner: "x", Pid: int.MaxValue, IsStale: true });
+
+        await using var claim = await StoreClaim.TryAcquireAsync(store, "r/shard-0003.lease", TimeSpan.FromMinutes(5));
+
+        Assert.NotNull(claim);
+        var after = await StoreClaim.ReadHolderAsync(store, "r/shard-0003.lease", TimeSpan.FromMinutes(5));
+        Assert.Equal((claim.Owner, Environment.MachineName, Environment.ProcessId, false), (after?.Owner, after?.Host, after?.Pid, after?.IsStale));
+        // A live holder of this process is not gone: a second worker here is refused.
+        Assert.Null(await StoreClaim.TryAcquireAsync(store, "r/shard-0003.lease", TimeSpan.FromMinutes(5)));
     }
 
     [Fact]
@@ -59,7 +79,7 @@ public sealed class StoreClaimTests
             var claims = (await Task.WhenAll(takers)).Where(c => c is not null).ToList();
 
             var holder = Assert.Single(claims);
-            Assert.Equal(holder!.Owner, File.ReadAllText(lockFile, Encoding.UTF8));
+            Assert.Equal(holder!.Owner, (await StoreClaim.ReadHolderAsync(store, path, TimeSpan.FromSeconds(30)))?.Owner);
             Assert.Equal([Path.GetFileName(lockFile)], Directory.GetFiles(Path.GetDirectoryName(lockFile)!).Select(Path.GetFileName));
             await holder.DisposeAsync();
         }
@@ -83,11 +103,17 @@ public sealed class StoreClaimTests
         var store = NewStore();
         await using var claim = await StoreClaim.TryAcquireAsync(store, "r/shard-0002.lease", TimeSpan.FromSeconds(1));
         Assert.NotNull(claim);
-        File.WriteAllText(Path.Combine(store.Location, "r", "shard-0002.lease"), "another-worker", Encoding.UTF8);
+        string lockFile = Path.Combine(store.Location, "r", "shard-0002.lease");
+        File.WriteAllText(lockFile, "another-worker", Encoding.UTF8);
+        var theirs = DateTime.UtcNow.AddMinutes(-1);
+        File.SetLastWriteTimeUtc(lockFile, theirs);
 
         await Task.Delay(TimeSpan.FromSeconds(2));
 
         Assert.True(claim.Lost.IsCancellationRequested);
+        // The lost holder's renewals left the new holder's lock as it was: neither rewritten nor touched.
+        Assert.Equal("another-worker", File.ReadAllText(lockFile, Encoding.UTF8));
+        Assert.Equal(theirs, File.GetLastWriteTimeUtc(lockFile), TimeSpan.FromSeconds(1));
     }
 }
 
