@@ -1,4 +1,5 @@
 using System.Text;
+using Azure.Storage.Blobs.Specialized;
 using PrefPipe.Artifacts.Storage;
 
 namespace PrefPipe.Artifacts.Tests.Storage;
@@ -134,5 +135,56 @@ public sealed class BlobStoreClaimTests(AzuriteFixture azurite)
         await using var second = await StoreClaim.TryAcquireAsync(store, "run/rank/shard-0000.lease", TimeSpan.FromSeconds(15));
         Assert.NotNull(second);
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => StoreClaim.TryAcquireAsync(store, "run/x.lease", TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
+    public async Task TryAcquireAsync_BlobManyWorkersTakingOverALeaseOfAGoneLocalProcess_ExactlyOneHoldsIt()
+    {
+        // A process of this host died holding a 60 s lease: takers break it at once, and exactly one ends up holding it.
+        var container = azurite.Container("claims");
+        await container.CreateIfNotExistsAsync();
+        for (int round = 0; round < 20; round++)
+        {
+            string prefix = $"t-{Guid.NewGuid():N}", path = $"r/shard-{round:D4}.lease";
+            var store = ArtifactStores.Open($"http://127.0.0.1:{azurite.Port}/devstoreaccount1/claims/{prefix}",
+                environment: name => name == ArtifactStores.ConnectionStringVariable ? azurite.ConnectionString : null);
+            var blob = container.GetBlobClient($"{prefix}/{path}");
+            await blob.UploadAsync(BinaryData.FromString($$"""{"owner":"gone","host":"{{Environment.MachineName}}","pid":{{int.MaxValue}},"since":"2026-12-01T00:00:00Z"}"""));
+            await blob.GetBlobLeaseClient().AcquireAsync(TimeSpan.FromSeconds(60));
+
+            using var start = new ManualResetEventSlim();
+            var takers = Enumerable.Range(0, 12).Select(_ => Task.Run(async () =>
+            {
+                start.Wait();
+                return await StoreClaim.TryAcquireAsync(store, path, TimeSpan.FromSeconds(15));
+            })).ToList();
+            start.Set();
+            var claims = (await Task.WhenAll(takers)).Where(c => c is not null).ToList();
+
+            var holder = Assert.Single(claims);
+            var recorded = await StoreClaim.ReadHolderAsync(store, path, TimeSpan.FromSeconds(15));
+            Assert.Equal((holder!.Owner, Environment.ProcessId, false), (recorded?.Owner, recorded?.Pid, recorded?.IsStale));
+            await holder.DisposeAsync();
+            Assert.Null(await StoreClaim.ReadHolderAsync(store, path, TimeSpan.FromSeconds(15))); // released
+        }
+    }
+
+    [Fact]
+    public async Task TryAcquireAsync_BlobLeaseOfALiveHolderElsewhere_IsNotBroken()
+    {
+        var container = azurite.Container("claims");
+        await container.CreateIfNotExistsAsync();
+        string prefix = $"t-{Guid.NewGuid():N}";
+        var store = ArtifactStores.Open($"http://127.0.0.1:{azurite.Port}/devstoreaccount1/claims/{prefix}",
+            environment: name => name == ArtifactStores.ConnectionStringVariable ? azurite.ConnectionString : null);
+        var blob = container.GetBlobClient($"{prefix}/r/merge.lease");
+        await blob.UploadAsync(BinaryData.FromString("""{"owner":"o","host":"other-host","pid":4242,"since":"2026-12-01T00:00:00Z"}"""));
+        await blob.GetBlobLeaseClient("00000000-0000-0000-0000-000000000042").AcquireAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Null(await StoreClaim.TryAcquireAsync(store, "r/merge.lease", TimeSpan.FromSeconds(15)));
+
+        var holder = await StoreClaim.ReadHolderAsync(store, "r/merge.lease", TimeSpan.FromSeconds(15));
+        Assert.Equal(("other-host", 4242, false), (holder?.Host, holder?.Pid, holder?.IsStale));
+        await blob.GetBlobLeaseClient("00000000-0000-0000-0000-000000000042").RenewAsync(); // still theirs
     }
 }

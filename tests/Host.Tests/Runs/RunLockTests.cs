@@ -1,5 +1,7 @@
 using System.Text;
+using Azure.Storage.Blobs.Specialized;
 using PrefPipe.Artifacts.Storage;
+using PrefPipe.Artifacts.Tests.Storage;
 using PrefPipe.Host.Runs;
 
 namespace PrefPipe.Host.Tests.Runs;
@@ -182,5 +184,49 @@ public sealed class RunLockTests
             Assert.True(DateTime.UtcNow < deadline, "timed out waiting");
             await Task.Delay(20);
         }
+    }
+}
+
+[Collection(AzuriteCollection.Name)]
+public sealed class BlobRunLockTests(AzuriteFixture azurite)
+{
+    private (IArtifactStore Store, Azure.Storage.Blobs.BlobContainerClient Container, string Prefix) Open()
+    {
+        string prefix = $"t-{Guid.NewGuid():N}";
+        var store = ArtifactStores.Open($"http://127.0.0.1:{azurite.Port}/devstoreaccount1/runlocks/{prefix}",
+            environment: name => name == ArtifactStores.ConnectionStringVariable ? azurite.ConnectionString : null);
+        return (store, azurite.Container("runlocks"), prefix);
+    }
+
+    [Fact]
+    public async Task Acquire_BlobHeldByAnotherLiveWriter_FailsNamingItAndSucceedsOnceReleased()
+    {
+        var (store, _, _) = Open();
+        // Another writer (here a claim of this process outside the run lock) holds the run's lease.
+        var other = await StoreClaim.TryAcquireAsync(store, RunLock.PathOf("b1"), TimeSpan.FromSeconds(60));
+        Assert.NotNull(other);
+
+        var ex = await Assert.ThrowsAsync<RunLockHeldException>(() => RunLock.AcquireAsync(store, "b1", CancellationToken.None));
+        Assert.Equal((Environment.MachineName, Environment.ProcessId), (ex.Host, ex.Pid));
+        Assert.InRange(ex.Expires, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddSeconds(61));
+
+        await other.DisposeAsync();
+        await using var held = await RunLock.AcquireAsync(store, "b1", CancellationToken.None);
+        Assert.False(held.Lost.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task Acquire_BlobLeaseOfAGoneProcessOnThisHost_TakesItOverAtOnce()
+    {
+        var (store, container, prefix) = Open();
+        await container.CreateIfNotExistsAsync();
+        var blob = container.GetBlobClient($"{prefix}/{RunLock.PathOf("b2")}");
+        await blob.UploadAsync(BinaryData.FromString($$"""{"owner":"gone","host":"{{Environment.MachineName}}","pid":{{int.MaxValue}},"since":"2026-12-01T00:00:00Z"}"""));
+        await blob.GetBlobLeaseClient().AcquireAsync(TimeSpan.FromSeconds(60)); // never renewed: its process is gone
+
+        await using var held = await RunLock.AcquireAsync(store, "b2", CancellationToken.None);
+
+        var holder = await StoreClaim.ReadHolderAsync(store, RunLock.PathOf("b2"), TimeSpan.FromSeconds(60));
+        Assert.Equal((Environment.MachineName, Environment.ProcessId), (holder?.Host, holder?.Pid));
     }
 }
