@@ -1,51 +1,46 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using PrefPipe.Artifacts.Storage;
 
 namespace PrefPipe.Host.Runs;
 
 /// <summary>
-/// One writer per run: <c>{run}/run.lock</c>, created with create-if-absent (a no-replace rename locally,
-/// <c>If-None-Match: *</c> on blobs) so that of two processes starting the same run id exactly one proceeds. The holder
-/// refreshes the lock's expiry while it works and deletes it when it stops (completed, failed or cancelled). A lock is
-/// stale, and is taken over, when its expiry has passed (a killed process) or when its holder ran on this host and is
-/// gone; otherwise the second writer fails with a message naming the holder.
+/// One writer per run: a <see cref="StoreClaim"/> on <c>{run}/run.lock</c>, so that of two processes starting the same
+/// run id exactly one proceeds (locally a lock file made by a no-replace rename and taken over under a guard file;
+/// on Azure Blob a lease). The holder renews it while it works and releases it when it stops (completed, failed or
+/// cancelled). A lock is stale, and is taken over, when it was not renewed for its lifetime (a killed process) or at
+/// once when its holder ran on this host and is gone; otherwise the second writer fails with a message naming the
+/// holder. A renewal only ever renews this holder's own lock: one that finds it taken over cancels <see cref="Lost"/>.
 /// </summary>
 internal sealed class RunLock : IAsyncDisposable
 {
-    /// <summary>How long a lock stays valid without a refresh.</summary>
+    /// <summary>How long a lock stays valid without a refresh, at most (blob leases: one minute).</summary>
     public static readonly TimeSpan Lifetime = TimeSpan.FromMinutes(5);
 
     private static readonly ConcurrentDictionary<string, byte> HeldHere = new();
-    private readonly IArtifactStore _store;
-    private readonly string _path;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _refresher;
-
+    private readonly StoreClaim _claim;
     private readonly string _key;
-    private readonly TimeSpan _refreshInterval;
 
-    private RunLock(IArtifactStore store, string path, string key, LockContent content, TimeSpan refreshInterval)
+    private RunLock(StoreClaim claim, string key)
     {
-        _store = store;
-        _path = path;
+        _claim = claim;
         _key = key;
-        _refreshInterval = refreshInterval;
-        _refresher = RefreshAsync(content, _stop.Token);
     }
 
     /// <summary>The lock's path for a run.</summary>
     public static string PathOf(string runId) => $"{runId}/run.lock";
 
+    /// <summary>Cancelled when the lock was lost: a refresh found it taken over, or refreshes failed until it expired.
+    /// The run must stop writing then: another writer may hold the run.</summary>
+    public CancellationToken Lost => _claim.Lost;
+
     /// <summary>Takes the run's lock, or throws <see cref="InvalidOperationException"/> naming who holds it
     /// (<see cref="RunLockHeldException"/> when another live writer holds it).</summary>
     public static Task<RunLock> AcquireAsync(IArtifactStore store, string runId, CancellationToken cancellationToken) =>
-        AcquireAsync(store, runId, Lifetime / 5, cancellationToken);
+        AcquireAsync(store, runId, null, cancellationToken);
 
     /// <summary>As <see cref="AcquireAsync(IArtifactStore, string, CancellationToken)"/>, refreshing every <paramref name="refreshInterval"/> (tests).</summary>
-    internal static async Task<RunLock> AcquireAsync(IArtifactStore store, string runId, TimeSpan refreshInterval, CancellationToken cancellationToken)
+    internal static async Task<RunLock> AcquireAsync(IArtifactStore store, string runId, TimeSpan? refreshInterval, CancellationToken cancellationToken)
     {
         string path = PathOf(runId);
         string key = $"{store.Location}|{path}";
@@ -53,19 +48,21 @@ internal sealed class RunLock : IAsyncDisposable
             throw new InvalidOperationException($"run '{runId}' is already running in this process; wait for it to finish");
         try
         {
+            var lifetime = StoreClaim.DurationFor(store, Lifetime);
             for (int attempt = 0; attempt < 3; attempt++)
             {
-                var content = new LockContent(Environment.MachineName, Environment.ProcessId, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow + Lifetime);
-                if (await store.TryCreateAsync(path, JsonSerializer.SerializeToUtf8Bytes(content), cancellationToken).ConfigureAwait(false))
-                    return new RunLock(store, path, key, content, refreshInterval);
-                var holder = await ReadAsync(store, path, cancellationToken).ConfigureAwait(false);
-                if (holder is not null && !IsStale(holder))
-                    throw new RunLockHeldException(runId, holder.Host, holder.Pid, holder.Expires,
-                        $"run '{runId}' is being written by {holder.Host} (process {holder.Pid}) since {holder.Since:u}; two writers would overwrite each other's artifacts. " +
-                        $"Wait for it, or if that process is gone, its lock expires at {holder.Expires:u}.");
-                await store.DeleteAsync(path, cancellationToken).ConfigureAwait(false);
+                if (attempt > 0) await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt), cancellationToken).ConfigureAwait(false);
+                var claim = await StoreClaim.TryAcquireAsync(store, path, lifetime, refreshInterval ?? lifetime / 3, cancellationToken).ConfigureAwait(false);
+                if (claim is not null) return new RunLock(claim, key);
+                var holder = await StoreClaim.ReadHolderAsync(store, path, lifetime, cancellationToken).ConfigureAwait(false);
+                if (holder is null || holder.IsStale) continue; // released, or being taken over by another: look again
+                string who = holder.Host is null ? "another writer" : $"{holder.Host} (process {holder.Pid})";
+                string since = holder.Since is { } s ? $" since {s:u}" : "";
+                throw new RunLockHeldException(runId, holder.Host ?? "unknown", holder.Pid ?? 0, holder.Expires,
+                    $"run '{runId}' is being written by {who}{since}; two writers would overwrite each other's artifacts. " +
+                    $"Wait for it, or if that process is gone, its lock expires at {holder.Expires:u}.");
             }
-            throw new InvalidOperationException($"run '{runId}': could not take {path} after removing a stale lock three times; another writer keeps taking it");
+            throw new InvalidOperationException($"run '{runId}': could not take {path} in three attempts; another writer keeps taking it");
         }
         catch
         {
@@ -74,122 +71,25 @@ internal sealed class RunLock : IAsyncDisposable
         }
     }
 
-    private static bool IsStale(LockContent holder)
-    {
-        if (holder.Expires < DateTimeOffset.UtcNow) return true;
-        if (!string.Equals(holder.Host, Environment.MachineName, StringComparison.Ordinal)) return false;
-        if (holder.Pid == Environment.ProcessId) return true; // a previous process with our pid (containers: pid 1); not held here
-        try
-        {
-            using var process = Process.GetProcessById(holder.Pid);
-            return process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return true; // no such process
-        }
-    }
-
-    private static async Task<LockContent?> ReadAsync(IArtifactStore store, string path, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await using var stream = await store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
-            return await JsonSerializer.DeserializeAsync<LockContent>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or JsonException)
-        {
-            return null; // released meanwhile, or half-written by a crashed holder: treat as stale
-        }
-    }
-
-    /// <summary>How many refreshes failed so far (a storage outage); each later one tries again.</summary>
-    internal int FailedRefreshes => Volatile.Read(ref _failedRefreshes);
-
-    /// <summary>How many refreshes succeeded so far.</summary>
-    internal int Refreshes => Volatile.Read(ref _refreshes);
-
-    private int _failedRefreshes;
-    private int _refreshes;
-
-    private async Task RefreshAsync(LockContent content, CancellationToken cancellationToken)
-    {
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            try
-            {
-                await Task.Delay(_refreshInterval, cancellationToken).ConfigureAwait(false);
-                await RefreshOnceAsync(content, cancellationToken).ConfigureAwait(false);
-                Interlocked.Increment(ref _refreshes);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return; // released
-            }
-#pragma warning disable CA1031 // One failed refresh (a storage outage) must not end refreshing: the next one tries again.
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                Interlocked.Increment(ref _failedRefreshes);
-                Trace.TraceWarning($"refreshing {_path} failed ({ex.GetType().Name}); retrying in {_refreshInterval}");
-            }
-        }
-    }
-
-    private async Task RefreshOnceAsync(LockContent content, CancellationToken cancellationToken)
-    {
-        string temp = Path.GetTempFileName();
-        try
-        {
-            await File.WriteAllBytesAsync(temp, JsonSerializer.SerializeToUtf8Bytes(content with { Expires = DateTimeOffset.UtcNow + Lifetime }), cancellationToken).ConfigureAwait(false);
-            await _store.CommitAsync(_path, temp, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-    }
-
     /// <summary>Stops refreshing and removes the lock (best effort: a storage error here never replaces the run's outcome;
-    /// an undeleted lock expires after <see cref="Lifetime"/>).</summary>
+    /// an unreleased lock expires after its lifetime).</summary>
     public async ValueTask DisposeAsync()
     {
         try
         {
-            await _stop.CancelAsync().ConfigureAwait(false);
-            try
-            {
-                await _refresher.ConfigureAwait(false);
-            }
-#pragma warning disable CA1031 // The refresher catches its own errors; whatever is left must not mask the run's outcome.
-            catch (Exception ex)
+            await _claim.DisposeAsync().ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // Best effort: the lock expires by itself, and must not mask the run's outcome.
+        catch (Exception ex)
 #pragma warning restore CA1031
-            {
-                Trace.TraceWarning($"refresher of {_path} ended with {ex.GetType().Name}");
-            }
-            _stop.Dispose();
-            try
-            {
-                await _store.DeleteAsync(_path, CancellationToken.None).ConfigureAwait(false);
-            }
-#pragma warning disable CA1031 // Best effort: the lock expires by itself.
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                Trace.TraceWarning($"could not delete {_path} ({ex.GetType().Name}); it expires at the latest after {Lifetime}");
-            }
+        {
+            Trace.TraceWarning($"could not release {_claim.Path} ({ex.GetType().Name}); it expires at the latest after {_claim.Duration}");
         }
         finally
         {
             HeldHere.TryRemove(_key, out _);
         }
     }
-
-    private sealed record LockContent(
-        [property: JsonPropertyName("host")] string Host,
-        [property: JsonPropertyName("pid")] int Pid,
-        [property: JsonPropertyName("since")] DateTimeOffset Since,
-        [property: JsonPropertyName("expires")] DateTimeOffset Expires);
 }
 
 /// <summary>Another live writer holds the run's lock (<see cref="Expires"/> says until when at the latest, unless refreshed).</summary>

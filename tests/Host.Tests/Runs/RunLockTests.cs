@@ -1,5 +1,7 @@
 using System.Text;
+using Azure.Storage.Blobs.Specialized;
 using PrefPipe.Artifacts.Storage;
+using PrefPipe.Artifacts.Tests.Storage;
 using PrefPipe.Host.Runs;
 
 namespace PrefPipe.Host.Tests.Runs;
@@ -8,14 +10,26 @@ public sealed class RunLockTests
 {
     private static LocalArtifactStore Store() => new(Directory.CreateTempSubdirectory("prefpipe-lock-").FullName);
 
-    private static byte[] Lock(string host, int pid, DateTimeOffset expires) => Encoding.UTF8.GetBytes(
-        $$"""{"host":"{{host}}","pid":{{pid}},"since":"{{DateTimeOffset.UtcNow.AddMinutes(-1):O}}","expires":"{{expires:O}}"}""");
+    /// <summary>The same folder under another spelling: a store this process does not already hold the run in, as
+    /// another process's store would be (the in-process check keys on the store's location).</summary>
+    private static LocalArtifactStore Alias(LocalArtifactStore store, int n) =>
+        new(store.Location + string.Concat(Enumerable.Repeat("/.", n + 1)));
+
+    /// <summary>Writes another writer's lock, last refreshed <paramref name="heartbeatAge"/> ago.</summary>
+    private static string WriteLock(LocalArtifactStore store, string runId, string host, int pid, TimeSpan heartbeatAge)
+    {
+        string file = Path.Combine(store.Location, runId, "run.lock");
+        Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+        File.WriteAllText(file, $$"""{"owner":"{{Guid.NewGuid():N}}","host":"{{host}}","pid":{{pid}},"since":"{{DateTimeOffset.UtcNow.AddMinutes(-10):O}}"}""", Encoding.UTF8);
+        File.SetLastWriteTimeUtc(file, DateTime.UtcNow - heartbeatAge);
+        return file;
+    }
 
     [Fact]
     public async Task Acquire_HeldByAnotherLiveWriter_FailsNamingTheHolder()
     {
         var store = Store();
-        Assert.True(await store.TryCreateAsync(RunLock.PathOf("r1"), Lock("worker-7", 4242, DateTimeOffset.UtcNow.AddMinutes(4))));
+        WriteLock(store, "r1", "worker-7", 4242, TimeSpan.FromMinutes(1));
 
         var ex = await Assert.ThrowsAsync<RunLockHeldException>(() => RunLock.AcquireAsync(store, "r1", CancellationToken.None));
 
@@ -27,13 +41,13 @@ public sealed class RunLockTests
     public async Task Acquire_ExpiredLockOrDeadLocalProcess_TakesOverAndReleasesOnDispose()
     {
         var store = Store();
-        await store.TryCreateAsync(RunLock.PathOf("r2"), Lock("worker-7", 4242, DateTimeOffset.UtcNow.AddMinutes(-1)));
+        WriteLock(store, "r2", "worker-7", 4242, RunLock.Lifetime + TimeSpan.FromMinutes(1));
         await using (await RunLock.AcquireAsync(store, "r2", CancellationToken.None))
             Assert.True(await store.ExistsAsync(RunLock.PathOf("r2")));
         Assert.False(await store.ExistsAsync(RunLock.PathOf("r2")));
 
         // A holder on this host whose process is gone (pid beyond the kernel's range) is stale at once.
-        await store.TryCreateAsync(RunLock.PathOf("r3"), Lock(Environment.MachineName, int.MaxValue, DateTimeOffset.UtcNow.AddMinutes(4)));
+        WriteLock(store, "r3", Environment.MachineName, int.MaxValue, TimeSpan.Zero);
         await using (await RunLock.AcquireAsync(store, "r3", CancellationToken.None)) { }
     }
 
@@ -54,24 +68,26 @@ public sealed class RunLockTests
     {
         string root = Directory.CreateTempSubdirectory("prefpipe-lock-").FullName;
         var store = new LocalArtifactStore(root);
-        string runFolder = Path.Combine(root, "r6");
+        string runFolder = Path.Combine(root, "r6"), aside = Path.Combine(root, "r6-aside"), lockFile = Path.Combine(runFolder, "run.lock");
         var held = await RunLock.AcquireAsync(store, "r6", TimeSpan.FromMilliseconds(50), CancellationToken.None);
 
-        // "Storage outage": the run's folder is replaced by a file, so committing the refreshed lock fails.
-        Directory.Delete(runFolder, recursive: true);
-        await File.WriteAllTextAsync(Path.Combine(root, "r6"), "not a folder");
-        await WaitUntil(() => held.FailedRefreshes >= 2);
-        int before = held.Refreshes;
-
-        // Storage back: refreshing resumes (it did not stop at the first failure).
-        File.Delete(runFolder);
-        Directory.CreateDirectory(runFolder);
-        await WaitUntil(() => held.Refreshes > before);
-
-        // Outage again while disposing: neither the refresher nor the delete throws, and the run is released here.
-        Directory.Delete(runFolder, recursive: true);
+        // "Storage outage": the run's folder is renamed away (one step: nothing races the refresher) and a file takes
+        // its place, so every refresh in the meantime fails.
+        Directory.Move(runFolder, aside);
         await File.WriteAllTextAsync(runFolder, "not a folder");
-        await WaitUntil(() => held.FailedRefreshes >= 3);
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        File.SetLastWriteTimeUtc(Path.Combine(aside, "run.lock"), DateTime.UtcNow.AddMinutes(-1));
+
+        // Storage back: refreshing resumes (it did not stop at the first failure) and the lock was not lost.
+        File.Delete(runFolder);
+        Directory.Move(aside, runFolder);
+        await WaitUntil(() => DateTime.UtcNow - File.GetLastWriteTimeUtc(lockFile) < TimeSpan.FromSeconds(30));
+        Assert.False(held.Lost.IsCancellationRequested);
+
+        // Outage again while disposing: neither the refresher nor the release throws, and the run is released here.
+        Directory.Move(runFolder, aside);
+        await File.WriteAllTextAsync(runFolder, "not a folder");
+        await Task.Delay(TimeSpan.FromMilliseconds(200));
         await held.DisposeAsync();
 
         File.Delete(runFolder);
@@ -83,15 +99,81 @@ public sealed class RunLockTests
     public async Task Acquire_HeldByAnotherLiveWriter_ThrowsRunLockHeldWithTheExpiry()
     {
         var store = Store();
-        var expires = DateTimeOffset.UtcNow.AddMinutes(4);
-        Assert.True(await store.TryCreateAsync(RunLock.PathOf("r7"), Lock("worker-8", 4343, expires)));
+        WriteLock(store, "r7", "worker-8", 4343, TimeSpan.FromMinutes(1));
 
         var ex = await Assert.ThrowsAsync<RunLockHeldException>(() => RunLock.AcquireAsync(store, "r7", CancellationToken.None));
 
         Assert.Equal("worker-8", ex.Host);
         Assert.Equal(4343, ex.Pid);
-        Assert.Equal(expires, ex.Expires, TimeSpan.FromSeconds(1));
+        Assert.Equal(DateTimeOffset.UtcNow + RunLock.Lifetime - TimeSpan.FromMinutes(1), ex.Expires, TimeSpan.FromSeconds(5)); // heartbeat + lifetime
         Assert.IsAssignableFrom<InvalidOperationException>(ex);
+    }
+
+    [Fact]
+    public async Task Acquire_ManyWritersTakingOverOneStaleRunLock_ExactlyOneHoldsIt()
+    {
+        // Writers retried together after a crash see the dead writer's lock as stale at the same moment: expired
+        // (even rounds) or left by a process of this host that is gone (odd rounds).
+        for (int round = 0; round < 20; round++)
+        {
+            var store = Store();
+            string runId = $"r-{round:D2}";
+            string lockFile = round % 2 == 0
+                ? WriteLock(store, runId, "worker-7", 4242, RunLock.Lifetime + TimeSpan.FromMinutes(1))
+                : WriteLock(store, runId, Environment.MachineName, int.MaxValue, TimeSpan.Zero);
+
+            using var start = new ManualResetEventSlim();
+            var writers = Enumerable.Range(0, 12).Select(i => Task.Run<(RunLock? Lock, Exception? Error)>(async () =>
+            {
+                start.Wait();
+                try
+                {
+                    return (await RunLock.AcquireAsync(Alias(store, i), runId, CancellationToken.None), null);
+                }
+                catch (InvalidOperationException ex)
+                {
+                    return (null, ex);
+                }
+            })).ToList();
+            start.Set();
+            var results = await Task.WhenAll(writers);
+
+            var holder = Assert.Single(results, r => r.Lock is not null).Lock!;
+            Assert.All(results.Where(r => r.Lock is null), r => Assert.IsType<RunLockHeldException>(r.Error));
+            var recorded = await StoreClaim.ReadHolderAsync(store, RunLock.PathOf(runId), RunLock.Lifetime);
+            Assert.NotNull(recorded);
+            Assert.Equal((Environment.MachineName, Environment.ProcessId, false), (recorded.Host, recorded.Pid, recorded.IsStale));
+            Assert.Equal(["run.lock"], Directory.GetFiles(Path.GetDirectoryName(lockFile)!).Select(Path.GetFileName));
+            await holder.DisposeAsync();
+            Assert.False(File.Exists(lockFile));
+        }
+    }
+
+    [Fact]
+    public async Task Refresh_AfterAnotherWriterTookTheLockOver_LeavesTheirLockAndReportsTheLoss()
+    {
+        var store = Store();
+        string lockFile = Path.Combine(store.Location, "r8", "run.lock");
+        var first = await RunLock.AcquireAsync(store, "r8", TimeSpan.FromSeconds(3), CancellationToken.None);
+
+        // The first writer stalls past its lock's lifetime (no refresh reached the store); a second one takes over.
+        File.SetLastWriteTimeUtc(lockFile, DateTime.UtcNow - RunLock.Lifetime - TimeSpan.FromMinutes(1));
+        var second = await RunLock.AcquireAsync(Alias(store, 0), "r8", TimeSpan.FromMinutes(1), CancellationToken.None);
+        string secondsLock = await File.ReadAllTextAsync(lockFile);
+        var secondsHeartbeat = DateTime.UtcNow.AddMinutes(-2);
+        File.SetLastWriteTimeUtc(lockFile, secondsHeartbeat);
+
+        // The first writer's next refresh finds the lock is not its own: it learns it lost the run, and writes nothing.
+        await WaitUntil(() => first.Lost.IsCancellationRequested);
+        Assert.Equal(secondsLock, await File.ReadAllTextAsync(lockFile));
+        Assert.Equal(secondsHeartbeat, File.GetLastWriteTimeUtc(lockFile), TimeSpan.FromSeconds(1));
+
+        // Nor does its release remove the new holder's lock.
+        await first.DisposeAsync();
+        Assert.Equal(secondsLock, await File.ReadAllTextAsync(lockFile));
+        Assert.False(second.Lost.IsCancellationRequested);
+        await second.DisposeAsync();
+        Assert.False(File.Exists(lockFile));
     }
 
     private static async Task WaitUntil(Func<bool> condition)
@@ -102,5 +184,49 @@ public sealed class RunLockTests
             Assert.True(DateTime.UtcNow < deadline, "timed out waiting");
             await Task.Delay(20);
         }
+    }
+}
+
+[Collection(AzuriteCollection.Name)]
+public sealed class BlobRunLockTests(AzuriteFixture azurite)
+{
+    private (IArtifactStore Store, Azure.Storage.Blobs.BlobContainerClient Container, string Prefix) Open()
+    {
+        string prefix = $"t-{Guid.NewGuid():N}";
+        var store = ArtifactStores.Open($"http://127.0.0.1:{azurite.Port}/devstoreaccount1/runlocks/{prefix}",
+            environment: name => name == ArtifactStores.ConnectionStringVariable ? azurite.ConnectionString : null);
+        return (store, azurite.Container("runlocks"), prefix);
+    }
+
+    [Fact]
+    public async Task Acquire_BlobHeldByAnotherLiveWriter_FailsNamingItAndSucceedsOnceReleased()
+    {
+        var (store, _, _) = Open();
+        // Another writer (here a claim of this process outside the run lock) holds the run's lease.
+        var other = await StoreClaim.TryAcquireAsync(store, RunLock.PathOf("b1"), TimeSpan.FromSeconds(60));
+        Assert.NotNull(other);
+
+        var ex = await Assert.ThrowsAsync<RunLockHeldException>(() => RunLock.AcquireAsync(store, "b1", CancellationToken.None));
+        Assert.Equal((Environment.MachineName, Environment.ProcessId), (ex.Host, ex.Pid));
+        Assert.InRange(ex.Expires, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddSeconds(61));
+
+        await other.DisposeAsync();
+        await using var held = await RunLock.AcquireAsync(store, "b1", CancellationToken.None);
+        Assert.False(held.Lost.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task Acquire_BlobLeaseOfAGoneProcessOnThisHost_TakesItOverAtOnce()
+    {
+        var (store, container, prefix) = Open();
+        await container.CreateIfNotExistsAsync();
+        var blob = container.GetBlobClient($"{prefix}/{RunLock.PathOf("b2")}");
+        await blob.UploadAsync(BinaryData.FromString($$"""{"owner":"gone","host":"{{Environment.MachineName}}","pid":{{int.MaxValue}},"since":"2026-12-01T00:00:00Z"}"""));
+        await blob.GetBlobLeaseClient().AcquireAsync(TimeSpan.FromSeconds(60)); // never renewed: its process is gone
+
+        await using var held = await RunLock.AcquireAsync(store, "b2", CancellationToken.None);
+
+        var holder = await StoreClaim.ReadHolderAsync(store, RunLock.PathOf("b2"), TimeSpan.FromSeconds(60));
+        Assert.Equal((Environment.MachineName, Environment.ProcessId), (holder?.Host, holder?.Pid));
     }
 }

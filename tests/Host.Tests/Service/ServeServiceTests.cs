@@ -283,8 +283,10 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
         var store = PrefPipe.Host.Commands.RunCommands.OpenStore(pipeline.Resolve(pipeline.Definition.Storage));
         using (var other = new RunLauncher(settings, store, Microsoft.Extensions.Logging.Abstractions.NullLogger<RunLauncher>.Instance))
             Assert.True(await other.TryClaimAsync(claim));
-        string lockJson = $$"""{"host":"other-host","pid":4242,"since":"{{DateTimeOffset.UtcNow.AddMinutes(-1):O}}","expires":"{{DateTimeOffset.UtcNow.AddMinutes(4):O}}"}""";
+        string lockJson = $$"""{"owner":"o","host":"other-host","pid":4242,"since":"{{DateTimeOffset.UtcNow.AddMinutes(-1):O}}"}""";
         Assert.True(await store.TryCreateAsync(PrefPipe.Host.Runs.RunLock.PathOf(claim.RunId), Encoding.UTF8.GetBytes(lockJson)));
+        await Azure.Storage.Blobs.Specialized.SpecializedBlobExtensions.GetBlobLeaseClient(artifacts.GetBlobClient($"runs/{PrefPipe.Host.Runs.RunLock.PathOf(claim.RunId)}"))
+            .AcquireAsync(TimeSpan.FromSeconds(60)); // the run lock on blobs is a lease its holder renews
         await queue.SendMessageAsync(BlobCreated("inputs-g", "incoming/held.jsonl"));
 
         // Nothing for this consumer to do: exit 0, the run is neither started nor marked failed, its lock stays.
