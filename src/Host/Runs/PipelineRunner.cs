@@ -46,6 +46,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
 {
     private PipelineDefinition D => pipeline.Definition;
 
+    private CancellationToken _lockLost;
+
     /// <summary>Every progress report of the long stages (ingest batches, training steps), unthrottled, for progress bars.</summary>
     public IProgress<RunProgress>? Progress { get; init; }
 
@@ -62,6 +64,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         ArtifactPath.ValidateName(runId, "run id");
         CheckScope(scope);
         await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
+        // A writer whose lock was taken over (it stalled past the lock's lifetime) stops, and writes nothing more.
+        _lockLost = runLock.Lost;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, runLock.Lost);
+        cancellationToken = linked.Token;
         RemoveLeftoverPartials(runId);
         string configHash = Hash(pipeline.CanonicalYaml);
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false);
@@ -83,7 +89,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         run.CodeVersion = CodeVersion();
         run.Status = "running";
         run.ManifestInputs = (pipeline.Resolve(D.Inputs.Prompts), D.Inputs.EvalPrompts is { } ev ? pipeline.Resolve(ev) : null);
-        await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
+        await SaveAsync(run, failing: false).ConfigureAwait(false);
         string prefix = runId;
         string work = WorkDirectory(runId);
         int from = scope.From is null ? 0 : Stages.All.ToList().IndexOf(scope.From);
@@ -216,6 +222,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
 
             run.Status = "completed";
         }
+        catch (OperationCanceledException) when (_lockLost.IsCancellationRequested)
+        {
+            throw new InvalidOperationException($"run {runId}: another process took over its run lock (this one stalled past the lock's lifetime); stopped without writing more");
+        }
         catch (OperationCanceledException)
         {
             run.Status = "cancelled";
@@ -239,6 +249,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     /// </summary>
     private async Task SaveAsync(RunRecord run, bool failing)
     {
+        if (_lockLost.IsCancellationRequested) return; // the run is another writer's now
         try
         {
             await run.SaveAsync(store, CancellationToken.None).ConfigureAwait(false);
@@ -318,7 +329,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         var clock = Stopwatch.StartNew();
         try
         {
-            await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
+            await SaveAsync(run, failing: false).ConfigureAwait(false);
             var compute = ComputeClock.Start();
             await body(rec, cancellationToken).ConfigureAwait(false);
             // Time inside model compute (generation, forward/backward passes, optimizer steps, reward sessions); the rest
