@@ -2,16 +2,18 @@ using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using Parquet;
 using Parquet.Serialization;
+using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 
 namespace PrefPipe.Artifacts;
 
-/// <summary>What was written: where, how many rows, and the file's SHA-256 (for the run manifest).</summary>
+/// <summary>What was written: where, how many rows, the file's SHA-256 and its rows' schema version (for the run manifest).</summary>
 /// <param name="Path">Store-relative path.</param>
 /// <param name="Uri">Full location.</param>
 /// <param name="Rows">Row count.</param>
 /// <param name="Sha256">Lower-case hex SHA-256 of the file.</param>
-public sealed record ArtifactInfo(string Path, string Uri, long Rows, string Sha256);
+/// <param name="SchemaVersion">The row type's <c>SchemaVersion</c> (<see cref="RowSchema.VersionOf{T}"/>); 0 when the rows are not a versioned row type.</param>
+public sealed record ArtifactInfo(string Path, string Uri, long Rows, string Sha256, int SchemaVersion = 0);
 
 /// <summary>
 /// Typed Parquet artifacts, streamed a row group at a time both ways, so memory stays flat for large artifacts.
@@ -60,7 +62,7 @@ public static class ParquetArtifacts
             await using (var check = File.OpenRead(temp))
                 sha = Convert.ToHexStringLower(await SHA256.HashDataAsync(check, cancellationToken).ConfigureAwait(false));
             await store.CommitAsync(path, temp, cancellationToken).ConfigureAwait(false);
-            return new ArtifactInfo(path, store.UriOf(path), count, sha);
+            return new ArtifactInfo(path, store.UriOf(path), count, sha, RowSchema.VersionOf<T>());
         }
         finally
         {

@@ -16,7 +16,7 @@ public sealed record ManifestArtifact
     /// <summary>Lower-case hex SHA-256 of the file.</summary>
     [JsonPropertyName("sha256")] public string Sha256 { get; init; } = "";
 
-    /// <summary>Schema version of the artifact kind (the row type's SchemaVersion; 0 for external inputs).</summary>
+    /// <summary>Schema version of the artifact kind: the row type's SchemaVersion; 0 for external inputs and models (not row artifacts).</summary>
     [JsonPropertyName("schema_version")] public int SchemaVersion { get; init; }
 
     /// <summary>From what was written.</summary>

@@ -56,7 +56,7 @@ internal static class RunManifestBuilder
     }
 
     private static ManifestArtifact ToManifest(ArtifactRecord a) =>
-        new() { Uri = a.Uri, Rows = a.Rows, Sha256 = a.Sha256, SchemaVersion = a.Rows > 0 || a.Uri.EndsWith(".parquet", StringComparison.Ordinal) ? 1 : 0 };
+        new() { Uri = a.Uri, Rows = a.Rows, Sha256 = a.Sha256, SchemaVersion = a.SchemaVersion };
 
     /// <summary>A local input file with its SHA-256 (hashed once per size and time stamp); blob inputs are named by their URI.</summary>
     private static ArtifactRecord? External(string? path)

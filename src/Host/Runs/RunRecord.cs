@@ -25,14 +25,15 @@ internal sealed record StageRecord
     [JsonPropertyName("balanced")] public bool Balanced => RowsIn == RowsOut + RowsRejected;
 }
 
-/// <summary>An artifact in run.json.</summary>
+/// <summary>An artifact in run.json; <paramref name="SchemaVersion"/> is its row type's (0 for models and input files).</summary>
 internal sealed record ArtifactRecord(
     [property: JsonPropertyName("name")] string Name,
     [property: JsonPropertyName("uri")] string Uri,
     [property: JsonPropertyName("rows")] long Rows,
-    [property: JsonPropertyName("sha256")] string Sha256)
+    [property: JsonPropertyName("sha256")] string Sha256,
+    [property: JsonPropertyName("schema_version")] int SchemaVersion = 0)
 {
-    public static ArtifactRecord From(string name, ArtifactInfo info) => new(name, info.Uri, info.Rows, info.Sha256);
+    public static ArtifactRecord From(string name, ArtifactInfo info) => new(name, info.Uri, info.Rows, info.Sha256, info.SchemaVersion);
 
     /// <summary>A model folder, identified by the SHA-256 of its weight files (so downstream caching sees new weights).</summary>
     public static ArtifactRecord Model(string name, string directory)

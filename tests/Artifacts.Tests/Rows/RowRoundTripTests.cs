@@ -43,6 +43,24 @@ public sealed class RowRoundTripTests
         RoundTrip<EvaluationRow>([new() { PromptId = "p", Policy = "final", SampleIndex = 0, Response = "r", Reward = 1, Kl = 0.2 }]));
 
     [Fact]
+    public async Task WriteAsync_VersionedRowType_ReportsItsSchemaVersion()
+    {
+        var candidates = await ParquetArtifacts.WriteAsync(_store, "v/candidates.parquet", [new CandidateRow { PromptId = "p" }]);
+        var metrics = await ParquetArtifacts.WriteAsync(_store, "v/metrics.parquet", [new MetricRow { Stage = "dpo" }]);
+
+        Assert.Equal(CandidateRow.SchemaVersion, candidates.SchemaVersion);
+        Assert.Equal(MetricRow.SchemaVersion, metrics.SchemaVersion);
+    }
+
+    [Fact]
+    public async Task WriteAsync_TypeWithoutSchemaVersion_ReportsZero()
+    {
+        var info = await ParquetArtifacts.WriteAsync(_store, "v/turns.parquet", [new ChatTurnRow { Role = "user", Content = "hi" }]);
+
+        Assert.Equal(0, info.SchemaVersion);
+    }
+
+    [Fact]
     public async Task Write_ManyRowGroups_ReadsBackInOrder()
     {
         var rows = Enumerable.Range(0, 2500).Select(i => new MetricRow { Stage = "dpo", Step = i, Name = "loss", Value = i * 0.5 }).ToList();
