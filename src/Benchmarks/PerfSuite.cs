@@ -114,6 +114,8 @@ public static class PerfSuite
             for (int i = 0; i < (warmup ?? Options.Warmup); i++) { Cancel.ThrowIfCancellationRequested(); step(); }
             Sync();
             var times = new List<double>();
+            // Live tensors on this thread (created minus disposed): a step that leaks shows as growth over the timed steps.
+            long liveBefore = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
             for (int i = 0; i < (steps ?? Options.Steps); i++)
             {
                 Cancel.ThrowIfCancellationRequested();
@@ -122,6 +124,8 @@ public static class PerfSuite
                 Sync();
                 times.Add(sw.Elapsed.TotalMilliseconds);
             }
+            long liveAfter = DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount;
+            Log($"    live tensors: {liveBefore} before {times.Count} timed steps, {liveAfter} after ({liveAfter - liveBefore:+0;-0;0})");
             times.Sort();
             return times[times.Count / 2];
         }

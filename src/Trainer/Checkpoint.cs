@@ -86,6 +86,7 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
+        using var scope = NewDisposeScope(); // what writing makes (the optimizer's step tensor) dies here, not with the GC
         string full = Path.GetFullPath(directory);
         string staging = full + ".partial";
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);

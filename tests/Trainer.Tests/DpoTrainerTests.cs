@@ -161,6 +161,28 @@ public sealed class DpoTrainerTests
         Assert.Empty(Directory.EnumerateFileSystemEntries(output, "checkpoint-*"));
     }
 
+    [Theory]
+    [InlineData(1.0)] // clipping: ClipGradNorm's norm tensor
+    [InlineData(0.0)] // no clipping: GradNorm's norm tensor
+    public async Task Train_200Steps_LiveTensorCountStaysFlat(double maxGradNorm)
+    {
+        var pairs = Pairs();
+        var reference = await Reference(pairs);
+        var options = Options(steps: 200);
+        options.PerDeviceTrainBatchSize = 2; // 8 batches an epoch: every batch shape recurs long before step 20
+        options.LearningRate = 1e-4;
+        options.MaxGradNorm = maxGradNorm;
+        options.SaveSteps = 50;              // checkpoints at 50, 100 and 150 fall between the two samples
+        // Step 20, not 1: whatever is made once and kept (caches, lazily built state) exists by then.
+        var probe = new LiveTensorProbe(20, 200);
+
+        new DpoTrainer(options).Train(Policy, pairs, reference, Out(), probe);
+
+        // Between steps only the model, the optimizer's flat buffers and fixed caches are live; a step's own tensors
+        // die with its dispose scope. So the count is exactly equal: one tensor kept per step would be +180.
+        Assert.Equal(probe.Counts[20], probe.Counts[200]);
+    }
+
     [Fact]
     public void Train_MissingReferenceRows_SaysWhichPairs()
     {

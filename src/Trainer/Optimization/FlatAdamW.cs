@@ -46,6 +46,8 @@ public sealed class FlatAdamW : IDisposable
     /// <summary>Zeroes the flat gradient buffers (parameters keep their gradient views).</summary>
     public void ZeroGrad()
     {
+        // TorchSharp's zero_() returns a new handle to the buffer, not the tensor itself: the scope disposes it.
+        using var scope = NewDisposeScope();
         foreach (var g in _groups) g.Grad.zero_();
     }
 
@@ -93,6 +95,7 @@ public sealed class FlatAdamW : IDisposable
     }
 
     /// <summary>Optimizer state for checkpoints: per group exp_avg and exp_avg_sq, and the step count.</summary>
+    /// <remarks>The moments are the live buffers; "step" is a new tensor: call under a dispose scope.</remarks>
     public IReadOnlyDictionary<string, Tensor> StateDict()
     {
         var state = new Dictionary<string, Tensor>();

@@ -77,6 +77,7 @@ public sealed class PpoTrainer(PpoOptions options)
 
         void Save()
         {
+            using var scope = NewDisposeScope(); // valueOpt.StateDict()'s step tensor
             var extra = value.Trainable().ToDictionary(p => "value." + p.Name, p => (Tensor)p.Parameter);
             foreach (var (k, v) in valueOpt.StateDict()) extra["value_opt." + k] = v;
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), policy, policyOpt,
@@ -102,66 +103,71 @@ public sealed class PpoTrainer(PpoOptions options)
             var scoresRaw = reward.ScoreTexts(batchIdx.Select((p, i) => prompts[p].Text + (samples[i].Text ?? "")).ToList(), cancellationToken: cancellationToken).Scores;
             var scoreList = scoresRaw.Select((s, i) => (double)s - (options.MissingEosPenalty is double pen && samples[i].FinishReason != FinishReason.Eos ? pen : 0)).ToArray();
 
-            using var scope = NewDisposeScope();
-            var rollout = RolloutBatch.Build(batchIdx.Select(p => promptIds[p]).ToList(), samples.Select(s => s.NewIds).ToList(), pad, device);
-            Tensor oldLogp, refLogp, oldValues, entropy;
-            using (no_grad())
-            using (ComputeClock.Measure())
-            {
-                (oldLogp, entropy) = rollout.TokenLogprobs(policy, options.Temperature);
-                (refLogp, _) = rollout.TokenLogprobs(reference, options.Temperature);
-                oldValues = rollout.TokenValues(value);
-            }
-            var mask = rollout.ResponseMask;                                                   // [B, Tr] float32
-            var scores = tensor(scoreList.Select(x => (float)x).ToArray(), float32, device);  // [B]
-            var (rewards, klTokens) = PpoMath.TokenRewards(oldLogp, refLogp, scores, mask, kl.Value);
-            if (options.WhitenRewards) rewards = PpoMath.MaskedWhiten(rewards, mask, shiftMean: false) * mask;
-            var (advantages, returns) = PpoMath.Gae(rewards, oldValues, mask, options.Gamma, options.Lam);
-            advantages = (PpoMath.MaskedWhiten(advantages, mask) * mask).detach();
-            returns = returns.detach();
-
-            // 2. PPO updates.
-            var sums = new Dictionary<string, double>();
+            // The iteration's tensors die before progress is reported and a checkpoint is written.
             int b = batchIdx.Count;
-            int mini = Math.Max(1, b / options.NumMiniBatches);
-            int updates = 0;
-            for (int epoch = 0; epoch < options.NumPpoEpochs; epoch++)
+            Dictionary<string, double> logged;
+            double meanKl;
+            using (var scope = NewDisposeScope())
             {
-                for (int start = 0; start < b; start += mini)
+                var rollout = RolloutBatch.Build(batchIdx.Select(p => promptIds[p]).ToList(), samples.Select(s => s.NewIds).ToList(), pad, device);
+                Tensor oldLogp, refLogp, oldValues, entropy;
+                using (no_grad())
+                using (ComputeClock.Measure())
                 {
-                    using var inner = NewDisposeScope();
-                    using var compute = ComputeClock.Measure();  // forward, losses, backward, optimizer steps (and the few scalar reads after them)
-                    long count = Math.Min(mini, b - start);
-                    var sub = rollout.Slice(start, count);
-                    var (newLogp, _) = sub.TokenLogprobs(policy, options.Temperature);
-                    var newValues = sub.TokenValues(value);
-                    var m = mask.narrow(0, start, count);
-                    var (pgLoss, clipFrac, approxKl) = PpoMath.PolicyLoss(newLogp, oldLogp.narrow(0, start, count), advantages.narrow(0, start, count), m, options.Cliprange);
-                    var (vfLoss, vfClip) = PpoMath.ValueLoss(newValues, oldValues.narrow(0, start, count), returns.narrow(0, start, count), m, options.CliprangeValue);
-                    (pgLoss + options.VfCoef * vfLoss).backward();
-                    if (options.MaxGradNorm > 0) { policyOpt.ClipGradNorm(options.MaxGradNorm); valueOpt.ClipGradNorm(options.MaxGradNorm); }
-                    policyOpt.StepWith(options.LearningRate);
-                    valueOpt.StepWith(options.LearningRate);
-                    policyOpt.ZeroGrad();
-                    valueOpt.ZeroGrad();
-                    updates++;
-                    sums["policy/clipfrac"] = sums.GetValueOrDefault("policy/clipfrac") + clipFrac.item<float>();
-                    sums["policy/approxkl"] = sums.GetValueOrDefault("policy/approxkl") + approxKl.item<float>();
-                    sums["loss/policy"] = sums.GetValueOrDefault("loss/policy") + pgLoss.item<float>();
-                    sums["val/loss"] = sums.GetValueOrDefault("val/loss") + vfLoss.item<float>();
-                    sums["val/clipfrac"] = sums.GetValueOrDefault("val/clipfrac") + vfClip.item<float>();
+                    (oldLogp, entropy) = rollout.TokenLogprobs(policy, options.Temperature);
+                    (refLogp, _) = rollout.TokenLogprobs(reference, options.Temperature);
+                    oldValues = rollout.TokenValues(value);
                 }
+                var mask = rollout.ResponseMask;                                                   // [B, Tr] float32
+                var scores = tensor(scoreList.Select(x => (float)x).ToArray(), float32, device);  // [B]
+                var (rewards, klTokens) = PpoMath.TokenRewards(oldLogp, refLogp, scores, mask, kl.Value);
+                if (options.WhitenRewards) rewards = PpoMath.MaskedWhiten(rewards, mask, shiftMean: false) * mask;
+                var (advantages, returns) = PpoMath.Gae(rewards, oldValues, mask, options.Gamma, options.Lam);
+                advantages = (PpoMath.MaskedWhiten(advantages, mask) * mask).detach();
+                returns = returns.detach();
+
+                // 2. PPO updates.
+                var sums = new Dictionary<string, double>();
+                int mini = Math.Max(1, b / options.NumMiniBatches);
+                int updates = 0;
+                for (int epoch = 0; epoch < options.NumPpoEpochs; epoch++)
+                {
+                    for (int start = 0; start < b; start += mini)
+                    {
+                        using var inner = NewDisposeScope();
+                        using var compute = ComputeClock.Measure();  // forward, losses, backward, optimizer steps (and the few scalar reads after them)
+                        long count = Math.Min(mini, b - start);
+                        var sub = rollout.Slice(start, count);
+                        var (newLogp, _) = sub.TokenLogprobs(policy, options.Temperature);
+                        var newValues = sub.TokenValues(value);
+                        var m = mask.narrow(0, start, count);
+                        var (pgLoss, clipFrac, approxKl) = PpoMath.PolicyLoss(newLogp, oldLogp.narrow(0, start, count), advantages.narrow(0, start, count), m, options.Cliprange);
+                        var (vfLoss, vfClip) = PpoMath.ValueLoss(newValues, oldValues.narrow(0, start, count), returns.narrow(0, start, count), m, options.CliprangeValue);
+                        (pgLoss + options.VfCoef * vfLoss).backward();
+                        if (options.MaxGradNorm > 0) { policyOpt.ClipGradNorm(options.MaxGradNorm); valueOpt.ClipGradNorm(options.MaxGradNorm); }
+                        policyOpt.StepWith(options.LearningRate);
+                        valueOpt.StepWith(options.LearningRate);
+                        policyOpt.ZeroGrad();
+                        valueOpt.ZeroGrad();
+                        updates++;
+                        sums["policy/clipfrac"] = sums.GetValueOrDefault("policy/clipfrac") + clipFrac.item<float>();
+                        sums["policy/approxkl"] = sums.GetValueOrDefault("policy/approxkl") + approxKl.item<float>();
+                        sums["loss/policy"] = sums.GetValueOrDefault("loss/policy") + pgLoss.item<float>();
+                        sums["val/loss"] = sums.GetValueOrDefault("val/loss") + vfLoss.item<float>();
+                        sums["val/clipfrac"] = sums.GetValueOrDefault("val/clipfrac") + vfClip.item<float>();
+                    }
+                }
+                meanKl = klTokens.sum(1).mean().item<float>();
+                double meanScore = scoreList.Average();
+                logged = sums.ToDictionary(kv => kv.Key, kv => kv.Value / updates);
+                logged["objective/kl"] = meanKl;
+                logged["objective/entropy"] = (entropy * mask).sum(1).mean().item<float>();
+                logged["objective/rlhf_reward"] = meanScore - kl.Value * meanKl;
+                logged["ppo/mean_scores"] = meanScore;
+                logged["objective/scores"] = scoresRaw.Average(x => (double)x);
+                logged["kl_coef"] = kl.Value;
+                logged["val/mean"] = PpoMath.MaskedMean(oldValues, mask).item<float>();
             }
-            double meanKl = klTokens.sum(1).mean().item<float>();
-            double meanScore = scoreList.Average();
-            var logged = sums.ToDictionary(kv => kv.Key, kv => kv.Value / updates);
-            logged["objective/kl"] = meanKl;
-            logged["objective/entropy"] = (entropy * mask).sum(1).mean().item<float>();
-            logged["objective/rlhf_reward"] = meanScore - kl.Value * meanKl;
-            logged["ppo/mean_scores"] = meanScore;
-            logged["objective/scores"] = scoresRaw.Average(x => (double)x);
-            logged["kl_coef"] = kl.Value;
-            logged["val/mean"] = PpoMath.MaskedMean(oldValues, mask).item<float>();
             logged["eos_fraction"] = samples.Count(s => s.FinishReason == FinishReason.Eos) / (double)samples.Count;
             kl.Update(meanKl, b);
             step++;

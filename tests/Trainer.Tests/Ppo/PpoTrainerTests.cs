@@ -62,6 +62,23 @@ public sealed class PpoTrainerTests
             Assert.True((pa - pb).abs().max().item<float>() < 1e-5f, $"{name} differs after resume");
     }
 
+    [Fact]
+    public void Train_ManyIterations_LiveTensorCountStaysFlat()
+    {
+        string policy = Path.Combine(Demo, "policy"), reward = Path.Combine(Demo, "reward");
+        // 100 iterations, not 200: an iteration also generates, and 200 took ~35 s here. 80 iterations between the
+        // samples are 160 updates of each optimizer (two PPO epochs of one minibatch): a tensor kept per update or per
+        // iteration shows as +80 or more. Two prompts, eight tokens: the rollout shapes recur long before iteration 20.
+        var options = Options(100, batch: 2, length: 8);
+        options.SaveSteps = 40; // checkpoints at 40 and 80 fall between the two samples
+        var probe = new LiveTensorProbe(20, 100);
+
+        new PpoTrainer(options).Train(policy, policy, reward, Prompts("prompts.jsonl", 16), Directory.CreateTempSubdirectory("prefpipe-ppo-").FullName, probe);
+
+        // Between iterations only the three models, the two optimizers' buffers and fixed caches are live.
+        Assert.Equal(probe.Counts[20], probe.Counts[100]);
+    }
+
     private sealed class Sync(Action<TrainProgress> report) : IProgress<TrainProgress>
     {
         public void Report(TrainProgress value) => report(value);
