@@ -1,5 +1,4 @@
 using PrefPipe.Host.Commands;
-using Spectre.Console.Testing;
 
 namespace PrefPipe.Host.Tests.Commands;
 
@@ -12,38 +11,13 @@ public sealed class CliErrorsTests
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
     private static readonly string TinyLlama = Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny-llama");
 
-    private static async Task<(int Exit, string Error, string Output)> Invoke(params string[] args)
-    {
-        var console = new TestConsole().Width(200);
-        await using var error = await StderrCapture.StartAsync();
-        int exit = await Cli.InvokeAsync(args, console);
-        return (exit, error.ToString(), console.Output);
-    }
+    private static Task<(int Exit, string Error, string Output)> Invoke(params string[] args) => SmallPipeline.InvokeAsync(args);
 
     private static void AssertNoStackTrace(string text) => Assert.DoesNotMatch(@"\n\s+at \S+\(", text);
 
     private static string Folder() => Directory.CreateTempSubdirectory("prefpipe-errors-").FullName;
 
-    /// <summary>A small pipeline on the demo models; <paramref name="storage"/> defaults to a folder beside it.</summary>
-    private static string Pipeline(string dir, string prompts, string? storage = null)
-    {
-        string file = Path.Combine(dir, "p.yaml");
-        File.WriteAllText(file, $"""
-            name: errors
-            storage: {storage ?? Path.Combine(dir, "runs")}
-            inputs:
-              prompts: {prompts}
-            models:
-              policy: {Path.Combine(Demo, "policy")}
-              reward: {Path.Combine(Demo, "reward")}
-            ingest:
-              candidates_per_prompt: 2
-              max_new_tokens: 4
-              batch_size: 2
-              deduplicate: false
-            """);
-        return file;
-    }
+    private static string Pipeline(string dir, string prompts, string? storage = null) => SmallPipeline.Write(dir, prompts, "errors", storage);
 
     private static string Prompts(string dir, params string[] lines)
     {

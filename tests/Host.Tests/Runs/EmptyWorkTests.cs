@@ -3,7 +3,6 @@ using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Commands;
 using PrefPipe.Host.Runs;
-using Spectre.Console.Testing;
 
 namespace PrefPipe.Host.Tests.Runs;
 
@@ -12,32 +11,12 @@ public sealed class EmptyWorkTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static string Pipeline(string dir, string prompts)
-    {
-        string file = Path.Combine(dir, "p.yaml");
-        File.WriteAllText(file, $"""
-            name: empty
-            storage: {Path.Combine(dir, "runs")}
-            inputs:
-              prompts: {prompts}
-            models:
-              policy: {Path.Combine(Demo, "policy")}
-              reward: {Path.Combine(Demo, "reward")}
-            ingest:
-              candidates_per_prompt: 2
-              max_new_tokens: 4
-              batch_size: 2
-              deduplicate: false
-            """);
-        return file;
-    }
+    private static string Pipeline(string dir, string prompts) => SmallPipeline.Write(dir, prompts, "empty");
 
     private static async Task<(int Exit, string Text)> Invoke(params string[] args)
     {
-        var console = new TestConsole().Width(300);
-        await using var error = await StderrCapture.StartAsync();
-        int exit = await Cli.InvokeAsync(args, console);
-        return (exit, error + console.Output);
+        var (exit, error, output) = await SmallPipeline.InvokeAsync(args);
+        return (exit, error + output);
     }
 
     [Fact]

@@ -1,39 +1,16 @@
 using PrefPipe.Host.Commands;
-using Spectre.Console.Testing;
 
 namespace PrefPipe.Host.Tests.Runs;
 
 /// <summary>A run that starts again (run, resume, rerun) removes the staging files a failed attempt left, e.g. on a full disk.</summary>
 public sealed class RunLeftoversTests
 {
-    private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
-
-    private static string Pipeline(string dir, string prompts)
-    {
-        string file = Path.Combine(dir, "p.yaml");
-        File.WriteAllText(file, $"""
-            name: leftovers
-            storage: {Path.Combine(dir, "runs")}
-            inputs:
-              prompts: {prompts}
-            models:
-              policy: {Path.Combine(Demo, "policy")}
-              reward: {Path.Combine(Demo, "reward")}
-            ingest:
-              candidates_per_prompt: 2
-              max_new_tokens: 4
-              batch_size: 2
-              deduplicate: false
-            """);
-        return file;
-    }
+    private static string Pipeline(string dir, string prompts) => SmallPipeline.Write(dir, prompts, "leftovers");
 
     private static async Task<(int Exit, string Text)> Invoke(params string[] args)
     {
-        var console = new TestConsole().Width(300);
-        await using var error = await StderrCapture.StartAsync();
-        int exit = await Cli.InvokeAsync(args, console);
-        return (exit, error + console.Output);
+        var (exit, error, output) = await SmallPipeline.InvokeAsync(args);
+        return (exit, error + output);
     }
 
     [Fact]
