@@ -60,8 +60,8 @@ public sealed class SplitterStage(SplitterOptions options)
             report, pairs.Count);
 
         // The report: JSON for machines, Markdown for people, committed next to the artifacts; the PNG beside the local report.
-        await CommitTextAsync(store, $"{prefix}/report.json", JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
-        await CommitTextAsync(store, $"{prefix}/report.md", "# Split report\n\n" + report.ToTable().ToMarkdown(), cancellationToken).ConfigureAwait(false);
+        await store.WriteTextAsync($"{prefix}/report.json", JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
+        await store.WriteTextAsync($"{prefix}/report.md", "# Split report\n\n" + report.ToTable().ToMarkdown(), cancellationToken).ConfigureAwait(false);
         string png = Path.Combine(Path.GetTempPath(), $"prefpipe-gaps-{Guid.NewGuid():N}.png");
         try
         {
@@ -78,19 +78,5 @@ public sealed class SplitterStage(SplitterOptions options)
             File.Delete(png);
         }
         return result;
-    }
-
-    private static async Task CommitTextAsync(IArtifactStore store, string path, string text, CancellationToken cancellationToken)
-    {
-        string temp = Path.Combine(Path.GetTempPath(), $"prefpipe-{Guid.NewGuid():N}.txt");
-        try
-        {
-            await File.WriteAllTextAsync(temp, text, cancellationToken).ConfigureAwait(false);
-            await store.CommitAsync(path, temp, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
     }
 }

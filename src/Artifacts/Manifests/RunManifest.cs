@@ -147,16 +147,7 @@ public static class RunManifests
         ArgumentNullException.ThrowIfNull(store);
         Check(manifest);
         string path = PathOf(manifest.RunId);
-        string temp = Path.Combine(Path.GetTempPath(), $"prefpipe-manifest-{Guid.NewGuid():N}.json");
-        try
-        {
-            await File.WriteAllBytesAsync(temp, JsonSerializer.SerializeToUtf8Bytes(manifest, Json), cancellationToken).ConfigureAwait(false);
-            await store.CommitAsync(path, temp, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
+        await store.WriteBytesAsync(path, JsonSerializer.SerializeToUtf8Bytes(manifest, Json), cancellationToken).ConfigureAwait(false);
         return path;
     }
 

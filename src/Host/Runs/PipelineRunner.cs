@@ -83,7 +83,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             // The run's pipeline.yaml is the configuration its outputs are made with: a run of a changed file records the
             // new one (stages whose options or inputs changed run again), so resume and rerun continue with what ran last.
-            await CommitTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
+            await store.WriteTextAsync($"{runId}/pipeline.yaml", pipeline.CanonicalYaml, cancellationToken).ConfigureAwait(false);
             (run.ConfigHash, run.Plan, run.PipelineDirectory) = (configHash, D.Training.Plan, pipeline.Directory);
         }
         run.CodeVersion = CodeVersion();
@@ -396,20 +396,6 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     internal static string DirHash(string dir) => string.Join(",", Directory.Exists(dir)
         ? Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)}:{new FileInfo(f).Length}:{File.GetLastWriteTimeUtc(f).Ticks}")
         : [dir]);
-
-    private async Task CommitTextAsync(string path, string text, CancellationToken cancellationToken)
-    {
-        string temp = Path.GetTempFileName();
-        try
-        {
-            await File.WriteAllTextAsync(temp, text, cancellationToken).ConfigureAwait(false);
-            await store.CommitAsync(path, temp, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-    }
 
     /// <summary>Reports at most once a second (and always the last value), so logs stay short.</summary>
     private sealed class Throttled<T>(Action<T> report, Action<T>? every = null) : IProgress<T>

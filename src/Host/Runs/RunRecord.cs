@@ -79,18 +79,9 @@ internal sealed record RunRecord
 
     public async Task SaveAsync(IArtifactStore store, CancellationToken cancellationToken)
     {
-        string temp = System.IO.Path.GetTempFileName();
-        try
-        {
-            await File.WriteAllTextAsync(temp, JsonSerializer.Serialize(this, Json), cancellationToken).ConfigureAwait(false);
-            await store.CommitAsync(PathOf(RunId), temp, cancellationToken).ConfigureAwait(false);
-            if (ManifestInputs is var (prompts, evalPrompts))
-                await PrefPipe.Artifacts.Manifests.RunManifests.WriteAsync(store, RunManifestBuilder.Build(this, prompts, evalPrompts), cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
+        await store.WriteBytesAsync(PathOf(RunId), JsonSerializer.SerializeToUtf8Bytes(this, Json), cancellationToken).ConfigureAwait(false);
+        if (ManifestInputs is var (prompts, evalPrompts))
+            await PrefPipe.Artifacts.Manifests.RunManifests.WriteAsync(store, RunManifestBuilder.Build(this, prompts, evalPrompts), cancellationToken).ConfigureAwait(false);
     }
 
     public static async Task<RunRecord?> LoadAsync(IArtifactStore store, string runId, CancellationToken cancellationToken)
