@@ -13,7 +13,7 @@ public sealed class RankingOptions : IValidatableObject
 
     /// <summary>Reward judge: |r_a − r_b| below this is a tie.</summary>
     /// <value>Default 0.05; 0 to 1000.</value>
-    [Range(0, 1000)]
+    [Range(0.0, 1000.0)]
     public double TieEpsilon { get; set; } = 0.05;
 
     /// <summary>Reward model scoring options.</summary>

@@ -1,7 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using PrefPipe.Ingest;
-using PrefPipe.Models.Reward;
-using PrefPipe.Ranking.Judges;
+using PrefPipe.Ranking;
 using PrefPipe.Splitter;
 using PrefPipe.Trainer;
 
@@ -28,7 +27,7 @@ internal sealed class PipelineDefinition
     public IngestOptions Ingest { get; set; } = new();
 
     /// <summary>Stage: scoring and ranking.</summary>
-    public RankingSection Ranking { get; set; } = new();
+    public RankingOptions Ranking { get; set; } = new();
 
     /// <summary>Stage: easy/difficult split.</summary>
     public SplitterOptions Split { get; set; } = new();
@@ -67,32 +66,6 @@ internal sealed class ModelsSection
     /// <summary>The reward model: model.onnx + tokenizer.json.</summary>
     [Required(AllowEmptyStrings = false, ErrorMessage = "models.reward is required: a folder with model.onnx and tokenizer.json.")]
     public string Reward { get; set; } = "";
-}
-
-/// <summary>Ranking: judge choice, reward model options, LLM judge options.</summary>
-internal sealed class RankingSection : IValidatableObject
-{
-    /// <summary>reward (Bradley–Terry on reward-model scores) or llm (chat-completions endpoint).</summary>
-    [RegularExpression("^(reward|llm)$", ErrorMessage = "judge must be reward or llm.")]
-    public string Judge { get; set; } = "reward";
-
-    /// <summary>Reward judge: |r_a − r_b| below this is a tie.</summary>
-    /// <value>Default 0.05; 0 to 1000.</value>
-    [Range(0.0, 1000.0)]
-    public double TieEpsilon { get; set; } = 0.05;
-
-    /// <summary>Reward model scoring options.</summary>
-    public RewardModelOptions Reward { get; set; } = new();
-
-    /// <summary>LLM judge options (required when judge = llm). The API key comes from the environment only.</summary>
-    public LlmJudgeOptions? Llm { get; set; }
-
-    /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
-    {
-        if (Judge == "llm" && Llm is null)
-            yield return new ValidationResult("judge is llm but the llm section (endpoint, model) is missing.", [nameof(Llm)]);
-    }
 }
 
 /// <summary>Training plan.</summary>

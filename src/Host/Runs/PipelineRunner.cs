@@ -116,7 +116,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             // 2. Rank
             await StageAsync(run, Stages.Rank, Selected(Stages.Rank), DataStageKeyParts(pipeline, run, Stages.Rank), scope, async (rec, ct) =>
             {
-                var options = new RankingOptions { Judge = D.Ranking.Judge, TieEpsilon = D.Ranking.TieEpsilon, Reward = D.Ranking.Reward, Llm = D.Ranking.Llm };
+                var options = D.Ranking;
                 var r = await new RankingStage(options).RunAsync(store, $"{prefix}/ingest/candidates.parquet", rewardDir, $"{prefix}/rank", null, ct).ConfigureAwait(false);
                 rec.RowsIn = r.PromptsIn; rec.RowsOut = r.Preferences.Rows; rec.RowsRejected = r.Unpaired.Rows;
                 rec.Outputs = [ArtifactRecord.From("scored_candidates", r.Scored), ArtifactRecord.From("comparisons", r.Comparisons), ArtifactRecord.From("preferences", r.Preferences), ArtifactRecord.From("unpaired", r.Unpaired)];

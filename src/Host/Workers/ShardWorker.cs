@@ -222,8 +222,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         return count;
     }
 
-    private RankingOptions RankingOptions() =>
-        new() { Judge = D.Ranking.Judge, TieEpsilon = D.Ranking.TieEpsilon, Reward = D.Ranking.Reward, Llm = D.Ranking.Llm };
+    private RankingOptions RankingOptions() => D.Ranking;
 
     private async Task MergeAsync(WorkerPlan plan, string prefix, string shardsRoot, string key, CancellationToken cancellationToken)
     {
