@@ -240,6 +240,9 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         // run.json has one writer at a time: a runner (run/resume/rerun) holding the run fails this merge, naming itself;
         // the shards stay committed and the next worker or a rerun merges them.
         await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
+        // A merge whose lock is taken over (it stalled past the lock's lifetime) stops before it writes run.json.
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, runLock.Lost);
+        cancellationToken = linked.Token;
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false)
             ?? throw new InvalidOperationException($"{RunRecord.PathOf(runId)} disappeared from {store.Location}");
         var rec = run.Stage(plan.Stage);
