@@ -23,6 +23,10 @@ namespace PrefPipe.Host.Commands;
 /// </summary>
 internal static class StageCommands
 {
+    // Option defaults come from the options classes, so the CLI and a pipeline file default alike.
+    private static readonly IngestOptions IngestDefaults = new();
+    private static readonly RankingOptions RankingDefaults = new();
+
     private static readonly JsonWriterOptions JsonOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static IEnumerable<Command> Create(IAnsiConsole? console) => [Ingest(console), Rank(console), Split(console)];
@@ -34,16 +38,16 @@ internal static class StageCommands
         var prompts = Required("--prompts", "Prompts: Parquet or JSON lines with a prompt (text) or messages (list of {role, content}) column; local, az:// or blob URL.");
         var model = Required("--model", "Policy model folder (config.json, *.safetensors, tokenizer.json).");
         var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): prompts, rejects, candidates and per-batch parts. A rerun resumes at the first missing batch.");
-        var candidates = new Option<int>("--candidates") { Description = "Candidates per prompt (K).", DefaultValueFactory = _ => 4 };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens per candidate.", DefaultValueFactory = _ => 64 };
-        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature (0 = greedy).", DefaultValueFactory = _ => 1.0 };
-        var topP = new Option<double>("--top-p") { Description = "Nucleus sampling mass.", DefaultValueFactory = _ => 1.0 };
-        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => 0 };
-        var seed = new Option<long>("--seed") { Description = "Run seed (candidates are reproducible per prompt and index).", DefaultValueFactory = _ => 1234 };
-        var batch = new Option<int>("--batch-size") { Description = "Prompts per generation batch (and per committed part).", DefaultValueFactory = _ => 8 };
-        var maxPrompt = new Option<int>("--max-prompt-tokens") { Description = "Longest prompt in tokens.", DefaultValueFactory = _ => 512 };
-        var overLong = new Option<OverLongPolicy>("--over-long") { Description = "Longer prompts: reject or truncate.", DefaultValueFactory = _ => OverLongPolicy.Reject };
-        var template = new Option<ChatTemplateMode>("--chat-template") { Description = "auto, always or never.", DefaultValueFactory = _ => ChatTemplateMode.Auto };
+        var candidates = new Option<int>("--candidates") { Description = "Candidates per prompt (K).", DefaultValueFactory = _ => IngestDefaults.CandidatesPerPrompt };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens per candidate.", DefaultValueFactory = _ => IngestDefaults.MaxNewTokens };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature (0 = greedy).", DefaultValueFactory = _ => IngestDefaults.Temperature };
+        var topP = new Option<double>("--top-p") { Description = "Nucleus sampling mass.", DefaultValueFactory = _ => IngestDefaults.TopP };
+        var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => IngestDefaults.TopK };
+        var seed = new Option<long>("--seed") { Description = "Run seed (candidates are reproducible per prompt and index).", DefaultValueFactory = _ => IngestDefaults.Seed };
+        var batch = new Option<int>("--batch-size") { Description = "Prompts per generation batch (and per committed part).", DefaultValueFactory = _ => IngestDefaults.BatchSize };
+        var maxPrompt = new Option<int>("--max-prompt-tokens") { Description = "Longest prompt in tokens.", DefaultValueFactory = _ => IngestDefaults.MaxPromptTokens };
+        var overLong = new Option<OverLongPolicy>("--over-long") { Description = "Longer prompts: reject or truncate.", DefaultValueFactory = _ => IngestDefaults.OverLong };
+        var template = new Option<ChatTemplateMode>("--chat-template") { Description = "auto, always or never.", DefaultValueFactory = _ => IngestDefaults.ChatTemplate };
         var system = new Option<string?>("--system-prompt") { Description = "System message for prompts given as text." };
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
         var command = new Command("ingest", "Stage 1 alone: validate and template prompts, generate K candidates each with the policy.")
@@ -75,11 +79,11 @@ internal static class StageCommands
         var candidates = Required("--candidates", "Candidates artifact (Parquet, from ingest): local, az:// or blob URL.");
         var rewardModel = Required("--reward-model", "Reward model folder (model.onnx + tokenizer.json).");
         var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): scored candidates, comparisons, preferences, unpaired.");
-        var judge = new Option<string>("--judge") { Description = "reward (reward-model scores) or llm (a chat-completions endpoint).", DefaultValueFactory = _ => "reward" };
+        var judge = new Option<string>("--judge") { Description = "reward (reward-model scores) or llm (a chat-completions endpoint).", DefaultValueFactory = _ => RankingDefaults.Judge };
         judge.AcceptOnlyFromAmong("reward", "llm");
-        var tie = new Option<double>("--tie-epsilon") { Description = "Reward judge: |r_a − r_b| below this is a tie.", DefaultValueFactory = _ => 0.05 };
-        var batch = new Option<int>("--batch-size") { Description = "Reward model: sequences per batch.", DefaultValueFactory = _ => 16 };
-        var maxLength = new Option<int>("--max-length") { Description = "Reward model: longest sequence in tokens (longer ones are cut on the left).", DefaultValueFactory = _ => 1024 };
+        var tie = new Option<double>("--tie-epsilon") { Description = "Reward judge: |r_a − r_b| below this is a tie.", DefaultValueFactory = _ => RankingDefaults.TieEpsilon };
+        var batch = new Option<int>("--batch-size") { Description = "Reward model: sequences per batch.", DefaultValueFactory = _ => RankingDefaults.Reward.BatchSize };
+        var maxLength = new Option<int>("--max-length") { Description = "Reward model: longest sequence in tokens (longer ones are cut on the left).", DefaultValueFactory = _ => RankingDefaults.Reward.MaxLength };
         var endpoint = new Option<Uri?>("--judge-endpoint") { Description = "LLM judge: base URL (e.g. https://api.openai.com/v1). The key comes from PREFPIPE_JUDGE_API_KEY." };
         var judgeModel = new Option<string?>("--judge-model") { Description = "LLM judge: model (OpenAI) or deployment (Azure OpenAI) name." };
         var api = new Option<LlmApiKind>("--judge-api") { Description = "LLM judge API shape: OpenAI or AzureOpenAI.", DefaultValueFactory = _ => LlmApiKind.OpenAI };

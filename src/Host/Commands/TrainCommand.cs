@@ -18,6 +18,10 @@ namespace PrefPipe.Host.Commands;
 /// <summary><c>prefpipe train dpo | ppo</c>: the trainer stages on their own.</summary>
 internal static class TrainCommand
 {
+    // Option defaults come from the options classes, so the CLI and a pipeline file default alike.
+    private static readonly DpoTrainingOptions DpoDefaults = new();
+    private static readonly PpoOptions PpoDefaults = new();
+
     public static Command Create(IAnsiConsole? console)
     {
         var root = new Command("train", "Train a policy: stage 1 (DPO family) or stage 2 (PPO).");
@@ -31,15 +35,15 @@ internal static class TrainCommand
         var data = new Option<string>("--data") { Description = "Preference pairs: Parquet with prompt, chosen, rejected (TRL standard; our preferences/easy artifacts); local, az:// or blob URL.", Required = true };
         var model = new Option<string>("--model") { Description = "Policy model folder.", Required = true };
         var refModel = new Option<string?>("--ref-model") { Description = "Reference model folder (default: the policy)." };
-        var loss = new Option<string>("--loss") { Description = $"Objective: {string.Join(", ", ObjectiveOptions.LossTypes)}.", DefaultValueFactory = _ => "sigmoid" };
+        var loss = new Option<string>("--loss") { Description = $"Objective: {string.Join(", ", ObjectiveOptions.LossTypes)}.", DefaultValueFactory = _ => new ObjectiveOptions().LossType };
         var beta = new Option<double?>("--beta") { Description = "β (default per objective)." };
-        var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1e-6 };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 1 };
-        var maxSteps = new Option<int>("--max-steps") { Description = "Optimizer steps (0 = from epochs).", DefaultValueFactory = _ => 0 };
-        var batch = new Option<int>("--batch-size") { Description = "Pairs per batch.", DefaultValueFactory = _ => 8 };
-        var maxLength = new Option<int>("--max-length") { Description = "Max prompt + completion tokens.", DefaultValueFactory = _ => 1024 };
-        var maxPrompt = new Option<int>("--max-prompt-length") { Description = "Max prompt tokens.", DefaultValueFactory = _ => 512 };
-        var saveSteps = new Option<int>("--save-steps") { Description = "Checkpoint every N steps (0 = at the end).", DefaultValueFactory = _ => 0 };
+        var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => DpoDefaults.LearningRate };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => DpoDefaults.NumTrainEpochs };
+        var maxSteps = new Option<int>("--max-steps") { Description = "Optimizer steps (0 = from epochs).", DefaultValueFactory = _ => DpoDefaults.MaxSteps };
+        var batch = new Option<int>("--batch-size") { Description = "Pairs per batch.", DefaultValueFactory = _ => DpoDefaults.PerDeviceTrainBatchSize };
+        var maxLength = new Option<int>("--max-length") { Description = "Max prompt + completion tokens.", DefaultValueFactory = _ => DpoDefaults.MaxLength };
+        var maxPrompt = new Option<int>("--max-prompt-length") { Description = "Max prompt tokens.", DefaultValueFactory = _ => DpoDefaults.MaxPromptLength };
+        var saveSteps = new Option<int>("--save-steps") { Description = "Checkpoint every N steps (0 = at the end).", DefaultValueFactory = _ => DpoDefaults.SaveSteps };
         var output = new Option<string>("--output") { Description = "Output folder: checkpoints, metrics, loss chart. A rerun resumes from its latest checkpoint. Not needed with --dry-run." };
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "For conversational pairs: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var dryRun = new Option<bool>("--dry-run") { Description = "Encode the pairs and print them (with --json: one {prompt_id, prompt_ids, chosen_ids, rejected_ids} line per pair); train nothing." };
@@ -112,12 +116,12 @@ internal static class TrainCommand
         var refModel = new Option<string?>("--ref-model") { Description = "Reference model folder (default: the policy)." };
         var rewardModel = new Option<string>("--reward-model") { Description = "Reward model folder (model.onnx + tokenizer.json).", Required = true };
         var output = new Option<string>("--output") { Description = "Output folder (a rerun resumes from its latest checkpoint).", Required = true };
-        var steps = new Option<int>("--max-steps") { Description = "PPO iterations.", DefaultValueFactory = _ => 20 };
-        var lr = new Option<double>("--learning-rate") { Description = "Learning rate.", DefaultValueFactory = _ => 1e-5 };
-        var klCoef = new Option<double>("--kl-coef") { Description = "Initial β_KL.", DefaultValueFactory = _ => 0.05 };
+        var steps = new Option<int>("--max-steps") { Description = "PPO iterations.", DefaultValueFactory = _ => PpoDefaults.MaxSteps };
+        var lr = new Option<double>("--learning-rate") { Description = "Learning rate.", DefaultValueFactory = _ => PpoDefaults.LearningRate };
+        var klCoef = new Option<double>("--kl-coef") { Description = "Initial β_KL.", DefaultValueFactory = _ => PpoDefaults.KlCoef };
         var targetKl = new Option<double?>("--target-kl") { Description = "Adaptive KL target (default: fixed β_KL)." };
-        var batch = new Option<int>("--rollout-batch-size") { Description = "Prompts per rollout.", DefaultValueFactory = _ => 16 };
-        var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => 53 };
+        var batch = new Option<int>("--rollout-batch-size") { Description = "Prompts per rollout.", DefaultValueFactory = _ => PpoDefaults.RolloutBatchSize };
+        var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => PpoDefaults.ResponseLength };
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "Render prompts with the policy's chat template: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var command = new Command("ppo", "Stage 2: PPO against the ONNX reward model with a KL penalty to the reference.")
             { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, chatTemplate };
