@@ -55,11 +55,25 @@ public static class ReferencePass
     /// tokenizer vocabularies, and each weight file (*.safetensors but a checkpoint's optimizer and extra state; *.onnx and
     /// its external data for reward models) as its length and an XxHash128 of all its bytes, streamed.
     /// </summary>
+    /// <remarks>
+    /// A training hashes the same folders more than once (the DPO policy is usually its reference; in MPO the PPO policy is
+    /// its reference): a folder whose decisive files keep their names, sizes and modification times is read once per
+    /// process.
+    /// </remarks>
     public static string ModelFingerprint(string directory)
+    {
+        var files = Directory.EnumerateFiles(directory).Where(Decides).Order(StringComparer.Ordinal).Select(f => new FileInfo(f)).ToList();
+        string stamp = Path.GetFullPath(directory) + "|" + string.Join('|', files.Select(f => $"{f.Name}:{f.Length}:{f.LastWriteTimeUtc.Ticks}"));
+        return Fingerprints.GetOrAdd(stamp, _ => HashModelFiles(files));
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> Fingerprints = new(StringComparer.Ordinal);
+
+    private static string HashModelFiles(IReadOnlyList<FileInfo> files)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[1 << 22];
-        foreach (string file in Directory.EnumerateFiles(directory).Where(Decides).Order(StringComparer.Ordinal))
+        foreach (string file in files.Select(f => f.FullName))
         {
             sha.AppendData(Encoding.UTF8.GetBytes(Path.GetFileName(file)));
             if (!file.EndsWith(".json", StringComparison.Ordinal) && !TokenizerFiles.Contains(Path.GetFileName(file), StringComparer.Ordinal))

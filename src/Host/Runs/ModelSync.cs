@@ -23,11 +23,18 @@ internal static class ModelSync
             string relative = Path.GetRelativePath(checkpoint, file).Replace(Path.DirectorySeparatorChar, '/');
             await store.CommitAsync($"{root}/{relative}", file, cancellationToken).ConfigureAwait(false);
         }
+        await RemoveAsync(store, storePrefix, root + "/", cancellationToken).ConfigureAwait(false);
+        return store.UriOf(root);
+    }
+
+    /// <summary>On a remote store, deletes the model files kept under <paramref name="storePrefix"/> (but those under <paramref name="keep"/>).</summary>
+    public static async Task RemoveAsync(IArtifactStore store, string storePrefix, string? keep = null, CancellationToken cancellationToken = default)
+    {
+        if (!IsRemote(store)) return;
         var stale = new List<string>();
         await foreach (string path in store.ListAsync(storePrefix + "/", cancellationToken).ConfigureAwait(false))
-            if (!path.StartsWith(root + "/", StringComparison.Ordinal)) stale.Add(path);
+            if (keep is null || !path.StartsWith(keep, StringComparison.Ordinal)) stale.Add(path);
         foreach (string path in stale) await store.DeleteAsync(path, cancellationToken).ConfigureAwait(false);
-        return store.UriOf(root);
     }
 
     /// <summary>When <paramref name="localDir"/> has no checkpoint and the store holds one under <paramref name="storePrefix"/>, downloads it there.</summary>

@@ -360,12 +360,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         if (Directory.Exists(localDir))
             foreach (string dir in Directory.EnumerateDirectories(localDir, "checkpoint-*"))
                 Directory.Delete(dir, recursive: true);
-        if (ModelSync.IsRemote(store))
-        {
-            var stale = new List<string>();
-            await foreach (string path in store.ListAsync(storePrefix + "/", cancellationToken).ConfigureAwait(false)) stale.Add(path);
-            foreach (string path in stale) await store.DeleteAsync(path, cancellationToken).ConfigureAwait(false);
-        }
+        await ModelSync.RemoveAsync(store, storePrefix, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The policy's prompt encoding, as ingest configures it: every stage feeds the policy the same ids.</summary>

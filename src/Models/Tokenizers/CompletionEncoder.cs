@@ -39,29 +39,34 @@ public sealed class CompletionEncoder
     /// <summary>The id appended to plain-text completions.</summary>
     public int EosTokenId => _tokenizer.EosTokenId is int e && _eos.Contains(e) ? e : _eos.First();
 
-    /// <summary>Whether prompts go through a chat template.</summary>
-    public bool UsesTemplate => _template is not null;
-
     /// <summary>The text the model is given: the templated conversation with the generation prompt, or the raw prompt.</summary>
+    /// <exception cref="InvalidDataException">A conversation other than one user turn, and no chat template.</exception>
     public string RenderPrompt(IReadOnlyList<Turn> prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         if (_template is not null) return _template(prompt, true);
         if (prompt.Count != 1 || prompt[0].Role != "user")
-            throw new InvalidDataException($"a conversation with {prompt.Count} turn(s) needs a chat template, and this model has none; give plain prompts or a model with a chat template.");
+            throw new InvalidDataException($"a conversation with {prompt.Count} turn(s) needs a chat template, and this model has none (or chat_template is 'never'); give plain prompts or a model with a chat template.");
         return prompt[0].Content;
     }
 
-    /// <summary>Prompt ids as generation and training see them.</summary>
-    public IReadOnlyList<int> EncodePrompt(IReadOnlyList<Turn> prompt) =>
-        _tokenizer.Encode(RenderPrompt(prompt), addSpecialTokens: _template is null);
+    /// <summary>
+    /// The prompt as generation and training see it: rendered once, then encoded without the post-processor when a template
+    /// rendered it (as transformers' <c>apply_chat_template(tokenize=True)</c>: a <c>{{ bos_token }}</c> template already
+    /// carries BOS) and with it for a plain prompt.
+    /// </summary>
+    public EncodedPrompt EncodePrompt(IReadOnlyList<Turn> prompt)
+    {
+        string rendered = RenderPrompt(prompt);
+        return new EncodedPrompt(rendered, _tokenizer.Encode(rendered, addSpecialTokens: _template is null));
+    }
 
     /// <summary>Encodes a prompt and its completion (the assistant's reply).</summary>
     /// <exception cref="InvalidDataException">The chat template does not render the prompt as a prefix of the full conversation.</exception>
     public EncodedCompletion Encode(IReadOnlyList<Turn> prompt, string completion)
     {
         ArgumentNullException.ThrowIfNull(completion);
-        var promptIds = EncodePrompt(prompt);
+        var promptIds = EncodePrompt(prompt).Ids;
         List<int> completionIds;
         if (_template is null)
         {

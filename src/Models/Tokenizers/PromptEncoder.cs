@@ -26,7 +26,6 @@ public sealed class PromptEncoder
 {
     private readonly ChatTemplate? _template;
     private readonly string? _systemPrompt;
-    private readonly HashSet<int> _eos;
     private readonly CompletionEncoder _completions;
 
     private PromptEncoder(HfTokenizer tokenizer, ChatTemplate? template, string? systemPrompt, IReadOnlyList<int> eos, int pad)
@@ -35,7 +34,6 @@ public sealed class PromptEncoder
         _template = template;
         _systemPrompt = string.IsNullOrEmpty(systemPrompt) ? null : systemPrompt;
         EosTokenIds = eos;
-        _eos = [.. eos];
         PadTokenId = pad;
         _completions = Completions();
     }
@@ -51,9 +49,6 @@ public sealed class PromptEncoder
 
     /// <summary>Padding id for batches (pads are masked; the tokenizer's pad token, else the config's, else EOS).</summary>
     public int PadTokenId { get; }
-
-    /// <summary>Whether prompts go through a chat template.</summary>
-    public bool UsesTemplate => _template is not null;
 
     /// <summary>Loads the policy's tokenizer, chat template and end-of-sequence ids.</summary>
     /// <param name="policyDirectory">A Hugging Face model folder (tokenizer.json, tokenizer_config.json, config.json).</param>
@@ -86,20 +81,7 @@ public sealed class PromptEncoder
 
     /// <summary>Renders and encodes a conversation ending with the user turn to answer.</summary>
     /// <exception cref="InvalidDataException">A conversation of several turns and no chat template; a template error.</exception>
-    public EncodedPrompt Encode(IReadOnlyList<Turn> turns)
-    {
-        ArgumentNullException.ThrowIfNull(turns);
-        if (_template is null)
-        {
-            if (turns.Count != 1 || turns[0].Role != "user")
-                throw new InvalidDataException($"a conversation with {turns.Count} turn(s) needs a chat template, and this model has none (or chat_template is 'never'); give plain prompts or a model with a chat template.");
-            string text = turns[0].Content;
-            return new EncodedPrompt(text, Tokenizer.Encode(text, addSpecialTokens: true));
-        }
-        var withSystem = WithSystemPrompt(turns);
-        string rendered = _template.Render([.. withSystem.Select(t => new ChatMessage(t.Role, t.Content))], addGenerationPrompt: true);
-        return new EncodedPrompt(rendered, Tokenizer.Encode(rendered, addSpecialTokens: false));
-    }
+    public EncodedPrompt Encode(IReadOnlyList<Turn> turns) => _completions.EncodePrompt(turns);
 
     /// <summary>Encodes a plain prompt (TRL standard): one user turn, templated when the policy has a template.</summary>
     public EncodedPrompt EncodeText(string prompt) => Encode([new Turn("user", prompt ?? throw new ArgumentNullException(nameof(prompt)))]);
@@ -125,9 +107,6 @@ public sealed class PromptEncoder
     /// EOS to completions).
     /// </summary>
     public int[] Terminate(IReadOnlyList<int> completionIds) => _completions.Terminate(completionIds);
-
-    /// <summary>Whether <paramref name="id"/> ends a completion.</summary>
-    public bool IsEos(int id) => _eos.Contains(id);
 
     /// <summary>A <see cref="CompletionEncoder"/> with the same template, system prompt and end-of-sequence ids (for conversational pairs).</summary>
     public CompletionEncoder Completions() => new(Tokenizer,
