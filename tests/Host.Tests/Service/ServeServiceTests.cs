@@ -305,13 +305,15 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
         var queue = azurite.Queue("lease-h");
         await queue.CreateIfNotExistsAsync();
         await queue.SendMessageAsync("work");
-        var source = new QueueSource(queue) { LeaseTime = TimeSpan.FromSeconds(2) };
+        // Leases of 4 s renewed every 2 s: a renewal may come up to 2 s late (a loaded 2-core machine) and still be in time.
+        // With 2 s leases (1 s of slack) the message became visible once in a full-suite run.
+        var source = new QueueSource(queue) { LeaseTime = TimeSpan.FromSeconds(4) };
         var message = await source.ReceiveAsync();
         Assert.NotNull(message);
 
         var (seenByOthers, receipt) = await source.WithLeaseAsync(message, async () =>
         {
-            await Task.Delay(TimeSpan.FromSeconds(5)); // 2.5 leases: only renewals keep it invisible
+            await Task.Delay(TimeSpan.FromSeconds(10)); // 2.5 leases: only renewals keep it invisible
             return (await queue.ReceiveMessagesAsync(1)).Value.Length;
         });
 
