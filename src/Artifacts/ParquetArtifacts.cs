@@ -109,6 +109,18 @@ public static class ParquetArtifacts
         }
     }
 
+    /// <summary>The column names of a Parquet file, or null when <paramref name="path"/> is not Parquet (JSON lines, say).</summary>
+    /// <exception cref="InvalidDataException">A .parquet file that is not Parquet or is corrupt (names the file).</exception>
+    public static async Task<IReadOnlySet<string>?> ColumnsAsync(IArtifactStore store, string path, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        await using var stream = await store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
+        bool named = path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase);
+        if (!named && !Inputs.UntypedParquet.LooksLikeParquet(stream)) return null;
+        await using var reader = await Inputs.UntypedParquet.OpenAsync(stream, store.UriOf(path), cancellationToken).ConfigureAwait(false);
+        return reader.Schema.Fields.Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
+    }
+
     /// <summary>Reads a whole artifact into a list (small artifacts only).</summary>
     public static async Task<List<T>> ReadAllAsync<T>(IArtifactStore store, string path, CancellationToken cancellationToken = default) where T : class, new()
     {

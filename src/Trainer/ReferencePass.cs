@@ -96,7 +96,8 @@ public static class ReferencePass
     private static bool Decides(string file)
     {
         string name = Path.GetFileName(file);
-        return name.EndsWith(".json", StringComparison.Ordinal)
+        // A checkpoint's trainer_state.json is how it was trained (with wall-clock throughput), not what the model is.
+        return (name.EndsWith(".json", StringComparison.Ordinal) && name != "trainer_state.json")
             || (name.EndsWith(".safetensors", StringComparison.Ordinal) && !NotWeights.Contains(name, StringComparer.Ordinal))
             || name.EndsWith(".onnx", StringComparison.Ordinal) || name.EndsWith(".onnx.data", StringComparison.Ordinal) // reward models
             || TokenizerFiles.Contains(name, StringComparer.Ordinal);

@@ -88,6 +88,22 @@ public sealed class ReferencePassTests
     }
 
     [Fact]
+    public void ModelFingerprint_CheckpointTrainerState_IsNotPartOfTheModel()
+    {
+        // trainer_state.json holds wall-clock throughput: two identical trainings write different ones. A PPO stage that
+        // starts from a stage-1 checkpoint must fingerprint the same model both times (else resume and reruns differ).
+        string dir = CopyOfPolicy();
+        File.WriteAllText(Path.Combine(dir, "trainer_state.json"), "{\"global_step\":3,\"log_history\":[{\"name\":\"tokens_per_second\",\"value\":6273.5}]}");
+        string before = ReferencePass.ModelFingerprint(dir);
+
+        File.WriteAllText(Path.Combine(dir, "trainer_state.json"), "{\"global_step\":3,\"log_history\":[{\"name\":\"tokens_per_second\",\"value\":6809.8}]}");
+
+        Assert.Equal(before, ReferencePass.ModelFingerprint(dir));
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(dir, "config.json")).Replace("\"rms_norm_eps\"", "\"unused\": 1, \"rms_norm_eps\"", StringComparison.Ordinal));
+        Assert.NotEqual(before, ReferencePass.ModelFingerprint(dir));
+    }
+
+    [Fact]
     public async Task ComputeOrReuseAsync_Bfloat16_StoresTheLogProbsOfABfloat16Reference()
     {
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);

@@ -2,15 +2,13 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using PrefPipe.Artifacts;
-using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Templates;
-using PrefPipe.Models.Tokenizers;
 using PrefPipe.Trainer;
-using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Objectives;
 using PrefPipe.Trainer.Ppo;
+using PrefPipe.Trainer.Stages;
 using Spectre.Console;
 
 namespace PrefPipe.Host.Commands;
@@ -64,46 +62,30 @@ internal static class TrainCommand
             string policy = parse.GetValue(model)!;
             bool dry = parse.GetValue(dryRun);
             if (!dry && parse.GetValue(output) is null) throw new ArgumentException("--output is required (unless --dry-run)");
-            string dataUri = parse.GetValue(data)!;
-            var (dataStore, dataPath) = ArtifactStores.OpenFile(dataUri);
-            // The policy's one prompt encoding (as ingest): pairs that carry the ids generation used train on those ids;
-            // standard text pairs are encoded as the text the model sees (never a second BOS); conversational pairs are templated.
-            var encoder = new PairEncoder(PromptEncoder.Load(policy, parse.GetValue(chatTemplate)).Completions(), options.MaxLength, options.MaxPromptLength, options.TruncationMode);
-            var pairs = new List<EncodedPair>();
-            int rejected = 0;
-            await foreach (var input in PreferenceSource.ReadAsync(dataStore, dataPath, ct).ConfigureAwait(false))
-            {
-                var r = input.Pair is { } p && p.PromptId.Length == 0 ? p with { PromptId = $"row-{input.Row}" } : input.Pair;
-                var (pair, rejection) = r switch
-                {
-                    null => (null, null),
-                    { PromptMessages.Count: > 0, PromptInputIds: null } => encoder.Encode(r.PromptId, [.. r.PromptMessages.Select(t => new Turn(t.Role, t.Content))], r.Chosen, r.Rejected),
-                    _ => encoder.Encode(r),
-                };
-                if (pair is not null) pairs.Add(pair);
-                else { rejected++; Console.Error.WriteLine($"{dataStore.UriOf(dataPath)} row {input.Row}: skipped: {input.RejectReason ?? rejection!.Reason}"); }
-            }
-            if (pairs.Count == 0) throw new InvalidDataException($"{dataStore.UriOf(dataPath)}: no usable pairs ({rejected} skipped; reasons above)");
+            var (dataStore, dataPath) = ArtifactStores.OpenFile(parse.GetValue(data)!);
+            var pairs = new StoreFile(dataStore, dataPath);
+            var format = new PromptFormat(parse.GetValue(chatTemplate));
+            var stage = new DpoStage(options);
             if (dry)
             {
-                foreach (var p in pairs)
+                var encoded = await stage.EncodeAsync(pairs, format.Load(policy), ct).ConfigureAwait(false);
+                Skipped(encoded.Rejects);
+                if (encoded.Pairs.Count == 0) throw new InvalidDataException($"{pairs.Uri}: no usable pairs ({encoded.Rejects.Count} skipped; reasons above)");
+                foreach (var p in encoded.Pairs)
                 {
                     if (parse.GetValue(json))
                         o.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(new { prompt_id = p.Key, prompt_ids = p.PromptIds, chosen_ids = p.ChosenIds, rejected_ids = p.RejectedIds }));
                     else
                         o.WriteLine($"{p.Key}: prompt {p.PromptIds.Length} tokens [{string.Join(' ', p.PromptIds.Take(8))}{(p.PromptIds.Length > 8 ? " …" : "")}], chosen {p.ChosenIds.Length}, rejected {p.RejectedIds.Length}");
                 }
-                if (!parse.GetValue(json)) o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); dry run: nothing trained");
+                if (!parse.GetValue(json)) o.MarkupLine($"{encoded.Pairs.Count} pairs ({encoded.Rejects.Count} skipped); dry run: nothing trained");
                 return Cli.ExitCodes.Ok;
             }
             string outDir = Path.GetFullPath(parse.GetValue(output)!);
-            var store = new LocalArtifactStore(outDir);
-            var (reference, reused, refPath) = await ReferencePass.ComputeOrReuseAsync(store, "reference", pairs, parse.GetValue(refModel) ?? policy, options.PerDeviceTrainBatchSize, options.Dtype, null, ct).ConfigureAwait(false);
-            o.MarkupLine($"{pairs.Count} pairs ({rejected} skipped); reference log-probs {(reused ? "reused" : "computed")}: {Markup.Escape(refPath)}");
-            var result = new DpoTrainer(options).Train(policy, pairs, reference, outDir,
-                new Progress<TrainProgress>(p => o.WriteLine($"step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}")), ct);
-            await ParquetArtifacts.WriteAsync(store, "metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-            o.MarkupLine($"[green]done[/]: {result.Steps} steps; model at {Markup.Escape(result.FinalCheckpoint)}");
+            var r = await stage.RunAsync(pairs, policy, parse.GetValue(refModel) ?? policy, format, new LocalArtifactStore(outDir), "", outDir,
+                new Progress<TrainProgress>(p => o.WriteLine($"step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}")), line => o.WriteLine(line), ct).ConfigureAwait(false);
+            if (r.Rejects.Rows > 0) o.MarkupLine($"{r.Rejects.Rows} of {r.RowsIn} rows skipped: reasons in {Markup.Escape(r.Rejects.Uri)}");
+            o.MarkupLine($"[green]done[/]: {r.Trained} pairs, {r.Steps} steps; model at {Markup.Escape(r.Model.Directory)}");
             return Cli.ExitCodes.Ok;
         }));
         return command;
@@ -134,31 +116,23 @@ internal static class TrainCommand
                 RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length),
             };
             System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
-            var list = new List<TrainingPrompt>();
             var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);
-            string source = promptStore.UriOf(promptPath);
             string policy = parse.GetValue(model)!;
-            var promptEncoder = PromptEncoder.Load(policy, parse.GetValue(chatTemplate));
-            await foreach (var p in PromptSource.ReadAsync(promptStore, promptPath, cancellationToken: ct).ConfigureAwait(false))
-            {
-                if (p.IsRejected) { Console.Error.WriteLine($"{source}: skipped: {p.RejectReason}"); continue; }
-                try
-                {
-                    list.Add(TrainingPrompt.Encode(p.Id ?? $"row-{p.Row}", p.Prompt, p.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList(), promptEncoder));
-                }
-                catch (InvalidDataException ex)
-                {
-                    Console.Error.WriteLine($"{source} row {p.Row}: skipped: {ex.Message}");
-                }
-            }
-            if (list.Count == 0) throw new InvalidDataException($"{source}: no usable prompts (reasons above)");
-            var result = new PpoTrainer(options).Train(policy, parse.GetValue(refModel) ?? policy, parse.GetValue(rewardModel)!, list, Path.GetFullPath(parse.GetValue(output)!),
-                new Progress<TrainProgress>(p => o.WriteLine($"iteration {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}")), ct);
-            await ParquetArtifacts.WriteAsync(new LocalArtifactStore(Path.GetFullPath(parse.GetValue(output)!)), "metrics.parquet", result.Metrics, cancellationToken: ct).ConfigureAwait(false);
-            o.MarkupLine($"[green]done[/]: {result.Steps} iterations; model at {Markup.Escape(result.FinalCheckpoint)}");
+            string outDir = Path.GetFullPath(parse.GetValue(output)!);
+            var r = await new PpoStage(options).RunAsync(new StoreFile(promptStore, promptPath), policy, parse.GetValue(refModel) ?? policy, parse.GetValue(rewardModel)!,
+                new PromptFormat(parse.GetValue(chatTemplate)), policy, new LocalArtifactStore(outDir), "", outDir,
+                new Progress<TrainProgress>(p => o.WriteLine($"iteration {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}")), ct).ConfigureAwait(false);
+            if (r.Rejects.Rows > 0) o.MarkupLine($"{r.Rejects.Rows} of {r.RowsIn} rows skipped: reasons in {Markup.Escape(r.Rejects.Uri)}");
+            o.MarkupLine($"[green]done[/]: {r.Steps} iterations; model at {Markup.Escape(r.Model.Directory)}");
             return Cli.ExitCodes.Ok;
         }));
         return command;
+    }
+
+    /// <summary>Says on stderr which rows were skipped and why.</summary>
+    private static void Skipped(IEnumerable<RejectRow> rejects)
+    {
+        foreach (var r in rejects) Console.Error.WriteLine($"{r.Source} row {r.Row}: skipped: {r.Reason}");
     }
 
     private static async Task<int> Execute(Func<Task<int>> action)

@@ -36,7 +36,7 @@ internal sealed class PipelineDefinition
     public TrainingSection Training { get; set; } = new();
 
     /// <summary>Stage: evaluation of the final policy against the start.</summary>
-    public EvaluationSection Evaluation { get; set; } = new();
+    public PrefPipe.Trainer.Evaluation.EvaluationOptions Evaluation { get; set; } = new();
 
     /// <summary>When the hosted service starts runs.</summary>
     public TriggersSection Triggers { get; set; } = new();
@@ -80,29 +80,6 @@ internal sealed class TrainingSection
 
     /// <summary>Stage 2 (PPO).</summary>
     public PrefPipe.Trainer.Ppo.PpoOptions Stage2 { get; set; } = new();
-}
-
-/// <summary>Evaluation on held-out prompts.</summary>
-internal sealed class EvaluationSection
-{
-    /// <summary>Samples per prompt from each policy.</summary>
-    /// <value>Default 1; 1 to 64.</value>
-    [Range(1, 64)]
-    public int SamplesPerPrompt { get; set; } = 1;
-
-    /// <summary>New tokens per sample.</summary>
-    /// <value>Default 64; 1 to 32768.</value>
-    [Range(1, 32_768)]
-    public int MaxNewTokens { get; set; } = 64;
-
-    /// <summary>Sampling temperature.</summary>
-    /// <value>Default 1.0; 0 to 5.</value>
-    [Range(0.0, 5.0)]
-    public double Temperature { get; set; } = 1.0;
-
-    /// <summary>Seed for evaluation sampling.</summary>
-    /// <value>Default 7.</value>
-    public long Seed { get; set; } = 7;
 }
 
 /// <summary>Triggers for the hosted service (<c>prefpipe serve</c>).</summary>

@@ -14,31 +14,10 @@ internal static class RunManifestBuilder
 {
     private static readonly ConcurrentDictionary<(string, long, DateTime), string> FileHashes = new();
 
-    /// <summary>How each stage's rows in relate to its rows out and rejected.</summary>
-    private static readonly Dictionary<string, string> Methods = new()
+    public static RunManifest Build(RunRecord run)
     {
-        [Stages.Ingest] = "input rows = prompts accepted (each with K candidates) + rows rejected (ingest/rejects)",
-        [Stages.Rank] = "prompts = preference pairs (one per prompt) + prompts unpaired (rank/unpaired)",
-        [Stages.Split] = "pairs = easy + difficult + dropped (split/dropped)",
-        [Stages.Train] = "pairs = pairs trained on + pairs rejected by length (train/rejects)",
-        [Stages.Ppo] = "prompts = prompts used for rollouts",
-        [Stages.Evaluate] = "held-out prompts = prompts sampled and scored",
-    };
-
-    public static RunManifest Build(RunRecord run, string? promptsFile, string? evalPromptsFile)
-    {
-        string plan = run.Plan ?? "mpo";
-        ArtifactRecord? Out(string stage, string name) => run.Stage(stage).Outputs.FirstOrDefault(o => o.Name == name);
-        IEnumerable<ManifestArtifact> Inputs(string stage) => (stage switch
-        {
-            Stages.Ingest => [External(promptsFile)],
-            Stages.Rank => [Out(Stages.Ingest, "candidates")],
-            Stages.Split => [Out(Stages.Rank, "preferences")],
-            Stages.Train => [plan == "dpo" ? Out(Stages.Rank, "preferences") : Out(Stages.Split, "easy")],
-            Stages.Ppo => [plan == "ppo" ? Out(Stages.Ingest, "prompts") : Out(Stages.Split, "difficult"), plan == "ppo" ? null : Out(Stages.Train, "model")],
-            Stages.Evaluate => [External(evalPromptsFile), Out(plan is "mpo" or "ppo" ? Stages.Ppo : Stages.Train, "model")],
-            _ => Array.Empty<ArtifactRecord?>(),
-        }).OfType<ArtifactRecord>().Select(ToManifest);
+        IEnumerable<ManifestArtifact> Inputs(StageRecord stage) =>
+            stage.Inputs.Select(External).OfType<ArtifactRecord>().Concat(StageTable.UpstreamInputs(run, stage.Name)).Select(ToManifest);
 
         return new RunManifest
         {
@@ -48,9 +27,9 @@ internal static class RunManifestBuilder
                 Name = s.Name,
                 Status = s.Status == "completed" ? "succeeded" : s.Status,
                 Started = s.Started, Finished = s.Finished, Error = s.Error,
-                Inputs = s.Status == "completed" ? [.. Inputs(s.Name)] : [],
+                Inputs = s.Status == "completed" ? [.. Inputs(s)] : [],
                 Outputs = [.. s.Outputs.Select(ToManifest)],
-                Counts = s.Status == "completed" ? new RowAccounting { RowsIn = s.RowsIn, RowsOut = s.RowsOut, RowsRejected = s.RowsRejected, Method = Methods[s.Name] } : null,
+                Counts = s.Status == "completed" ? new RowAccounting { RowsIn = s.RowsIn, RowsOut = s.RowsOut, RowsRejected = s.RowsRejected, Method = StageTable.Of(s.Name).Accounting } : null,
             })],
         };
     }
@@ -59,9 +38,9 @@ internal static class RunManifestBuilder
         new() { Uri = a.Uri, Rows = a.Rows, Sha256 = a.Sha256, SchemaVersion = a.SchemaVersion };
 
     /// <summary>A local input file with its SHA-256 (hashed once per size and time stamp); blob inputs are named by their URI.</summary>
-    private static ArtifactRecord? External(string? path)
+    private static ArtifactRecord? External(string path)
     {
-        if (path is null || !File.Exists(path)) return null;
+        if (!File.Exists(path)) return null;
         var info = new FileInfo(path);
         string sha = FileHashes.GetOrAdd((info.FullName, info.Length, info.LastWriteTimeUtc), _ =>
         {

@@ -18,6 +18,9 @@ internal sealed record StageRecord
     [JsonPropertyName("rows_out")] public long RowsOut { get; set; }
     [JsonPropertyName("rows_rejected")] public long RowsRejected { get; set; }
     [JsonPropertyName("outputs")] public List<ArtifactRecord> Outputs { get; set; } = [];
+
+    /// <summary>The files the pipeline named that the stage read (prompts, held-out prompts); upstream artifacts follow from the stage table.</summary>
+    [JsonPropertyName("input_files")] public List<string> Inputs { get; set; } = [];
     [JsonPropertyName("summary")] public Dictionary<string, double> Summary { get; set; } = [];
     [JsonPropertyName("error")] public string? Error { get; set; }
 
@@ -35,19 +38,9 @@ internal sealed record ArtifactRecord(
 {
     public static ArtifactRecord From(string name, ArtifactInfo info) => new(name, info.Uri, info.Rows, info.Sha256, info.SchemaVersion);
 
-    /// <summary>A model folder, identified by the SHA-256 of its weight files (so downstream caching sees new weights).</summary>
-    public static ArtifactRecord Model(string name, string directory)
-    {
-        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        foreach (string file in Directory.EnumerateFiles(directory, "*.safetensors").Order(StringComparer.Ordinal))
-        {
-            using var stream = File.OpenRead(file);
-            var buffer = new byte[1 << 20];
-            int read;
-            while ((read = stream.Read(buffer)) > 0) sha.AppendData(buffer, 0, read);
-        }
-        return new ArtifactRecord(name, directory, 0, Convert.ToHexStringLower(sha.GetHashAndReset()));
-    }
+    /// <summary>A trained model folder, identified by the SHA-256 of its weights (so downstream keys see new weights) and
+    /// located by its URI in a remote store, else its local folder.</summary>
+    public static ArtifactRecord Of(string name, PrefPipe.Trainer.Stages.TrainedModel model) => new(name, model.Uri ?? model.Directory, 0, model.Sha256);
 }
 
 /// <summary>run.json: the run's lineage and state, next to its artifacts.</summary>
@@ -68,9 +61,6 @@ internal sealed record RunRecord
 
     [JsonPropertyName("stages")] public List<StageRecord> Stages { get; init; } = [];
 
-    /// <summary>The local input files the manifest hashes (prompts, held-out prompts); set by the runner.</summary>
-    [JsonIgnore] public (string? Prompts, string? EvalPrompts)? ManifestInputs { get; set; }
-
     public StageRecord Stage(string name) => Stages.First(s => s.Name == name);
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
@@ -80,8 +70,7 @@ internal sealed record RunRecord
     public async Task SaveAsync(IArtifactStore store, CancellationToken cancellationToken)
     {
         await store.WriteBytesAsync(PathOf(RunId), JsonSerializer.SerializeToUtf8Bytes(this, Json), cancellationToken).ConfigureAwait(false);
-        if (ManifestInputs is var (prompts, evalPrompts))
-            await PrefPipe.Artifacts.Manifests.RunManifests.WriteAsync(store, RunManifestBuilder.Build(this, prompts, evalPrompts), cancellationToken).ConfigureAwait(false);
+        await PrefPipe.Artifacts.Manifests.RunManifests.WriteAsync(store, RunManifestBuilder.Build(this), cancellationToken).ConfigureAwait(false);
     }
 
     public static async Task<RunRecord?> LoadAsync(IArtifactStore store, string runId, CancellationToken cancellationToken)

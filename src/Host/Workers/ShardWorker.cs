@@ -75,7 +75,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         var run = new RunRecord
         {
             RunId = runId, Pipeline = pipeline.Definition.Name, Plan = pipeline.Definition.Training.Plan, PipelineDirectory = pipeline.Directory,
-            ConfigHash = PipelineRunner.Hash(pipeline.CanonicalYaml), CodeVersion = PipelineRunner.CodeVersion(),
+            ConfigHash = StageTable.Hash(pipeline.CanonicalYaml), CodeVersion = CodeVersion.Current,
             Created = DateTimeOffset.UtcNow, Status = "created", Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
         };
         await store.TryCreateAsync($"{runId}/pipeline.yaml", System.Text.Encoding.UTF8.GetBytes(pipeline.CanonicalYaml), cancellationToken).ConfigureAwait(false);
@@ -252,17 +252,14 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
             string reward = pipeline.Resolve(D.Models.Reward);
             var r = await new RankingStage(RankingOptions()).MergeShardsAsync(store, $"{runId}/{Stages.Ingest}/candidates.parquet", reward,
                 s => markers[s.Index].Folder ?? s.Folder(shardsRoot), plan.Shards, prefix, cancellationToken).ConfigureAwait(false);
-            rec.RowsIn = r.PromptsIn; rec.RowsOut = r.Preferences.Rows; rec.RowsRejected = r.Unpaired.Rows;
-            rec.Outputs = [ArtifactRecord.From("scored_candidates", r.Scored), ArtifactRecord.From("comparisons", r.Comparisons), ArtifactRecord.From("preferences", r.Preferences), ArtifactRecord.From("unpaired", r.Unpaired)];
-            rec.Summary["judge_calls"] = r.JudgeCalls;
+            StageOutcome.From(r).ApplyTo(rec);
         }
         else
         {
             string prompts = pipeline.Resolve(D.Inputs.Prompts), policy = pipeline.Resolve(D.Models.Policy);
             var r = await new IngestStage(D.Ingest).MergeShardsAsync(PromptInputs.ReadAsync(prompts, cancellationToken), prompts, policy, store, folders, prefix, cancellationToken).ConfigureAwait(false);
-            rec.RowsIn = r.RowsIn; rec.RowsOut = r.Prompts.Rows; rec.RowsRejected = r.Rejects.Rows;
-            rec.Outputs = [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)];
-            rec.Summary["candidates"] = r.Candidates.Rows;
+            StageOutcome.From(r).ApplyTo(rec);
+            rec.Inputs = [prompts];
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{plan.Stage}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}) after merging {plan.Shards} shards");
         rec.Summary["shards"] = plan.Shards;
@@ -279,16 +276,9 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         report(new WorkerEvent("merged", plan.Stage, Rows: rec.RowsOut, Seconds: Math.Round(clock.Elapsed.TotalSeconds, 3)));
     }
 
-    /// <summary>Names the shards' folder: the stage's config, its input's content hash, the model paths and the code version.</summary>
-    private string ShardsKey(RunRecord run, string stage)
-    {
-        string[] parts = stage == Stages.Rank
-            ? [PipelineRunner.Json(D.Ranking), PipelineRunner.Output(run, Stages.Ingest, "candidates"), D.Models.Reward]
-            : [PipelineRunner.Json(D.Ingest), PipelineRunner.FileHash(pipeline.Resolve(D.Inputs.Prompts)), D.Models.Policy];
-        return PipelineRunner.Hash(string.Join('\u001f', parts.Append(PipelineRunner.CodeVersion())));
-    }
+    /// <summary>Names the shards' folder: the stage's key with model folders named by path (the same on every machine).</summary>
+    private string ShardsKey(RunRecord run, string stage) => StageTable.Key(pipeline, run, stage, portable: true);
 
-    /// <summary>The key PipelineRunner gives the stage (the same parts, computed by the runner), so resume treats a merged stage as done.</summary>
-    private string StageKey(RunRecord run, string stage) =>
-        PipelineRunner.StageKey(PipelineRunner.DataStageKeyParts(pipeline, run, stage));
+    /// <summary>The key PipelineRunner gives the stage, so resume treats a merged stage as done.</summary>
+    private string StageKey(RunRecord run, string stage) => StageTable.Key(pipeline, run, stage);
 }

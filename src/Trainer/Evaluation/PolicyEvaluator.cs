@@ -11,12 +11,28 @@ using static TorchSharp.torch;
 
 namespace PrefPipe.Trainer.Evaluation;
 
-/// <summary>Evaluation options.</summary>
-/// <param name="SamplesPerPrompt">Samples per prompt from each policy.</param>
-/// <param name="MaxNewTokens">New tokens per sample.</param>
-/// <param name="Temperature">Sampling temperature.</param>
-/// <param name="Seed">Seed; sample i of a prompt uses the same seed for both policies.</param>
-public sealed record EvaluationOptions(int SamplesPerPrompt = 1, int MaxNewTokens = 64, double Temperature = 1.0, long Seed = 7);
+/// <summary>Evaluation on held-out prompts: how the start and the final policy are sampled (the <c>evaluation:</c> section).</summary>
+public sealed class EvaluationOptions
+{
+    /// <summary>Samples per prompt from each policy.</summary>
+    /// <value>Default 1; 1 to 64.</value>
+    [System.ComponentModel.DataAnnotations.Range(1, 64)]
+    public int SamplesPerPrompt { get; set; } = 1;
+
+    /// <summary>New tokens per sample.</summary>
+    /// <value>Default 64; 1 to 32768.</value>
+    [System.ComponentModel.DataAnnotations.Range(1, 32_768)]
+    public int MaxNewTokens { get; set; } = 64;
+
+    /// <summary>Sampling temperature.</summary>
+    /// <value>Default 1.0; 0 to 5.</value>
+    [System.ComponentModel.DataAnnotations.Range(0.0, 5.0)]
+    public double Temperature { get; set; } = 1.0;
+
+    /// <summary>Seed; sample i of a prompt uses the same seed for both policies.</summary>
+    /// <value>Default 7.</value>
+    public long Seed { get; set; } = 7;
+}
 
 /// <summary>The outcome of comparing the final policy with the starting one on held-out prompts.</summary>
 public sealed record EvaluationSummary

@@ -1,5 +1,6 @@
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Runs;
+using PrefPipe.Trainer.Stages;
 using PrefPipe.Host.Tests.Service;
 
 namespace PrefPipe.Host.Tests.Runs;

@@ -31,7 +31,7 @@ public sealed class PpoTrainerTests
         string policy = Path.Combine(Demo, "policy"), reward = Path.Combine(Demo, "reward");
 
         var result = new PpoTrainer(Options(8)).Train(policy, policy, reward, Prompts("prompts.jsonl", 128), output);
-        var (summary, _) = PolicyEvaluator.Evaluate(policy, result.FinalCheckpoint, reward, Prompts("eval_prompts.jsonl", 30), new EvaluationOptions(2, 24, 1.0, 11));
+        var (summary, _) = PolicyEvaluator.Evaluate(policy, result.FinalCheckpoint, reward, Prompts("eval_prompts.jsonl", 30), new EvaluationOptions { SamplesPerPrompt = 2, MaxNewTokens = 24, Temperature = 1.0, Seed = 11 });
 
         Assert.True(summary.MeanRewardFinal > summary.MeanRewardStart + 0.3, $"mean reward {summary.MeanRewardStart:F3} → {summary.MeanRewardFinal:F3}");
         Assert.True(summary.WinRate > 0.6, $"win rate {summary.WinRate:P1}");

@@ -1,14 +1,15 @@
 using PrefPipe.Artifacts.Storage;
 
-namespace PrefPipe.Host.Runs;
+namespace PrefPipe.Trainer.Stages;
 
 /// <summary>
 /// Keeps trained model folders with the run when the store is remote: the final checkpoint folder is uploaded under
 /// <c>RUN/STAGE/model/checkpoint-N/…</c>, and restored into the local work folder when a later stage (or a resume in a
 /// fresh container) needs it. On a local store the checkpoints already live in the run folder: nothing to do.
 /// </summary>
-internal static class ModelSync
+public static class ModelSync
 {
+    /// <summary>Whether <paramref name="store"/> is remote (blob): only then are model folders copied to it.</summary>
     public static bool IsRemote(IArtifactStore store) => ArtifactStores.IsBlobLocation(store.Location);
 
     /// <summary>Uploads <paramref name="checkpoint"/> (a checkpoint-N folder) to <paramref name="storePrefix"/>/checkpoint-N, then
@@ -40,7 +41,7 @@ internal static class ModelSync
     /// <summary>When <paramref name="localDir"/> has no checkpoint and the store holds one under <paramref name="storePrefix"/>, downloads it there.</summary>
     public static async Task RestoreAsync(IArtifactStore store, string storePrefix, string localDir, CancellationToken cancellationToken = default)
     {
-        if (!IsRemote(store) || PrefPipe.Trainer.Checkpoint.Latest(localDir) is not null) return;
+        if (!IsRemote(store) || Checkpoint.Latest(localDir) is not null) return;
         await foreach (string path in store.ListAsync(storePrefix + "/", cancellationToken).ConfigureAwait(false))
         {
             string relative = path[(storePrefix.Length + 1)..];

@@ -1,0 +1,150 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Trainer.Stages;
+
+namespace PrefPipe.Host.Runs;
+
+/// <summary>Stage names in run order: one vocabulary for the CLI, run.json, artifact folders and logs.</summary>
+internal static class Stages
+{
+    public const string Ingest = "ingest", Rank = "rank", Split = "split", Train = "train", Ppo = "ppo", Evaluate = "evaluate";
+
+    /// <summary>The stages in run order, as the stage table lists them.</summary>
+    public static IReadOnlyList<string> All { get; } = [.. StageTable.All.Select(s => s.Name)];
+}
+
+/// <summary>What a stage reads: an artifact of an earlier stage of the run, an input file, or a model folder.</summary>
+internal abstract record StageInput
+{
+    /// <summary>An output of an earlier stage (its URI and SHA-256 are in run.json).</summary>
+    public sealed record Upstream(string Stage, string Artifact) : StageInput;
+
+    /// <summary>A file named by the pipeline (local, or a blob URI): its content hash when local.</summary>
+    public sealed record File(string Location) : StageInput;
+
+    /// <summary>A model folder named by the pipeline: its files' names, sizes and times.</summary>
+    public sealed record Model(string Directory) : StageInput;
+}
+
+/// <summary>One row of the stage table.</summary>
+/// <param name="Name">The stage's name.</param>
+/// <param name="Accounting">How its rows in relate to its rows out and rejected (the manifest says it).</param>
+/// <param name="Enabled">Whether the pipeline's plan runs it.</param>
+/// <param name="Inputs">What it reads (decides its key and its manifest inputs).</param>
+/// <param name="Options">Its options (serialized into its key).</param>
+/// <param name="Run">The unit call: artifacts in, artifacts out.</param>
+/// <param name="Clear">Removes what an attempt under another key left (checkpoints), or null.</param>
+internal sealed record StageDescriptor(
+    string Name,
+    string Accounting,
+    Func<PipelineDefinition, bool> Enabled,
+    Func<LoadedPipeline, IReadOnlyList<StageInput>> Inputs,
+    Func<PipelineDefinition, object> Options,
+    Func<StageContext, CancellationToken, Task<StageOutcome>> Run,
+    Func<StageContext, CancellationToken, Task>? Clear = null);
+
+/// <summary>
+/// The pipeline as a table: each stage's inputs, options and unit. Keys, lineage and the manifest's inputs are derived
+/// from it: a stage's key covers its options, the content of its inputs and models, and the code version, so a changed
+/// input or option reruns it and every stage downstream of it (their inputs' hashes change in turn).
+/// </summary>
+internal static class StageTable
+{
+    private static bool Trains(PipelineDefinition d) => d.Training.Plan is "mpo" or "dpo";
+
+    private static bool RunsPpo(PipelineDefinition d) => d.Training.Plan is "mpo" or "ppo";
+
+    /// <summary>The stage whose model evaluation compares with the start.</summary>
+    public static string FinalModelStage(PipelineDefinition d) => RunsPpo(d) ? Stages.Ppo : Stages.Train;
+
+    public static readonly IReadOnlyList<StageDescriptor> All =
+    [
+        new(Stages.Ingest, "input rows = prompts accepted (each with K candidates) + rows rejected (ingest/rejects)",
+            _ => true,
+            p => [new StageInput.File(p.Resolve(p.Definition.Inputs.Prompts)), new StageInput.Model(p.Resolve(p.Definition.Models.Policy))],
+            d => d.Ingest, StageUnits.IngestAsync),
+        new(Stages.Rank, "prompts = preference pairs (one per prompt) + prompts unpaired (rank/unpaired)",
+            _ => true,
+            p => [new StageInput.Upstream(Stages.Ingest, "candidates"), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
+            d => d.Ranking, StageUnits.RankAsync),
+        new(Stages.Split, "pairs = easy + difficult + dropped (split/dropped)",
+            _ => true,
+            _ => [new StageInput.Upstream(Stages.Rank, "preferences")],
+            d => d.Split, StageUnits.SplitAsync),
+        new(Stages.Train, "pairs = pairs trained on + pairs rejected (train/rejects)",
+            Trains,
+            p => [p.Definition.Training.Plan == "dpo" ? new StageInput.Upstream(Stages.Rank, "preferences") : new StageInput.Upstream(Stages.Split, "easy"),
+                  new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(StageUnits.Reference(p))],
+            d => new { d.Training.Plan, d.Training.Stage1, Prompts = StageUnits.Format(d) }, StageUnits.TrainAsync,
+            (c, ct) => DpoStage.ClearAsync(c.Store, c.Prefix(Stages.Train), c.Work(Stages.Train), ct)),
+        new(Stages.Ppo, "prompts = prompts used for rollouts + rows rejected (ppo/rejects)",
+            RunsPpo,
+            p => p.Definition.Training.Plan == "ppo"
+                ? [new StageInput.Upstream(Stages.Ingest, "prompts"), new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))]
+                : [new StageInput.Upstream(Stages.Split, "difficult"), new StageInput.Upstream(Stages.Train, "model"), new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
+            d => new { d.Training.Plan, d.Training.Stage2, Prompts = StageUnits.Format(d) }, StageUnits.PpoAsync,
+            (c, ct) => PpoStage.ClearAsync(c.Store, c.Prefix(Stages.Ppo), c.Work(Stages.Ppo), ct)),
+        new(Stages.Evaluate, "held-out rows = prompts sampled and scored + rows rejected (evaluate/rejects)",
+            d => d.Inputs.EvalPrompts is not null && d.Training.Plan != "none",
+            p => [new StageInput.File(p.Resolve(p.Definition.Inputs.EvalPrompts ?? "")), new StageInput.Upstream(FinalModelStage(p.Definition), "model"),
+                  new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
+            d => new { d.Evaluation, Prompts = StageUnits.Format(d) }, StageUnits.EvaluateAsync),
+    ];
+
+    public static StageDescriptor Of(string stage) => All.FirstOrDefault(s => s.Name == stage)
+        ?? throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
+
+    /// <summary>The run.json key of <paramref name="stage"/> for this pipeline and the run's upstream outputs. A
+    /// <paramref name="portable"/> key names model folders by their content (every weight byte) instead of their files' times, so it is the same on
+    /// every machine (shard workers name their shared folders with it).</summary>
+    public static string Key(LoadedPipeline pipeline, RunRecord run, string stage, bool portable = false)
+    {
+        var d = Of(stage);
+        var parts = new List<string> { Json(d.Options(pipeline.Definition)) };
+        parts.AddRange(d.Inputs(pipeline).Select(i => i switch
+        {
+            StageInput.Upstream u => Output(run, u.Stage, u.Artifact),
+            StageInput.File f => FileHash(f.Location),
+            StageInput.Model m => portable ? PrefPipe.Trainer.ReferencePass.ModelFingerprint(m.Directory) : DirHash(m.Directory),
+            _ => throw new InvalidOperationException($"unknown input {i}"),
+        }));
+        parts.Add(CodeVersion.Current);
+        return Hash(string.Join('\u001f', parts));
+    }
+
+    /// <summary>The upstream artifacts <paramref name="stage"/> read, as run.json records them.</summary>
+    public static IEnumerable<ArtifactRecord> UpstreamInputs(RunRecord run, string stage) =>
+        run.Plan is null ? [] : PlanInputs(run, stage).OfType<StageInput.Upstream>()
+            .Select(u => run.Stage(u.Stage).Outputs.FirstOrDefault(o => o.Name == u.Artifact)).OfType<ArtifactRecord>();
+
+    // The manifest is written from run.json, without the pipeline file: the upstream inputs follow the recorded plan.
+    private static IEnumerable<StageInput> PlanInputs(RunRecord run, string stage)
+    {
+        var d = new PipelineDefinition { Training = { Plan = run.Plan ?? "mpo" }, Inputs = { EvalPrompts = "" } };
+        return Of(stage).Inputs(new LoadedPipeline(d, "", "/", ""));
+    }
+
+    internal static string Output(RunRecord run, string stage, string name) =>
+        run.Stage(stage).Outputs.FirstOrDefault(o => o.Name == name) is { } o ? $"{o.Uri}:{o.Sha256}" : "";
+
+    internal static string Json(object value) => JsonSerializer.Serialize(value);
+
+    internal static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
+
+    internal static string FileHash(string path) => System.IO.File.Exists(path) ? Convert.ToHexStringLower(SHA256.HashData(System.IO.File.ReadAllBytes(path)))[..16] : path;
+
+    internal static string DirHash(string dir) => string.Join(",", Directory.Exists(dir)
+        ? Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)}:{new FileInfo(f).Length}:{System.IO.File.GetLastWriteTimeUtc(f).Ticks}")
+        : [dir]);
+}
+
+/// <summary>The code version (assembly informational version): part of every stage key.</summary>
+internal static class CodeVersion
+{
+    public static readonly string Current =
+        typeof(CodeVersion).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+}

@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Globalization;
+using PrefPipe.Artifacts.Inputs;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Ingest;
+using PrefPipe.Ranking;
+using PrefPipe.Splitter;
+using PrefPipe.Trainer;
+using PrefPipe.Trainer.Ppo;
+using PrefPipe.Trainer.Stages;
+
+namespace PrefPipe.Host.Runs;
+
+/// <summary>What a stage reports to the runner: its row accounting, its artifacts, summary figures and a log line.</summary>
+internal sealed record StageOutcome(long RowsIn, long RowsOut, long RowsRejected, IReadOnlyList<ArtifactRecord> Outputs, IReadOnlyDictionary<string, double> Summary, string Line)
+{
+    public static StageOutcome From(IngestResult r) => new(r.RowsIn, r.Prompts.Rows, r.Rejects.Rows,
+        [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)],
+        new Dictionary<string, double> { ["candidates"] = r.Candidates.Rows }, IngestStage.Describe(r));
+
+    public static StageOutcome From(RankingResult r) => new(r.PromptsIn, r.Preferences.Rows, r.Unpaired.Rows,
+        [ArtifactRecord.From("scored_candidates", r.Scored), ArtifactRecord.From("comparisons", r.Comparisons), ArtifactRecord.From("preferences", r.Preferences), ArtifactRecord.From("unpaired", r.Unpaired)],
+        new Dictionary<string, double> { ["judge_calls"] = r.JudgeCalls },
+        $"{r.PromptsIn} prompts → {r.Preferences.Rows} pairs, {r.Unpaired.Rows} unpaired, {r.JudgeCalls} judge calls");
+
+    /// <summary>Copies the outcome into the stage's run.json record.</summary>
+    public void ApplyTo(StageRecord rec)
+    {
+        (rec.RowsIn, rec.RowsOut, rec.RowsRejected, rec.Outputs) = (RowsIn, RowsOut, RowsRejected, [.. Outputs]);
+        foreach (var (k, v) in Summary) rec.Summary[k] = v;
+    }
+}
+
+/// <summary>Where a stage of a run reads and writes: the run's store and prefix, its local work folder, its pipeline.</summary>
+internal sealed record StageContext(LoadedPipeline Pipeline, IArtifactStore Store, string RunId, string WorkRoot, Action<string> Log, Action<string, long, long> Report)
+{
+    public PipelineDefinition D => Pipeline.Definition;
+
+    /// <summary>The stage's folder in the store.</summary>
+    public string Prefix(string stage) => $"{RunId}/{stage}";
+
+    /// <summary>The stage's local folder (checkpoints).</summary>
+    public string Work(string stage) => Path.Combine(WorkRoot, stage);
+
+    public StoreFile Artifact(string stage, string file) => new(Store, $"{Prefix(stage)}/{file}");
+
+    public string Resolve(string path) => Pipeline.Resolve(path);
+}
+
+/// <summary>Each stage's unit call: artifacts in, artifacts out; the runner does the bookkeeping.</summary>
+internal static class StageUnits
+{
+    /// <summary>The prompt encoding every stage uses: the one ingest generated with.</summary>
+    public static PromptFormat Format(PipelineDefinition d) => new(d.Ingest.ChatTemplate, d.Ingest.SystemPrompt);
+
+    /// <summary>The DPO reference: <c>models.reference</c>, else the policy itself.</summary>
+    public static string Reference(LoadedPipeline p) => p.Resolve(p.Definition.Models.Reference ?? p.Definition.Models.Policy);
+
+    public static async Task<StageOutcome> IngestAsync(StageContext c, CancellationToken ct)
+    {
+        string prompts = c.Resolve(c.D.Inputs.Prompts);
+        var progress = new Throttled<IngestProgress>(p => c.Log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => c.Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
+        var r = await new IngestStage(c.D.Ingest).RunAsync(PromptInputs.ReadAsync(prompts, ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(Stages.Ingest), progress, ct).ConfigureAwait(false);
+        return StageOutcome.From(r);
+    }
+
+    public static async Task<StageOutcome> RankAsync(StageContext c, CancellationToken ct) =>
+        StageOutcome.From(await new RankingStage(c.D.Ranking).RunAsync(c.Store, $"{c.Prefix(Stages.Ingest)}/candidates.parquet", c.Resolve(c.D.Models.Reward), c.Prefix(Stages.Rank), null, ct).ConfigureAwait(false));
+
+    public static async Task<StageOutcome> SplitAsync(StageContext c, CancellationToken ct)
+    {
+        var r = await new SplitterStage(c.D.Split).RunAsync(c.Store, $"{c.Prefix(Stages.Rank)}/preferences.parquet", c.Prefix(Stages.Split), c.Work(Stages.Split), ct).ConfigureAwait(false);
+        return new StageOutcome(r.PairsIn, r.Easy.Rows + r.Difficult.Rows, r.Dropped.Rows,
+            [ArtifactRecord.From("easy", r.Easy), ArtifactRecord.From("difficult", r.Difficult), ArtifactRecord.From("dropped", r.Dropped)],
+            new Dictionary<string, double> { ["easy_fraction"] = r.Report.EasyFraction, ["difficult_fraction"] = r.Report.DifficultFraction },
+            $"{r.PairsIn} pairs → easy {r.Easy.Rows}, difficult {r.Difficult.Rows}, dropped {r.Dropped.Rows} (threshold {r.Report.Threshold:G4})");
+    }
+
+    /// <summary>The DPO-family stage: mpo trains on the easy pairs, dpo on all pairs.</summary>
+    public static async Task<StageOutcome> TrainAsync(StageContext c, CancellationToken ct)
+    {
+        var pairs = c.D.Training.Plan == "dpo" ? c.Artifact(Stages.Rank, "preferences.parquet") : c.Artifact(Stages.Split, "easy.parquet");
+        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(Stages.Train, p.Step, p.TotalSteps));
+        var r = await new DpoStage(c.D.Training.Stage1).RunAsync(pairs, c.Resolve(c.D.Models.Policy), Reference(c.Pipeline), Format(c.D),
+            c.Store, c.Prefix(Stages.Train), c.Work(Stages.Train), progress, line => c.Log($"  {line}"), ct).ConfigureAwait(false);
+        return new StageOutcome(r.RowsIn, r.Trained, r.Rejects.Rows,
+            [ArtifactRecord.From("metrics", r.Metrics), ArtifactRecord.From("rejects", r.Rejects), ArtifactRecord.Of("model", r.Model)],
+            Final(r.Steps, r.MetricRows), $"{r.Trained} pairs trained, {r.Rejects.Rows} rejected, {r.Steps} steps; model {r.Model.Directory}");
+    }
+
+    /// <summary>The PPO stage: mpo from the stage-1 model on the difficult prompts (referenced to it), ppo from the policy on all prompts.</summary>
+    public static async Task<StageOutcome> PpoAsync(StageContext c, CancellationToken ct)
+    {
+        bool mpo = c.D.Training.Plan != "ppo";
+        string start = mpo ? await ModelOfAsync(c, Stages.Train, ct).ConfigureAwait(false) : c.Resolve(c.D.Models.Policy);
+        var prompts = mpo ? c.Artifact(Stages.Split, "difficult.parquet") : c.Artifact(Stages.Ingest, "prompts.parquet");
+        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(Stages.Ppo, p.Step, p.TotalSteps));
+        var r = await new PpoStage(c.D.Training.Stage2).RunAsync(prompts, start, start, c.Resolve(c.D.Models.Reward), Format(c.D), c.Resolve(c.D.Models.Policy),
+            c.Store, c.Prefix(Stages.Ppo), c.Work(Stages.Ppo), progress, ct).ConfigureAwait(false);
+        return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows,
+            [ArtifactRecord.From("metrics", r.Metrics), ArtifactRecord.From("rejects", r.Rejects), ArtifactRecord.Of("model", r.Model)],
+            Final(r.Steps, r.MetricRows), $"{r.Prompts} prompts, {r.Steps} iterations; model {r.Model.Directory}");
+    }
+
+    /// <summary>Evaluates the final policy against the start on held-out prompts.</summary>
+    public static async Task<StageOutcome> EvaluateAsync(StageContext c, CancellationToken ct)
+    {
+        string final = await ModelOfAsync(c, StageTable.FinalModelStage(c.D), ct).ConfigureAwait(false);
+        var (store, path) = ArtifactStores.OpenFile(c.Resolve(c.D.Inputs.EvalPrompts!));
+        var r = await new EvaluateStage(c.D.Evaluation).RunAsync(new StoreFile(store, path), c.Resolve(c.D.Models.Policy), final, c.Resolve(c.D.Models.Reward), Format(c.D),
+            c.Store, c.Prefix(Stages.Evaluate), ct).ConfigureAwait(false);
+        var s = r.Summary;
+        return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows, [ArtifactRecord.From("samples", r.Samples), ArtifactRecord.From("rejects", r.Rejects)],
+            new Dictionary<string, double> { ["win_rate"] = s.WinRate, ["mean_reward_start"] = s.MeanRewardStart, ["mean_reward_final"] = s.MeanRewardFinal, ["mean_kl"] = s.MeanKl },
+            string.Create(CultureInfo.InvariantCulture, $"win rate {s.WinRate:P1}, mean reward {s.MeanRewardStart:F3} → {s.MeanRewardFinal:F3}, KL {s.MeanKl:F3}"));
+    }
+
+    /// <summary>The latest checkpoint a training stage of this run made (restored from a remote store when only there).</summary>
+    private static async Task<string> ModelOfAsync(StageContext c, string stage, CancellationToken ct) =>
+        await DpoStage.LatestModelAsync(c.Store, c.Prefix(stage), c.Work(stage), ct).ConfigureAwait(false)
+        ?? throw new InvalidOperationException($"the {stage} stage of run {c.RunId} has no model (no checkpoint in {c.Work(stage)} or {c.Store.UriOf($"{c.Prefix(stage)}/model")}); run the {stage} stage first");
+
+    private static Dictionary<string, double> Final(long steps, IReadOnlyList<PrefPipe.Artifacts.Rows.MetricRow> metrics)
+    {
+        var summary = new Dictionary<string, double> { ["steps"] = steps };
+        foreach (var m in metrics.Where(m => m.Step == steps)) summary[m.Name] = m.Value;
+        return summary;
+    }
+}
+
+/// <summary>Reports at most once every two seconds (and passes every value to <paramref name="every"/>), so logs stay short.</summary>
+internal sealed class Throttled<T>(Action<T> report, Action<T>? every = null) : IProgress<T>
+{
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    public void Report(T value)
+    {
+        every?.Invoke(value);
+        if (_clock.Elapsed < TimeSpan.FromSeconds(2)) return;
+        _clock.Restart();
+        report(value);
+    }
+}

@@ -1,0 +1,69 @@
+using System.Security.Cryptography;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Models.Templates;
+using PrefPipe.Models.Tokenizers;
+
+namespace PrefPipe.Trainer.Stages;
+
+/// <summary>A trained model folder a training unit wrote.</summary>
+/// <param name="Directory">The local checkpoint folder (Hugging Face layout).</param>
+/// <param name="Sha256">SHA-256 of its weight files in name order: downstream stages see new weights as a changed input.</param>
+/// <param name="Uri">Where it is kept in a remote store (null on a local store: the folder is in the run already).</param>
+public sealed record TrainedModel(string Directory, string Sha256, string? Uri)
+{
+    /// <summary>Hashes the weights of <paramref name="directory"/>.</summary>
+    public static TrainedModel Of(string directory, string? uri = null)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 20];
+        foreach (string file in System.IO.Directory.EnumerateFiles(directory, "*.safetensors").Order(StringComparer.Ordinal))
+        {
+            using var stream = File.OpenRead(file);
+            int read;
+            while ((read = stream.Read(buffer)) > 0) sha.AppendData(buffer, 0, read);
+        }
+        return new TrainedModel(directory, Convert.ToHexStringLower(sha.GetHashAndReset()), uri);
+    }
+
+    /// <summary>Keeps <paramref name="checkpoint"/> with the run: uploaded under <paramref name="storePrefix"/> on a remote store.</summary>
+    internal static async Task<TrainedModel> KeepAsync(IArtifactStore store, string checkpoint, string storePrefix, CancellationToken cancellationToken)
+    {
+        string? uri = await ModelSync.UploadAsync(store, checkpoint, storePrefix, cancellationToken).ConfigureAwait(false);
+        return Of(checkpoint, uri);
+    }
+}
+
+/// <summary>How prompts become the policy's ids: the chat-template decision and system prompt ingest used, so every
+/// stage feeds the policy the ids generation was fed.</summary>
+/// <param name="ChatTemplate">auto, always or never.</param>
+/// <param name="SystemPrompt">A system turn put before conversations without one, or null.</param>
+public sealed record PromptFormat(ChatTemplateMode ChatTemplate = ChatTemplateMode.Auto, string? SystemPrompt = null)
+{
+    /// <summary>The policy's prompt encoder in this format.</summary>
+    public PromptEncoder Load(string policyDirectory) => PromptEncoder.Load(policyDirectory, ChatTemplate, SystemPrompt);
+}
+
+/// <summary>A file in a store: where a unit reads an input artifact.</summary>
+/// <param name="Store">The store.</param>
+/// <param name="Path">The path in it.</param>
+public sealed record StoreFile(IArtifactStore Store, string Path)
+{
+    /// <summary>The file's URI, for messages and rejects.</summary>
+    public string Uri => Store.UriOf(Path);
+}
+
+/// <summary>Paths of a unit's outputs under its prefix.</summary>
+internal static class StagePaths
+{
+    /// <summary><paramref name="prefix"/>/<paramref name="name"/>, or the name alone under an empty prefix.</summary>
+    public static string Join(string prefix, string name) => prefix.Length == 0 ? name : $"{prefix}/{name}";
+
+    /// <summary>Removes a training unit's checkpoints (the local folder, and the copy kept in a remote store).</summary>
+    public static async Task ClearCheckpointsAsync(IArtifactStore store, string prefix, string workDirectory, CancellationToken cancellationToken)
+    {
+        if (System.IO.Directory.Exists(workDirectory))
+            foreach (string dir in System.IO.Directory.EnumerateDirectories(workDirectory, "checkpoint-*"))
+                System.IO.Directory.Delete(dir, recursive: true);
+        await ModelSync.RemoveAsync(store, Join(prefix, "model"), cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+}
