@@ -123,7 +123,7 @@ public static class ReferencePass
         var device = TorchRuntime.DefaultDevice();
         ScalarType scalarType = TrainingDtype.Resolve(dtype, device);
         string fingerprint = Fingerprint(pairs, referenceDirectory, scalarType);
-        string path = $"{prefix}/reference_logps-{fingerprint[..16]}.parquet";
+        string path = Stages.StagePaths.Join(prefix, $"reference_logps-{fingerprint[..16]}.parquet");
         if (await store.ExistsAsync(path, cancellationToken).ConfigureAwait(false))
         {
             var stored = await ParquetArtifacts.ReadAllAsync<ReferenceLogProbRow>(store, path, cancellationToken).ConfigureAwait(false);

@@ -23,12 +23,12 @@ public sealed class RunManifestBuilderTests
         await File.WriteAllBytesAsync(Path.Combine(model, "model.safetensors"), [1, 2, 3]);
         var run = new RunRecord
         {
-            RunId = "r1", Plan = "dpo", ManifestInputs = (null, null),
+            RunId = "r1", Plan = "dpo",
             Stages =
             [
                 Completed(StageNames.Ingest, ArtifactRecord.From("candidates", candidates)),
                 Completed(StageNames.Rank, ArtifactRecord.From("preferences", preferences)),
-                Completed(StageNames.Train, ArtifactRecord.Model("model", model)),
+                Completed(StageNames.Train, ArtifactRecord.Of("model", PrefPipe.Trainer.Stages.TrainedModel.Of(model))),
             ],
         };
 
@@ -43,5 +43,40 @@ public sealed class RunManifestBuilderTests
         Assert.Equal(0, manifest.Stages[2].Outputs.Single().SchemaVersion); // a model is not a row artifact
         // run.json keeps it, so resume and rerun rebuild the same manifest.
         Assert.Equal(CandidateRow.SchemaVersion, saved!.Stage(StageNames.Ingest).Outputs.Single().SchemaVersion);
+    }
+
+    [Fact]
+    public async Task SaveAsync_MpoPlan_EachStagesInputsFollowTheStageTable()
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-manifest-").FullName;
+        var store = new LocalArtifactStore(root);
+        async Task<ArtifactRecord> Write(string stage, string name) =>
+            ArtifactRecord.From(name, await ParquetArtifacts.WriteAsync(store, $"r2/{stage}/{name}.parquet", [new PreferenceRow { PromptId = "p" }]));
+        string evalFile = Path.Combine(root, "eval.jsonl");
+        await File.WriteAllTextAsync(evalFile, "{\"prompt\":\"x\"}\n");
+        var easy = await Write(StageNames.Split, "easy");
+        var difficult = await Write(StageNames.Split, "difficult");
+        var trained = new ArtifactRecord("model", Path.Combine(root, "train-model"), 0, new string('a', 64));
+        var final = new ArtifactRecord("model", Path.Combine(root, "ppo-model"), 0, new string('b', 64));
+        var run = new RunRecord
+        {
+            RunId = "r2", Plan = "mpo",
+            Stages =
+            [
+                new StageRecord { Name = StageNames.Ingest }, new StageRecord { Name = StageNames.Rank },
+                new StageRecord { Name = StageNames.Split, Status = "completed", RowsIn = 2, RowsOut = 2, Outputs = [easy, difficult] },
+                new StageRecord { Name = StageNames.Train, Status = "completed", RowsIn = 1, RowsOut = 1, Outputs = [trained] },
+                new StageRecord { Name = StageNames.Ppo, Status = "completed", RowsIn = 1, RowsOut = 1, Outputs = [final] },
+                new StageRecord { Name = StageNames.Evaluate, Status = "completed", RowsIn = 1, RowsOut = 1, Inputs = [evalFile] },
+            ],
+        };
+
+        await run.SaveAsync(store, CancellationToken.None);
+        var manifest = await RunManifests.ReadAsync(store, "r2");
+
+        Assert.Equal([easy.Uri], manifest.Stages[3].Inputs.Select(i => i.Uri));
+        Assert.Equal([difficult.Uri, trained.Uri], manifest.Stages[4].Inputs.Select(i => i.Uri));
+        Assert.Equal([evalFile, final.Uri], manifest.Stages[5].Inputs.Select(i => i.Uri));
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(evalFile))), manifest.Stages[5].Inputs[0].Sha256);
     }
 }
