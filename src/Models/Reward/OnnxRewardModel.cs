@@ -1,7 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using PrefPipe.Models.Tokenizers;
 using PrefPipe.Models.Runtime;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Models.Reward;
 
