@@ -2,9 +2,9 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using PrefPipe.Models.Reward;
-using PrefPipe.Models.Tokenizers;
 using PrefPipe.Ranking.Ipr;
 using PrefPipe.Ranking.Judges;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Bench;
 

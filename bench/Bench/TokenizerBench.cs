@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Bench;
 

@@ -1,5 +1,5 @@
 using System.ComponentModel.DataAnnotations;
-using PrefPipe.Models.Templates;
+using PrefPipe.Text.Templates;
 
 namespace PrefPipe.Ingest;
 

@@ -7,8 +7,8 @@ using PrefPipe.Artifacts.Storage;
 using PrefPipe.Ingest.Prompts;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Llama;
-using PrefPipe.Models.Templates;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Templates;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Ingest;
 

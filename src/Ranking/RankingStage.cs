@@ -4,9 +4,9 @@ using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Reward;
-using PrefPipe.Models.Tokenizers;
 using PrefPipe.Ranking.Ipr;
 using PrefPipe.Ranking.Judges;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Ranking;
 

@@ -1,6 +1,6 @@
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Objectives;
 using Xunit.Abstractions;

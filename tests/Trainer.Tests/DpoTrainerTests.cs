@@ -1,7 +1,7 @@
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Llama;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Objectives;
 using static TorchSharp.torch;

@@ -5,8 +5,8 @@ using System.Text.Json;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Llama;
 using PrefPipe.Models.Scoring;
-using PrefPipe.Models.Templates;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Templates;
+using PrefPipe.Text.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
 

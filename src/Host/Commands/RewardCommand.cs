@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using PrefPipe.Models.Reward;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using Spectre.Console;
 
 namespace PrefPipe.Host.Commands;

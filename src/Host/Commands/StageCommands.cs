@@ -8,11 +8,11 @@ using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Ingest;
-using PrefPipe.Models.Templates;
 using PrefPipe.Models.Reward;
 using PrefPipe.Ranking;
 using PrefPipe.Ranking.Judges;
 using PrefPipe.Splitter;
+using PrefPipe.Text.Templates;
 using Spectre.Console;
 
 namespace PrefPipe.Host.Commands;

@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using Spectre.Console;
 
 namespace PrefPipe.Host.Commands;

@@ -4,7 +4,7 @@ using System.Text.Json;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Templates;
+using PrefPipe.Text.Templates;
 using PrefPipe.Trainer;
 using PrefPipe.Trainer.Objectives;
 using PrefPipe.Trainer.Ppo;

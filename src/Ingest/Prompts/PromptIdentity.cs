@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
-using PrefPipe.Models.Text;
+using PrefPipe.Text;
 
 namespace PrefPipe.Ingest.Prompts;
 

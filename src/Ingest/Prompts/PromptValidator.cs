@@ -1,4 +1,4 @@
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Ingest.Prompts;
 

@@ -1,7 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using PrefPipe.Models.Tokenizers;
 using PrefPipe.Models.Runtime;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Models.Reward;
 
@@ -19,43 +19,24 @@ public sealed record RewardScores(IReadOnlyList<float> Scores, IReadOnlyList<Rew
 /// A Hugging Face sequence-classification model exported to ONNX (model.onnx + tokenizer.json), run by ONNX Runtime.
 /// One shared <see cref="InferenceSession"/> (thread-safe for <c>Run</c>); inputs are read from the model: input_ids
 /// (required), attention_mask, token_type_ids and position_ids (optional); the output is [batch, 1] or [batch, n].
+/// Opening and checking the graph, and choosing its execution provider, is <see cref="RewardGraph"/>'s; this class
+/// encodes, truncates, batches, pads and reads the scores.
 /// </summary>
 public sealed class OnnxRewardModel : IDisposable
 {
-    private static readonly string[] KnownInputs = ["input_ids", "attention_mask", "token_type_ids", "position_ids"];
     private static readonly string[] PadTokenNames = ["<pad>", "[PAD]", "<|pad|>", "<|padding|>"];
 
-    private readonly InferenceSession _session;
+    private readonly RewardGraph _graph;
     private readonly RewardModelOptions _options;
-    private readonly string _outputName;
-    private readonly string[] _outputNames;
-    private readonly string[] _inputNames;
-    private readonly bool _takesPositions;
-    private readonly bool[] _int32Inputs;
-    private readonly int _fixedBatch;
-    private readonly int _fixedLength;
     private readonly string _path;
 
-    private OnnxRewardModel(InferenceSession session, string path, ITextTokenizer? tokenizer, RewardModelOptions options,
-        int padTokenId, string outputName, string provider, string? providerNote)
+    private OnnxRewardModel(RewardGraph graph, ITextTokenizer? tokenizer, RewardModelOptions options, int padTokenId)
     {
-        _session = session;
-        _path = path;
+        _graph = graph;
+        _path = graph.ModelFile;
         Tokenizer = tokenizer;
         _options = options;
         PadTokenId = padTokenId;
-        _outputName = outputName;
-        _outputNames = [outputName];
-        _inputNames = session.InputMetadata.Keys.ToArray();
-        _takesPositions = _inputNames.Contains("position_ids");
-        _int32Inputs = _inputNames.Select(n => session.InputMetadata[n].ElementDataType == TensorElementType.Int32).ToArray();
-        // A graph exported without dynamic axes takes exactly its traced batch and/or length: batches are filled up to
-        // the batch size and sequences padded to the length (as a tokenizer with padding="max_length" would).
-        _fixedBatch = FixedDim(session, 0);
-        _fixedLength = FixedDim(session, 1);
-        InputNames = _inputNames;
-        ExecutionProvider = provider;
-        ExecutionProviderNote = providerNote;
     }
 
     /// <summary>The tokenizer texts are encoded with, when the model was loaded from a folder with tokenizer.json.</summary>
@@ -68,20 +49,20 @@ public sealed class OnnxRewardModel : IDisposable
     public RewardPadding PaddingSide { get; private set; }
 
     /// <summary>The model's input names.</summary>
-    public IReadOnlyList<string> InputNames { get; }
+    public IReadOnlyList<string> InputNames => _graph.InputNames;
 
     /// <summary>The execution provider sessions run on.</summary>
-    public string ExecutionProvider { get; }
+    public string ExecutionProvider => _graph.ExecutionProvider;
 
     /// <summary>Why <see cref="RewardDevice.Auto"/> runs on CPU although this ONNX Runtime build has a CUDA provider
     /// (its libraries or a device are missing), or null.</summary>
-    public string? ExecutionProviderNote { get; }
+    public string? ExecutionProviderNote => _graph.ExecutionProviderNote;
 
     /// <summary>The output the scores are read from (logits, else the one float output of rank 1 or 2, else the configured one).</summary>
-    public string OutputName => _outputName;
+    public string OutputName => _graph.OutputName;
 
     /// <summary>The longest sequence scored: the options' MaxLength, capped by a fixed sequence dimension of the graph.</summary>
-    public int MaxLength => _fixedLength > 0 ? Math.Min(_options.MaxLength, _fixedLength) : _options.MaxLength;
+    public int MaxLength => _graph.FixedLength > 0 ? Math.Min(_options.MaxLength, _graph.FixedLength) : _options.MaxLength;
 
     /// <summary>
     /// Loads model.onnx from a folder (or a .onnx path) and, when given, a tokenizer for text input.
@@ -95,35 +76,17 @@ public sealed class OnnxRewardModel : IDisposable
     {
         options ??= new RewardModelOptions();
         options.ValidateOrThrow();
-        string file = Directory.Exists(modelPath) ? Path.Combine(modelPath, "model.onnx") : modelPath;
-        if (!File.Exists(file))
-            throw new FileNotFoundException($"Reward model: {file} does not exist; expected a folder with model.onnx (a Hugging Face sequence classifier exported to ONNX) and tokenizer.json.", file);
-
-        using var sessionOptions = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        if (options.IntraOpThreads > 0) sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
-        string provider = AppendProvider(sessionOptions, options.Device, file, out string? providerNote);
-
-        InferenceSession session;
+        var graph = RewardGraph.Open(modelPath, options);
         try
         {
-            session = new InferenceSession(file, sessionOptions);
-        }
-        catch (OnnxRuntimeException ex)
-        {
-            throw new InvalidDataException($"Reward model {file}: ONNX Runtime cannot load it: {ex.Message}", ex);
-        }
-        try
-        {
-            ValidateInputs(file, session);
-            string output = ValidateOutput(file, session, options);
-            int pad = ResolvePadId(file, tokenizer, options);
-            var model = new OnnxRewardModel(session, file, tokenizer, options, pad, output, provider, providerNote);
+            int pad = ResolvePadId(graph.ModelFile, tokenizer, options);
+            var model = new OnnxRewardModel(graph, tokenizer, options, pad);
             model.PaddingSide = options.Padding == RewardPadding.Auto ? model.ProbePadding() : options.Padding;
             return model;
         }
         catch
         {
-            session.Dispose();
+            graph.Dispose();
             throw;
         }
     }
@@ -187,8 +150,8 @@ public sealed class OnnxRewardModel : IDisposable
         while (start < prepared.Count)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int longest = _fixedLength > 0 ? _fixedLength : prepared[start].Ids.Length;
-            int count = _fixedBatch > 0 ? _fixedBatch : Math.Min(_options.BatchSize, Math.Max(1, _options.MaxTokensPerBatch / longest));
+            int longest = _graph.FixedLength > 0 ? _graph.FixedLength : prepared[start].Ids.Length;
+            int count = _graph.FixedBatch > 0 ? _graph.FixedBatch : Math.Min(_options.BatchSize, Math.Max(1, _options.MaxTokensPerBatch / longest));
             count = Math.Min(count, prepared.Count - start);
             var batch = prepared.GetRange(start, count);
             float[] batchScores;
@@ -202,19 +165,20 @@ public sealed class OnnxRewardModel : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => _session.Dispose();
+    public void Dispose() => _graph.Dispose();
 
     private float[] RunBatch(IReadOnlyList<int[]> batch, RewardPadding side, RunOptions? runOptions = null, CancellationToken cancellationToken = default)
     {
         int rows = batch.Count;
-        // A fixed batch dimension is filled with copies of the last row (their scores are dropped).
-        int b = _fixedBatch > 0 ? _fixedBatch : rows;
+        // A fixed batch dimension is filled with copies of the last row (their scores are dropped); a fixed length pads
+        // every sequence to it (as a tokenizer with padding="max_length" would).
+        int b = _graph.FixedBatch > 0 ? _graph.FixedBatch : rows;
         if (rows > b) throw new InvalidOperationException($"Reward model {_path}: {rows} rows for a graph with fixed batch {b}.");
-        int t = _fixedLength > 0 ? _fixedLength : batch.Max(x => x.Length);
+        int t = _graph.FixedLength > 0 ? _graph.FixedLength : batch.Max(x => x.Length);
         // input_ids, attention_mask, position_ids: [batch, seq]
         var ids = new long[b * t];
         var mask = new long[b * t];
-        var positions = _takesPositions ? new long[b * t] : null;
+        var positions = _graph.TakesPositions ? new long[b * t] : null;
         Array.Fill(ids, PadTokenId);
         for (int r = 0; r < b; r++)
         {
@@ -228,25 +192,10 @@ public sealed class OnnxRewardModel : IDisposable
                 if (positions is not null) positions[r * t + offset + c] = c;
             }
         }
-        long[] shape = [b, t];
-        var values = new OrtValue[_inputNames.Length];
         RunOptions? own = runOptions is null ? new RunOptions() : null;
         try
         {
-            for (int i = 0; i < _inputNames.Length; i++)
-            {
-                long[] data = _inputNames[i] switch
-                {
-                    "input_ids" => ids,
-                    "attention_mask" => mask,
-                    "position_ids" => positions!,
-                    _ => new long[b * t], // token_type_ids: one segment
-                };
-                values[i] = _int32Inputs[i]
-                    ? OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(data, x => checked((int)x)), shape)
-                    : OrtValue.CreateTensorValueFromMemory(data, shape);
-            }
-            using var outputs = _session.Run(runOptions ?? own!, _inputNames, values, _outputNames);
+            using var outputs = _graph.Run(ids, mask, positions, [b, t], runOptions ?? own!);
             return ReadScores(outputs[0], b)[..rows];
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
@@ -255,7 +204,6 @@ public sealed class OnnxRewardModel : IDisposable
         }
         finally
         {
-            foreach (var v in values) v?.Dispose();
             own?.Dispose();
         }
     }
@@ -265,10 +213,10 @@ public sealed class OnnxRewardModel : IDisposable
         var info = output.GetTensorTypeAndShape();
         long[] shape = info.Shape;
         if (shape.Length is < 1 or > 2 || shape[0] != batch)
-            throw new InvalidDataException($"Reward model {_path}: output '{_outputName}' has shape [{string.Join(", ", shape)}]; expected [batch, n] with batch {batch}.");
+            throw new InvalidDataException($"Reward model {_path}: output '{OutputName}' has shape [{string.Join(", ", shape)}]; expected [batch, n] with batch {batch}.");
         int width = shape.Length == 1 ? 1 : (int)shape[1];
         if (_options.ScoreIndex >= width)
-            throw new InvalidDataException($"Reward model {_path}: score index {_options.ScoreIndex} is out of range for output '{_outputName}' of shape [{string.Join(", ", shape)}] ({width} column(s)).");
+            throw new InvalidDataException($"Reward model {_path}: score index {_options.ScoreIndex} is out of range for output '{OutputName}' of shape [{string.Join(", ", shape)}] ({width} column(s)).");
         var result = new float[batch];
         switch (info.ElementDataType)
         {
@@ -289,7 +237,7 @@ public sealed class OnnxRewardModel : IDisposable
                 for (int r = 0; r < batch; r++) result[r] = (float)bf16[r * width + _options.ScoreIndex];
                 break;
             default:
-                throw new InvalidDataException($"Reward model {_path}: output '{_outputName}' is {info.ElementDataType}; expected a float tensor.");
+                throw new InvalidDataException($"Reward model {_path}: output '{OutputName}' is {info.ElementDataType}; expected a float tensor.");
         }
         return result;
     }
@@ -302,18 +250,18 @@ public sealed class OnnxRewardModel : IDisposable
         int[] probe = Enumerable.Range(10, 6).Select(NonPad).ToArray();    // 6 tokens
         int[] longer = Enumerable.Range(20, 9).Select(NonPad).ToArray();   // 9 tokens: pads the probe by 3
         bool Same(float a, float b) => Math.Abs(a - b) <= 1e-4f * Math.Max(1f, Math.Abs(a));
-        if (_fixedBatch == 1 && _fixedLength == 0) return RewardPadding.Right; // one sequence per run: never padded
-        if (_fixedLength > 0)
+        if (_graph.FixedBatch == 1 && _graph.FixedLength == 0) return RewardPadding.Right; // one sequence per run: never padded
+        if (_graph.FixedLength > 0)
         {
             // Every sequence is padded to the fixed length, so there is no unpadded score to compare with: padding on
             // either side must agree (pooling by pad id), else the side cannot be told.
-            if (_fixedLength <= probe.Length)
-                throw new InvalidDataException($"Reward model {_path}: input_ids has a fixed length of {_fixedLength}; too short to probe the padding side. Set Padding (Right or Left).");
+            if (_graph.FixedLength <= probe.Length)
+                throw new InvalidDataException($"Reward model {_path}: input_ids has a fixed length of {_graph.FixedLength}; too short to probe the padding side. Set Padding (Right or Left).");
             float r = RunBatch([probe], RewardPadding.Right)[0];
             float l = RunBatch([probe], RewardPadding.Left)[0];
             if (Same(r, l)) return RewardPadding.Right;
             throw new InvalidDataException(
-                $"Reward model {_path}: input_ids has a fixed length of {_fixedLength} and the score depends on the padding side " +
+                $"Reward model {_path}: input_ids has a fixed length of {_graph.FixedLength} and the score depends on the padding side " +
                 $"(right-padded {r}, left-padded {l}) with pad id {PadTokenId}; set Padding to the side the model was exported for, or re-export with dynamic axes.");
         }
         float alone = RunBatch([probe], RewardPadding.Right)[0];
@@ -326,76 +274,6 @@ public sealed class OnnxRewardModel : IDisposable
             $"with pad id {PadTokenId}; set the pad id the model was exported with (PadTokenId) or a fixed Padding side.");
     }
 
-    private static void ValidateInputs(string file, InferenceSession session)
-    {
-        var inputs = session.InputMetadata;
-        if (!inputs.ContainsKey("input_ids"))
-            throw new InvalidDataException($"Reward model {file}: has inputs [{string.Join(", ", inputs.Keys)}]; expected input_ids (and optionally attention_mask, token_type_ids, position_ids).");
-        foreach (var (name, meta) in inputs)
-        {
-            if (!KnownInputs.Contains(name))
-                throw new InvalidDataException($"Reward model {file}: unexpected input '{name}'; expected only {string.Join(", ", KnownInputs)}.");
-            if (meta.ElementDataType is not (TensorElementType.Int64 or TensorElementType.Int32) || meta.Dimensions.Length != 2)
-                throw new InvalidDataException($"Reward model {file}: input '{name}' is {meta.ElementDataType} with {meta.Dimensions.Length} dimensions; expected int64 (or int32) [batch, sequence].");
-        }
-        for (int d = 0; d < 2; d++)
-        {
-            var fixedSizes = inputs.Where(i => i.Value.Dimensions[d] > 0).Select(i => $"{i.Key} [{string.Join(", ", i.Value.Dimensions)}]").ToList();
-            if (inputs.Values.Where(m => m.Dimensions[d] > 0).Select(m => m.Dimensions[d]).Distinct().Count() > 1)
-                throw new InvalidDataException($"Reward model {file}: the inputs disagree on their fixed {(d == 0 ? "batch" : "sequence")} size: {string.Join(", ", fixedSizes)}; all inputs are fed as one [batch, sequence].");
-        }
-    }
-
-    /// <summary>A fixed size of dimension <paramref name="d"/> (0 batch, 1 sequence) in any input, or 0 when all are dynamic.</summary>
-    private static int FixedDim(InferenceSession session, int d) =>
-        session.InputMetadata.Values.Select(m => m.Dimensions[d]).Where(x => x > 0).DefaultIfEmpty(0).First();
-
-    private static bool IsFloat(TensorElementType type) =>
-        type is TensorElementType.Float or TensorElementType.Float16 or TensorElementType.BFloat16 or TensorElementType.Double;
-
-    private static string ValidateOutput(string file, InferenceSession session, RewardModelOptions options)
-    {
-        var outputs = session.OutputMetadata;
-        string Describe(string n) => $"{n} ({outputs[n].ElementDataType} [{string.Join(", ", outputs[n].Dimensions)}])";
-        string name;
-        if (options.OutputName is string configured)
-        {
-            if (!outputs.ContainsKey(configured))
-                throw new InvalidDataException($"Reward model {file}: no output named '{configured}' (OutputName); outputs: {string.Join(", ", outputs.Keys.Select(Describe))}.");
-            name = configured;
-        }
-        else if (outputs.ContainsKey("logits"))
-            name = "logits";
-        else
-        {
-            // torch.onnx names an unnamed output after its node (e.g. "linear_2"); extra outputs (past key/values,
-            // hidden states) have rank 3 or more. One float output of rank 1 or 2 is the score; several are ambiguous.
-            var candidates = outputs.Keys.Where(n => IsFloat(outputs[n].ElementDataType) && outputs[n].Dimensions.Length is 1 or 2).ToList();
-            if (candidates.Count != 1)
-                throw new InvalidDataException(
-                    $"Reward model {file}: no output named 'logits' and {(candidates.Count == 0 ? "no" : candidates.Count.ToString())} float output(s) of shape [batch] or [batch, n] " +
-                    $"among {string.Join(", ", outputs.Keys.Select(Describe))}; set OutputName to the score output.");
-            name = candidates[0];
-        }
-        var meta = outputs[name];
-        int[] dims = meta.Dimensions;
-        if (!IsFloat(meta.ElementDataType))
-            throw new InvalidDataException($"Reward model {file}: output '{name}' is {meta.ElementDataType}; expected a float tensor [batch, 1] or [batch, n].");
-        if (dims.Length is < 1 or > 2)
-            throw new InvalidDataException($"Reward model {file}: output '{name}' has {dims.Length} dimensions; expected [batch, 1] or [batch, n].");
-        // Per-token scores ([batch, sequence], the classifier head without its pooling) share input_ids' sequence axis.
-        string[] outSymbols = meta.SymbolicDimensions;
-        string[] idSymbols = session.InputMetadata["input_ids"].SymbolicDimensions;
-        if (dims.Length == 2 && dims[1] <= 0 && outSymbols.Length == 2 && idSymbols.Length == 2 && !string.IsNullOrEmpty(outSymbols[1]) && outSymbols[1] == idSymbols[1])
-            throw new InvalidDataException(
-                $"Reward model {file}: output '{name}' is [{outSymbols[0]}, {outSymbols[1]}], one score per token (its second axis is input_ids' sequence axis); " +
-                "expected one pooled score per sequence [batch, n] (export the sequence-classification model, which pools the last non-pad token).");
-        int width = dims.Length == 1 ? 1 : dims[1];
-        if (width > 0 && options.ScoreIndex >= width)
-            throw new InvalidDataException($"Reward model {file}: score index {options.ScoreIndex} is out of range for output '{name}' with {width} column(s).");
-        return name;
-    }
-
     private static int ResolvePadId(string file, ITextTokenizer? tokenizer, RewardModelOptions options)
     {
         if (options.PadTokenId is int explicitPad) return explicitPad;
@@ -404,21 +282,5 @@ public sealed class OnnxRewardModel : IDisposable
             if (tokenizer?.TokenToId(name) is int id) return id;
         if (tokenizer?.EosTokenId is int eos) return eos;
         throw new InvalidDataException($"Reward model {file}: cannot tell the pad id (no tokenizer pad token, no <pad>/[PAD] token, no EOS); set PadTokenId.");
-    }
-
-    /// <summary>
-    /// CPU when asked; CUDA when asked (failing, with the reason, when it cannot load); with Auto, CUDA when this
-    /// ONNX Runtime has the provider and it loads, else CPU with <paramref name="note"/> saying why.
-    /// </summary>
-    private static string AppendProvider(SessionOptions sessionOptions, RewardDevice device, string file, out string? note)
-    {
-        note = null;
-        if (device == RewardDevice.Cpu) return OnnxRuntimeInfo.Cpu;
-        if (OnnxRuntimeInfo.TryAppendCuda(sessionOptions, out string? error)) return OnnxRuntimeInfo.Cuda;
-        if (device == RewardDevice.Cuda)
-            throw new InvalidOperationException($"Reward model {file}: Device=Cuda, but {error}.");
-        if (OrtEnv.Instance().GetAvailableProviders().Contains(OnnxRuntimeInfo.Cuda))
-            note = $"scoring on CPU: {error}";
-        return OnnxRuntimeInfo.Cpu;
     }
 }

@@ -1,5 +1,5 @@
 using PrefPipe.Artifacts.Rows;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Trainer.Data;
 

@@ -1,7 +1,7 @@
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Stages;
 
 namespace PrefPipe.Trainer.Data;

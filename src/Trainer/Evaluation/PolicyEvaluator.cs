@@ -4,8 +4,8 @@ using PrefPipe.Models.Generation;
 using PrefPipe.Models.Llama;
 using PrefPipe.Models.Reward;
 using PrefPipe.Models.Scoring;
-using PrefPipe.Models.Tokenizers;
 using PrefPipe.Reporting;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 using static TorchSharp.torch;
 

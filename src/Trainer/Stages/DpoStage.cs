@@ -2,7 +2,7 @@ using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 
 namespace PrefPipe.Trainer.Stages;

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Templates;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Templates;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Trainer.Stages;
 

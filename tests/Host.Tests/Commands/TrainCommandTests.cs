@@ -124,12 +124,12 @@ public sealed class TrainCommandTests
         // turns are rendered and encoded exactly as ingest encodes a conversation (one BOS), not refused.
         string conversational = Path.Combine(AppContext.BaseDirectory, "fixtures", "datasets", "conversational_preference.parquet");
         string policy = Path.Combine(AppContext.BaseDirectory, "fixtures", "templated-bos-policy");
-        var encoder = PrefPipe.Models.Tokenizers.PromptEncoder.Load(policy);
+        var encoder = PrefPipe.Text.Tokenizers.PromptEncoder.Load(policy);
         var expected = new Dictionary<string, IReadOnlyList<int>>();
         var (store, path) = ArtifactStores.OpenFile(conversational);
         await foreach (var input in PrefPipe.Artifacts.Inputs.PreferenceSource.ReadAsync(store, path))
             if (input.Pair is { } pair)
-                expected[pair.PromptId] = encoder.Encode([.. pair.PromptMessages!.Select(t => new PrefPipe.Models.Tokenizers.Turn(t.Role, t.Content))]).Ids;
+                expected[pair.PromptId] = encoder.Encode([.. pair.PromptMessages!.Select(t => new PrefPipe.Text.Tokenizers.Turn(t.Role, t.Content))]).Ids;
 
         var (exit, text, error) = await Run("train", "dpo", "--data", conversational, "--model", policy, "--max-length", "4096", "--max-prompt-length", "2048", "--dry-run", "--json");
 

@@ -2,7 +2,7 @@ using System.Text.Json;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using Spectre.Console.Testing;
 
 namespace PrefPipe.Host.Tests.Runs;

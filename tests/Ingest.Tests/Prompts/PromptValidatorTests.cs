@@ -1,6 +1,6 @@
 using PrefPipe.Ingest.Prompts;
-using PrefPipe.Models.Templates;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Templates;
+using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Ingest.Tests.Prompts;
 

@@ -1,4 +1,5 @@
 using PrefPipe.Models.Reward;
+using PrefPipe.Text.Tokenizers;
 using static PrefPipe.Models.Tests.Reward.TinyOnnx;
 
 namespace PrefPipe.Models.Tests.Reward;
@@ -134,5 +135,20 @@ public sealed class OnnxRewardModelVariantTests
         Assert.Equal(8, model.MaxLength);
         Assert.Equal(RewardPadding.Right, model.PaddingSide);
         Assert.Equal([18f, 3f, 52f], scores);
+    }
+
+    [Fact]
+    public void ScoreTexts_WordPieceTokenizer_EncodesWithClsSepAndPadsWithPadToken()
+    {
+        // The WordPiece fixture (BERT layout, [PAD] = 0) and no tokenizer_config.json: the pad id is found as the [PAD]
+        // token. The score of a text is the sum of its ids, [CLS] (2) and [SEP] (3) included.
+        var tokenizer = HfTokenizer.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "wordpiece", "wordpiece-tokenizer.json"));
+        using var model = OnnxRewardModel.Load(Write(Inputs(), SumOfIds("logits"), [new("logits", TFloat, "batch", 1)]),
+            tokenizer, new RewardModelOptions { Device = RewardDevice.Cpu });
+
+        var scores = model.ScoreTexts(["The Café is OPEN!", "hello world"]).Scores;
+
+        Assert.Equal(0, model.PadTokenId);
+        Assert.Equal([2f + 5 + 6 + 7 + 8 + 18 + 3, 2f + 16 + 17 + 3], scores);
     }
 }

@@ -1,4 +1,4 @@
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 
 namespace PrefPipe.Trainer.Tests.Data;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using PrefPipe.Models.Llama;
-using PrefPipe.Models.Tokenizers;
+using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Evaluation;
 using PrefPipe.Trainer.Ppo;
