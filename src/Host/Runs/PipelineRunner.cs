@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Pipelines;
@@ -106,7 +107,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             await StageAsync(run, Stages.Ingest, Selected(Stages.Ingest), DataStageKeyParts(pipeline, run, Stages.Ingest), scope, async (rec, ct) =>
             {
                 var progress = new Throttled<IngestProgress>(p => log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
-                var r = await new IngestStage(D.Ingest).RunAsync(PromptInputs.ReadAsync(promptsPath, ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
+                var r = await new IngestStage(D.Ingest).RunAsync(PromptSource.ReadAsync(promptsPath, cancellationToken: ct), promptsPath, policy, store, $"{prefix}/ingest", progress, ct).ConfigureAwait(false);
                 rec.RowsIn = r.RowsIn; rec.RowsOut = r.Prompts.Rows; rec.RowsRejected = r.Rejects.Rows;
                 rec.Outputs = [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)];
                 rec.Summary["candidates"] = r.Candidates.Rows;
@@ -198,10 +199,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
                 string finalModel = FinalModel();
                 var promptEncoder = PolicyPrompts(policy);
                 var prompts = new List<TrainingPrompt>();
-                await foreach (var p in PromptInputs.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), ct).ConfigureAwait(false))
+                await foreach (var p in PromptSource.ReadAsync(pipeline.Resolve(D.Inputs.EvalPrompts!), cancellationToken: ct).ConfigureAwait(false))
                 {
-                    if (p.Error is not null || (string.IsNullOrWhiteSpace(p.Text) && p.Messages is not { Count: > 0 })) continue;
-                    prompts.Add(TrainingPrompt.Encode($"eval-{p.Row}", p.Text, p.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList(), promptEncoder));
+                    if (p.IsRejected) continue;
+                    prompts.Add(TrainingPrompt.Encode($"eval-{p.Row}", p.Prompt, p.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList(), promptEncoder));
                 }
                 if (prompts.Count == 0)
                     throw new InvalidDataException($"{pipeline.Resolve(D.Inputs.EvalPrompts!)}: no usable evaluation prompts (every row is empty or invalid); expected a prompt or messages per line/row.");
