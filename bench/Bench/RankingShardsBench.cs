@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text.Json;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
@@ -38,7 +38,7 @@ public sealed class RankingShardsBench : IBenchmark
             var figures = new List<BenchFigure>();
             var clock = Stopwatch.StartNew();
             var ingest = await new IngestStage(new IngestOptions { CandidatesPerPrompt = 8, MaxNewTokens = 48, BatchSize = 16, Seed = 1234, Deduplicate = false })
-                .RunAsync(Prompts(Path.Combine(demo, "prompts.jsonl")), "prompts.jsonl", Path.Combine(demo, "policy"), store, "b/ingest", cancellationToken: cancellationToken).ConfigureAwait(false);
+                .RunAsync(PromptSource.ReadAsync(Path.Combine(demo, "prompts.jsonl"), cancellationToken: cancellationToken), "prompts.jsonl", Path.Combine(demo, "policy"), store, "b/ingest", cancellationToken: cancellationToken).ConfigureAwait(false);
             double genSeconds = clock.Elapsed.TotalSeconds;
             figures.Add(new(Name, "ingest, 1 worker", "prompts/s", ingest.Prompts.Rows / genSeconds, "prompts/s"));
             figures.Add(new(Name, "ingest, 1 worker", "candidates/s", ingest.Candidates.Rows / genSeconds, "candidates/s"));
@@ -86,17 +86,6 @@ public sealed class RankingShardsBench : IBenchmark
                 await new RankingStage(options).RunShardAsync(store, Candidates, reward, new Shard(i, Shards).Folder(root), new Shard(i, Shards), cancellationToken: cancellationToken).ConfigureAwait(false);
         }, cancellationToken))).ConfigureAwait(false);
         return clock.Elapsed.TotalSeconds;
-    }
-
-    private static async IAsyncEnumerable<PromptInput> Prompts(string path)
-    {
-        long row = 0;
-        foreach (string line in File.ReadLines(path))
-        {
-            using var doc = JsonDocument.Parse(line);
-            yield return new PromptInput(row++, doc.RootElement.GetProperty("prompt").GetString(), null, line);
-        }
-        await Task.CompletedTask.ConfigureAwait(false);
     }
 
     private static string FindDemo()

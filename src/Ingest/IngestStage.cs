@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
@@ -11,14 +12,6 @@ using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Ingest;
-
-/// <summary>One input row for ingest.</summary>
-/// <param name="Row">0-based row (line) in the input.</param>
-/// <param name="Text">The prompt text (TRL standard), or null.</param>
-/// <param name="Messages">The conversation (TRL conversational), or null.</param>
-/// <param name="Extra">The row's other fields as JSON, kept with the prompt.</param>
-/// <param name="Error">Why the row could not be read (invalid JSON, wrong types), or null; such rows go to rejects.</param>
-public sealed record PromptInput(long Row, string? Text, IReadOnlyList<(string Role, string Content)>? Messages, string? Extra, string? Error = null);
 
 /// <summary>Progress of the ingest stage.</summary>
 /// <param name="PromptsDone">Prompts whose candidates are committed.</param>
@@ -43,7 +36,8 @@ public sealed record IngestResult(ArtifactInfo Prompts, ArtifactInfo Candidates,
 public sealed class IngestStage(IngestOptions options)
 {
     /// <summary>Runs the stage.</summary>
-    /// <param name="prompts">The input rows, in file order.</param>
+    /// <param name="prompts">The input rows, in file order, as <see cref="PromptSource"/> reads them: rows it rejected go to
+    /// the rejects with its reason; the others are validated here (duplicates, templating, length).</param>
     /// <param name="source">Where they came from (for rejects).</param>
     /// <param name="policyDirectory">The policy's Hugging Face folder.</param>
     /// <param name="store">Output store.</param>
@@ -138,29 +132,29 @@ public sealed class IngestStage(IngestOptions options)
         var promptRows = new List<PromptRow>();
         var rejects = new List<RejectRow>();
         long rowsIn = 0;
-        await foreach (var (row, text, messages, extra, error) in prompts.WithCancellation(cancellationToken).ConfigureAwait(false))
+        await foreach (var input in prompts.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
             rowsIn++;
-            if (error is not null)
+            if (input.IsRejected)
             {
-                rejects.Add(new RejectRow { Stage = "ingest", Source = source, Row = row, Reason = error, Raw = extra });
+                rejects.Add(input.ToRejectRow("ingest", source));
                 continue;
             }
-            var raw = new RawPrompt(row, text, messages?.Select(m => new Turn(m.Role, m.Content)).ToList());
+            var raw = new RawPrompt(input.Row, input.Prompt, input.Messages?.Select(m => new Turn(m.Role, m.Content)).ToList());
             var (prompt, rejection) = validator.Validate(raw);
             if (rejection is not null)
             {
-                rejects.Add(new RejectRow { Stage = "ingest", Source = source, Row = row, Key = rejection.PromptId, Reason = rejection.Reason, Raw = text ?? JsonSerializer.Serialize(messages) });
+                rejects.Add(new RejectRow { Stage = "ingest", Source = source, Row = input.Row, Key = rejection.PromptId, Reason = rejection.Reason, Raw = input.Raw });
                 continue;
             }
             valid.Add(prompt!);
             promptRows.Add(new PromptRow
             {
                 PromptId = prompt!.PromptId,
-                Prompt = text,
-                Messages = messages?.Select(m => new ChatTurnRow { Role = m.Role, Content = m.Content }).ToList(),
-                SourceRow = row,
-                Extra = extra,
+                Prompt = input.Prompt,
+                Messages = input.Messages?.ToList(),
+                SourceRow = input.Row,
+                Extra = input.Raw,
                 PromptInputIds = [.. prompt.PromptIds],
             });
         }

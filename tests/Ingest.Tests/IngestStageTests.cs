@@ -1,5 +1,5 @@
-using System.Text.Json;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 
@@ -10,15 +10,15 @@ public sealed class IngestStageTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static async IAsyncEnumerable<PromptInput> Prompts(int take)
+    /// <summary>The first <paramref name="take"/> demo prompts, read the way the pipeline reads them.</summary>
+    private static IAsyncEnumerable<PromptInput> Prompts(int take) =>
+        PromptSource.ReadAsync(WriteLines(File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(take)));
+
+    private static string WriteLines(IEnumerable<string> lines)
     {
-        long row = 0;
-        foreach (var line in File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(take))
-        {
-            using var doc = JsonDocument.Parse(line);
-            yield return new(row++, doc.RootElement.GetProperty("prompt").GetString(), null, line);
-        }
-        await Task.CompletedTask;
+        string file = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-prompts-").FullName, "prompts.jsonl");
+        File.WriteAllLines(file, lines);
+        return file;
     }
 
     private static IngestOptions Ingest() => new() { CandidatesPerPrompt = 4, MaxNewTokens = 40, BatchSize = 8, Seed = 11 };
@@ -59,5 +59,44 @@ public sealed class IngestStageTests
         Assert.NotEmpty(prompts);
         Assert.Equal(0, second.ResumedBatches);
         Assert.Equal(prompts.Select(p => p.PromptId).Order(), candidates.Select(c => c.PromptId).Distinct().Order());
+    }
+
+    [Fact]
+    public async Task RunAsync_JsonlWithBadRows_EveryRowEndsInPromptsOrRejectsWithItsRow()
+    {
+        string[] lines =
+        [
+            """{"id": "a", "prompt": "Review of Driftwood:"}""",
+            """{"id": "b", "prompt": "Review of""",
+            """{"id": "c", "messages": [{"role": "user", "content": "Review of Starling:"}]}""",
+            """{"id": "d", "prompt": "   "}""",
+            "",
+            """{"id": "e", "messages": [{"role": "user", "content": "Review of Red Canyon:"}, {"role": "assistant", "content": "A joy."}]}""",
+            """{"id": "f", "prompt": "Review of Copper Sky:", "lang": "en"}""",
+        ];
+        string file = WriteLines(lines);
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-badrows-").FullName);
+
+        var result = await new IngestStage(new IngestOptions { CandidatesPerPrompt = 2, MaxNewTokens = 8, BatchSize = 4, Seed = 11 })
+            .RunAsync(PromptSource.ReadAsync(file), file, Path.Combine(Demo, "policy"), store, "i");
+
+        var prompts = await ParquetArtifacts.ReadAllAsync<PromptRow>(store, result.Prompts.Path);
+        var rejects = await ParquetArtifacts.ReadAllAsync<RejectRow>(store, result.Rejects.Path);
+        Assert.Equal(lines.Length, result.RowsIn);
+        Assert.Equal(Enumerable.Range(0, lines.Length).Select(i => (long)i), prompts.Select(p => p.SourceRow).Concat(rejects.Select(r => r.Row)).Order());
+        Assert.Equal([0L, 2, 6], prompts.Select(p => p.SourceRow));
+        Assert.Equal("Review of Driftwood:", prompts[0].Prompt);
+        Assert.Equal([("user", "Review of Starling:")], prompts[1].Messages!.Select(m => (m.Role, m.Content)));
+        Assert.All(prompts, p => Assert.Equal(lines[p.SourceRow], p.Extra));
+        Assert.Equal(prompts.Count * 2, result.Candidates.Rows);
+
+        Assert.All(rejects, r => Assert.Equal(("ingest", file, lines[r.Row]), (r.Stage, r.Source, r.Raw)));
+        Assert.Equal([1L, 3, 4, 5], rejects.Select(r => r.Row));
+        // The reader's reasons name the line; the stage's own (validation) reasons stand on their row.
+        Assert.StartsWith("line 2: invalid JSON", rejects[0].Reason, StringComparison.Ordinal);
+        Assert.StartsWith("line 4: column 'prompt' is empty", rejects[1].Reason, StringComparison.Ordinal);
+        Assert.Equal("d", rejects[1].Key);
+        Assert.StartsWith("line 5: empty line", rejects[2].Reason, StringComparison.Ordinal);
+        Assert.Contains("ends with a 'assistant' turn", rejects[3].Reason, StringComparison.Ordinal);
     }
 }

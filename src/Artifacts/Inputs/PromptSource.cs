@@ -33,7 +33,10 @@ public sealed record PromptInput
     /// <summary>Why the row cannot be used (names the column and what was expected), or null when accepted.</summary>
     public string? RejectReason { get; init; }
 
-    /// <summary>The raw row (JSON) for rejections, for the rejects artifact.</summary>
+    /// <summary>
+    /// The row as read, for provenance and the rejects artifact: a JSON line's text as it is in the file (also when it
+    /// is not valid JSON), a Parquet row as a JSON object of all its columns.
+    /// </summary>
     public string? Raw { get; init; }
 
     /// <summary>Whether the row was rejected.</summary>
@@ -98,7 +101,7 @@ public static class PromptSource
         await foreach (var input in rows.ConfigureAwait(false))
         {
             if (!input.IsRejected && input.Id is { } id && !ids.TryAdd(id, input.Row))
-                yield return input with { Prompt = null, Messages = null, RejectReason = $"row {input.Row}: duplicate id '{id}' (first at row {ids[id]}); ids must be unique", Raw = input.Extra };
+                yield return input with { Prompt = null, Messages = null, RejectReason = $"row {input.Row}: duplicate id '{id}' (first at row {ids[id]}); ids must be unique" };
             else
                 yield return input;
         }
@@ -123,7 +126,7 @@ public static class PromptSource
         long row = 0;
         await foreach (var values in UntypedParquet.ReadRowsAsync(stream, reader, source, cancellationToken).ConfigureAwait(false))
         {
-            yield return Build(row++, values, promptField is not null, messagesField is not null, idColumn, options, fromJson: false);
+            yield return Build(row++, values, UntypedParquet.ToJsonObject(values), promptField is not null, messagesField is not null, idColumn, options, fromJson: false);
         }
     }
 
@@ -183,7 +186,7 @@ public static class PromptSource
                     continue;
                 }
                 string? idColumn = options.IdColumns.FirstOrDefault(c => values.Any(v => v.Key == c));
-                yield return Build(current, values, hasPrompt, hasMessages, idColumn, options, fromJson: true);
+                yield return Build(current, values, line, hasPrompt, hasMessages, idColumn, options, fromJson: true);
             }
         }
     }
@@ -215,14 +218,14 @@ public static class PromptSource
 
     private static PromptInput Reject(long row, string reason, string? raw) => new() { Row = row, RejectReason = reason, Raw = raw };
 
-    private static PromptInput Build(long row, IReadOnlyCollection<KeyValuePair<string, object?>> values, bool hasPrompt, bool hasMessages, string? idColumn,
+    private static PromptInput Build(long row, IReadOnlyCollection<KeyValuePair<string, object?>> values, string raw, bool hasPrompt, bool hasMessages, string? idColumn,
         PromptSourceOptions options, bool fromJson)
     {
         object? Get(string key) => values.FirstOrDefault(v => v.Key == key).Value;
         string extra = UntypedParquet.ToJsonObject(values, options.PromptColumn, options.MessagesColumn);
         string where = fromJson ? $"line {row + 1}" : $"row {row}";
         string? id = idColumn is null ? null : Scalar(Get(idColumn));
-        PromptInput Fail(string reason) => new() { Row = row, Id = id, Extra = extra, RejectReason = $"{where}: {reason}", Raw = UntypedParquet.ToJsonObject(values) };
+        PromptInput Fail(string reason) => new() { Row = row, Id = id, Extra = extra, RejectReason = $"{where}: {reason}", Raw = raw };
         if (idColumn is not null && string.IsNullOrWhiteSpace(id))
             return Fail($"column '{idColumn}' is null or empty; expected a non-empty id");
 
@@ -235,11 +238,11 @@ public static class PromptSource
             string? text = prompt is JsonElement { ValueKind: JsonValueKind.String } e ? e.GetString() : UntypedParquet.AsString(prompt);
             if (text is null) return Fail($"column '{options.PromptColumn}' is a {Kind(prompt)}; expected a string");
             if (string.IsNullOrWhiteSpace(text)) return Fail($"column '{options.PromptColumn}' is empty; expected non-empty text");
-            return new PromptInput { Row = row, Prompt = text, Id = id, Extra = extra };
+            return new PromptInput { Row = row, Prompt = text, Id = id, Extra = extra, Raw = raw };
         }
         var (turns, problem) = ParseMessages(messages);
         if (problem is not null) return Fail($"column '{options.MessagesColumn}': {problem}");
-        return new PromptInput { Row = row, Messages = turns, Id = id, Extra = extra };
+        return new PromptInput { Row = row, Messages = turns, Id = id, Extra = extra, Raw = raw };
     }
 
     /// <summary>Turns an untyped list of {role, content} (Parquet structs or JSON objects) into chat turns, or says what is wrong.</summary>

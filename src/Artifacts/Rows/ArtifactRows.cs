@@ -34,7 +34,10 @@ public sealed record PromptRow
     /// <summary>0-based row in the input file.</summary>
     [JsonPropertyName("source_row")] public long SourceRow { get; init; }
 
-    /// <summary>The input's other columns as a JSON object (kept, not interpreted).</summary>
+    /// <summary>
+    /// The input row as read, kept, not interpreted (<see cref="PrefPipe.Artifacts.Inputs.PromptInput.Raw"/>): a JSON
+    /// line's text as it is in the file, a Parquet row as a JSON object of its columns.
+    /// </summary>
     [JsonPropertyName("extra")] public string? Extra { get; init; }
 
     /// <summary>The prompt's token ids as the policy sees them (templated, truncated): what generation is fed.</summary>

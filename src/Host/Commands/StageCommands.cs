@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using PrefPipe.Artifacts;
@@ -65,7 +64,7 @@ internal static class StageCommands
             string promptsUri = parse.GetValue(prompts)!, policy = parse.GetValue(model)!;
             var (promptStore, promptPath) = ArtifactStores.OpenFile(promptsUri);
             var (store, prefix) = OpenFolder(parse.GetValue(output)!);
-            var result = await new IngestStage(options).RunAsync(ReadPrompts(promptStore, promptPath, ct), ArtifactStores.Redact(promptsUri), policy, store, prefix,
+            var result = await new IngestStage(options).RunAsync(PromptSource.ReadAsync(promptStore, promptPath, cancellationToken: ct), ArtifactStores.Redact(promptsUri), policy, store, prefix,
                 cancellationToken: ct).ConfigureAwait(false);
             return new StageSummary("ingest", result.RowsIn,
                 [("prompts", result.Prompts), ("rejects", result.Rejects), ("candidates", result.Candidates)],
@@ -139,14 +138,6 @@ internal static class StageCommands
                 [("rule", result.Report.Rule)]);
         }, ct));
         return command;
-    }
-
-    /// <summary>PromptSource rows as the ingest stage's input (rejections travel with their reason and raw row).</summary>
-    private static async IAsyncEnumerable<PrefPipe.Ingest.PromptInput> ReadPrompts(IArtifactStore store, string path,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        await foreach (var p in PromptSource.ReadAsync(store, path, cancellationToken: cancellationToken).ConfigureAwait(false))
-            yield return new(p.Row, p.Prompt, p.Messages?.Select(m => (m.Role, m.Content)).ToList(), p.IsRejected ? p.Raw : p.Extra, p.RejectReason);
     }
 
     /// <summary>An output folder location as (the store of its parent, the folder's name): the stages write PREFIX/name.</summary>

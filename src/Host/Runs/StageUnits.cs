@@ -61,7 +61,7 @@ internal static class StageUnits
     {
         string prompts = c.Resolve(c.D.Inputs.Prompts);
         var progress = new Throttled<IngestProgress>(p => c.Log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => c.Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
-        var r = await new IngestStage(c.D.Ingest).RunAsync(PromptInputs.ReadAsync(prompts, ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(Stages.Ingest), progress, ct).ConfigureAwait(false);
+        var r = await new IngestStage(c.D.Ingest).RunAsync(PromptSource.ReadAsync(prompts, cancellationToken: ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(Stages.Ingest), progress, ct).ConfigureAwait(false);
         return StageOutcome.From(r);
     }
 

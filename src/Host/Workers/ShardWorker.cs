@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Pipelines;
@@ -217,7 +218,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
             return r.PromptsIn;
         }
         string prompts = pipeline.Resolve(D.Inputs.Prompts);
-        var (count, _) = await new IngestStage(D.Ingest).RunShardAsync(PromptInputs.ReadAsync(prompts, cancellationToken), prompts,
+        var (count, _) = await new IngestStage(D.Ingest).RunShardAsync(PromptSource.ReadAsync(prompts, cancellationToken: cancellationToken), prompts,
             pipeline.Resolve(D.Models.Policy), store, folder, shard, null, cancellationToken).ConfigureAwait(false);
         return count;
     }
@@ -257,7 +258,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         else
         {
             string prompts = pipeline.Resolve(D.Inputs.Prompts), policy = pipeline.Resolve(D.Models.Policy);
-            var r = await new IngestStage(D.Ingest).MergeShardsAsync(PromptInputs.ReadAsync(prompts, cancellationToken), prompts, policy, store, folders, prefix, cancellationToken).ConfigureAwait(false);
+            var r = await new IngestStage(D.Ingest).MergeShardsAsync(PromptSource.ReadAsync(prompts, cancellationToken: cancellationToken), prompts, policy, store, folders, prefix, cancellationToken).ConfigureAwait(false);
             StageOutcome.From(r).ApplyTo(rec);
             rec.Inputs = [prompts];
         }

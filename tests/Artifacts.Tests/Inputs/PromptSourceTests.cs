@@ -54,7 +54,8 @@ public sealed class PromptSourceTests
     [Fact]
     public async Task ReadAsync_JsonlWithBadRows_RejectsEachWithItsLineAndReason()
     {
-        var rows = await ReadText("bad.jsonl", string.Join('\n',
+        string[] lines =
+        [
             """{"id": 1, "prompt": "fine"}""",
             """{"id": 2, "prompt": ""}""",
             """{"id": 3, "prompt": null}""",
@@ -66,7 +67,9 @@ public sealed class PromptSourceTests
             """{"id": 7, "messages": [{"role": "user", "content": "hi"}], "lang": "en"}""",
             """{"id": 8, "messages": [{"role": "wizard", "content": "hi"}]}""",
             "",
-            """{"id": 9, "prompt": "last"}""") + "\n");
+            """{"id": 9, "prompt": "last"}""",
+        ];
+        var rows = await ReadText("bad.jsonl", string.Join('\n', lines) + "\n");
 
         Assert.Equal(12, rows.Count);
         Assert.Equal(Enumerable.Range(0, 12).Select(i => (long)i), rows.Select(r => r.Row));
@@ -83,6 +86,8 @@ public sealed class PromptSourceTests
         Assert.Contains("turn 0 has role 'wizard'", rows[9].RejectReason, StringComparison.Ordinal);
         Assert.Contains("line 11: empty line", rows[10].RejectReason, StringComparison.Ordinal);
         Assert.Equal("last", rows[11].Prompt);
+        // Accepted or rejected, every row keeps its line as it is in the file.
+        Assert.Equal(lines, rows.Select(r => r.Raw));
         var reject = rows[1].ToRejectRow("ingest", "bad.jsonl");
         Assert.Equal(("ingest", "bad.jsonl", 1L, "2"), (reject.Stage, reject.Source, reject.Row, reject.Key));
     }
@@ -136,6 +141,8 @@ public sealed class PromptSourceTests
         Assert.Contains("duplicate id 'a' (first at row 0)", rows[3].RejectReason, StringComparison.Ordinal);
         Assert.Contains("row 4: column 'prompt_id' is null or empty", rows[4].RejectReason, StringComparison.Ordinal);
         Assert.Equal("{\"prompt_id\":\"b\",\"prompt\":null}", rows[1].Raw);
+        Assert.Equal("{\"prompt_id\":\"a\",\"prompt\":\"dup\"}", rows[3].Raw);
+        Assert.Equal("{\"prompt_id\":\"a\",\"prompt\":\"one\"}", rows[0].Raw);
     }
 
     [Theory]

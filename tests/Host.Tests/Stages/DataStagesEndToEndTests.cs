@@ -1,5 +1,5 @@
-using System.Text.Json;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Ingest;
@@ -13,16 +13,12 @@ public sealed class DataStagesEndToEndTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static async IAsyncEnumerable<PromptInput> Prompts(int take, params string[] extraLines)
+    /// <summary>The first <paramref name="take"/> demo prompts and <paramref name="extraLines"/>, read the way the pipeline reads them.</summary>
+    private static IAsyncEnumerable<PromptInput> Prompts(int take, params string[] extraLines)
     {
-        long row = 0;
-        foreach (var line in File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(take).Concat(extraLines))
-        {
-            using var doc = JsonDocument.Parse(line);
-            string? text = doc.RootElement.TryGetProperty("prompt", out var p) ? p.GetString() : null;
-            yield return new(row++, text, null, line);
-        }
-        await Task.CompletedTask;
+        string file = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-e2e-prompts-").FullName, "prompts.jsonl");
+        File.WriteAllLines(file, File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(take).Concat(extraLines));
+        return PromptSource.ReadAsync(file);
     }
 
     private static IngestOptions Ingest() => new() { CandidatesPerPrompt = 4, MaxNewTokens = 40, BatchSize = 8, Seed = 11 };
