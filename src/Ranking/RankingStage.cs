@@ -26,7 +26,7 @@ public sealed record RankingProgress(string Phase, int Done, int Total);
 public sealed record RankingResult(ArtifactInfo Scored, ArtifactInfo Comparisons, ArtifactInfo Preferences, ArtifactInfo Unpaired, int PromptsIn, int JudgeCalls);
 
 /// <summary>
-/// Stage 2: candidates → reward-model scores → iterative pairwise ranking with a judge → chosen/rejected pairs.
+/// The rank stage: candidates → reward-model scores → iterative pairwise ranking with a judge → chosen/rejected pairs.
 /// The reward model reads prompt + response as one text (what it was trained on). Every prompt ends up in
 /// preferences or unpaired (all candidates tied, or fewer than two scorable candidates).
 /// </summary>

@@ -9,8 +9,8 @@ using PrefPipe.Splitter.Rules;
 namespace PrefPipe.Splitter;
 
 /// <summary>What the splitter wrote.</summary>
-/// <param name="Easy">Easy pairs (stage-1 training data).</param>
-/// <param name="Difficult">Difficult pairs (stage-2 prompts).</param>
+/// <param name="Easy">Easy pairs (the dpo stage's data).</param>
+/// <param name="Difficult">Difficult pairs (the ppo stage's prompts).</param>
 /// <param name="Dropped">Dropped pairs with reasons.</param>
 /// <param name="Report">The data-quality report.</param>
 /// <param name="PairsIn">Pairs read.</param>

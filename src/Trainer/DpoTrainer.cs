@@ -26,7 +26,7 @@ public sealed record TrainProgress(long Step, long TotalSteps, IReadOnlyDictiona
 public sealed record TrainResult(string FinalCheckpoint, long Steps, IReadOnlyList<MetricRow> Metrics, string? ResumedFrom);
 
 /// <summary>
-/// Stage-1 trainer: a DPO-family objective on preference pairs against stored reference log-probs. AdamW over flat
+/// The dpo stage's trainer: a DPO-family objective on preference pairs against stored reference log-probs. AdamW over flat
 /// buffers, warmup + cosine/linear schedule, gradient accumulation and clipping, length-bucketed batches, deterministic
 /// on CPU for a seed. Checkpoints (HF format + optimizer + trainer state) every save_steps and at the end; a run resumes
 /// from the latest checkpoint in its output folder and continues exactly as an uninterrupted run would. Cancellation

@@ -14,7 +14,7 @@ public enum TruncationMode
     KeepStart,
 }
 
-/// <summary>Stage-1 training options (DPO family). Names follow TRL's DPOConfig / HF TrainingArguments in snake_case.</summary>
+/// <summary>Options of the dpo stage (DPO family; <c>training.dpo</c>). Names follow TRL's DPOConfig / HF TrainingArguments in snake_case.</summary>
 public sealed class DpoTrainingOptions : IValidatableObject
 {
     /// <summary>The objective and its hyper-parameters (<c>loss_type</c>, <c>beta</c>, …).</summary>

@@ -208,7 +208,7 @@ public sealed record PreferenceRow
     [JsonPropertyName("rejected_input_ids")] public List<int>? RejectedInputIds { get; init; }
 }
 
-/// <summary>Stored reference-model log-probs for a pair (trainer stage 1 reads these instead of running the reference).</summary>
+/// <summary>Stored reference-model log-probs for a pair (the dpo stage reads these instead of running the reference).</summary>
 public sealed record ReferenceLogProbRow
 {
     /// <summary>Schema version.</summary>

@@ -36,7 +36,7 @@ internal static class CompareCommand
                     return Cli.ExitCodes.Ok;
                 }
                 var table = new Table().Border(TableBorder.Rounded).Title("training plans compared on held-out prompts")
-                    .AddColumn("run").AddColumn("plan").AddColumn("stage-1 loss").AddColumn(new TableColumn("steps").RightAligned())
+                    .AddColumn("run").AddColumn("plan").AddColumn("dpo loss").AddColumn(new TableColumn("steps").RightAligned())
                     .AddColumn(new TableColumn("train s").RightAligned()).AddColumn(new TableColumn("win rate").RightAligned())
                     .AddColumn(new TableColumn("reward start → final").RightAligned()).AddColumn(new TableColumn("KL").RightAligned());
                 foreach (var r in rows)
@@ -62,17 +62,17 @@ internal static class CompareCommand
         var (pipeline, store) = await RunCommands.LoadRunPipelineAsync(storage, runId, ct).ConfigureAwait(false);
         var run = await RunRecord.LoadAsync(store, runId, ct).ConfigureAwait(false)
             ?? throw new ArgumentException($"run '{runId}' has no run.json in {store.Location}");
-        var eval = run.Stage(Stages.Evaluate);
-        if (eval.Status != "completed")
-            throw new ArgumentException($"run '{runId}': the evaluate stage is '{eval.Status}', not completed; nothing to compare");
+        var eval = run.Stage(PipelineStage.Evaluate);
+        if (eval.Status != StageStatus.Completed)
+            throw new ArgumentException($"run '{runId}': the evaluate stage is '{eval.Status.Name()}', not completed; nothing to compare");
         var d = pipeline.Definition;
-        string plan = d.Training.Plan;
-        var train = run.Stage(Stages.Train);
-        var ppo = run.Stage(Stages.Ppo);
-        bool s1 = plan is "mpo" or "dpo", s2 = plan is "mpo" or "ppo";
+        string plan = d.Training.Plan.ToString().ToLowerInvariant();
+        var train = run.Stage(PipelineStage.Dpo);
+        var ppo = run.Stage(PipelineStage.Ppo);
+        bool s1 = d.Training.RunsDpo, s2 = d.Training.RunsPpo;
         int steps = (s1 ? (int)train.Summary.GetValueOrDefault("steps") : 0) + (s2 ? (int)ppo.Summary.GetValueOrDefault("steps") : 0);
         double seconds = (s1 ? train.Seconds : 0) + (s2 ? ppo.Seconds : 0);
-        return new Row(runId, plan, s1 ? d.Training.Stage1.Objective.LossType : "-", steps, seconds,
+        return new Row(runId, plan, s1 ? d.Training.Dpo.Objective.LossType : "-", steps, seconds,
             eval.Summary["win_rate"], eval.Summary["mean_reward_start"], eval.Summary["mean_reward_final"], eval.Summary["mean_kl"]);
     }
 }

@@ -27,10 +27,10 @@ internal static class RunCommands
         var file = new Argument<string>("pipeline") { Description = "Pipeline file, e.g. pipelines/demo.yaml." };
         var runId = new Option<string?>("--run-id") { Description = "Run id (default: NAME-yyyyMMdd-HHmmss-xxxx)." };
         var set = new Option<string[]>("--set") { Description = "Override a value: key.path=value (repeatable).", Arity = ArgumentArity.ZeroOrMore };
-        var from = new Option<string?>("--from") { Description = $"First stage to run ({string.Join(", ", Stages.All)})." };
+        var from = new Option<string?>("--from") { Description = $"First stage to run ({RunVocabulary.AllStageNames})." };
         var until = new Option<string?>("--until") { Description = "Last stage to run." };
         var storage = new Option<string?>("--storage") { Description = "Artifact store for the run, instead of the pipeline's storage: folder, az://CONTAINER/PREFIX or container URL (same as --set storage=...; a relative folder is relative to the current directory)." };
-        var command = new Command("run", "Run a pipeline: ingest → rank → split → train (stage 1) → ppo (stage 2) → evaluate.") { file, runId, set, from, until, storage };
+        var command = new Command("run", "Run a pipeline: ingest → rank → split → dpo → ppo → evaluate (the plan decides which training stages run).") { file, runId, set, from, until, storage };
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
             var overrides = (parse.GetValue(set) ?? []).ToList();
@@ -38,7 +38,7 @@ internal static class RunCommands
             if (parse.GetValue(storage) is { } location)
                 overrides.Add($"storage={(ArtifactStores.IsBlobLocation(location) ? location : Path.GetFullPath(location))}");
             var pipeline = PipelineLoader.Load(parse.GetValue(file)!, overrides);
-            var scope = new RunScope(parse.GetValue(from), parse.GetValue(until));
+            var scope = new RunScope(Stage(parse.GetValue(from)), Stage(parse.GetValue(until)));
             PipelineRunner.CheckScope(scope);
             string id = parse.GetValue(runId) ?? PipelineRunner.NewRunId(pipeline.Definition.Name);
             return await RunAsync("run", output, pipeline, id, scope, ct).ConfigureAwait(false);
@@ -62,16 +62,15 @@ internal static class RunCommands
     private static Command Rerun(IAnsiConsole? console)
     {
         var runId = new Option<string>("--run") { Description = "Run id.", Required = true };
-        var stage = new Option<string>("--stage") { Description = "Stage to rerun.", Required = true };
+        var stage = new Option<string>("--stage") { Description = $"Stage to rerun ({RunVocabulary.AllStageNames}).", Required = true };
         var downstream = new Option<bool>("--downstream") { Description = "Also rerun the stages after it." };
         var storage = StorageOption();
         var command = new Command("rerun", "Rerun one stage of a run (and, on request, those after it), reusing the artifacts upstream.") { runId, stage, downstream, storage };
         command.SetAction((parse, ct) => Execute(console, async output =>
         {
-            string s = parse.GetValue(stage)!;
-            CheckStage(s);
+            var s = RunVocabulary.ParseStage(parse.GetValue(stage)!);
             var (pipeline, store) = await LoadRunPipelineAsync(parse.GetValue(storage), parse.GetValue(runId)!, ct).ConfigureAwait(false);
-            var force = Stages.All.SkipWhile(x => x != s).Take(parse.GetValue(downstream) ? int.MaxValue : 1).ToHashSet();
+            var force = Stages.All.Where(x => x >= s).Take(parse.GetValue(downstream) ? int.MaxValue : 1).ToHashSet();
             return await RunAsync("rerun", output, pipeline, parse.GetValue(runId)!, new RunScope(s, parse.GetValue(downstream) ? null : s, force), ct, store).ConfigureAwait(false);
         }));
         return command;
@@ -91,7 +90,7 @@ internal static class RunCommands
             if (run is null) throw new ArgumentException(id is null ? $"no runs in {store.Location}" : $"run '{id}' not found in {store.Location}");
             if (parse.GetValue(json))
             {
-                var eval = run.Stage(Stages.Evaluate).Summary;
+                var eval = run.Stage(PipelineStage.Evaluate).Summary;
                 var doc = new Dictionary<string, object?>
                 {
                     ["run"] = run,
@@ -121,7 +120,7 @@ internal static class RunCommands
             var table = new Table().AddColumn("run").AddColumn("pipeline").AddColumn("status").AddColumn("created");
             foreach (string id in await ListRunsAsync(store, ct).ConfigureAwait(false))
                 if (await RunRecord.LoadAsync(store, id, ct).ConfigureAwait(false) is { } r)
-                    table.AddRow(Markup.Escape(r.RunId), Markup.Escape(r.Pipeline), r.Status, r.Created.ToString("u", CultureInfo.InvariantCulture));
+                    table.AddRow(Markup.Escape(r.RunId), Markup.Escape(r.Pipeline), r.Status.Name(), r.Created.ToString("u", CultureInfo.InvariantCulture));
             output.Write(table);
             return Cli.ExitCodes.Ok;
         }));
@@ -177,12 +176,12 @@ internal static class RunCommands
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
             .StartAsync(async context =>
             {
-                var bars = new Dictionary<string, ProgressTask>(StringComparer.Ordinal);
+                var bars = new Dictionary<PipelineStage, ProgressTask>();
                 var progress = new InlineProgress<RunProgress>(p =>
                 {
                     lock (bars)
                     {
-                        if (!bars.TryGetValue(p.Stage, out var bar)) bars[p.Stage] = bar = context.AddTask(p.Stage, maxValue: Math.Max(1, p.Total));
+                        if (!bars.TryGetValue(p.Stage, out var bar)) bars[p.Stage] = bar = context.AddTask(p.Stage.Name(), maxValue: Math.Max(1, p.Total));
                         bar.MaxValue = Math.Max(1, p.Total);
                         bar.Value = p.Done;
                     }
@@ -201,7 +200,7 @@ internal static class RunCommands
     /// <summary>The end-of-run table: rows per stage, split fractions, win rate, rewards, wall time.</summary>
     internal static void Summary(IAnsiConsole output, RunRecord run)
     {
-        var table = new Table().Border(TableBorder.Rounded).Title($"run {Markup.Escape(run.RunId)}: {run.Status}")
+        var table = new Table().Border(TableBorder.Rounded).Title($"run {Markup.Escape(run.RunId)}: {run.Status.Name()}")
             .AddColumn("stage").AddColumn("status").AddColumn(new TableColumn("rows in").RightAligned()).AddColumn(new TableColumn("out").RightAligned())
             .AddColumn(new TableColumn("rejected").RightAligned()).AddColumn(new TableColumn("seconds").RightAligned()).AddColumn("notes");
         foreach (var s in run.Stages)
@@ -209,15 +208,15 @@ internal static class RunCommands
             string notes = StageNotes.For(s);
             if (s.Error is not null) notes = "[red]" + Markup.Escape(s.Error) + "[/]";
             else notes = Markup.Escape(notes);
-            table.AddRow(s.Name, s.Status, N(s.RowsIn), N(s.RowsOut), N(s.RowsRejected), s.Seconds.ToString("F1", CultureInfo.InvariantCulture), notes);
+            table.AddRow(s.Name.Name(), s.Status.Name(), N(s.RowsIn), N(s.RowsOut), N(s.RowsRejected), s.Seconds.ToString("F1", CultureInfo.InvariantCulture), notes);
         }
         output.Write(table);
-        var measured = run.Stages.Where(s => s.Status == "completed" && s.Summary.ContainsKey("model_seconds")).ToList();
+        var measured = run.Stages.Where(s => s.Status == StageStatus.Completed && s.Summary.ContainsKey("model_seconds")).ToList();
         double stageSeconds = measured.Sum(s => s.Seconds), modelSeconds = measured.Sum(s => s.Summary["model_seconds"]);
         if (stageSeconds > 0 && modelSeconds > 0)
             output.MarkupLine(string.Create(CultureInfo.InvariantCulture,
                 $"model compute {modelSeconds:F1} s of {stageSeconds:F1} s in stages; {Math.Max(0, 100 * (1 - modelSeconds / stageSeconds)):F1}% went to tokenisation, I/O and bookkeeping"));
-        var eval = run.Stage(Stages.Evaluate).Summary;
+        var eval = run.Stage(PipelineStage.Evaluate).Summary;
         if (eval.TryGetValue("win_rate", out double win))
             output.MarkupLine(string.Create(CultureInfo.InvariantCulture,
                 $"[bold]win rate of the final policy over the start: {win * 100:F1}%[/]; mean reward {eval["mean_reward_start"]:F3} → {eval["mean_reward_final"]:F3}; KL {eval["mean_kl"]:F3}; total {run.Stages.Sum(s => s.Seconds):F0} s"));
@@ -271,11 +270,8 @@ internal static class RunCommands
         return ArtifactStores.IsBlobLocation(location) ? ArtifactStores.Open(location) : new LocalArtifactStore(location);
     }
 
-    private static void CheckStage(string? stage)
-    {
-        if (stage is not null && !Stages.All.Contains(stage))
-            throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
-    }
+    /// <summary>A --from/--until value as a stage; an unknown name is refused, naming the known ones.</summary>
+    private static PipelineStage? Stage(string? name) => name is null ? null : RunVocabulary.ParseStage(name);
 
     private static async Task<int> Execute(IAnsiConsole? console, Func<IAnsiConsole, Task<int>> action)
     {

@@ -49,7 +49,7 @@ internal static class StageCommands
         var template = new Option<ChatTemplateMode>("--chat-template") { Description = "auto, always or never.", DefaultValueFactory = _ => IngestDefaults.ChatTemplate };
         var system = new Option<string?>("--system-prompt") { Description = "System message for prompts given as text." };
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
-        var command = new Command("ingest", "Stage 1 alone: validate and template prompts, generate K candidates each with the policy.")
+        var command = new Command("ingest", "The ingest stage alone: validate and template prompts, generate K candidates each with the policy.")
             { prompts, model, output, candidates, maxNew, temperature, topP, topK, seed, batch, maxPrompt, overLong, template, system, json };
         command.SetAction((parse, ct) => Execute("ingest", parse.GetValue(json), console, async () =>
         {
@@ -87,7 +87,7 @@ internal static class StageCommands
         var judgeModel = new Option<string?>("--judge-model") { Description = "LLM judge: model (OpenAI) or deployment (Azure OpenAI) name." };
         var api = new Option<LlmApiKind>("--judge-api") { Description = "LLM judge API shape: OpenAI or AzureOpenAI.", DefaultValueFactory = _ => LlmApiKind.OpenAI };
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
-        var command = new Command("rank", "Stage 2 alone: score candidates with the reward model, rank them with a judge into chosen/rejected pairs.")
+        var command = new Command("rank", "The rank stage alone: score candidates with the reward model, rank them with a judge into chosen/rejected pairs.")
             { candidates, rewardModel, output, judge, tie, batch, maxLength, endpoint, judgeModel, api, json };
         command.SetAction((parse, ct) => Execute("rank", parse.GetValue(json), console, async () =>
         {

@@ -22,7 +22,7 @@ internal static class TrainCommand
 
     public static Command Create(IAnsiConsole? console)
     {
-        var root = new Command("train", "Train a policy: stage 1 (DPO family) or stage 2 (PPO).");
+        var root = new Command("train", "Train a policy on its own: the dpo stage (DPO family) or the ppo stage.");
         root.Subcommands.Add(Dpo(console));
         root.Subcommands.Add(Ppo(console));
         return root;
@@ -46,7 +46,7 @@ internal static class TrainCommand
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "For conversational pairs: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var dryRun = new Option<bool>("--dry-run") { Description = "Encode the pairs and print them (with --json: one {prompt_id, prompt_ids, chosen_ids, rejected_ids} line per pair); train nothing." };
         var json = new Option<bool>("--json") { Description = "With --dry-run: JSON lines." };
-        var command = new Command("dpo", "Stage 1: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
+        var command = new Command("dpo", "The dpo stage: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
             { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output, chatTemplate, dryRun, json };
         command.SetAction((parse, ct) => Execute(async () =>
         {
@@ -106,7 +106,7 @@ internal static class TrainCommand
         var batch = new Option<int>("--rollout-batch-size") { Description = "Prompts per rollout.", DefaultValueFactory = _ => PpoDefaults.RolloutBatchSize };
         var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => PpoDefaults.ResponseLength };
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "Render prompts with the policy's chat template: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
-        var command = new Command("ppo", "Stage 2: PPO against the ONNX reward model with a KL penalty to the reference.")
+        var command = new Command("ppo", "The ppo stage: PPO against the ONNX reward model with a KL penalty to the reference.")
             { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, chatTemplate };
         command.SetAction((parse, ct) => Execute(async () =>
         {

@@ -65,7 +65,7 @@ internal static class WorkerCommand
             {
                 var writer = output.Profile.Out.Writer;
                 if (asJson) writer.WriteLine(JsonSerializer.Serialize(e));
-                else writer.WriteLine(string.Join(' ', new[] { e.Event, e.Stage, e.Shard, e.Rows?.ToString(CultureInfo.InvariantCulture), e.Seconds is { } s ? $"{s:F1}s" : null, e.Detail }.Where(x => x is not null)));
+                else writer.WriteLine(string.Join(' ', new[] { e.Event, e.Stage.Name(), e.Shard, e.Rows?.ToString(CultureInfo.InvariantCulture), e.Seconds is { } s ? $"{s:F1}s" : null, e.Detail }.Where(x => x is not null)));
                 writer.Flush();
             }
             var worker = new ShardWorker(pipeline, store, id, Report);
@@ -90,10 +90,10 @@ internal static class WorkerCommand
     }
 
     /// <summary>Validates the options into a plan; the message names the option and what was expected.</summary>
-    internal static WorkerPlan Plan(string stage, string? shard, bool claim, int? shards, int leaseSeconds)
+    internal static WorkerPlan Plan(string stageName, string? shard, bool claim, int? shards, int leaseSeconds)
     {
-        if (stage is not (Stages.Ingest or Stages.Rank))
-            throw new ArgumentException($"--stage '{stage}' cannot be sharded; expected {Stages.Ingest} or {Stages.Rank}");
+        if (!RunVocabulary.TryParseStage(stageName, out var stage) || stage is not (PipelineStage.Ingest or PipelineStage.Rank))
+            throw new ArgumentException($"--stage '{stageName}' cannot be sharded; expected ingest or rank");
         if (leaseSeconds < 1) throw new ArgumentException($"--lease-seconds must be 1 or more, got {leaseSeconds}");
         var lease = TimeSpan.FromSeconds(leaseSeconds);
         var poll = TimeSpan.FromSeconds(Math.Clamp(leaseSeconds / 6.0, 0.5, 5));

@@ -60,7 +60,7 @@ internal sealed class ModelsSection
     [Required(AllowEmptyStrings = false, ErrorMessage = "models.policy is required: a Hugging Face model folder.")]
     public string Policy { get; set; } = "";
 
-    /// <summary>The stage-1 reference model; default: the policy itself (the SFT model).</summary>
+    /// <summary>The dpo stage's reference model; default: the policy itself (the SFT model).</summary>
     public string? Reference { get; set; }
 
     /// <summary>The reward model: model.onnx + tokenizer.json.</summary>
@@ -68,18 +68,40 @@ internal sealed class ModelsSection
     public string Reward { get; set; } = "";
 }
 
-/// <summary>Training plan.</summary>
+/// <summary>Which training stages run, on which data.</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(PrefPipe.Host.Runs.LowerCaseEnumConverter<TrainingPlan>))]
+internal enum TrainingPlan
+{
+    /// <summary>Mixed preference optimization: DPO on the easy pairs, then PPO on the difficult prompts from the DPO model.</summary>
+    Mpo,
+
+    /// <summary>DPO on all pairs.</summary>
+    Dpo,
+
+    /// <summary>PPO on all prompts from the policy.</summary>
+    Ppo,
+
+    /// <summary>No training: ingest, rank and split only.</summary>
+    None,
+}
+
+/// <summary>Training: the plan, and the options of its stages.</summary>
 internal sealed class TrainingSection
 {
-    /// <summary>mpo (stage 1 on easy, stage 2 PPO on difficult), dpo (stage 1 on all pairs) or ppo (PPO on all prompts), or none.</summary>
-    [RegularExpression("^(mpo|dpo|ppo|none)$", ErrorMessage = "plan must be mpo, dpo, ppo or none.")]
-    public string Plan { get; set; } = "mpo";
+    /// <summary>mpo (dpo on easy, then ppo on difficult), dpo (dpo on all pairs), ppo (ppo on all prompts), or none.</summary>
+    public TrainingPlan Plan { get; set; } = TrainingPlan.Mpo;
 
-    /// <summary>Stage 1 (DPO family).</summary>
-    public DpoTrainingOptions Stage1 { get; set; } = new();
+    /// <summary>The dpo stage (DPO family).</summary>
+    public DpoTrainingOptions Dpo { get; set; } = new();
 
-    /// <summary>Stage 2 (PPO).</summary>
-    public PrefPipe.Trainer.Ppo.PpoOptions Stage2 { get; set; } = new();
+    /// <summary>The ppo stage.</summary>
+    public PrefPipe.Trainer.Ppo.PpoOptions Ppo { get; set; } = new();
+
+    /// <summary>Whether the plan runs the dpo stage.</summary>
+    public bool RunsDpo => Plan is TrainingPlan.Mpo or TrainingPlan.Dpo;
+
+    /// <summary>Whether the plan runs the ppo stage.</summary>
+    public bool RunsPpo => Plan is TrainingPlan.Mpo or TrainingPlan.Ppo;
 }
 
 /// <summary>Triggers for the hosted service (<c>prefpipe serve</c>).</summary>

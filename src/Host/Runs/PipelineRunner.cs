@@ -9,13 +9,13 @@ using PrefPipe.Models.Runtime;
 namespace PrefPipe.Host.Runs;
 
 /// <summary>Progress of a long stage: <paramref name="Done"/> of <paramref name="Total"/> prompts (ingest) or steps (training).</summary>
-internal sealed record RunProgress(string Stage, long Done, long Total);
+internal sealed record RunProgress(PipelineStage Stage, long Done, long Total);
 
 /// <summary>Which part of the pipeline to run.</summary>
 /// <param name="From">First stage to (re)run; earlier ones are reused from the run.</param>
 /// <param name="Until">Last stage to run.</param>
 /// <param name="Force">Stages to rerun even when their inputs and config are unchanged.</param>
-internal sealed record RunScope(string? From = null, string? Until = null, IReadOnlySet<string>? Force = null);
+internal sealed record RunScope(PipelineStage? From = null, PipelineStage? Until = null, IReadOnlySet<PipelineStage>? Force = null);
 
 /// <summary>
 /// Runs a pipeline's stages in order under one run id, with Parquet artifacts between them and run.json recording
@@ -31,7 +31,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     /// <summary>Every progress report of the long stages (ingest batches, training steps), unthrottled, for progress bars.</summary>
     public IProgress<RunProgress>? Progress { get; init; }
 
-    private void Report(string stage, long done, long total) => Progress?.Report(new RunProgress(stage, done, total));
+    private void Report(PipelineStage stage, long done, long total) => Progress?.Report(new RunProgress(stage, done, total));
 
     public static string NewRunId(string pipelineName) =>
         $"{pipelineName}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{RandomNumberGenerator.GetHexString(4, lowercase: true)}";
@@ -64,21 +64,19 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             (run.ConfigHash, run.Plan, run.PipelineDirectory) = (configHash, D.Training.Plan, pipeline.Directory);
         }
         run.CodeVersion = CodeVersion.Current;
-        run.Status = "running";
+        run.Status = RunStatus.Running;
         await SaveAsync(run, failing: false).ConfigureAwait(false);
         var context = new StageContext(pipeline, store, runId, WorkDirectory(runId), log, Report);
-        var order = Stages.All.ToList();
-        int from = scope.From is null ? 0 : order.IndexOf(scope.From);
-        int until = scope.Until is null ? order.Count - 1 : order.IndexOf(scope.Until);
+        var (from, until) = (scope.From ?? Stages.All[0], scope.Until ?? Stages.All[^1]);
 
         try
         {
             foreach (var stage in StageTable.All)
             {
-                int i = order.IndexOf(stage.Name);
-                await StageAsync(run, stage, i >= from && i <= until && stage.Enabled(D), scope, context, cancellationToken).ConfigureAwait(false);
+                bool selected = stage.Name >= from && stage.Name <= until && stage.Enabled(D);
+                await StageAsync(run, stage, selected, scope, context, cancellationToken).ConfigureAwait(false);
             }
-            run.Status = "completed";
+            run.Status = RunStatus.Completed;
         }
         catch (OperationCanceledException) when (_lockLost.IsCancellationRequested)
         {
@@ -86,17 +84,17 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         }
         catch (OperationCanceledException)
         {
-            run.Status = "cancelled";
+            run.Status = RunStatus.Cancelled;
             throw;
         }
         catch
         {
-            run.Status = "failed";
+            run.Status = RunStatus.Failed;
             throw;
         }
         finally
         {
-            await SaveAsync(run, failing: run.Status != "completed").ConfigureAwait(false);
+            await SaveAsync(run, failing: run.Status != RunStatus.Completed).ConfigureAwait(false);
         }
         return run;
     }
@@ -133,29 +131,25 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     /// <summary>Refuses a scope that names an unknown stage or selects none (--from after --until), before any work.</summary>
     internal static void CheckScope(RunScope scope)
     {
-        foreach (string? stage in new[] { scope.From, scope.Until })
-            if (stage is not null && !Stages.All.Contains(stage))
-                throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
-        var order = Stages.All.ToList();
-        if (scope.From is { } f && scope.Until is { } u && order.IndexOf(f) > order.IndexOf(u))
-            throw new ArgumentException($"--from {f} comes after --until {u}: no stage would run; stages run in the order {string.Join(" → ", order)}");
+        if (scope.From is { } f && scope.Until is { } u && f > u)
+            throw new ArgumentException($"--from {f.Name()} comes after --until {u.Name()}: no stage would run; stages run in the order {string.Join(" → ", Stages.All.Select(s => s.Name()))}");
     }
 
     // A forced rerun, or a key other than the last attempt's, starts afresh: the stage's Clear removes what an earlier
     // attempt left (checkpoints). An attempt with the key of the one that stopped continues it.
     private async Task StageAsync(RunRecord run, StageDescriptor stage, bool selected, RunScope scope, StageContext context, CancellationToken cancellationToken)
     {
-        string name = stage.Name;
-        var rec = run.Stage(name);
+        string name = stage.Name.Name();
+        var rec = run.Stage(stage.Name);
         if (!selected)
         {
-            if (rec.Status is "pending") rec.Status = "skipped";
-            log($"{name}: {(rec.Status == "completed" ? "kept from earlier" : "not in this run")}");
+            if (rec.Status is StageStatus.Pending) rec.Status = StageStatus.Skipped;
+            log($"{name}: {(rec.Status == StageStatus.Completed ? "kept from earlier" : "not in this run")}");
             return;
         }
-        string key = StageTable.Key(pipeline, run, name);
-        bool forced = scope.Force?.Contains(name) == true;
-        if (!forced && rec.Status == "completed" && rec.Key == key)
+        string key = StageTable.Key(pipeline, run, stage.Name);
+        bool forced = scope.Force?.Contains(stage.Name) == true;
+        if (!forced && rec.Status == StageStatus.Completed && rec.Key == key)
         {
             log($"{name}: unchanged since it completed (cached)");
             return;
@@ -164,9 +158,9 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         // starts from nothing. The attempt's key is recorded now, so a crashed attempt resumes only with the same inputs.
         bool fresh = forced || rec.Key != key;
         if (fresh && stage.Clear is not null) await stage.Clear(context, cancellationToken).ConfigureAwait(false);
-        log($"{name}: running{(fresh || rec.Status is "pending" or "skipped" ? "" : " (continuing the attempt that stopped)")}");
+        log($"{name}: running{(fresh || rec.Status is StageStatus.Pending or StageStatus.Skipped ? "" : " (continuing the attempt that stopped)")}");
         rec.Key = key;
-        rec.Status = "running";
+        rec.Status = StageStatus.Running;
         rec.Started = DateTimeOffset.UtcNow;
         rec.Error = null;
         rec.Summary.Clear();
@@ -182,12 +176,12 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             // Time inside model compute (generation, forward/backward passes, optimizer steps, reward sessions); the rest
             // of the stage's wall time is tokenisation, I/O and bookkeeping.
             rec.Summary["model_seconds"] = Math.Round(compute.Seconds, 3);
-            rec.Status = "completed";
+            rec.Status = StageStatus.Completed;
             rec.Key = key;
         }
         catch (Exception ex)
         {
-            rec.Status = ex is OperationCanceledException ? "cancelled" : "failed";
+            rec.Status = ex is OperationCanceledException ? StageStatus.Cancelled : StageStatus.Failed;
             rec.Error = Secrets.Redact(ex.Message);
             throw;
         }
@@ -195,7 +189,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             rec.Seconds = clock.Elapsed.TotalSeconds;
             rec.Finished = DateTimeOffset.UtcNow;
-            await SaveAsync(run, failing: rec.Status != "completed").ConfigureAwait(false);
+            await SaveAsync(run, failing: rec.Status != StageStatus.Completed).ConfigureAwait(false);
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));

@@ -24,12 +24,12 @@ internal static class RunManifestBuilder
             RunId = run.RunId, ConfigHash = run.ConfigHash, CodeVersion = run.CodeVersion, Created = run.Created,
             Stages = [.. run.Stages.Select(s => new M.StageRecord
             {
-                Name = s.Name,
-                Status = s.Status == "completed" ? "succeeded" : s.Status,
+                Name = s.Name.Name(),
+                Status = s.Status == StageStatus.Completed ? "succeeded" : s.Status.Name(),
                 Started = s.Started, Finished = s.Finished, Error = s.Error,
-                Inputs = s.Status == "completed" ? [.. Inputs(s)] : [],
+                Inputs = s.Status == StageStatus.Completed ? [.. Inputs(s)] : [],
                 Outputs = [.. s.Outputs.Select(ToManifest)],
-                Counts = s.Status == "completed" ? new RowAccounting { RowsIn = s.RowsIn, RowsOut = s.RowsOut, RowsRejected = s.RowsRejected, Method = StageTable.Of(s.Name).Accounting } : null,
+                Counts = s.Status == StageStatus.Completed ? new RowAccounting { RowsIn = s.RowsIn, RowsOut = s.RowsOut, RowsRejected = s.RowsRejected, Method = StageTable.Of(s.Name).Accounting } : null,
             })],
         };
     }

@@ -8,8 +8,8 @@ namespace PrefPipe.Host.Runs;
 /// <summary>One stage of a run as recorded in run.json.</summary>
 internal sealed record StageRecord
 {
-    [JsonPropertyName("name")] public string Name { get; init; } = "";
-    [JsonPropertyName("status")] public string Status { get; set; } = "pending";
+    [JsonPropertyName("name")] public PipelineStage Name { get; init; }
+    [JsonPropertyName("status")] public StageStatus Status { get; set; } = StageStatus.Pending;
     [JsonPropertyName("key")] public string? Key { get; set; }
     [JsonPropertyName("started")] public DateTimeOffset? Started { get; set; }
     [JsonPropertyName("finished")] public DateTimeOffset? Finished { get; set; }
@@ -51,17 +51,17 @@ internal sealed record RunRecord
     [JsonPropertyName("config_hash")] public string ConfigHash { get; set; } = "";
     [JsonPropertyName("code_version")] public string CodeVersion { get; set; } = "";
     [JsonPropertyName("created")] public DateTimeOffset Created { get; init; }
-    [JsonPropertyName("status")] public string Status { get; set; } = "running";
+    [JsonPropertyName("status")] public RunStatus Status { get; set; } = RunStatus.Running;
 
     /// <summary>The training plan (mpo, dpo, ppo, none): which artifacts feed which stage.</summary>
-    [JsonPropertyName("plan")] public string? Plan { get; set; }
+    [JsonPropertyName("plan")] public PrefPipe.Host.Pipelines.TrainingPlan Plan { get; set; }
 
     /// <summary>The folder the pipeline file was in: its relative paths resolve against it on resume and rerun.</summary>
     [JsonPropertyName("pipeline_dir")] public string? PipelineDirectory { get; set; }
 
     [JsonPropertyName("stages")] public List<StageRecord> Stages { get; init; } = [];
 
-    public StageRecord Stage(string name) => Stages.First(s => s.Name == name);
+    public StageRecord Stage(PipelineStage name) => Stages.First(s => s.Name == name);
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 

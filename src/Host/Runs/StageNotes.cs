@@ -14,12 +14,12 @@ internal static class StageNotes
         if (s.Count == 0) return "";
         return stage.Name switch
         {
-            Stages.Ingest => $"{V("candidates", "F0")} candidates",
-            Stages.Rank => $"{V("judge_calls", "F0")} judge calls",
-            Stages.Split => $"easy {P("easy_fraction")}, difficult {P("difficult_fraction")}",
-            Stages.Train => $"{V("steps", "F0")} steps, margin {V("rewards/margins", "F2")}, acc {P("rewards/accuracies")}",
-            Stages.Ppo => s.ContainsKey("objective/kl") ? $"{V("steps", "F0")} steps, KL {V("objective/kl", "F2")}" : $"{V("steps", "F0")} steps",
-            Stages.Evaluate => $"win {P("win_rate")}, reward {V("mean_reward_start", "F2")} → {V("mean_reward_final", "F2")}",
+            PipelineStage.Ingest => $"{V("candidates", "F0")} candidates",
+            PipelineStage.Rank => $"{V("judge_calls", "F0")} judge calls",
+            PipelineStage.Split => $"easy {P("easy_fraction")}, difficult {P("difficult_fraction")}",
+            PipelineStage.Dpo => $"{V("steps", "F0")} steps, margin {V("rewards/margins", "F2")}, acc {P("rewards/accuracies")}",
+            PipelineStage.Ppo => s.ContainsKey("objective/kl") ? $"{V("steps", "F0")} steps, KL {V("objective/kl", "F2")}" : $"{V("steps", "F0")} steps",
+            PipelineStage.Evaluate => $"win {P("win_rate")}, reward {V("mean_reward_start", "F2")} → {V("mean_reward_final", "F2")}",
             _ => string.Join(", ", s.Take(3).Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:G4}"))),
         };
     }

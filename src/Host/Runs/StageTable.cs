@@ -7,20 +7,17 @@ using PrefPipe.Trainer.Stages;
 
 namespace PrefPipe.Host.Runs;
 
-/// <summary>Stage names in run order: one vocabulary for the CLI, run.json, artifact folders and logs.</summary>
+/// <summary>The stages in run order, as the stage table lists them.</summary>
 internal static class Stages
 {
-    public const string Ingest = "ingest", Rank = "rank", Split = "split", Train = "train", Ppo = "ppo", Evaluate = "evaluate";
-
-    /// <summary>The stages in run order, as the stage table lists them.</summary>
-    public static IReadOnlyList<string> All { get; } = [.. StageTable.All.Select(s => s.Name)];
+    public static IReadOnlyList<PipelineStage> All { get; } = [.. StageTable.All.Select(s => s.Name)];
 }
 
 /// <summary>What a stage reads: an artifact of an earlier stage of the run, an input file, or a model folder.</summary>
 internal abstract record StageInput
 {
     /// <summary>An output of an earlier stage (its URI and SHA-256 are in run.json).</summary>
-    public sealed record Upstream(string Stage, string Artifact) : StageInput;
+    public sealed record Upstream(PipelineStage Stage, string Artifact) : StageInput;
 
     /// <summary>A file named by the pipeline (local, or a blob URI): its content hash when local.</summary>
     public sealed record File(string Location) : StageInput;
@@ -38,7 +35,7 @@ internal abstract record StageInput
 /// <param name="Run">The unit call: artifacts in, artifacts out.</param>
 /// <param name="Clear">Removes what an attempt under another key left (checkpoints), or null.</param>
 internal sealed record StageDescriptor(
-    string Name,
+    PipelineStage Name,
     string Accounting,
     Func<PipelineDefinition, bool> Enabled,
     Func<LoadedPipeline, IReadOnlyList<StageInput>> Inputs,
@@ -53,54 +50,49 @@ internal sealed record StageDescriptor(
 /// </summary>
 internal static class StageTable
 {
-    private static bool Trains(PipelineDefinition d) => d.Training.Plan is "mpo" or "dpo";
-
-    private static bool RunsPpo(PipelineDefinition d) => d.Training.Plan is "mpo" or "ppo";
-
     /// <summary>The stage whose model evaluation compares with the start.</summary>
-    public static string FinalModelStage(PipelineDefinition d) => RunsPpo(d) ? Stages.Ppo : Stages.Train;
+    public static PipelineStage FinalModelStage(PipelineDefinition d) => d.Training.RunsPpo ? PipelineStage.Ppo : PipelineStage.Dpo;
 
     public static readonly IReadOnlyList<StageDescriptor> All =
     [
-        new(Stages.Ingest, "input rows = prompts accepted (each with K candidates) + rows rejected (ingest/rejects)",
+        new(PipelineStage.Ingest, "input rows = prompts accepted (each with K candidates) + rows rejected (ingest/rejects)",
             _ => true,
             p => [new StageInput.File(p.Resolve(p.Definition.Inputs.Prompts)), new StageInput.Model(p.Resolve(p.Definition.Models.Policy))],
             d => d.Ingest, StageUnits.IngestAsync),
-        new(Stages.Rank, "prompts = preference pairs (one per prompt) + prompts unpaired (rank/unpaired)",
+        new(PipelineStage.Rank, "prompts = preference pairs (one per prompt) + prompts unpaired (rank/unpaired)",
             _ => true,
-            p => [new StageInput.Upstream(Stages.Ingest, "candidates"), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
+            p => [new StageInput.Upstream(PipelineStage.Ingest, "candidates"), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
             d => d.Ranking, StageUnits.RankAsync),
-        new(Stages.Split, "pairs = easy + difficult + dropped (split/dropped)",
+        new(PipelineStage.Split, "pairs = easy + difficult + dropped (split/dropped)",
             _ => true,
-            _ => [new StageInput.Upstream(Stages.Rank, "preferences")],
+            _ => [new StageInput.Upstream(PipelineStage.Rank, "preferences")],
             d => d.Split, StageUnits.SplitAsync),
-        new(Stages.Train, "pairs = pairs trained on + pairs rejected (train/rejects)",
-            Trains,
-            p => [p.Definition.Training.Plan == "dpo" ? new StageInput.Upstream(Stages.Rank, "preferences") : new StageInput.Upstream(Stages.Split, "easy"),
+        new(PipelineStage.Dpo, "pairs = pairs trained on + pairs rejected (dpo/rejects)",
+            d => d.Training.RunsDpo,
+            p => [p.Definition.Training.Plan == TrainingPlan.Dpo ? new StageInput.Upstream(PipelineStage.Rank, "preferences") : new StageInput.Upstream(PipelineStage.Split, "easy"),
                   new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(StageUnits.Reference(p))],
-            d => new { d.Training.Plan, d.Training.Stage1, Prompts = StageUnits.Format(d) }, StageUnits.TrainAsync,
-            (c, ct) => DpoStage.ClearAsync(c.Store, c.Prefix(Stages.Train), c.Work(Stages.Train), ct)),
-        new(Stages.Ppo, "prompts = prompts used for rollouts + rows rejected (ppo/rejects)",
-            RunsPpo,
-            p => p.Definition.Training.Plan == "ppo"
-                ? [new StageInput.Upstream(Stages.Ingest, "prompts"), new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))]
-                : [new StageInput.Upstream(Stages.Split, "difficult"), new StageInput.Upstream(Stages.Train, "model"), new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
-            d => new { d.Training.Plan, d.Training.Stage2, Prompts = StageUnits.Format(d) }, StageUnits.PpoAsync,
-            (c, ct) => PpoStage.ClearAsync(c.Store, c.Prefix(Stages.Ppo), c.Work(Stages.Ppo), ct)),
-        new(Stages.Evaluate, "held-out rows = prompts sampled and scored + rows rejected (evaluate/rejects)",
-            d => d.Inputs.EvalPrompts is not null && d.Training.Plan != "none",
+            d => new { d.Training.Plan, d.Training.Dpo, Prompts = StageUnits.Format(d) }, StageUnits.DpoAsync,
+            (c, ct) => DpoStage.ClearAsync(c.Store, c.Prefix(PipelineStage.Dpo), c.Work(PipelineStage.Dpo), ct)),
+        new(PipelineStage.Ppo, "prompts = prompts used for rollouts + rows rejected (ppo/rejects)",
+            d => d.Training.RunsPpo,
+            p => p.Definition.Training.Plan == TrainingPlan.Ppo
+                ? [new StageInput.Upstream(PipelineStage.Ingest, "prompts"), new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))]
+                : [new StageInput.Upstream(PipelineStage.Split, "difficult"), new StageInput.Upstream(PipelineStage.Dpo, "model"), new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
+            d => new { d.Training.Plan, d.Training.Ppo, Prompts = StageUnits.Format(d) }, StageUnits.PpoAsync,
+            (c, ct) => PpoStage.ClearAsync(c.Store, c.Prefix(PipelineStage.Ppo), c.Work(PipelineStage.Ppo), ct)),
+        new(PipelineStage.Evaluate, "held-out rows = prompts sampled and scored + rows rejected (evaluate/rejects)",
+            d => d.Inputs.EvalPrompts is not null && d.Training.Plan != TrainingPlan.None,
             p => [new StageInput.File(p.Resolve(p.Definition.Inputs.EvalPrompts ?? "")), new StageInput.Upstream(FinalModelStage(p.Definition), "model"),
                   new StageInput.Model(p.Resolve(p.Definition.Models.Policy)), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
             d => new { d.Evaluation, Prompts = StageUnits.Format(d) }, StageUnits.EvaluateAsync),
     ];
 
-    public static StageDescriptor Of(string stage) => All.FirstOrDefault(s => s.Name == stage)
-        ?? throw new ArgumentException($"stage '{stage}' is not known; expected one of {string.Join(", ", Stages.All)}");
+    public static StageDescriptor Of(PipelineStage stage) => All.First(s => s.Name == stage);
 
     /// <summary>The run.json key of <paramref name="stage"/> for this pipeline and the run's upstream outputs. A
     /// <paramref name="portable"/> key names model folders by their content (every weight byte) instead of their files' times, so it is the same on
     /// every machine (shard workers name their shared folders with it).</summary>
-    public static string Key(LoadedPipeline pipeline, RunRecord run, string stage, bool portable = false)
+    public static string Key(LoadedPipeline pipeline, RunRecord run, PipelineStage stage, bool portable = false)
     {
         var d = Of(stage);
         var parts = new List<string> { Json(d.Options(pipeline.Definition)) };
@@ -116,18 +108,18 @@ internal static class StageTable
     }
 
     /// <summary>The upstream artifacts <paramref name="stage"/> read, as run.json records them.</summary>
-    public static IEnumerable<ArtifactRecord> UpstreamInputs(RunRecord run, string stage) =>
-        run.Plan is null ? [] : PlanInputs(run, stage).OfType<StageInput.Upstream>()
+    public static IEnumerable<ArtifactRecord> UpstreamInputs(RunRecord run, PipelineStage stage) =>
+        PlanInputs(run, stage).OfType<StageInput.Upstream>()
             .Select(u => run.Stage(u.Stage).Outputs.FirstOrDefault(o => o.Name == u.Artifact)).OfType<ArtifactRecord>();
 
     // The manifest is written from run.json, without the pipeline file: the upstream inputs follow the recorded plan.
-    private static IEnumerable<StageInput> PlanInputs(RunRecord run, string stage)
+    private static IEnumerable<StageInput> PlanInputs(RunRecord run, PipelineStage stage)
     {
-        var d = new PipelineDefinition { Training = { Plan = run.Plan ?? "mpo" }, Inputs = { EvalPrompts = "" } };
+        var d = new PipelineDefinition { Training = { Plan = run.Plan }, Inputs = { EvalPrompts = "" } };
         return Of(stage).Inputs(new LoadedPipeline(d, "", "/", ""));
     }
 
-    internal static string Output(RunRecord run, string stage, string name) =>
+    internal static string Output(RunRecord run, PipelineStage stage, string name) =>
         run.Stage(stage).Outputs.FirstOrDefault(o => o.Name == name) is { } o ? $"{o.Uri}:{o.Sha256}" : "";
 
     internal static string Json(object value) => JsonSerializer.Serialize(value);

@@ -33,17 +33,17 @@ internal sealed record StageOutcome(long RowsIn, long RowsOut, long RowsRejected
 }
 
 /// <summary>Where a stage of a run reads and writes: the run's store and prefix, its local work folder, its pipeline.</summary>
-internal sealed record StageContext(LoadedPipeline Pipeline, IArtifactStore Store, string RunId, string WorkRoot, Action<string> Log, Action<string, long, long> Report)
+internal sealed record StageContext(LoadedPipeline Pipeline, IArtifactStore Store, string RunId, string WorkRoot, Action<string> Log, Action<PipelineStage, long, long> Report)
 {
     public PipelineDefinition D => Pipeline.Definition;
 
     /// <summary>The stage's folder in the store.</summary>
-    public string Prefix(string stage) => $"{RunId}/{stage}";
+    public string Prefix(PipelineStage stage) => $"{RunId}/{stage.Name()}";
 
     /// <summary>The stage's local folder (checkpoints).</summary>
-    public string Work(string stage) => Path.Combine(WorkRoot, stage);
+    public string Work(PipelineStage stage) => Path.Combine(WorkRoot, stage.Name());
 
-    public StoreFile Artifact(string stage, string file) => new(Store, $"{Prefix(stage)}/{file}");
+    public StoreFile Artifact(PipelineStage stage, string file) => new(Store, $"{Prefix(stage)}/{file}");
 
     public string Resolve(string path) => Pipeline.Resolve(path);
 }
@@ -60,17 +60,17 @@ internal static class StageUnits
     public static async Task<StageOutcome> IngestAsync(StageContext c, CancellationToken ct)
     {
         string prompts = c.Resolve(c.D.Inputs.Prompts);
-        var progress = new Throttled<IngestProgress>(p => c.Log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => c.Report(Stages.Ingest, p.PromptsDone, p.PromptsTotal));
-        var r = await new IngestStage(c.D.Ingest).RunAsync(PromptSource.ReadAsync(prompts, cancellationToken: ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(Stages.Ingest), progress, ct).ConfigureAwait(false);
+        var progress = new Throttled<IngestProgress>(p => c.Log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => c.Report(PipelineStage.Ingest, p.PromptsDone, p.PromptsTotal));
+        var r = await new IngestStage(c.D.Ingest).RunAsync(PromptSource.ReadAsync(prompts, cancellationToken: ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(PipelineStage.Ingest), progress, ct).ConfigureAwait(false);
         return StageOutcome.From(r);
     }
 
     public static async Task<StageOutcome> RankAsync(StageContext c, CancellationToken ct) =>
-        StageOutcome.From(await new RankingStage(c.D.Ranking).RunAsync(c.Store, $"{c.Prefix(Stages.Ingest)}/candidates.parquet", c.Resolve(c.D.Models.Reward), c.Prefix(Stages.Rank), null, ct).ConfigureAwait(false));
+        StageOutcome.From(await new RankingStage(c.D.Ranking).RunAsync(c.Store, $"{c.Prefix(PipelineStage.Ingest)}/candidates.parquet", c.Resolve(c.D.Models.Reward), c.Prefix(PipelineStage.Rank), null, ct).ConfigureAwait(false));
 
     public static async Task<StageOutcome> SplitAsync(StageContext c, CancellationToken ct)
     {
-        var r = await new SplitterStage(c.D.Split).RunAsync(c.Store, $"{c.Prefix(Stages.Rank)}/preferences.parquet", c.Prefix(Stages.Split), c.Work(Stages.Split), ct).ConfigureAwait(false);
+        var r = await new SplitterStage(c.D.Split).RunAsync(c.Store, $"{c.Prefix(PipelineStage.Rank)}/preferences.parquet", c.Prefix(PipelineStage.Split), c.Work(PipelineStage.Split), ct).ConfigureAwait(false);
         return new StageOutcome(r.PairsIn, r.Easy.Rows + r.Difficult.Rows, r.Dropped.Rows,
             [ArtifactRecord.From("easy", r.Easy), ArtifactRecord.From("difficult", r.Difficult), ArtifactRecord.From("dropped", r.Dropped)],
             new Dictionary<string, double> { ["easy_fraction"] = r.Report.EasyFraction, ["difficult_fraction"] = r.Report.DifficultFraction },
@@ -78,26 +78,26 @@ internal static class StageUnits
     }
 
     /// <summary>The DPO-family stage: mpo trains on the easy pairs, dpo on all pairs.</summary>
-    public static async Task<StageOutcome> TrainAsync(StageContext c, CancellationToken ct)
+    public static async Task<StageOutcome> DpoAsync(StageContext c, CancellationToken ct)
     {
-        var pairs = c.D.Training.Plan == "dpo" ? c.Artifact(Stages.Rank, "preferences.parquet") : c.Artifact(Stages.Split, "easy.parquet");
-        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(Stages.Train, p.Step, p.TotalSteps));
-        var r = await new DpoStage(c.D.Training.Stage1).RunAsync(pairs, c.Resolve(c.D.Models.Policy), Reference(c.Pipeline), Format(c.D),
-            c.Store, c.Prefix(Stages.Train), c.Work(Stages.Train), progress, line => c.Log($"  {line}"), ct).ConfigureAwait(false);
+        var pairs = c.D.Training.Plan == TrainingPlan.Dpo ? c.Artifact(PipelineStage.Rank, "preferences.parquet") : c.Artifact(PipelineStage.Split, "easy.parquet");
+        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps));
+        var r = await new DpoStage(c.D.Training.Dpo).RunAsync(pairs, c.Resolve(c.D.Models.Policy), Reference(c.Pipeline), Format(c.D),
+            c.Store, c.Prefix(PipelineStage.Dpo), c.Work(PipelineStage.Dpo), progress, line => c.Log($"  {line}"), ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Trained, r.Rejects.Rows,
             [ArtifactRecord.From("metrics", r.Metrics), ArtifactRecord.From("rejects", r.Rejects), ArtifactRecord.Of("model", r.Model)],
             Final(r.Steps, r.MetricRows), $"{r.Trained} pairs trained, {r.Rejects.Rows} rejected, {r.Steps} steps; model {r.Model.Directory}");
     }
 
-    /// <summary>The PPO stage: mpo from the stage-1 model on the difficult prompts (referenced to it), ppo from the policy on all prompts.</summary>
+    /// <summary>The PPO stage: mpo from the dpo stage's model on the difficult prompts (referenced to it), ppo from the policy on all prompts.</summary>
     public static async Task<StageOutcome> PpoAsync(StageContext c, CancellationToken ct)
     {
-        bool mpo = c.D.Training.Plan != "ppo";
-        string start = mpo ? await ModelOfAsync(c, Stages.Train, ct).ConfigureAwait(false) : c.Resolve(c.D.Models.Policy);
-        var prompts = mpo ? c.Artifact(Stages.Split, "difficult.parquet") : c.Artifact(Stages.Ingest, "prompts.parquet");
-        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(Stages.Ppo, p.Step, p.TotalSteps));
-        var r = await new PpoStage(c.D.Training.Stage2).RunAsync(prompts, start, start, c.Resolve(c.D.Models.Reward), Format(c.D), c.Resolve(c.D.Models.Policy),
-            c.Store, c.Prefix(Stages.Ppo), c.Work(Stages.Ppo), progress, ct).ConfigureAwait(false);
+        bool mpo = c.D.Training.Plan != TrainingPlan.Ppo;
+        string start = mpo ? await ModelOfAsync(c, PipelineStage.Dpo, ct).ConfigureAwait(false) : c.Resolve(c.D.Models.Policy);
+        var prompts = mpo ? c.Artifact(PipelineStage.Split, "difficult.parquet") : c.Artifact(PipelineStage.Ingest, "prompts.parquet");
+        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps));
+        var r = await new PpoStage(c.D.Training.Ppo).RunAsync(prompts, start, start, c.Resolve(c.D.Models.Reward), Format(c.D), c.Resolve(c.D.Models.Policy),
+            c.Store, c.Prefix(PipelineStage.Ppo), c.Work(PipelineStage.Ppo), progress, ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows,
             [ArtifactRecord.From("metrics", r.Metrics), ArtifactRecord.From("rejects", r.Rejects), ArtifactRecord.Of("model", r.Model)],
             Final(r.Steps, r.MetricRows), $"{r.Prompts} prompts, {r.Steps} iterations; model {r.Model.Directory}");
@@ -109,7 +109,7 @@ internal static class StageUnits
         string final = await ModelOfAsync(c, StageTable.FinalModelStage(c.D), ct).ConfigureAwait(false);
         var (store, path) = ArtifactStores.OpenFile(c.Resolve(c.D.Inputs.EvalPrompts!));
         var r = await new EvaluateStage(c.D.Evaluation).RunAsync(new StoreFile(store, path), c.Resolve(c.D.Models.Policy), final, c.Resolve(c.D.Models.Reward), Format(c.D),
-            c.Store, c.Prefix(Stages.Evaluate), ct).ConfigureAwait(false);
+            c.Store, c.Prefix(PipelineStage.Evaluate), ct).ConfigureAwait(false);
         var s = r.Summary;
         return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows, [ArtifactRecord.From("samples", r.Samples), ArtifactRecord.From("rejects", r.Rejects)],
             new Dictionary<string, double> { ["win_rate"] = s.WinRate, ["mean_reward_start"] = s.MeanRewardStart, ["mean_reward_final"] = s.MeanRewardFinal, ["mean_kl"] = s.MeanKl },
@@ -117,9 +117,9 @@ internal static class StageUnits
     }
 
     /// <summary>The latest checkpoint a training stage of this run made (restored from a remote store when only there).</summary>
-    private static async Task<string> ModelOfAsync(StageContext c, string stage, CancellationToken ct) =>
+    private static async Task<string> ModelOfAsync(StageContext c, PipelineStage stage, CancellationToken ct) =>
         await DpoStage.LatestModelAsync(c.Store, c.Prefix(stage), c.Work(stage), ct).ConfigureAwait(false)
-        ?? throw new InvalidOperationException($"the {stage} stage of run {c.RunId} has no model (no checkpoint in {c.Work(stage)} or {c.Store.UriOf($"{c.Prefix(stage)}/model")}); run the {stage} stage first");
+        ?? throw new InvalidOperationException($"the {stage.Name()} stage of run {c.RunId} has no model (no checkpoint in {c.Work(stage)} or {c.Store.UriOf($"{c.Prefix(stage)}/model")}); run the {stage.Name()} stage first");
 
     private static Dictionary<string, double> Final(long steps, IReadOnlyList<PrefPipe.Artifacts.Rows.MetricRow> metrics)
     {

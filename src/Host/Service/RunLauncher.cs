@@ -113,13 +113,13 @@ internal sealed class RunLauncher : IDisposable
         if (!await TryClaimAsync(claim, cancellationToken).ConfigureAwait(false))
         {
             var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
-            if (!resumeUnfinished || run?.Status is "completed" or "failed")
+            if (!resumeUnfinished || run?.Status is RunStatus.Completed or RunStatus.Failed)
             {
                 _logger.LogInformation("Trigger {Kind}/{Key} already claimed (run {RunId}, status {Status}); nothing to start",
-                    claim.Kind, claim.Key, claim.RunId, run?.Status ?? "not started");
+                    claim.Kind, claim.Key, claim.RunId, run?.Status.Name() ?? "not started");
                 return RunOutcome.AlreadyClaimed;
             }
-            _logger.LogInformation("Resuming run {RunId} ({Status}) for trigger {Kind}/{Key}", claim.RunId, run?.Status ?? "not started", claim.Kind, claim.Key);
+            _logger.LogInformation("Resuming run {RunId} ({Status}) for trigger {Kind}/{Key}", claim.RunId, run?.Status.Name() ?? "not started", claim.Kind, claim.Key);
         }
         return await ExecuteAsync(claim, cancellationToken).ConfigureAwait(false);
     }
@@ -137,7 +137,7 @@ internal sealed class RunLauncher : IDisposable
                 var claim = await ReadClaimAsync(path, cancellationToken).ConfigureAwait(false);
                 if (claim is null || string.IsNullOrEmpty(claim.RunId)) throw new JsonException("not a claim (no run_id)");
                 var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
-                if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);
+                if (run?.Status == RunStatus.Cancelled || (includeInterrupted && run?.Status is null or RunStatus.Running)) result.Add(claim);
             }
 #pragma warning disable CA1031 // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)

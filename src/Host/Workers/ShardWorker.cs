@@ -19,12 +19,12 @@ namespace PrefPipe.Host.Workers;
 /// <param name="Only">The one shard to process, or null to claim free shards until none is left.</param>
 /// <param name="Lease">How long a claim lasts without renewal (Azure Blob: 15 to 60 s).</param>
 /// <param name="Poll">How often a worker looks again while every open shard is claimed by others.</param>
-internal sealed record WorkerPlan(string Stage, int Shards, Shard? Only, TimeSpan Lease, TimeSpan Poll);
+internal sealed record WorkerPlan(PipelineStage Stage, int Shards, Shard? Only, TimeSpan Lease, TimeSpan Poll);
 
 /// <summary>One line of a worker's log (a JSON line with --json).</summary>
 internal sealed record WorkerEvent(
     [property: JsonPropertyName("event")] string Event,
-    [property: JsonPropertyName("stage")] string Stage,
+    [property: JsonPropertyName("stage")] PipelineStage Stage,
     [property: JsonPropertyName("shard"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Shard = null,
     [property: JsonPropertyName("rows"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? Rows = null,
     [property: JsonPropertyName("seconds"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Seconds = null,
@@ -77,7 +77,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         {
             RunId = runId, Pipeline = pipeline.Definition.Name, Plan = pipeline.Definition.Training.Plan, PipelineDirectory = pipeline.Directory,
             ConfigHash = StageTable.Hash(pipeline.CanonicalYaml), CodeVersion = CodeVersion.Current,
-            Created = DateTimeOffset.UtcNow, Status = "created", Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
+            Created = DateTimeOffset.UtcNow, Status = RunStatus.Created, Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
         };
         await store.TryCreateAsync($"{runId}/pipeline.yaml", System.Text.Encoding.UTF8.GetBytes(pipeline.CanonicalYaml), cancellationToken).ConfigureAwait(false);
         await store.TryCreateAsync(RunRecord.PathOf(runId), JsonSerializer.SerializeToUtf8Bytes(run, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
@@ -86,18 +86,18 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
     public async Task<WorkerResult> RunAsync(WorkerPlan plan, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        if (plan.Stage is not (Stages.Ingest or Stages.Rank))
-            throw new ArgumentException($"stage '{plan.Stage}' cannot be sharded; expected {Stages.Ingest} or {Stages.Rank}");
+        if (plan.Stage is not (PipelineStage.Ingest or PipelineStage.Rank))
+            throw new ArgumentException($"stage '{plan.Stage.Name()}' cannot be sharded; expected ingest or rank");
         var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false)
             ?? throw new ArgumentException($"run '{runId}' not found in {store.Location} (no {RunRecord.PathOf(runId)}); start it with 'prefpipe run … --until ingest' first");
-        if (plan.Stage == Stages.Rank)
+        if (plan.Stage == PipelineStage.Rank)
         {
-            string candidates = $"{runId}/{Stages.Ingest}/candidates.parquet";
-            if (run.Stage(Stages.Ingest).Status != "completed" || !await store.ExistsAsync(candidates, cancellationToken).ConfigureAwait(false))
+            string candidates = $"{runId}/ingest/candidates.parquet";
+            if (run.Stage(PipelineStage.Ingest).Status != StageStatus.Completed || !await store.ExistsAsync(candidates, cancellationToken).ConfigureAwait(false))
                 throw new InvalidOperationException($"run '{runId}': the ingest stage is not completed ({store.UriOf(candidates)} is missing); finish ingest before ranking");
         }
 
-        string prefix = $"{runId}/{plan.Stage}";
+        string prefix = $"{runId}/{plan.Stage.Name()}";
         // The stage's config, input and code name the shards' folder, so shards of older inputs are never merged. Unlike
         // the run.json key (which hashes model folders by file times), it is the same on every machine.
         string key = StageKey(run, plan.Stage);
@@ -182,7 +182,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         // Ranking writes each attempt to a folder of its own and the marker names it, so a stalled holder that finishes
         // after a takeover can never mix its files into the committed ones (an LLM judge need not answer the same twice).
         // Ingest attempts share the shard's folder: generation is seeded, and a takeover resumes at the first missing batch.
-        string output = plan.Stage == Stages.Rank ? $"{folder}/attempt-{Guid.NewGuid():N}" : folder;
+        string output = plan.Stage == PipelineStage.Rank ? $"{folder}/attempt-{Guid.NewGuid():N}" : folder;
         long rows;
         try
         {
@@ -209,11 +209,11 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         return true;
     }
 
-    private async Task<long> ProcessAsync(string stage, Shard shard, string folder, CancellationToken cancellationToken)
+    private async Task<long> ProcessAsync(PipelineStage stage, Shard shard, string folder, CancellationToken cancellationToken)
     {
-        if (stage == Stages.Rank)
+        if (stage == PipelineStage.Rank)
         {
-            var r = await new RankingStage(RankingOptions()).RunShardAsync(store, $"{runId}/{Stages.Ingest}/candidates.parquet",
+            var r = await new RankingStage(RankingOptions()).RunShardAsync(store, $"{runId}/ingest/candidates.parquet",
                 pipeline.Resolve(D.Models.Reward), folder, shard, null, cancellationToken).ConfigureAwait(false);
             return r.PromptsIn;
         }
@@ -248,10 +248,10 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
             ?? throw new InvalidOperationException($"{RunRecord.PathOf(runId)} disappeared from {store.Location}");
         var rec = run.Stage(plan.Stage);
         rec.Summary.Clear();
-        if (plan.Stage == Stages.Rank)
+        if (plan.Stage == PipelineStage.Rank)
         {
             string reward = pipeline.Resolve(D.Models.Reward);
-            var r = await new RankingStage(RankingOptions()).MergeShardsAsync(store, $"{runId}/{Stages.Ingest}/candidates.parquet", reward,
+            var r = await new RankingStage(RankingOptions()).MergeShardsAsync(store, $"{runId}/ingest/candidates.parquet", reward,
                 s => markers[s.Index].Folder ?? s.Folder(shardsRoot), plan.Shards, prefix, cancellationToken).ConfigureAwait(false);
             StageOutcome.From(r).ApplyTo(rec);
         }
@@ -262,14 +262,14 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
             StageOutcome.From(r).ApplyTo(rec);
             rec.Inputs = [prompts];
         }
-        if (!rec.Balanced) throw new InvalidOperationException($"{plan.Stage}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}) after merging {plan.Shards} shards");
+        if (!rec.Balanced) throw new InvalidOperationException($"{plan.Stage.Name()}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}) after merging {plan.Shards} shards");
         rec.Summary["shards"] = plan.Shards;
         rec.Summary["shard_seconds"] = Math.Round(markers.Sum(m => m.Seconds), 3);
         rec.Summary["workers"] = markers.Select(m => m.Worker).Distinct(StringComparer.Ordinal).Count();
         rec.Started = markers.Min(m => m.Started);
         rec.Finished = DateTimeOffset.UtcNow;
         rec.Seconds = (rec.Finished.Value - rec.Started.Value).TotalSeconds;
-        rec.Status = "completed";
+        rec.Status = StageStatus.Completed;
         rec.Key = key;
         rec.Error = null;
         await run.SaveAsync(store, cancellationToken).ConfigureAwait(false);
@@ -278,8 +278,8 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
     }
 
     /// <summary>Names the shards' folder: the stage's key with model folders named by path (the same on every machine).</summary>
-    private string ShardsKey(RunRecord run, string stage) => StageTable.Key(pipeline, run, stage, portable: true);
+    private string ShardsKey(RunRecord run, PipelineStage stage) => StageTable.Key(pipeline, run, stage, portable: true);
 
     /// <summary>The key PipelineRunner gives the stage, so resume treats a merged stage as done.</summary>
-    private string StageKey(RunRecord run, string stage) => StageTable.Key(pipeline, run, stage);
+    private string StageKey(RunRecord run, PipelineStage stage) => StageTable.Key(pipeline, run, stage);
 }

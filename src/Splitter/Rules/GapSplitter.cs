@@ -26,7 +26,7 @@ internal sealed record SplitDecision(int Index, SplitSet Set, bool Flipped, doub
 
 /// <summary>Assigns every pair to exactly one set by reward gap.</summary>
 /// <remarks>
-/// MPO (Gou &amp; Nguyen 2024, arXiv 2403.19443): a large gap → easy (stage 1, DPO), a small gap → difficult (stage 2, PPO).
+/// MPO (Gou &amp; Nguyen 2024, arXiv 2403.19443): a large gap → easy (the dpo stage), a small gap → difficult (the ppo stage).
 /// [ours] Quantile: pairs are ordered by gap descending, then by key (so equal gaps split deterministically), and the
 /// first ⌈q·n⌉ of the eligible pairs are easy; the effective threshold reported is the smallest easy gap. Negative gaps
 /// follow <see cref="NegativeGapPolicy"/> before the rule; a pair with a missing score (NaN gap) is dropped with that reason.

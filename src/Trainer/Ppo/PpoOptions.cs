@@ -2,7 +2,7 @@ using System.ComponentModel.DataAnnotations;
 
 namespace PrefPipe.Trainer.Ppo;
 
-/// <summary>Stage-2 PPO options; names follow TRL's PPOConfig in snake_case.</summary>
+/// <summary>Options of the ppo stage (<c>training.ppo</c>); names follow TRL's PPOConfig in snake_case.</summary>
 public sealed class PpoOptions
 {
     /// <summary>Learning rate of policy and value model.</summary>

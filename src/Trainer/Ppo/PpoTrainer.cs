@@ -13,9 +13,9 @@ using static TorchSharp.torch;
 namespace PrefPipe.Trainer.Ppo;
 
 /// <summary>
-/// Stage 2: PPO for language models. Each iteration samples responses from the policy for a batch of prompts, scores
+/// The ppo stage's trainer: PPO for language models. Each iteration samples responses from the policy for a batch of prompts, scores
 /// them with the ONNX reward model (missing-EOS penalty), builds per-token rewards with a KL penalty against the
-/// frozen reference (the stage-1 model in MPO), estimates advantages with GAE from a value model, whitens them, and
+/// frozen reference (the dpo stage's model in MPO), estimates advantages with GAE from a value model, whitens them, and
 /// runs clipped policy and value updates for a few epochs. β_KL is fixed or adapted toward a target KL. Policy,
 /// reference and value model live on the device; the reward model runs in ONNX Runtime. Checkpoints hold the policy
 /// (HF format), the value model and both optimizers; a run resumes from its latest checkpoint.

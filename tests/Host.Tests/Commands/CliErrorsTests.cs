@@ -144,9 +144,9 @@ public sealed class CliErrorsTests
     [Theory]
     [InlineData("ingest.temperature=NaN", "ingest.temperature")]
     [InlineData("evaluation.temperature=NaN", "evaluation.temperature")]
-    [InlineData("training.stage2.kl_coef=NaN", "training.stage2.kl_coef")]
-    [InlineData("training.stage1.objective.mipo_constant=NaN", "training.stage1.objective.mipo_constant")]
-    [InlineData("training.stage1.objective.bcr_budget=NaN", "training.stage1.objective.bcr_budget")]
+    [InlineData("training.ppo.kl_coef=NaN", "training.ppo.kl_coef")]
+    [InlineData("training.dpo.objective.mipo_constant=NaN", "training.dpo.objective.mipo_constant")]
+    [InlineData("training.dpo.objective.bcr_budget=NaN", "training.dpo.objective.bcr_budget")]
     public async Task Run_NaNInPipeline_FailsNamingTheKey(string assignment, string key)
     {
         string dir = Folder();

@@ -42,7 +42,7 @@ public sealed class PipelineLoaderTests
           negative_gaps: flip
         training:
           plan: mpo
-          stage1:
+          dpo:
             learning_rate: 5.0e-5
             lr_scheduler_type: linear
             objective:
@@ -80,10 +80,10 @@ public sealed class PipelineLoaderTests
         Assert.Equal(32, d.Ranking.Reward.BatchSize);
         Assert.Equal(SplitRule.Threshold, d.Split.Rule);
         Assert.Equal(NegativeGapPolicy.Flip, d.Split.NegativeGaps);
-        Assert.Equal(5e-5, d.Training.Stage1.LearningRate);
-        Assert.Equal(ScheduleKind.Linear, d.Training.Stage1.LrSchedulerType);
-        Assert.Equal("mipo", d.Training.Stage1.Objective.LossType);
-        Assert.Equal(15, d.Training.Stage1.Objective.Beta);
+        Assert.Equal(5e-5, d.Training.Dpo.LearningRate);
+        Assert.Equal(ScheduleKind.Linear, d.Training.Dpo.LrSchedulerType);
+        Assert.Equal("mipo", d.Training.Dpo.Objective.LossType);
+        Assert.Equal(15, d.Training.Dpo.Objective.Beta);
         Assert.Equal(TimeSpan.FromSeconds(45), d.Triggers.Blob!.PollInterval);
         Assert.Equal(Path.Combine(_dir, "policy"), p.Resolve(d.Models.Policy));
     }
@@ -111,7 +111,7 @@ public sealed class PipelineLoaderTests
         Assert.Contains("ingest.temperature: 'warm' is not valid; expected a number.", ex.Problems);
         Assert.Contains(ex.Problems, p => p.StartsWith("ranking.reward.batch_size (value 0):", StringComparison.Ordinal) && p.Contains("between 1 and 4096", StringComparison.Ordinal));
         Assert.Contains("split.negative_gaps: 'ignore' is not valid; expected one of difficult, drop, flip.", ex.Problems);
-        Assert.Contains(ex.Problems, p => p.StartsWith("training.stage1.objective.beta (value -1):", StringComparison.Ordinal));
+        Assert.Contains(ex.Problems, p => p.StartsWith("training.dpo.objective.beta (value -1):", StringComparison.Ordinal));
         Assert.Equal(4, ex.Problems.Count);
     }
 

@@ -32,9 +32,9 @@ public sealed class EmptyWorkTests
         Assert.Contains($"{prompts}: 0 prompts accepted of 3 rows", text, StringComparison.Ordinal);
         var run = await RunRecord.LoadAsync(new LocalArtifactStore(Path.Combine(dir, "runs")), "e1", CancellationToken.None);
         Assert.NotNull(run);
-        Assert.Equal("failed", run.Status);
-        Assert.Equal("failed", run.Stage(PrefPipe.Host.Runs.Stages.Ingest).Status);
-        Assert.All(PrefPipe.Host.Runs.Stages.All.Skip(1), s => Assert.Equal("pending", run.Stage(s).Status));
+        Assert.Equal(RunStatus.Failed, run.Status);
+        Assert.Equal(StageStatus.Failed, run.Stage(PrefPipe.Host.Runs.PipelineStage.Ingest).Status);
+        Assert.All(PrefPipe.Host.Runs.Stages.All.Skip(1), s => Assert.Equal(StageStatus.Pending, run.Stage(s).Status));
         string ingest = Path.Combine(dir, "runs", "e1", "ingest");
         Assert.True(File.Exists(Path.Combine(ingest, "rejects.parquet")), "the rejects say why");
         Assert.False(File.Exists(Path.Combine(ingest, "prompts.parquet")), "no prompts artifact that looks complete");
@@ -68,7 +68,7 @@ public sealed class EmptyWorkTests
 
             training:
               plan: ppo
-              stage2:
+              ppo:
                 max_steps: 1
                 rollout_batch_size: 4
                 response_length: 4

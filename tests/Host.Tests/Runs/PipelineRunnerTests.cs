@@ -2,6 +2,8 @@ using System.Text.Json;
 using PrefPipe.Host.Commands;
 using Spectre.Console.Testing;
 
+using PrefPipe.Host.Runs;
+
 namespace PrefPipe.Host.Tests.Runs;
 
 /// <summary>The demo pipeline end to end through the CLI, shrunk with --set so it takes seconds.</summary>
@@ -23,7 +25,7 @@ public sealed class PipelineRunnerTests
     private static readonly string[] Small =
     [
         "--set", "ingest.candidates_per_prompt=2", "--set", "ingest.max_new_tokens=24",
-        "--set", "training.stage1.num_train_epochs=1", "--set", "training.stage2.max_steps=2", "--set", "training.stage2.response_length=24",
+        "--set", "training.dpo.num_train_epochs=1", "--set", "training.ppo.max_steps=2", "--set", "training.ppo.response_length=24",
         "--set", "evaluation.max_new_tokens=24", "--set", "evaluation.samples_per_prompt=1",
     ];
 
@@ -46,7 +48,7 @@ public sealed class PipelineRunnerTests
 
         var (again, second) = await Cli(["run", file, "--run-id", "t1", .. Small]);
         Assert.Equal(0, again);
-        foreach (string stage in new[] { "ingest", "rank", "split", "train", "ppo", "evaluate" })
+        foreach (string stage in new[] { "ingest", "rank", "split", "dpo", "ppo", "evaluate" })
             Assert.Contains($"{stage}: unchanged since it completed (cached)", second, StringComparison.Ordinal);
 
         var (statusExit, json) = await Cli("status", "--run", "t1", "--storage", storage, "--json");
@@ -100,7 +102,7 @@ public sealed class PipelineRunnerTests
     private static async Task<PrefPipe.Host.Runs.RunRecord> Record(string storage, string runId) =>
         (await PrefPipe.Host.Runs.RunRecord.LoadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), runId, CancellationToken.None))!;
 
-    private static string ModelSha(PrefPipe.Host.Runs.RunRecord run, string stage) => run.Stage(stage).Outputs.Single(o => o.Name == "model").Sha256;
+    private static string ModelSha(PrefPipe.Host.Runs.RunRecord run, PipelineStage stage) => run.Stage(stage).Outputs.Single(o => o.Name == "model").Sha256;
 
     [Fact]
     public async Task Run_ChangedConfigOnExistingRun_RetrainsExactlyAsAFreshRunWould()
@@ -119,18 +121,18 @@ public sealed class PipelineRunnerTests
         Assert.True(exit == 0, output);
         Assert.Equal(0, freshExit);
         Assert.Contains("ingest: unchanged since it completed (cached)", output, StringComparison.Ordinal);
-        foreach (string stage in new[] { "split", "train", "ppo", "evaluate" })
+        foreach (string stage in new[] { "split", "dpo", "ppo", "evaluate" })
             Assert.Contains($"{stage}: running", output, StringComparison.Ordinal);
         var after = await Record(storage, "r1");
         var fresh = await Record(storage, "fresh");
-        Assert.NotEqual(ModelSha(before, "train"), ModelSha(after, "train"));
-        Assert.NotEqual(ModelSha(before, "ppo"), ModelSha(after, "ppo"));
-        foreach (string stage in new[] { "train", "ppo" })
+        Assert.NotEqual(ModelSha(before, PipelineStage.Dpo), ModelSha(after, PipelineStage.Dpo));
+        Assert.NotEqual(ModelSha(before, PipelineStage.Ppo), ModelSha(after, PipelineStage.Ppo));
+        foreach (var stage in new[] { PipelineStage.Dpo, PipelineStage.Ppo })
         {
             Assert.Equal(ModelSha(fresh, stage), ModelSha(after, stage));
             Assert.Equal(fresh.Stage(stage).Summary["steps"], after.Stage(stage).Summary["steps"]);
         }
-        Assert.Equal(fresh.Stage("evaluate").Summary["win_rate"], after.Stage("evaluate").Summary["win_rate"]);
+        Assert.Equal(fresh.Stage(PipelineStage.Evaluate).Summary["win_rate"], after.Stage(PipelineStage.Evaluate).Summary["win_rate"]);
         // The run's pipeline.yaml is the configuration its outputs were made with.
         Assert.Contains("quantile: 0.3", File.ReadAllText(Path.Combine(storage, "r1", "pipeline.yaml")), StringComparison.Ordinal);
     }
@@ -147,17 +149,17 @@ public sealed class PipelineRunnerTests
         var ppoBefore = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/ppo/metrics.parquet");
         var before = await Record(storage, "t3");
 
-        var (exit, output) = await Cli("rerun", "--run", "t3", "--stage", "train", "--downstream", "--storage", storage);
+        var (exit, output) = await Cli("rerun", "--run", "t3", "--stage", "dpo", "--downstream", "--storage", storage);
 
         Assert.True(exit == 0, output);
         var after = await Record(storage, "t3");
         Assert.NotEmpty(metricsBefore);
         Assert.Equal(metricsBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/train/metrics.parquet")).Count);
         Assert.Equal(ppoBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/ppo/metrics.parquet")).Count);
-        Assert.Equal(before.Stage("train").Summary["steps"], after.Stage("train").Summary["steps"]);
+        Assert.Equal(before.Stage(PipelineStage.Dpo).Summary["steps"], after.Stage(PipelineStage.Dpo).Summary["steps"]);
         // Trained again from the start policy with the same inputs: the same model.
-        Assert.Equal(ModelSha(before, "train"), ModelSha(after, "train"));
-        Assert.Equal(ModelSha(before, "ppo"), ModelSha(after, "ppo"));
+        Assert.Equal(ModelSha(before, PipelineStage.Dpo), ModelSha(after, PipelineStage.Dpo));
+        Assert.Equal(ModelSha(before, PipelineStage.Ppo), ModelSha(after, PipelineStage.Ppo));
     }
 
     [Fact]
@@ -177,7 +179,7 @@ public sealed class PipelineRunnerTests
     {
         string storage = Directory.CreateTempSubdirectory("prefpipe-resume-").FullName;
         string file = Pipeline(storage);
-        string[] overrides = [.. Small.Where((_, i) => i % 2 == 1), "training.stage1.num_train_epochs=2"];
+        string[] overrides = [.. Small.Where((_, i) => i % 2 == 1), "training.dpo.num_train_epochs=2"];
         var pipeline = PrefPipe.Host.Pipelines.PipelineLoader.Load(file, overrides);
         // Same run id in two stores: artifacts that name their source (rejects) compare equal too.
         string a = Path.Combine(storage, "a"), b = Path.Combine(storage, "b");
@@ -188,12 +190,12 @@ public sealed class PipelineRunnerTests
         var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(b);
         var runner = new PrefPipe.Host.Runs.PipelineRunner(pipeline, store, line => { if (line.StartsWith("train: running", StringComparison.Ordinal)) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => runner.RunAsync("r", new PrefPipe.Host.Runs.RunScope(), cts.Token));
-        Assert.Equal("cancelled", (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "r", CancellationToken.None))!.Stage("train").Status);
+        Assert.Equal(StageStatus.Cancelled, (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "r", CancellationToken.None))!.Stage(PipelineStage.Dpo).Status);
         var (exit, output) = await Cli("resume", "--run", "r", "--storage", b);
         Assert.True(exit == 0, output);
 
         var resumed = await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "r", CancellationToken.None);
-        Assert.Equal("completed", resumed!.Status);
+        Assert.Equal(RunStatus.Completed, resumed!.Status);
         foreach (var stage in straight.Stages)
         {
             var other = resumed.Stage(stage.Name);
@@ -233,7 +235,7 @@ public sealed class PipelineRunnerTests
         }
         var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(b);
         var killed = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "k", CancellationToken.None))!;
-        Assert.Equal("running", killed.Stage("ingest").Status);
+        Assert.Equal(StageStatus.Running, killed.Stage(PipelineStage.Ingest).Status);
         Assert.False(File.Exists(Path.Combine(b, "k", "ingest", "candidates.parquet")));
         Assert.True(await store.ExistsAsync(PrefPipe.Host.Runs.RunLock.PathOf("k")));
 
@@ -243,7 +245,7 @@ public sealed class PipelineRunnerTests
 
         var straight = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(a), "k", CancellationToken.None))!;
         var resumed = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "k", CancellationToken.None))!;
-        Assert.Equal("completed", resumed.Status);
+        Assert.Equal(RunStatus.Completed, resumed.Status);
         Assert.False(await store.ExistsAsync(PrefPipe.Host.Runs.RunLock.PathOf("k")));
         foreach (var stage in straight.Stages)
         {

@@ -3,14 +3,13 @@ using RunManifests = PrefPipe.Artifacts.Manifests.RunManifests;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Runs;
-using StageNames = PrefPipe.Host.Runs.Stages; // PrefPipe.Host.Tests.Stages would hide the plain name
 
 namespace PrefPipe.Host.Tests.Runs;
 
 public sealed class RunManifestBuilderTests
 {
-    private static StageRecord Completed(string name, ArtifactRecord output) =>
-        new() { Name = name, Status = "completed", RowsIn = 1, RowsOut = 1, Outputs = [output] };
+    private static StageRecord Completed(PipelineStage name, ArtifactRecord output) =>
+        new() { Name = name, Status = StageStatus.Completed, RowsIn = 1, RowsOut = 1, Outputs = [output] };
 
     [Fact]
     public async Task SaveAsync_RowAndModelOutputs_ManifestListsEachRowTypesSchemaVersion()
@@ -23,12 +22,12 @@ public sealed class RunManifestBuilderTests
         await File.WriteAllBytesAsync(Path.Combine(model, "model.safetensors"), [1, 2, 3]);
         var run = new RunRecord
         {
-            RunId = "r1", Plan = "dpo",
+            RunId = "r1", Plan = PrefPipe.Host.Pipelines.TrainingPlan.Dpo,
             Stages =
             [
-                Completed(StageNames.Ingest, ArtifactRecord.From("candidates", candidates)),
-                Completed(StageNames.Rank, ArtifactRecord.From("preferences", preferences)),
-                Completed(StageNames.Train, ArtifactRecord.Of("model", PrefPipe.Trainer.Stages.TrainedModel.Of(model))),
+                Completed(PipelineStage.Ingest, ArtifactRecord.From("candidates", candidates)),
+                Completed(PipelineStage.Rank, ArtifactRecord.From("preferences", preferences)),
+                Completed(PipelineStage.Dpo, ArtifactRecord.Of("model", PrefPipe.Trainer.Stages.TrainedModel.Of(model))),
             ],
         };
 
@@ -42,7 +41,7 @@ public sealed class RunManifestBuilderTests
         Assert.Equal(PreferenceRow.SchemaVersion, manifest.Stages[2].Inputs.Single().SchemaVersion);
         Assert.Equal(0, manifest.Stages[2].Outputs.Single().SchemaVersion); // a model is not a row artifact
         // run.json keeps it, so resume and rerun rebuild the same manifest.
-        Assert.Equal(CandidateRow.SchemaVersion, saved!.Stage(StageNames.Ingest).Outputs.Single().SchemaVersion);
+        Assert.Equal(CandidateRow.SchemaVersion, saved!.Stage(PipelineStage.Ingest).Outputs.Single().SchemaVersion);
     }
 
     [Fact]
@@ -50,24 +49,24 @@ public sealed class RunManifestBuilderTests
     {
         string root = Directory.CreateTempSubdirectory("prefpipe-manifest-").FullName;
         var store = new LocalArtifactStore(root);
-        async Task<ArtifactRecord> Write(string stage, string name) =>
-            ArtifactRecord.From(name, await ParquetArtifacts.WriteAsync(store, $"r2/{stage}/{name}.parquet", [new PreferenceRow { PromptId = "p" }]));
+        async Task<ArtifactRecord> Write(PipelineStage stage, string name) =>
+            ArtifactRecord.From(name, await ParquetArtifacts.WriteAsync(store, $"r2/{stage.Name()}/{name}.parquet", [new PreferenceRow { PromptId = "p" }]));
         string evalFile = Path.Combine(root, "eval.jsonl");
         await File.WriteAllTextAsync(evalFile, "{\"prompt\":\"x\"}\n");
-        var easy = await Write(StageNames.Split, "easy");
-        var difficult = await Write(StageNames.Split, "difficult");
+        var easy = await Write(PipelineStage.Split, "easy");
+        var difficult = await Write(PipelineStage.Split, "difficult");
         var trained = new ArtifactRecord("model", Path.Combine(root, "train-model"), 0, new string('a', 64));
         var final = new ArtifactRecord("model", Path.Combine(root, "ppo-model"), 0, new string('b', 64));
         var run = new RunRecord
         {
-            RunId = "r2", Plan = "mpo",
+            RunId = "r2", Plan = PrefPipe.Host.Pipelines.TrainingPlan.Mpo,
             Stages =
             [
-                new StageRecord { Name = StageNames.Ingest }, new StageRecord { Name = StageNames.Rank },
-                new StageRecord { Name = StageNames.Split, Status = "completed", RowsIn = 2, RowsOut = 2, Outputs = [easy, difficult] },
-                new StageRecord { Name = StageNames.Train, Status = "completed", RowsIn = 1, RowsOut = 1, Outputs = [trained] },
-                new StageRecord { Name = StageNames.Ppo, Status = "completed", RowsIn = 1, RowsOut = 1, Outputs = [final] },
-                new StageRecord { Name = StageNames.Evaluate, Status = "completed", RowsIn = 1, RowsOut = 1, Inputs = [evalFile] },
+                new StageRecord { Name = PipelineStage.Ingest }, new StageRecord { Name = PipelineStage.Rank },
+                new StageRecord { Name = PipelineStage.Split, Status = StageStatus.Completed, RowsIn = 2, RowsOut = 2, Outputs = [easy, difficult] },
+                new StageRecord { Name = PipelineStage.Dpo, Status = StageStatus.Completed, RowsIn = 1, RowsOut = 1, Outputs = [trained] },
+                new StageRecord { Name = PipelineStage.Ppo, Status = StageStatus.Completed, RowsIn = 1, RowsOut = 1, Outputs = [final] },
+                new StageRecord { Name = PipelineStage.Evaluate, Status = StageStatus.Completed, RowsIn = 1, RowsOut = 1, Inputs = [evalFile] },
             ],
         };
 

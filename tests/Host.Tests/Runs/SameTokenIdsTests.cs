@@ -47,7 +47,7 @@ public sealed class SameTokenIdsTests
               quantile: 0.5
             training:
               plan: mpo
-              stage1:
+              dpo:
                 num_train_epochs: 1
                 per_device_train_batch_size: 8
                 max_length: 256

@@ -37,7 +37,7 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
               quantile: 0.5
             training:
               plan: dpo
-              stage1:
+              dpo:
                 max_steps: 1
                 per_device_train_batch_size: 4
                 max_length: 48
@@ -101,7 +101,7 @@ public sealed class ServeServiceTests(ServeAzuriteFixture azurite)
         Assert.StartsWith("svc-blob-", runId, StringComparison.Ordinal);
         Assert.Contains($"runs/{runId}/ingest/candidates.parquet", names);
         Assert.Contains($"runs/{runId}/rank/preferences.parquet", names);
-        Assert.Contains(names, n => n.StartsWith($"runs/{runId}/train/model/checkpoint-", StringComparison.Ordinal) && n.EndsWith("model.safetensors", StringComparison.Ordinal));
+        Assert.Contains(names, n => n.StartsWith($"runs/{runId}/dpo/model/checkpoint-", StringComparison.Ordinal) && n.EndsWith("model.safetensors", StringComparison.Ordinal));
         Assert.Single(names, n => n.StartsWith("runs/_service/blob/", StringComparison.Ordinal));
         using (var doc = JsonDocument.Parse((await artifacts.GetBlobClient(runJson).DownloadContentAsync()).Value.Content.ToString()))
         {

@@ -22,7 +22,7 @@ public sealed class MultiWorkerAzuriteTests(AzuriteFixture azurite)
         var store = ArtifactStores.Open(_url, environment: name => name == ArtifactStores.ConnectionStringVariable ? azurite.ConnectionString : null);
         var pipeline = PipelineLoader.Load(Write(root, Path.Combine(root, "local"), prompts: 32));
         foreach (string id in new[] { "multi", "single" })
-            await new PipelineRunner(pipeline, store, _ => { }).RunAsync(id, new RunScope(Until: PrefPipe.Host.Runs.Stages.Ingest));
+            await new PipelineRunner(pipeline, store, _ => { }).RunAsync(id, new RunScope(Until: PrefPipe.Host.Runs.PipelineStage.Ingest));
 
         // The reference: one worker claims all four shards.
         using (var single = Worker("single"))
@@ -74,8 +74,8 @@ public sealed class MultiWorkerAzuriteTests(AzuriteFixture azurite)
         foreach (string name in RankArtifacts)
             Assert.Equal(await Sha256Async(store, $"single/rank/{name}.parquet"), await Sha256Async(store, $"multi/rank/{name}.parquet"));
         await AssertSameComparisonsAsync(store, "single/rank/comparisons.parquet", store, "multi/rank/comparisons.parquet");
-        var rank = (await RunRecord.LoadAsync(store, "multi", default))!.Stage(PrefPipe.Host.Runs.Stages.Rank);
-        Assert.Equal("completed", rank.Status);
+        var rank = (await RunRecord.LoadAsync(store, "multi", default))!.Stage(PrefPipe.Host.Runs.PipelineStage.Rank);
+        Assert.Equal(StageStatus.Completed, rank.Status);
         Assert.Equal(32, rank.RowsIn);
         Assert.True(rank.Balanced);
         Assert.Equal(4, rank.Summary["shards"]);

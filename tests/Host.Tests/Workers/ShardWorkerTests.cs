@@ -56,8 +56,8 @@ public sealed class ShardWorkerTests
         Assert.Equal(4, pairs.Select(p => Shard.Of(p.PromptId, 4)).Distinct().Count());
 
         var run = (await RunRecord.LoadAsync(store, "w1", default))!;
-        var rank = run.Stage("rank");
-        Assert.Equal("completed", rank.Status);
+        var rank = run.Stage(PipelineStage.Rank);
+        Assert.Equal(StageStatus.Completed, rank.Status);
         Assert.True(rank.Balanced);
         Assert.Equal(32, rank.RowsIn);
         Assert.Equal(4, rank.Summary["shards"]);
@@ -92,7 +92,7 @@ public sealed class ShardWorkerTests
         Assert.NotEqual(0, exit);
         Assert.Contains("trainer-node-3 (process 4242)", output, StringComparison.Ordinal);
         var run = (await RunRecord.LoadAsync(store, "w4", default))!;
-        Assert.NotEqual("completed", run.Stage("rank").Status);
+        Assert.NotEqual(StageStatus.Completed, run.Stage(PipelineStage.Rank).Status);
 
         // Once the holder is gone, the next worker finds the shard committed and merges it.
         await store.DeleteAsync(RunLock.PathOf("w4"));
@@ -100,7 +100,7 @@ public sealed class ShardWorkerTests
         Assert.True(again == 0, againOutput);
         Assert.Contains("\"event\":\"merged\"", againOutput, StringComparison.Ordinal);
         run = (await RunRecord.LoadAsync(store, "w4", default))!;
-        Assert.Equal("completed", run.Stage("rank").Status);
+        Assert.Equal(StageStatus.Completed, run.Stage(PipelineStage.Rank).Status);
         Assert.False(await store.ExistsAsync(RunLock.PathOf("w4")));
     }
 
@@ -135,13 +135,13 @@ public sealed class ShardWorkerTests
         Assert.All(expected.Zip(actual), x => { Assert.Equal(x.First.PromptInputIds, x.Second.PromptInputIds); Assert.Equal(x.First.ResponseInputIds, x.Second.ResponseInputIds); });
         Assert.All(expected.Zip(actual), x => Assert.Equal(x.First.LogprobSum, x.Second.LogprobSum, 1e-4));
         var run = (await RunRecord.LoadAsync(store, "w2", default))!;
-        Assert.Equal("completed", run.Stage("ingest").Status);
-        Assert.Equal(72, run.Stage("ingest").Summary["candidates"]);
+        Assert.Equal(StageStatus.Completed, run.Stage(PipelineStage.Ingest).Status);
+        Assert.Equal(72, run.Stage(PipelineStage.Ingest).Summary["candidates"]);
 
         // The rank stage of the same run, one worker claiming all shards.
         var (rankExit, rankOutput) = await Cli("worker", "--run", "w2", "--stage", "rank", "--claim", "--shards", "2", "--storage", storage);
         Assert.True(rankExit == 0, rankOutput);
-        Assert.Equal("completed", (await RunRecord.LoadAsync(store, "w2", default))!.Stage("rank").Status);
+        Assert.Equal(StageStatus.Completed, (await RunRecord.LoadAsync(store, "w2", default))!.Stage(PipelineStage.Rank).Status);
     }
 
     /// <summary>
