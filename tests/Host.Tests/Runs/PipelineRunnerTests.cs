@@ -140,12 +140,12 @@ public sealed class PipelineRunnerTests
     [Fact]
     public async Task Rerun_TrainingStages_KeepTheirMetricsAndModels()
     {
-        // Reproduction: rerun --stage train resumed the finished checkpoint, trained 0 steps and wrote metrics.parquet empty.
+        // Reproduction: rerun --stage train (now dpo) resumed the finished checkpoint, trained 0 steps and wrote metrics.parquet empty.
         string storage = Directory.CreateTempSubdirectory("prefpipe-rerun-train-").FullName;
         string file = Pipeline(storage);
         Assert.Equal(0, (await Cli(["run", file, "--run-id", "t3", .. Small])).Exit);
         var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage);
-        var metricsBefore = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/train/metrics.parquet");
+        var metricsBefore = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/dpo/metrics.parquet");
         var ppoBefore = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/ppo/metrics.parquet");
         var before = await Record(storage, "t3");
 
@@ -154,7 +154,7 @@ public sealed class PipelineRunnerTests
         Assert.True(exit == 0, output);
         var after = await Record(storage, "t3");
         Assert.NotEmpty(metricsBefore);
-        Assert.Equal(metricsBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/train/metrics.parquet")).Count);
+        Assert.Equal(metricsBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/dpo/metrics.parquet")).Count);
         Assert.Equal(ppoBefore.Count, (await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.MetricRow>(store, "t3/ppo/metrics.parquet")).Count);
         Assert.Equal(before.Stage(PipelineStage.Dpo).Summary["steps"], after.Stage(PipelineStage.Dpo).Summary["steps"]);
         // Trained again from the start policy with the same inputs: the same model.
@@ -188,7 +188,7 @@ public sealed class PipelineRunnerTests
 
         using var cts = new CancellationTokenSource();
         var store = new PrefPipe.Artifacts.Storage.LocalArtifactStore(b);
-        var runner = new PrefPipe.Host.Runs.PipelineRunner(pipeline, store, line => { if (line.StartsWith("train: running", StringComparison.Ordinal)) cts.Cancel(); });
+        var runner = new PrefPipe.Host.Runs.PipelineRunner(pipeline, store, line => { if (line.StartsWith("dpo: running", StringComparison.Ordinal)) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => runner.RunAsync("r", new PrefPipe.Host.Runs.RunScope(), cts.Token));
         Assert.Equal(StageStatus.Cancelled, (await PrefPipe.Host.Runs.RunRecord.LoadAsync(store, "r", CancellationToken.None))!.Stage(PipelineStage.Dpo).Status);
         var (exit, output) = await Cli("resume", "--run", "r", "--storage", b);

@@ -65,13 +65,13 @@ public sealed class SameTokenIdsTests
     {
         string policy = Path.Combine(Fixtures, policyFolder);
         string root = Directory.CreateTempSubdirectory("prefpipe-ids-").FullName;
-        var (exit, output) = await Cli("run", Pipeline(root, policy), "--run-id", "r", "--until", "train");
+        var (exit, output) = await Cli("run", Pipeline(root, policy), "--run-id", "r", "--until", "dpo");
         Assert.True(exit == 0, output);
 
         var store = new LocalArtifactStore(Path.Combine(root, "runs"));
         var candidates = (await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, "r/ingest/candidates.parquet")).ToDictionary(c => (c.PromptId, c.CandidateIndex));
         var easy = (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, "r/split/easy.parquet")).ToDictionary(p => p.PromptId);
-        string referencePath = Directory.GetFiles(Path.Combine(root, "runs", "r", "train"), "reference_logps-*.parquet").Single();
+        string referencePath = Directory.GetFiles(Path.Combine(root, "runs", "r", "dpo"), "reference_logps-*.parquet").Single();
         var reference = await ParquetArtifacts.ReadAllAsync<ReferenceLogProbRow>(store, Path.GetRelativePath(Path.Combine(root, "runs"), referencePath));
 
         // Prompt ids as generation saw them: never two BOS; exactly one where the template or post-processor adds it.
