@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
+using Microsoft.Extensions.Options;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Llama;
 using PrefPipe.Models.Runtime;
@@ -56,7 +57,19 @@ public sealed class PerfOptions
     /// <summary>Warm-up steps.</summary>
     [Range(0, 100)]
     public int Warmup { get; set; } = 2;
+
+    /// <summary>Throws when an option is out of range, naming every one.</summary>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate()
+    {
+        var result = new PerfOptionsValidator().Validate(Options.DefaultName, this);
+        if (result.Failed) throw new OptionsValidationException(Options.DefaultName, typeof(PerfOptions), result.Failures);
+    }
 }
+
+/// <summary>Checks <see cref="PerfOptions"/>: generated from its attributes.</summary>
+[OptionsValidator]
+internal sealed partial class PerfOptionsValidator : IValidateOptions<PerfOptions>;
 
 /// <summary>
 /// The model-stack benchmarks: DPO step (reference every step, or stored reference log-probs), SFT step, optimizer step
@@ -76,7 +89,7 @@ public static class PerfSuite
     public static IReadOnlyList<PerfFigure> Run(string name, PerfOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+        options.Validate();
         if (options.SeqLen < 4) throw new ArgumentException("sequence length must be at least 4", nameof(options));
         TorchRuntime.EnsureLoaded();
         bool cuda = options.Device == "cuda";

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 using PrefPipe.Ingest;
 using PrefPipe.Ranking;
 using PrefPipe.Splitter;
@@ -7,10 +9,15 @@ using PrefPipe.Trainer;
 namespace PrefPipe.Host.Pipelines;
 
 /// <summary>A pipeline file (pipelines/*.yaml): what to run, on which data and models, and when.</summary>
+/// <remarks>
+/// <see cref="PipelineDefinitionValidator"/> checks this class and its host sections; each stage's options are checked
+/// by the stage's own validator (<see cref="IngestOptions.Validate"/>, ...). Attribute messages that are not the
+/// default ones start with <c>{0}</c>, the option's path, so a nested option's message names its key.
+/// </remarks>
 internal sealed class PipelineDefinition
 {
     /// <summary>Pipeline name, used in run ids and logs.</summary>
-    [Required, RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "name must be 1-63 lowercase letters, digits or '-', starting with a letter or digit.")]
+    [Required, RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "{0} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit.")]
     public string Name { get; set; } = "pipeline";
 
     /// <summary>Where runs and artifacts go: a local folder, az://container/prefix or a blob endpoint URL.</summary>
@@ -18,27 +25,37 @@ internal sealed class PipelineDefinition
     public string Storage { get; set; } = "./runs";
 
     /// <summary>Input data.</summary>
+    [Required, ValidateObjectMembers]
     public InputsSection Inputs { get; set; } = new();
 
     /// <summary>Model folders.</summary>
+    [Required, ValidateObjectMembers]
     public ModelsSection Models { get; set; } = new();
 
+#pragma warning disable SYSLIB1212 // the stages' options are checked by each stage's own validator (PipelineLoader.Validate), not by this one
     /// <summary>Stage: ingest and generation.</summary>
+    [Required]
     public IngestOptions Ingest { get; set; } = new();
 
     /// <summary>Stage: scoring and ranking.</summary>
+    [Required]
     public RankingOptions Ranking { get; set; } = new();
 
     /// <summary>Stage: easy/difficult split.</summary>
+    [Required]
     public SplitterOptions Split { get; set; } = new();
+#pragma warning restore SYSLIB1212
 
     /// <summary>Stage: training plan.</summary>
+    [Required, ValidateObjectMembers]
     public TrainingSection Training { get; set; } = new();
 
     /// <summary>Stage: evaluation of the final policy against the start.</summary>
+    [Required, ValidateObjectMembers]
     public EvaluationSection Evaluation { get; set; } = new();
 
     /// <summary>When the hosted service starts runs.</summary>
+    [Required, ValidateObjectMembers]
     public TriggersSection Triggers { get; set; } = new();
 }
 
@@ -46,7 +63,7 @@ internal sealed class PipelineDefinition
 internal sealed class InputsSection
 {
     /// <summary>Training prompts: Parquet or JSONL with a prompt (text) or messages column.</summary>
-    [Required(AllowEmptyStrings = false, ErrorMessage = "inputs.prompts is required: a Parquet or JSONL file of prompts.")]
+    [Required(AllowEmptyStrings = false, ErrorMessage = "{0} is required: a Parquet or JSONL file of prompts.")]
     public string Prompts { get; set; } = "";
 
     /// <summary>Held-out prompts for evaluation; none = no evaluation stage.</summary>
@@ -57,14 +74,14 @@ internal sealed class InputsSection
 internal sealed class ModelsSection
 {
     /// <summary>The policy to align (config.json, safetensors, tokenizer.json).</summary>
-    [Required(AllowEmptyStrings = false, ErrorMessage = "models.policy is required: a Hugging Face model folder.")]
+    [Required(AllowEmptyStrings = false, ErrorMessage = "{0} is required: a Hugging Face model folder.")]
     public string Policy { get; set; } = "";
 
     /// <summary>The stage-1 reference model; default: the policy itself (the SFT model).</summary>
     public string? Reference { get; set; }
 
     /// <summary>The reward model: model.onnx + tokenizer.json.</summary>
-    [Required(AllowEmptyStrings = false, ErrorMessage = "models.reward is required: a folder with model.onnx and tokenizer.json.")]
+    [Required(AllowEmptyStrings = false, ErrorMessage = "{0} is required: a folder with model.onnx and tokenizer.json.")]
     public string Reward { get; set; } = "";
 }
 
@@ -72,14 +89,18 @@ internal sealed class ModelsSection
 internal sealed class TrainingSection
 {
     /// <summary>mpo (stage 1 on easy, stage 2 PPO on difficult), dpo (stage 1 on all pairs) or ppo (PPO on all prompts), or none.</summary>
-    [RegularExpression("^(mpo|dpo|ppo|none)$", ErrorMessage = "plan must be mpo, dpo, ppo or none.")]
+    [RegularExpression("^(mpo|dpo|ppo|none)$", ErrorMessage = "{0} must be mpo, dpo, ppo or none.")]
     public string Plan { get; set; } = "mpo";
 
+#pragma warning disable SYSLIB1212 // checked by the stage's own validator (PipelineLoader.Validate), not by this one
     /// <summary>Stage 1 (DPO family).</summary>
+    [Required]
     public DpoTrainingOptions Stage1 { get; set; } = new();
 
     /// <summary>Stage 2 (PPO).</summary>
+    [Required]
     public PrefPipe.Trainer.Ppo.PpoOptions Stage2 { get; set; } = new();
+#pragma warning restore SYSLIB1212
 }
 
 /// <summary>Evaluation on held-out prompts.</summary>
@@ -116,6 +137,7 @@ internal sealed class TriggersSection
     public string TimeZone { get; set; } = "UTC";
 
     /// <summary>Blob trigger: a new prompts blob under container/prefix starts a run.</summary>
+    [ValidateObjectMembers]
     public BlobTrigger? Blob { get; set; }
 
     /// <summary>Runs the service executes at the same time; further triggers wait.</summary>
@@ -129,7 +151,7 @@ internal sealed class TriggersSection
 internal sealed class BlobTrigger : IValidatableObject
 {
     /// <summary>Container name.</summary>
-    [RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "container must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
+    [RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "{0} must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
     public string? Container { get; set; }
 
     /// <summary>Blob name prefix, e.g. incoming/.</summary>
@@ -153,6 +175,7 @@ internal sealed class BlobTrigger : IValidatableObject
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (string.IsNullOrWhiteSpace(Container) == string.IsNullOrWhiteSpace(Location))
-            yield return new ValidationResult("set exactly one of container (with prefix) or location (az://container/prefix, a container URL or a local folder).", [nameof(Container)]);
+            yield return new ValidationResult("set exactly one of container (with prefix) or location (az://container/prefix, a container URL or a local folder).",
+                OptionsMembers.Under(validationContext, nameof(Container)));
     }
 }
