@@ -1,9 +1,12 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
+using Microsoft.Extensions.Options;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Llama;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
+using PrefPipe.Trainer;
+using PrefPipe.Trainer.Objectives;
 using PrefPipe.Trainer.Optimization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -56,10 +59,23 @@ public sealed class PerfOptions
     /// <summary>Warm-up steps.</summary>
     [Range(0, 100)]
     public int Warmup { get; set; } = 2;
+
+    /// <summary>Throws when an option is out of range, naming every one.</summary>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate()
+    {
+        var result = new PerfOptionsValidator().Validate(Options.DefaultName, this);
+        if (result.Failed) throw new OptionsValidationException(Options.DefaultName, typeof(PerfOptions), result.Failures);
+    }
 }
 
+/// <summary>Checks <see cref="PerfOptions"/>: generated from its attributes.</summary>
+[OptionsValidator]
+internal sealed partial class PerfOptionsValidator : IValidateOptions<PerfOptions>;
+
 /// <summary>
-/// The model-stack benchmarks: DPO step (reference every step, or stored reference log-probs), SFT step, optimizer step
+/// The model-stack benchmarks: the DPO trainer's step (<see cref="DpoStep"/>, with the reference forward in every step
+/// as TRL does by default, or with stored reference log-probs as our trainer does), SFT step, optimizer step
 /// alone (FlatAdamW vs TorchSharp's AdamW), PPO rollout and update, generation, reference log-prob pass and reward
 /// scoring. Each reports ms, tokens/s, peak memory and (on CUDA) MFU against 989 TFLOP/s (H100 bf16 dense).
 /// </summary>
@@ -76,7 +92,7 @@ public static class PerfSuite
     public static IReadOnlyList<PerfFigure> Run(string name, PerfOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+        options.Validate();
         if (options.SeqLen < 4) throw new ArgumentException("sequence length must be at least 4", nameof(options));
         TorchRuntime.EnsureLoaded();
         bool cuda = options.Device == "cuda";
@@ -178,25 +194,28 @@ public static class PerfSuite
             reference?.eval();
             policy.train();
             using var optimizer = new FlatAdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+            // The trainer's own step with the shipping defaults: sigmoid DPO at β 0.1, no accumulation, clipping at max_grad_norm 1.
+            var trainerDefaults = new DpoTrainingOptions();
+            var step = new DpoStep(policy, optimizer, ObjectiveFactory.Create(trainerDefaults.Objective), 1, trainerDefaults.MaxGradNorm);
             Tensor stored;
             using (no_grad())
             using (var s = NewDisposeScope())
                 stored = CompletionScorer.Score(policy, batch).LogprobSum.DetachFromDisposeScope(); // [2·pairs] float32
+            long done = 0;
             void Step()
             {
                 using var scope = NewDisposeScope();
                 Tensor refLogp;
                 if (reference is not null)
                 {
+                    // TRL without precompute_ref_log_probs: the reference forward in every step.
                     using var _ = no_grad();
-                    refLogp = CompletionScorer.Score(reference, batch).LogprobSum;                      // [2·pairs]
+                    refLogp = CompletionScorer.Score(reference, batch).LogprobSum;                      // [2·pairs] float32
                 }
                 else refLogp = stored;
-                var logp = CompletionScorer.Score(policy, batch).LogprobSum;                           // [2·pairs], grad
-                var h = 0.1 * ((logp.narrow(0, 0, pairs) - refLogp.narrow(0, 0, pairs)) - (logp.narrow(0, pairs, pairs) - refLogp.narrow(0, pairs, pairs)));
-                (-F.logsigmoid(h)).mean().backward();
-                optimizer.StepWith(1e-6);
-                optimizer.ZeroGrad();
+                var sums = new Dictionary<string, double>();
+                step.Accumulate(batch, refLogp.narrow(0, 0, pairs), refLogp.narrow(0, pairs, pairs), null, sums);
+                step.Update(1e-6, done++, sums);
             }
             double ms = ctx.TimeMs(Step);
             double flops = 3 * fwd + (storedRef ? 0 : fwd);

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 using PrefPipe.Text.Templates;
 
 namespace PrefPipe.Ingest;
@@ -71,12 +73,22 @@ public sealed class IngestOptions : IValidatableObject
     public string? SystemPrompt { get; set; }
 
     /// <summary>Generation stops at any of these strings (besides EOS); the stop string is not kept.</summary>
+    [Required]
     public IList<string> StopStrings { get; init; } = [];
 
-    /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    /// <summary>Throws when an option is out of range, naming every one and what it expects.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
     {
-        if (StopStrings.Any(string.IsNullOrEmpty))
-            yield return new ValidationResult("stop strings must not be empty.", [nameof(StopStrings)]);
+        var result = new IngestOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(IngestOptions), result.Failures);
+    }
+
+    /// <inheritdoc />
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
+    {
+        if (StopStrings?.Any(string.IsNullOrEmpty) == true)
+            yield return new ValidationResult("stop strings must not be empty.", OptionsMembers.Under(validationContext, nameof(StopStrings)));
     }
 }

@@ -33,8 +33,20 @@ public sealed record IngestResult(ArtifactInfo Prompts, ArtifactInfo Candidates,
 /// stopped run with the same inputs resumes at the first missing batch without duplicating rows, and other inputs never
 /// meet its parts; candidates are reproducible (per-candidate seeds from the run seed, prompt id and index).
 /// </summary>
-public sealed class IngestStage(IngestOptions options)
+public sealed class IngestStage
 {
+    private readonly IngestOptions _options;
+
+    /// <summary>Creates the stage; the options are checked here, so a bad value fails before any input is read.</summary>
+    /// <param name="options">The stage's options.</param>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is invalid; the message names each.</exception>
+    public IngestStage(IngestOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+    }
+
     /// <summary>Runs the stage.</summary>
     /// <param name="prompts">The input rows, in file order, as <see cref="PromptSource"/> reads them: rows it rejected go to
     /// the rejects with its reason; the others are validated here (duplicates, templating, length).</param>
@@ -95,8 +107,8 @@ public sealed class IngestStage(IngestOptions options)
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
         var parts = shardPrefixes.Select(p => new CandidatePart($"{p}/candidates.parquet", null)).ToList();
         var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
-        if (candidatesInfo.Rows != (long)input.Valid.Count * options.CandidatesPerPrompt)
-            throw new InvalidDataException($"{store.UriOf($"{prefix}/candidates.parquet")}: {candidatesInfo.Rows} candidates merged from {parts.Count} shards, expected {input.Valid.Count} prompts × {options.CandidatesPerPrompt}");
+        if (candidatesInfo.Rows != (long)input.Valid.Count * _options.CandidatesPerPrompt)
+            throw new InvalidDataException($"{store.UriOf($"{prefix}/candidates.parquet")}: {candidatesInfo.Rows} candidates merged from {parts.Count} shards, expected {input.Valid.Count} prompts × {_options.CandidatesPerPrompt}");
         return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, 0);
     }
 
@@ -116,7 +128,7 @@ public sealed class IngestStage(IngestOptions options)
     {
         using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         void Add(string text) => sha.AppendData(System.Text.Encoding.UTF8.GetBytes(text + "\u001f"));
-        Add(JsonSerializer.Serialize(options));
+        Add(JsonSerializer.Serialize(_options));
         foreach (var p in ordered) Add($"{p.PromptId}:{string.Join(',', p.PromptIds)}");
         foreach (var file in new DirectoryInfo(policyDirectory).EnumerateFiles().OrderBy(f => f.Name, StringComparer.Ordinal))
             Add(string.Create(CultureInfo.InvariantCulture, $"{file.Name}:{file.Length}:{file.LastWriteTimeUtc.Ticks}"));
@@ -125,8 +137,8 @@ public sealed class IngestStage(IngestOptions options)
 
     private async Task<ValidatedInput> ValidateAsync(IAsyncEnumerable<PromptInput> prompts, string source, string policyDirectory, CancellationToken cancellationToken)
     {
-        var encoder = PromptEncoder.Load(policyDirectory, options.ChatTemplate, options.SystemPrompt);
-        var validator = new PromptValidator(encoder, options);
+        var encoder = PromptEncoder.Load(policyDirectory, _options.ChatTemplate, _options.SystemPrompt);
+        var validator = new PromptValidator(encoder, _options);
 
         var valid = new List<ValidPrompt>();
         var promptRows = new List<PromptRow>();
@@ -193,7 +205,7 @@ public sealed class IngestStage(IngestOptions options)
         var eos = encoder.EosTokenIds;
         // Batches by prompt length (less padding); fixed by the inputs and options, so a resumed run forms the same batches.
         var ordered = valid.OrderBy(p => p.PromptIds.Count).ThenBy(p => p.PromptId, StringComparer.Ordinal).ToList();
-        var batches = ordered.Chunk(options.BatchSize).ToList();
+        var batches = ordered.Chunk(_options.BatchSize).ToList();
         string partsFolder = PartsFolder(prefix, ordered, policyDirectory);
         var generated = new List<CandidateRow>?[batches.Count];
         int resumed = 0;
@@ -210,23 +222,23 @@ public sealed class IngestStage(IngestOptions options)
                 {
                     resumed++;
                     done += batches[b].Length;
-                    candidates += (long)batches[b].Length * options.CandidatesPerPrompt;
+                    candidates += (long)batches[b].Length * _options.CandidatesPerPrompt;
                     progress?.Report(new IngestProgress(done, valid.Count, candidates));
                     continue;
                 }
                 model ??= LlamaForCausalLM.Load(policyDirectory);
                 var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
-                var requests = batches[b].SelectMany(p => Enumerable.Range(0, options.CandidatesPerPrompt)
-                    .Select(k => (Prompt: p, Index: k, Request: new GenerationRequest(p.PromptIds, PromptIdentity.CandidateSeed(options.Seed, p.PromptId, k))))).ToList();
+                var requests = batches[b].SelectMany(p => Enumerable.Range(0, _options.CandidatesPerPrompt)
+                    .Select(k => (Prompt: p, Index: k, Request: new GenerationRequest(p.PromptIds, PromptIdentity.CandidateSeed(_options.Seed, p.PromptId, k))))).ToList();
                 var results = generator.Generate(requests.Select(r => r.Request).ToList(), new GenerationOptions
                 {
-                    MaxNewTokens = options.MaxNewTokens,
-                    Greedy = options.Temperature == 0,
-                    Temperature = options.Temperature == 0 ? 1 : options.Temperature,
-                    TopP = options.TopP,
-                    TopK = options.TopK,
+                    MaxNewTokens = _options.MaxNewTokens,
+                    Greedy = _options.Temperature == 0,
+                    Temperature = _options.Temperature == 0 ? 1 : _options.Temperature,
+                    TopP = _options.TopP,
+                    TopK = _options.TopK,
                     EosTokenIds = eos,
-                    StopStrings = [.. options.StopStrings],
+                    StopStrings = [.. _options.StopStrings],
                 }, cancellationToken);
                 var rows = requests.Zip(results, (r, g) =>
                 {

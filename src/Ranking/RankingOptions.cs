@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 using PrefPipe.Models.Reward;
 using PrefPipe.Ranking.Judges;
 
@@ -17,15 +19,27 @@ public sealed class RankingOptions : IValidatableObject
     public double TieEpsilon { get; set; } = 0.05;
 
     /// <summary>Reward model scoring options.</summary>
+    [Required]
+    [ValidateObjectMembers]
     public RewardModelOptions Reward { get; set; } = new();
 
     /// <summary>LLM judge options (when judge = llm).</summary>
+    [ValidateObjectMembers]
     public LlmJudgeOptions? Llm { get; set; }
 
+    /// <summary>Throws when an option (the reward model's and the judge's included) is invalid, naming every one.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
+    {
+        var result = new RankingOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(RankingOptions), result.Failures);
+    }
+
     /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
         if (Judge == "llm" && Llm is null)
-            yield return new ValidationResult("judge is llm but the llm section (endpoint, model) is missing.", [nameof(Llm)]);
+            yield return new ValidationResult("judge is llm but the llm section (endpoint, model) is missing.", OptionsMembers.Under(validationContext, nameof(Llm)));
     }
 }

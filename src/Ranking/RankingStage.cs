@@ -30,8 +30,23 @@ public sealed record RankingResult(ArtifactInfo Scored, ArtifactInfo Comparisons
 /// The reward model reads prompt + response as one text (what it was trained on). Every prompt ends up in
 /// preferences or unpaired (all candidates tied, or fewer than two scorable candidates).
 /// </summary>
-public sealed class RankingStage(RankingOptions options, HttpClient? httpClient = null)
+public sealed class RankingStage
 {
+    private readonly RankingOptions _options;
+    private readonly HttpClient? _httpClient;
+
+    /// <summary>Creates the stage; the options are checked here, so a bad value fails before any input is read.</summary>
+    /// <param name="options">The stage's options.</param>
+    /// <param name="httpClient">The LLM judge's client; default: a new one.</param>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is invalid; the message names each.</exception>
+    public RankingStage(RankingOptions options, HttpClient? httpClient = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _httpClient = httpClient;
+    }
+
     /// <summary>Runs the stage on a candidates artifact.</summary>
     public async Task<RankingResult> RunAsync(IArtifactStore store, string candidatesPath, string rewardModelDirectory, string prefix,
         IProgress<RankingProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -116,7 +131,7 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
         return await WriteAsync(store, prefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
     }
 
-    private string JudgeName => options.Judge == "llm" ? $"llm:{options.Llm!.Model}" : "reward";
+    private string JudgeName => _options.Judge == "llm" ? $"llm:{_options.Llm!.Model}" : "reward";
 
     private sealed record RankedRows(List<ScoredCandidateRow> Scored, List<ComparisonRow> Comparisons, List<PreferenceRow> Preferences, List<RejectRow> Unpaired,
         int PromptsIn, int JudgeCalls, string Judge);
@@ -140,7 +155,7 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
         var tokenizer = HfTokenizer.Load(rewardModelDirectory);
         var scores = new Dictionary<(string, int), float>();
         var scoredRows = new List<ScoredCandidateRow>(candidates.Count);
-        using (var reward = OnnxRewardModel.Load(rewardModelDirectory, tokenizer, options.Reward))
+        using (var reward = OnnxRewardModel.Load(rewardModelDirectory, tokenizer, _options.Reward))
         {
             var texts = candidates.Select(c => c.Prompt + c.Response).ToList();
             var result = reward.ScoreTexts(texts, new Progress<int>(n => progress?.Report(new RankingProgress("scoring", n, texts.Count))), cancellationToken);
@@ -155,9 +170,9 @@ public sealed class RankingStage(RankingOptions options, HttpClient? httpClient 
         }
 
         // 2. IPR with the judge.
-        IPairwiseJudge judge = options.Judge == "llm"
-            ? new LlmJudge(httpClient ?? new HttpClient(), options.Llm!)
-            : new RewardJudge(scores, options.TieEpsilon);
+        IPairwiseJudge judge = _options.Judge == "llm"
+            ? new LlmJudge(_httpClient ?? new HttpClient(), _options.Llm!)
+            : new RewardJudge(scores, _options.TieEpsilon);
         var ranker = new IterativePairwiseRanker(judge);
         var comparisons = new List<ComparisonRow>();
         var preferences = new List<PreferenceRow>();

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 
 namespace PrefPipe.Splitter;
 
@@ -39,7 +40,7 @@ public sealed class SplitterOptions : IValidatableObject
 
     /// <summary>q for <see cref="SplitRule.Quantile"/>: fraction of pairs (largest gaps first) that are easy.</summary>
     /// <value>Default 0.5; 0 to 1.</value>
-    [Range(0, 1)]
+    [Range(0.0, 1.0)]
     public double Quantile { get; set; } = 0.5;
 
     /// <summary>Negative-gap policy.</summary>
@@ -51,17 +52,19 @@ public sealed class SplitterOptions : IValidatableObject
     [Range(0, 1e3)]
     public double TieEpsilon { get; set; } = 1e-6;
 
-    /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    /// <summary>Throws when an option is out of range, naming every one and what it expects.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
     {
-        if (!double.IsFinite(Threshold)) yield return new ValidationResult("split threshold must be a finite number.", [nameof(Threshold)]);
+        var result = new SplitterOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(SplitterOptions), result.Failures);
     }
 
-    /// <summary>Throws <see cref="ValidationException"/> naming every invalid option.</summary>
-    public void ValidateOrThrow()
+    /// <inheritdoc />
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-            throw new ValidationException("Invalid splitter options: " + string.Join("; ", results.Select(r => r.ErrorMessage)));
+        // [Range] lets NaN through (every comparison with it is false).
+        if (!double.IsFinite(Threshold)) yield return new ValidationResult("split threshold must be a finite number.", [nameof(Threshold)]);
     }
 }

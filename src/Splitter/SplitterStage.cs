@@ -20,8 +20,20 @@ public sealed record SplitResult(ArtifactInfo Easy, ArtifactInfo Difficult, Arti
 /// Stage 3: preferences → easy / difficult by reward gap, plus a data-quality report (JSON, Markdown table, gap
 /// histogram PNG). Every pair lands in exactly one of easy, difficult and dropped.
 /// </summary>
-public sealed class SplitterStage(SplitterOptions options)
+public sealed class SplitterStage
 {
+    private readonly SplitterOptions _options;
+
+    /// <summary>Creates the stage; the options are checked here, so a bad value fails before any input is read.</summary>
+    /// <param name="options">The stage's options.</param>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is invalid; the message names each.</exception>
+    public SplitterStage(SplitterOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+    }
+
     /// <summary>Runs the stage. The report's PNG is written to <paramref name="reportDirectory"/> (a local folder) when given.</summary>
     public async Task<SplitResult> RunAsync(IArtifactStore store, string preferencesPath, string prefix, string? reportDirectory = null,
         CancellationToken cancellationToken = default)
@@ -32,8 +44,8 @@ public sealed class SplitterStage(SplitterOptions options)
         if (pairs.Count == 0)
             throw new InvalidDataException($"{store.UriOf(preferencesPath)}: 0 preference pairs; nothing to split (did rank pair any candidates? see its unpaired artifact)");
         var facts = pairs.Select(p => new PairFacts(p.PromptId, p.RewardGap, p.JudgeAgrees, p.Chosen.Length, p.Rejected.Length)).ToList();
-        var (decisions, threshold) = GapSplitter.Split(facts, options);
-        var report = QualityReport.Build(facts, decisions, options, threshold);
+        var (decisions, threshold) = GapSplitter.Split(facts, _options);
+        var report = QualityReport.Build(facts, decisions, _options, threshold);
 
         var easy = new List<PreferenceRow>();
         var difficult = new List<PreferenceRow>();

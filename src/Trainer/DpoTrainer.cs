@@ -56,6 +56,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         model.train();
         using var optimizer = new FlatAdamW(model.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings(WeightDecay: options.WeightDecay));
         if (resumeFrom is not null) Checkpoint.LoadOptimizer(resumeFrom, optimizer);
+        var dpoStep = new DpoStep(model, optimizer, objective, options.GradientAccumulationSteps, options.MaxGradNorm);
 
         var sampler = new LengthBucketSampler(pairs.Select(p => p.Length).ToList(), options.PerDeviceTrainBatchSize, options.Seed);
         long stepsPerEpoch = Math.Max(1, sampler.BatchesPerEpoch / options.GradientAccumulationSteps);
@@ -99,37 +100,15 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
                 var items = batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
                     .Concat(batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
                 using var inputs = CompletionBatch.Build(items, pad, device);
-                var scores = CompletionScorer.Score(model, inputs);                 // sums [2B] float32, with grad
-                int n = batch.Count;
                 var refRows = batch.Select(p => reference[p.Key]).ToList();
-                var preference = new PreferenceBatch(
-                    scores.LogprobSum.narrow(0, 0, n), scores.LogprobSum.narrow(0, n, n),
-                    tensor(refRows.Select(r => (float)r.ChosenLogps).ToArray(), float32, device),
+                tokensSinceLog += dpoStep.Accumulate(inputs,
+                    tensor(refRows.Select(r => (float)r.ChosenLogps).ToArray(), float32, device),     // [B] float32
                     tensor(refRows.Select(r => (float)r.RejectedLogps).ToArray(), float32, device),
-                    scores.TokenCount.narrow(0, 0, n).clamp_min(1), scores.TokenCount.narrow(0, n, n).clamp_min(1),
-                    objective.NeedsDispersion ? tensor(refRows.Select(r => (float)r.Dispersion).ToArray(), float32, device) : null);
-                var output = objective.Compute(preference);
-                using (ComputeClock.Measure()) (output.Loss.mean() / options.GradientAccumulationSteps).backward();
-                foreach (var (k, v) in PreferenceMetrics.Compute(preference, objective, output))
-                    sums[k] = sums.GetValueOrDefault(k) + v / options.GradientAccumulationSteps;
-                tokensSinceLog += inputs.AttentionMask.sum().item<long>();
+                    objective.NeedsDispersion ? tensor(refRows.Select(r => (float)r.Dispersion).ToArray(), float32, device) : null,
+                    sums);
             }
-            double gradNorm, lr = schedule.At(step);
-            using (ComputeClock.Measure())
-            {
-                using var norm = options.MaxGradNorm > 0 ? optimizer.ClipGradNorm(options.MaxGradNorm) : optimizer.GradNorm(); // [1] float32
-                gradNorm = norm.item<float>();
-            }
-            // Before the update, so NaN never reaches the weights or a checkpoint. IsFinite, not comparisons: NaN compares false.
-            var bad = sums.Append(new KeyValuePair<string, double>("grad_norm", gradNorm)).Where(kv => !double.IsFinite(kv.Value)).ToList();
-            if (bad.Count > 0)
-                throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
-                    $"training diverged at step {step + 1}: {string.Join(", ", bad.Select(kv => $"{kv.Key} = {kv.Value}"))}; the update was not applied and no checkpoint was written from it. Lower the learning rate, or check the reference log-probs and the data."));
-            using (ComputeClock.Measure())
-            {
-                optimizer.StepWith(lr);
-                optimizer.ZeroGrad();
-            }
+            double lr = schedule.At(step);
+            double gradNorm = dpoStep.Update(lr, step, sums);
             step++;
 
             bool log = step % options.LoggingSteps == 0 || step == totalSteps;

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 using PrefPipe.Trainer.Objectives;
 using PrefPipe.Trainer.Optimization;
 
@@ -19,6 +21,7 @@ public sealed class DpoTrainingOptions : IValidatableObject
 {
     /// <summary>The objective and its hyper-parameters (<c>loss_type</c>, <c>beta</c>, …).</summary>
     [Required]
+    [ValidateObjectMembers]
     public ObjectiveOptions Objective { get; set; } = new();
 
     /// <summary>Peak learning rate.</summary>
@@ -98,15 +101,20 @@ public sealed class DpoTrainingOptions : IValidatableObject
     [RegularExpression("^(auto|float32|bfloat16)$", ErrorMessage = "dtype must be auto, float32 or bfloat16.")]
     public string Dtype { get; set; } = "auto";
 
+    /// <summary>Throws when an option (the objective's included) is out of range or inconsistent, naming every one.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
+    {
+        var result = new DpoTrainingOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(DpoTrainingOptions), result.Failures);
+    }
+
     /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
         if (MaxPromptLength >= MaxLength)
             yield return new ValidationResult($"max_prompt_length ({MaxPromptLength}) must be less than max_length ({MaxLength}).",
-                [nameof(MaxPromptLength), nameof(MaxLength)]);
-        var nested = new List<ValidationResult>();
-        if (Objective is not null && !Validator.TryValidateObject(Objective, new ValidationContext(Objective), nested, validateAllProperties: true))
-            foreach (var r in nested)
-                yield return new ValidationResult(r.ErrorMessage, r.MemberNames.Select(m => $"{nameof(Objective)}.{m}"));
+                OptionsMembers.Under(validationContext, nameof(MaxPromptLength), nameof(MaxLength)));
     }
 }

@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Net.Http;
 using Azure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Polly;
 using Polly.CircuitBreaker;
@@ -15,7 +16,7 @@ namespace PrefPipe.Artifacts.Storage;
 /// with exponential back-off and jitter on transient faults only, a circuit breaker, and a per-attempt timeout.
 /// Bind it from configuration (section <c>Storage:Resilience</c>) or set it in code; <see cref="Validate"/> checks it.
 /// </summary>
-public sealed class StorageResilienceOptions
+public sealed class StorageResilienceOptions : IValidatableObject
 {
     /// <summary>Limit on one storage operation including all its retries.</summary>
     /// <value>Default 30 minutes (large artifact uploads); 1 second to 1 day.</value>
@@ -63,12 +64,19 @@ public sealed class StorageResilienceOptions
     public TimeSpan BreakerBreakDuration { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Throws when a setting is out of range, naming it and its limits.</summary>
-    /// <exception cref="ValidationException">A setting is out of range.</exception>
-    public void Validate()
+    /// <param name="name">What the names in messages start with (a configuration section); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">A setting is out of range; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
     {
-        Validator.ValidateObject(this, new ValidationContext(this), validateAllProperties: true);
+        var result = new StorageResilienceOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(StorageResilienceOptions), result.Failures);
+    }
+
+    /// <inheritdoc />
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
+    {
         if (AttemptTimeout > TotalTimeout)
-            throw new ValidationException($"Storage resilience: AttemptTimeout ({AttemptTimeout}) must not exceed TotalTimeout ({TotalTimeout}).");
+            yield return new ValidationResult($"AttemptTimeout ({AttemptTimeout}) must not exceed TotalTimeout ({TotalTimeout}).", [nameof(AttemptTimeout), nameof(TotalTimeout)]);
     }
 }
 
@@ -129,9 +137,10 @@ public static class StorageResilience
     public static IServiceCollection AddStorageResilience(this IServiceCollection services, Action<StorageResilienceOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StorageResilienceOptions>, StorageResilienceOptionsValidator>());
         var optionsBuilder = services.AddOptions<StorageResilienceOptions>();
         if (configure is not null) optionsBuilder.Configure(configure);
-        optionsBuilder.Validate(o => { o.Validate(); return true; }).ValidateOnStart();
+        optionsBuilder.ValidateOnStart();
         services.AddResiliencePipeline(PipelineName, (builder, context) =>
             builder.AddStorageResilience(context.ServiceProvider.GetRequiredService<IOptions<StorageResilienceOptions>>().Value));
         return services;

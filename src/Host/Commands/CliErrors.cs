@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text.Json;
+using Microsoft.Extensions.Options;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Pipelines;
 using YamlDotNet.Core;
@@ -25,7 +26,7 @@ internal static class CliErrors
     public static int ExitCodeOf(Exception e) => Unwrap(e) switch
     {
         OperationCanceledException => Cli.ExitCodes.Failed,
-        PipelineFileException or ArgumentException or ValidationException or FileNotFoundException or DirectoryNotFoundException
+        PipelineFileException or ArgumentException or ValidationException or OptionsValidationException or FileNotFoundException or DirectoryNotFoundException
             or InvalidDataException or FormatException or NotSupportedException or UnauthorizedAccessException or YamlException or JsonException
             => Cli.ExitCodes.Usage,
         IOException or InvalidOperationException or TimeoutException or HttpRequestException or Azure.RequestFailedException
@@ -80,12 +81,16 @@ internal static class CliErrors
     internal static bool IsDiskFull(IOException e) =>
         OperatingSystem.IsWindows() ? (e.HResult & 0xFFFF) is 0x70 or 0x27 : e.HResult == 28;
 
-    /// <summary>An aggregate of one exception (Task.Wait, Parallel) is that exception; a task's own wrapper likewise.</summary>
+    /// <summary>An aggregate of one exception (Task.Wait, Parallel) is that exception; a task's own wrapper likewise.
+    /// Options found invalid when a host starts (<c>ValidateOnStart</c>, one exception per options type) are one.</summary>
     private static Exception Unwrap(Exception e)
     {
         while (true)
         {
             if (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
+            else if (e is AggregateException many && many.InnerExceptions.All(i => i is OptionsValidationException))
+                return new OptionsValidationException(Options.DefaultName, typeof(object),
+                    many.InnerExceptions.Cast<OptionsValidationException>().SelectMany(i => i.Failures));
             else if (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
             else return e;
         }

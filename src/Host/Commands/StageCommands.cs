@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -60,7 +59,7 @@ internal static class StageCommands
                 MaxPromptTokens = parse.GetValue(maxPrompt), OverLong = parse.GetValue(overLong), ChatTemplate = parse.GetValue(template),
                 SystemPrompt = parse.GetValue(system),
             };
-            Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+            options.Validate();
             string promptsUri = parse.GetValue(prompts)!, policy = parse.GetValue(model)!;
             var (promptStore, promptPath) = ArtifactStores.OpenFile(promptsUri);
             var (store, prefix) = OpenFolder(parse.GetValue(output)!);
@@ -100,10 +99,8 @@ internal static class StageCommands
             {
                 options.Llm = new LlmJudgeOptions { Endpoint = parse.GetValue(endpoint), Model = parse.GetValue(judgeModel) ?? "", Api = parse.GetValue(api) };
                 if (options.Llm.Endpoint is null) throw new ArgumentException("--judge llm needs --judge-endpoint (and --judge-model)");
-                options.Llm.ValidateOrThrow();
             }
-            Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
-            options.Reward.ValidateOrThrow();
+            options.Validate(); // the reward model's and the judge's options too
             var (store, input, prefix) = await OpenInputAndOutputAsync(parse.GetValue(candidates)!, parse.GetValue(output)!, CandidateColumns, ct).ConfigureAwait(false);
             var result = await new RankingStage(options).RunAsync(store, input, parse.GetValue(rewardModel)!, prefix, cancellationToken: ct).ConfigureAwait(false);
             return new StageSummary("rank", result.PromptsIn,
@@ -130,7 +127,7 @@ internal static class StageCommands
             {
                 Rule = parse.GetValue(rule), Threshold = parse.GetValue(threshold), Quantile = parse.GetValue(quantile), NegativeGaps = parse.GetValue(negative),
             };
-            options.ValidateOrThrow();
+            options.Validate();
             var (store, input, prefix) = await OpenInputAndOutputAsync(parse.GetValue(preferences)!, parse.GetValue(output)!, PreferenceColumns, ct).ConfigureAwait(false);
             var result = await new SplitterStage(options).RunAsync(store, input, prefix, cancellationToken: ct).ConfigureAwait(false);
             return new StageSummary("split", result.PairsIn,

@@ -58,7 +58,7 @@ internal static class TrainCommand
                 PerDeviceTrainBatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength), MaxPromptLength = parse.GetValue(maxPrompt),
                 SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1,
             };
-            System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
+            options.Validate();
             string policy = parse.GetValue(model)!;
             bool dry = parse.GetValue(dryRun);
             if (!dry && parse.GetValue(output) is null) throw new ArgumentException("--output is required (unless --dry-run)");
@@ -116,7 +116,7 @@ internal static class TrainCommand
                 MaxSteps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), KlCoef = parse.GetValue(klCoef), TargetKl = parse.GetValue(targetKl),
                 RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length),
             };
-            System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
+            options.Validate();
             var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);
             string policy = parse.GetValue(model)!;
             string outDir = Path.GetFullPath(parse.GetValue(output)!);

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 using PrefPipe.Ingest;
 using PrefPipe.Ranking;
 using PrefPipe.Splitter;
@@ -7,10 +9,15 @@ using PrefPipe.Trainer;
 namespace PrefPipe.Host.Pipelines;
 
 /// <summary>A pipeline file (pipelines/*.yaml): what to run, on which data and models, and when.</summary>
+/// <remarks>
+/// <see cref="PipelineDefinitionValidator"/> checks this class and its host sections; each stage's options are checked
+/// by the stage's own validator (<see cref="IngestOptions.Validate"/>, ...). Attribute messages that are not the
+/// default ones start with <c>{0}</c>, the option's path, so a nested option's message names its key.
+/// </remarks>
 internal sealed class PipelineDefinition
 {
     /// <summary>Pipeline name, used in run ids and logs.</summary>
-    [Required, RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "name must be 1-63 lowercase letters, digits or '-', starting with a letter or digit.")]
+    [Required, RegularExpression("^[a-z0-9][a-z0-9-]{0,62}$", ErrorMessage = "{0} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit.")]
     public string Name { get; set; } = "pipeline";
 
     /// <summary>Where runs and artifacts go: a local folder, az://container/prefix or a blob endpoint URL.</summary>
@@ -18,27 +25,37 @@ internal sealed class PipelineDefinition
     public string Storage { get; set; } = "./runs";
 
     /// <summary>Input data.</summary>
+    [Required, ValidateObjectMembers]
     public InputsSection Inputs { get; set; } = new();
 
     /// <summary>Model folders.</summary>
+    [Required, ValidateObjectMembers]
     public ModelsSection Models { get; set; } = new();
 
+#pragma warning disable SYSLIB1212 // the stages' options are checked by each stage's own validator (PipelineLoader.Validate), not by this one
     /// <summary>Stage: ingest and generation.</summary>
+    [Required]
     public IngestOptions Ingest { get; set; } = new();
 
     /// <summary>Stage: scoring and ranking.</summary>
+    [Required]
     public RankingOptions Ranking { get; set; } = new();
 
     /// <summary>Stage: easy/difficult split.</summary>
+    [Required]
     public SplitterOptions Split { get; set; } = new();
+#pragma warning restore SYSLIB1212
 
     /// <summary>Stage: training plan.</summary>
+    [Required, ValidateObjectMembers]
     public TrainingSection Training { get; set; } = new();
 
     /// <summary>Stage: evaluation of the final policy against the start.</summary>
+    [Required, ValidateObjectMembers]
     public PrefPipe.Trainer.Evaluation.EvaluationOptions Evaluation { get; set; } = new();
 
     /// <summary>When the hosted service starts runs.</summary>
+    [Required, ValidateObjectMembers]
     public TriggersSection Triggers { get; set; } = new();
 }
 
@@ -46,7 +63,7 @@ internal sealed class PipelineDefinition
 internal sealed class InputsSection
 {
     /// <summary>Training prompts: Parquet or JSONL with a prompt (text) or messages column.</summary>
-    [Required(AllowEmptyStrings = false, ErrorMessage = "inputs.prompts is required: a Parquet or JSONL file of prompts.")]
+    [Required(AllowEmptyStrings = false, ErrorMessage = "{0} is required: a Parquet or JSONL file of prompts.")]
     public string Prompts { get; set; } = "";
 
     /// <summary>Held-out prompts for evaluation; none = no evaluation stage.</summary>
@@ -57,14 +74,14 @@ internal sealed class InputsSection
 internal sealed class ModelsSection
 {
     /// <summary>The policy to align (config.json, safetensors, tokenizer.json).</summary>
-    [Required(AllowEmptyStrings = false, ErrorMessage = "models.policy is required: a Hugging Face model folder.")]
+    [Required(AllowEmptyStrings = false, ErrorMessage = "{0} is required: a Hugging Face model folder.")]
     public string Policy { get; set; } = "";
 
     /// <summary>The dpo stage's reference model; default: the policy itself (the SFT model).</summary>
     public string? Reference { get; set; }
 
     /// <summary>The reward model: model.onnx + tokenizer.json.</summary>
-    [Required(AllowEmptyStrings = false, ErrorMessage = "models.reward is required: a folder with model.onnx and tokenizer.json.")]
+    [Required(AllowEmptyStrings = false, ErrorMessage = "{0} is required: a folder with model.onnx and tokenizer.json.")]
     public string Reward { get; set; } = "";
 }
 
@@ -91,11 +108,15 @@ internal sealed class TrainingSection
     /// <summary>mpo (dpo on easy, then ppo on difficult), dpo (dpo on all pairs), ppo (ppo on all prompts), or none.</summary>
     public TrainingPlan Plan { get; set; } = TrainingPlan.Mpo;
 
+#pragma warning disable SYSLIB1212 // checked by the stage's own validator (PipelineLoader.Validate), not by this one
     /// <summary>The dpo stage (DPO family).</summary>
+    [Required]
     public DpoTrainingOptions Dpo { get; set; } = new();
 
     /// <summary>The ppo stage.</summary>
+    [Required]
     public PrefPipe.Trainer.Ppo.PpoOptions Ppo { get; set; } = new();
+#pragma warning restore SYSLIB1212
 
     /// <summary>Whether the plan runs the dpo stage.</summary>
     public bool RunsDpo => Plan is TrainingPlan.Mpo or TrainingPlan.Dpo;
@@ -115,6 +136,7 @@ internal sealed class TriggersSection
     public string TimeZone { get; set; } = "UTC";
 
     /// <summary>Blob trigger: a new prompts blob under container/prefix starts a run.</summary>
+    [ValidateObjectMembers]
     public BlobTrigger? Blob { get; set; }
 
     /// <summary>Runs the service executes at the same time; further triggers wait.</summary>
@@ -128,7 +150,7 @@ internal sealed class TriggersSection
 internal sealed class BlobTrigger : IValidatableObject
 {
     /// <summary>Container name.</summary>
-    [RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "container must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
+    [RegularExpression("^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", ErrorMessage = "{0} must be a valid Azure container name (3-63 lowercase letters, digits, single hyphens).")]
     public string? Container { get; set; }
 
     /// <summary>Blob name prefix, e.g. incoming/.</summary>
@@ -152,6 +174,7 @@ internal sealed class BlobTrigger : IValidatableObject
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (string.IsNullOrWhiteSpace(Container) == string.IsNullOrWhiteSpace(Location))
-            yield return new ValidationResult("set exactly one of container (with prefix) or location (az://container/prefix, a container URL or a local folder).", [nameof(Container)]);
+            yield return new ValidationResult("set exactly one of container (with prefix) or location (az://container/prefix, a container URL or a local folder).",
+                OptionsMembers.Under(validationContext, nameof(Container)));
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Cronos;
+using Microsoft.Extensions.Options;
 using PrefPipe.Artifacts.Storage;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -68,12 +69,28 @@ internal static partial class PipelineLoader
         RefuseSecrets(root, "", problems);
 
         var definition = YamlBinder.Bind<PipelineDefinition>(root, "", problems);
-        YamlBinder.Validate(definition, "", problems);
+        Validate(definition, problems);
         var loaded = new LoadedPipeline(definition, full, baseDirectory ?? Path.GetDirectoryName(full)!, Serialize(stream));
         CheckFiles(loaded, problems);
         CheckTriggers(definition, problems);
         if (problems.Count > 0) throw new PipelineFileException(full, problems.Distinct().ToList());
         return loaded;
+    }
+
+    /// <summary>The file's own sections, then each stage's options with the stage's validator, named by their keys.</summary>
+    private static void Validate(PipelineDefinition d, List<string> problems)
+    {
+        YamlBinder.Validate(d, "", name =>
+        {
+            var result = new PipelineDefinitionValidator().Validate(name, d);
+            if (result.Failed) throw new OptionsValidationException(name, typeof(PipelineDefinition), result.Failures);
+        }, problems);
+        // A section set to null is reported above ([Required]).
+        if (d.Ingest is { } ingest) YamlBinder.Validate(ingest, "ingest", ingest.Validate, problems);
+        if (d.Ranking is { } ranking) YamlBinder.Validate(ranking, "ranking", ranking.Validate, problems);
+        if (d.Split is { } split) YamlBinder.Validate(split, "split", split.Validate, problems);
+        if (d.Training?.Dpo is { } dpo) YamlBinder.Validate(dpo, "training.dpo", dpo.Validate, problems);
+        if (d.Training?.Ppo is { } ppo) YamlBinder.Validate(ppo, "training.ppo", ppo.Validate, problems);
     }
 
     private static void Substitute(YamlNode node, string path, Func<string, string?> environment, List<string> problems)

@@ -1,18 +1,18 @@
 using System.Collections;
-using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Reflection;
 using System.Text;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
 using YamlDotNet.RepresentationModel;
 
 namespace PrefPipe.Host.Pipelines;
 
 /// <summary>
 /// Binds a YAML tree onto option classes: keys are the snake_case property names (or [JsonPropertyName]); unknown keys,
-/// wrong types and out-of-range values are collected with their dotted path, the value and what was expected, then
-/// DataAnnotations validation runs on every bound object. Nothing is silently ignored.
+/// wrong types and out-of-range values are collected with their dotted path, the value and what was expected, then the
+/// options validators run and their failures are reported under the same keys. Nothing is silently ignored.
 /// </summary>
 internal static partial class YamlBinder
 {
@@ -182,39 +182,91 @@ internal static partial class YamlBinder
         return true;
     }
 
-    /// <summary>Runs DataAnnotations on <paramref name="target"/> and every nested option object, reporting YAML paths.</summary>
-    public static void Validate(object target, string path, List<string> problems)
+    /// <summary>
+    /// Runs an options validator on <paramref name="target"/>, bound from the file at <paramref name="path"/>, and
+    /// reports each failure under its key with the value and what was expected:
+    /// <c>ranking.reward.batch_size (value 0): must be between 1 and 4096.</c>
+    /// </summary>
+    /// <param name="target">The bound options.</param>
+    /// <param name="path">Its key in the file, "" for the whole file.</param>
+    /// <param name="validate">The generated validator's check, given the name its messages start with; throws
+    /// <see cref="OptionsValidationException"/> with one failure per problem.</param>
+    /// <param name="problems">Where the problems go.</param>
+    /// <remarks>
+    /// A generated validator names an option by the path of properties from the name it was given
+    /// (<c>ranking.Reward.BatchSize</c>): in an attribute's message, or as the members before the message
+    /// (<c>MEMBER, MEMBER: message</c>). Each such path is mapped back to the file's keys here.
+    /// </remarks>
+    public static void Validate(object target, string path, Action<string> validate, List<string> problems)
     {
-        var results = new List<ValidationResult>();
-        Validator.TryValidateObject(target, new ValidationContext(target), results, validateAllProperties: true);
-        var keys = Bindable(target.GetType()).ToDictionary(p => p.Name, KeyOf);
-        foreach (var r in results)
+        try
         {
-            // Nested members come back as "Objective.Beta": map each segment to its key.
-            var member = r.MemberNames.FirstOrDefault();
-            string at = path;
-            object? value = null;
-            if (member is not null)
-            {
-                string key = string.Join(".", member.Split('.').Select(s => keys.TryGetValue(s, out var k) ? k : SnakeCase(s)));
-                at = path.Length == 0 ? key : $"{path}.{key}";
-                value = target;
-                foreach (string segment in member.Split('.'))
-                    value = value?.GetType().GetProperty(segment)?.GetValue(value);
-            }
-            string shown = value is null ? "" : $" (value {FormatValue(value)})";
-            problems.Add($"{at}{shown}: {r.ErrorMessage}");
+            validate(path);
         }
-        foreach (var p in Bindable(target.GetType()))
+        catch (OptionsValidationException ex)
         {
-            var t = p.PropertyType;
-            if (IsScalarType(Nullable.GetUnderlyingType(t) ?? t) || typeof(IEnumerable).IsAssignableFrom(t)) continue;
-            if (p.GetValue(target) is { } nested)
-                Validate(nested, path.Length == 0 ? KeyOf(p) : $"{path}.{KeyOf(p)}", problems);
+            // The name given to the validator; with no name the generated validators start from the type's name.
+            string root = path.Length == 0 ? target.GetType().Name : path;
+            var context = new FailureContext(target, path, root, new Regex($@"(?<![\w.]){Regex.Escape(root)}(?:\.[A-Z]\w*)+", RegexOptions.CultureInvariant));
+            foreach (string failure in ex.Failures)
+                problems.Add(Describe(context, failure));
         }
     }
 
-    private static string FormatValue(object value) => value is IFormattable f ? f.ToString(null, CultureInfo.InvariantCulture) : value.ToString() ?? "";
+    /// <param name="Target">The validated object.</param>
+    /// <param name="Path">Its key in the file.</param>
+    /// <param name="Root">The name the validator's paths start with.</param>
+    /// <param name="PropertyPath">Matches a property path under <paramref name="Root"/> in a message.</param>
+    private sealed record FailureContext(object Target, string Path, string Root, Regex PropertyPath);
+
+    private static string Describe(FailureContext c, string failure)
+    {
+        var parts = FailureRegex().Match(failure);
+        string[] members = parts.Success ? parts.Groups["members"].Value.Split(", ") : [];
+        string message = parts.Success ? parts.Groups["message"].Value : failure;
+        // The option at fault: the path an attribute's message names, else the first member (a path under the root, or a
+        // member of the root object).
+        string? at = c.PropertyPath.Matches(message).Select(m => m.Value).MaxBy(v => v.Length);
+        if (at is null && members.Length > 0)
+            at = members[0].StartsWith(c.Root + ".", StringComparison.Ordinal) ? members[0] : $"{c.Root}.{members[0]}";
+        if (at is null) return c.Path.Length == 0 ? message : $"{c.Path}: {message}";
+
+        var (key, value) = Resolve(c, at);
+        message = c.PropertyPath.Replace(message, m => Resolve(c, m.Value).Key);
+        // "The field KEY must be ..." / "The KEY field is required." / "KEY must be ...": the key leads the line already.
+        string[] leads = [$"The field {key} ", $"The {key} field ", $"{key} "];
+        if (leads.FirstOrDefault(l => message.StartsWith(l, StringComparison.Ordinal)) is { } lead) message = message[lead.Length..];
+        string shown = value is null or "" ? "" : $" (value {FormatValue(value)})";
+        return $"{key}{shown}: {message}";
+    }
+
+    /// <summary>The file's key and the bound value of a property path under the root (<c>ranking.Reward.BatchSize</c>).</summary>
+    private static (string Key, object? Value) Resolve(FailureContext c, string propertyPath)
+    {
+        var keys = new List<string>();
+        if (c.Path.Length > 0) keys.Add(c.Path);
+        object? value = null, owner = c.Target;
+        foreach (string segment in propertyPath[c.Root.Length..].Split('.', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var property = owner?.GetType().GetProperty(segment, BindingFlags.Public | BindingFlags.Instance);
+            keys.Add(property is null ? SnakeCase(segment) : KeyOf(property));
+            value = property?.GetValue(owner);
+            owner = value;
+        }
+        return (string.Join('.', keys), value);
+    }
+
+    private static string FormatValue(object value) => value switch
+    {
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        string text => text,
+        IEnumerable items => $"[{string.Join(", ", items.Cast<object?>().Select(i => i switch { null => "null", string t => $"'{t}'", _ => FormatValue(i) }))}]",
+        _ => value.ToString() ?? "",
+    };
+
+    /// <summary>What the options result builder writes: <c>MEMBER[, MEMBER]: message</c>, or the message alone.</summary>
+    [GeneratedRegex(@"^(?<members>[A-Za-z_][\w.]*(?:, [A-Za-z_][\w.]*)*): (?<message>.*)$", RegexOptions.Singleline)]
+    private static partial Regex FailureRegex();
 
     [GeneratedRegex(@"^(api_?key|.*password.*|.*secret.*|connection_string|sas(_token)?|account_key|token)$", RegexOptions.IgnoreCase)]
     private static partial Regex SecretKeyRegex();

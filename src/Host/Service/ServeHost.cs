@@ -1,16 +1,25 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Commands;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Ingest;
+using PrefPipe.Ranking;
+using PrefPipe.Splitter;
+using PrefPipe.Trainer;
 
 namespace PrefPipe.Host.Service;
 
 /// <summary>Builds the generic host behind <c>prefpipe serve</c>: triggers from the pipeline file, one background service each.</summary>
 internal static class ServeHost
 {
-    /// <summary>Opens stores and queues (failing fast with the key at fault) and registers the services.</summary>
+    /// <summary>
+    /// Opens stores and queues (failing fast with the key at fault) and registers the services and the stages' options;
+    /// the options are checked when the host starts (<c>ValidateOnStart</c>), so a bad one stops it before any trigger.
+    /// </summary>
     /// <exception cref="ArgumentException">The triggers cannot be served; the message names the key.</exception>
     public static IHost Build(ServeSettings settings, Action<ILoggingBuilder>? logging = null)
     {
@@ -45,6 +54,12 @@ internal static class ServeHost
             o.BackgroundServiceExceptionBehavior = BackgroundServiceExceptionBehavior.StopHost;
         });
         builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        // Each run reloads the pipeline file; these are the options it was started with.
+        builder.Configuration.AddInMemoryCollection(PipelineConfiguration.Stages(d));
+        builder.Services.AddIngestStage(builder.Configuration.GetSection(nameof(PipelineDefinition.Ingest)));
+        builder.Services.AddRankingStage(builder.Configuration.GetSection(nameof(PipelineDefinition.Ranking)));
+        builder.Services.AddSplitterStage(builder.Configuration.GetSection(nameof(PipelineDefinition.Split)));
+        builder.Services.AddTrainingStages(builder.Configuration.GetSection(nameof(PipelineDefinition.Training)));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new ServiceState());
         builder.Services.AddSingleton(TimeProvider.System);

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 
 namespace PrefPipe.Models.Generation;
 
@@ -34,6 +35,15 @@ public sealed class GenerationOptions
 
     /// <summary>Stop when the decoded new text contains one of these (needs a decoder); the stop string is cut off.</summary>
     public IReadOnlyList<string> StopStrings { get; set; } = [];
+
+    /// <summary>Throws when an option is out of range, naming every one.</summary>
+    /// <param name="name">What the names in messages start with; default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
+    {
+        var result = new GenerationOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(GenerationOptions), result.Failures);
+    }
 }
 
 /// <summary>Why generation of a sample ended.</summary>

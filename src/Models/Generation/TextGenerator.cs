@@ -1,4 +1,3 @@
-using System.ComponentModel.DataAnnotations;
 using PrefPipe.Models.Llama;
 using PrefPipe.Models.Llama.Modules;
 using TorchSharp;
@@ -17,11 +16,12 @@ public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<I
 {
     /// <summary>Generates one sample per request.</summary>
     /// <exception cref="OperationCanceledException">Cancelled; checked every decoding step.</exception>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is out of range.</exception>
     public IReadOnlyList<GenerationResult> Generate(IReadOnlyList<GenerationRequest> requests, GenerationOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(options);
-        Validator.ValidateObject(options, new ValidationContext(options), validateAllProperties: true);
+        options.Validate();
         if (requests.Count == 0) return [];
         using var compute = ComputeClock.Measure();
         if (requests.Any(r => r.PromptIds.Count == 0)) throw new ArgumentException("every prompt needs at least one token (e.g. BOS)", nameof(requests));

@@ -70,12 +70,13 @@ public sealed class OnnxRewardModel : IDisposable
     /// <param name="modelPath">A folder holding model.onnx, or the .onnx file.</param>
     /// <param name="tokenizer">The tokenizer of the folder (tokenizer.json), or null for id input only.</param>
     /// <param name="options">Scoring options; validated here.</param>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is invalid.</exception>
     /// <exception cref="FileNotFoundException">No model.onnx.</exception>
     /// <exception cref="InvalidDataException">The model's inputs or outputs are not those of a sequence classifier.</exception>
     public static OnnxRewardModel Load(string modelPath, ITextTokenizer? tokenizer, RewardModelOptions? options = null)
     {
         options ??= new RewardModelOptions();
-        options.ValidateOrThrow();
+        options.Validate();
         var graph = RewardGraph.Open(modelPath, options);
         try
         {

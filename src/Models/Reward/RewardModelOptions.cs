@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 
 namespace PrefPipe.Models.Reward;
 
@@ -94,20 +95,21 @@ public sealed class RewardModelOptions : IValidatableObject
     [Range(0, 1024)]
     public int IntraOpThreads { get; set; }
 
+    /// <summary>Throws when an option is out of range or the options contradict each other, naming every one.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
+    {
+        var result = new RewardModelOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(RewardModelOptions), result.Failures);
+    }
+
     /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
         if (MaxTokensPerBatch < MaxLength)
             yield return new ValidationResult(
                 $"MaxTokensPerBatch ({MaxTokensPerBatch}) must be at least MaxLength ({MaxLength}) so one sequence fits a batch.",
-                [nameof(MaxTokensPerBatch), nameof(MaxLength)]);
-    }
-
-    /// <summary>Throws <see cref="ValidationException"/> naming every invalid option.</summary>
-    public void ValidateOrThrow()
-    {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-            throw new ValidationException("Invalid reward model options: " + string.Join("; ", results.Select(r => r.ErrorMessage)));
+                OptionsMembers.Under(validationContext, nameof(MaxTokensPerBatch), nameof(MaxLength)));
     }
 }

@@ -31,7 +31,7 @@ internal sealed class LlmJudge : IPairwiseJudge, IDisposable
     public LlmJudge(HttpClient http, LlmJudgeOptions options, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.ValidateOrThrow();
+        options.Validate();
         _http = http;
         _options = options;
         _apiKey = Environment.GetEnvironmentVariable(options.ApiKeyVariable) is { Length: > 0 } key ? key : null;
@@ -91,7 +91,7 @@ internal sealed class LlmJudge : IPairwiseJudge, IDisposable
         {
             throw new InvalidDataException($"LLM judge {_url.GetLeftPart(UriPartial.Path)}: reply is not a chat completion ({ex.Message}): {Truncate(text)}", ex);
         }
-        return new JudgeVerdict(ParseVerdict(reply, _options.VerdictMarkers), null, reply);
+        return new JudgeVerdict(ParseVerdict(reply, _options.VerdictMarkers ?? LlmJudgeOptions.DefaultVerdictMarkers), null, reply);
     }
 
     /// <summary>The verdict whose marker appears last in the reply; a reply without a marker is a tie.</summary>

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 
 namespace PrefPipe.Ranking.Judges;
 
@@ -56,13 +58,17 @@ public sealed class LlmJudgeOptions : IValidatableObject
     /// <summary>Optional system message.</summary>
     public string? SystemPrompt { get; set; }
 
+    /// <summary>The markers of <see cref="DefaultTemplate"/>'s verdicts: A better, B better, tie.</summary>
+    public static readonly IReadOnlyList<string> DefaultVerdictMarkers = ["[[A]]", "[[B]]", "[[C]]"];
+
     /// <summary>Markers in the reply for A better, B better, tie; the last marker found wins.</summary>
-    /// <value>Default [[A]], [[B]], [[C]].</value>
-    public string[] VerdictMarkers { get; set; } = ["[[A]]", "[[B]]", "[[C]]"];
+    /// <value>Default null: <see cref="DefaultVerdictMarkers"/> ([[A]], [[B]], [[C]]). Null rather than those three
+    /// because configuration binding appends to a default list instead of replacing it.</value>
+    public string[]? VerdictMarkers { get; set; }
 
     /// <summary>Sampling temperature for the judge.</summary>
     /// <value>Default 0; 0 to 2.</value>
-    [Range(0, 2)]
+    [Range(0.0, 2.0)]
     public double Temperature { get; set; }
 
     /// <summary>Maximum tokens in the judge's reply.</summary>
@@ -90,27 +96,30 @@ public sealed class LlmJudgeOptions : IValidatableObject
     [Range(1, 256)]
     public int MaxConcurrency { get; set; } = 4;
 
-    /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    /// <summary>Throws when an option is out of range or the template lacks a placeholder, naming every problem.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
     {
-        foreach (string p in JudgePromptTemplate.Placeholders)
-            if (!PromptTemplate.Contains($"{{{p}}}", StringComparison.Ordinal))
-                yield return new ValidationResult($"judge prompt template lacks the placeholder {{{p}}}.", [nameof(PromptTemplate)]);
-        foreach (string unknown in JudgePromptTemplate.UnknownPlaceholders(PromptTemplate))
-            yield return new ValidationResult(
-                $"judge prompt template has an unknown placeholder {{{unknown}}}; the placeholders are {string.Join(", ", JudgePromptTemplate.Placeholders.Select(p => $"{{{p}}}"))}.",
-                [nameof(PromptTemplate)]);
-        if (VerdictMarkers is not { Length: 3 } || VerdictMarkers.Any(string.IsNullOrEmpty))
-            yield return new ValidationResult("judge verdict markers must be three non-empty strings: A better, B better, tie.", [nameof(VerdictMarkers)]);
-        if (Endpoint is { IsAbsoluteUri: false })
-            yield return new ValidationResult($"judge endpoint '{Endpoint}' must be an absolute http(s) URL.", [nameof(Endpoint)]);
+        var result = new LlmJudgeOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(LlmJudgeOptions), result.Failures);
     }
 
-    /// <summary>Throws <see cref="ValidationException"/> naming every invalid option.</summary>
-    public void ValidateOrThrow()
+    /// <inheritdoc />
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-            throw new ValidationException("Invalid LLM judge options: " + string.Join("; ", results.Select(r => r.ErrorMessage)));
+        // [Required] reports a missing template; these rules read it.
+        string template = PromptTemplate ?? "";
+        foreach (string p in JudgePromptTemplate.Placeholders)
+            if (!template.Contains($"{{{p}}}", StringComparison.Ordinal))
+                yield return new ValidationResult($"judge prompt template lacks the placeholder {{{p}}}.", OptionsMembers.Under(validationContext, nameof(PromptTemplate)));
+        foreach (string unknown in JudgePromptTemplate.UnknownPlaceholders(template))
+            yield return new ValidationResult(
+                $"judge prompt template has an unknown placeholder {{{unknown}}}; the placeholders are {string.Join(", ", JudgePromptTemplate.Placeholders.Select(p => $"{{{p}}}"))}.",
+                OptionsMembers.Under(validationContext, nameof(PromptTemplate)));
+        if (VerdictMarkers is not null && (VerdictMarkers.Length != 3 || VerdictMarkers.Any(string.IsNullOrEmpty)))
+            yield return new ValidationResult("judge verdict markers must be three non-empty strings: A better, B better, tie.", OptionsMembers.Under(validationContext, nameof(VerdictMarkers)));
+        if (Endpoint is { IsAbsoluteUri: false })
+            yield return new ValidationResult($"judge endpoint '{Endpoint}' must be an absolute http(s) URL.", OptionsMembers.Under(validationContext, nameof(Endpoint)));
     }
 }

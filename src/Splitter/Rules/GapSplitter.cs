@@ -35,7 +35,7 @@ internal static class GapSplitter
 {
     public static (IReadOnlyList<SplitDecision> Decisions, double EffectiveThreshold) Split(IReadOnlyList<PairFacts> pairs, SplitterOptions options)
     {
-        options.ValidateOrThrow();
+        options.Validate();
         var decisions = new SplitDecision?[pairs.Count];
         var eligible = new List<(int Index, double Gap, bool Flipped)>();
         for (int i = 0; i < pairs.Count; i++)

@@ -4,11 +4,11 @@ namespace PrefPipe.Trainer.Objectives;
 public static class ObjectiveFactory
 {
     /// <summary>Validates the options and builds the objective (with the NLL term when <c>rpo_alpha</c> &gt; 0).</summary>
-    /// <exception cref="System.ComponentModel.DataAnnotations.ValidationException">An option is out of range or the name is unknown.</exception>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is out of range or the name is unknown.</exception>
     public static IPreferenceObjective Create(ObjectiveOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.ValidateOrThrow();
+        options.Validate();
         double beta = options.EffectiveBeta;
         IPreferenceObjective objective = options.LossType switch
         {

@@ -1,5 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
+using Microsoft.Extensions.Options;
+using PrefPipe.Models;
 
 namespace PrefPipe.Trainer.Objectives;
 
@@ -96,24 +98,25 @@ public sealed class ObjectiveOptions : IValidatableObject
     /// <summary>β actually used: <see cref="Beta"/> or the objective's default.</summary>
     public double EffectiveBeta => Beta ?? (LossType == "mipo" ? 20.0 : 0.1);
 
+    /// <summary>Throws when an option is out of range or does not apply to the loss type, naming every one and what was expected.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
+    {
+        var result = new ObjectiveOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(ObjectiveOptions), result.Failures);
+    }
+
     /// <inheritdoc />
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
         if (!LossTypes.Contains(LossType))
             yield return new ValidationResult(
-                $"loss_type '{LossType}' is not known; expected one of {string.Join(", ", LossTypes)}.", [nameof(LossType)]);
+                $"loss_type '{LossType}' is not known; expected one of {string.Join(", ", LossTypes)}.", OptionsMembers.Under(validationContext, nameof(LossType)));
         else if (LabelSmoothing > 0 && !LabelSmoothingLossTypes.Contains(LossType))
             yield return new ValidationResult(
                 string.Create(CultureInfo.InvariantCulture,
                     $"label_smoothing {LabelSmoothing} has no effect with loss_type '{LossType}'; expected 0, or one of {string.Join(", ", LabelSmoothingLossTypes)}."),
-                [nameof(LabelSmoothing)]);
-    }
-
-    /// <summary>Throws <see cref="ValidationException"/> naming every invalid option and what was expected.</summary>
-    public void ValidateOrThrow()
-    {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-            throw new ValidationException("Invalid objective options: " + string.Join("; ", results.Select(r => r.ErrorMessage)));
+                OptionsMembers.Under(validationContext, nameof(LabelSmoothing)));
     }
 }

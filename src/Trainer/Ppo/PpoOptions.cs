@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 
 namespace PrefPipe.Trainer.Ppo;
 
@@ -52,22 +53,22 @@ public sealed class PpoOptions
 
     /// <summary>Value clip.</summary>
     /// <value>Default 0.2; 0 to 1000.</value>
-    [Range(0, 1000)]
+    [Range(0.0, 1000.0)]
     public double CliprangeValue { get; set; } = 0.2;
 
     /// <summary>Weight of the value loss.</summary>
     /// <value>Default 0.1; 0 to 100.</value>
-    [Range(0, 100)]
+    [Range(0.0, 100.0)]
     public double VfCoef { get; set; } = 0.1;
 
     /// <summary>GAE γ.</summary>
     /// <value>Default 1.0; 0 to 1.</value>
-    [Range(0, 1)]
+    [Range(0.0, 1.0)]
     public double Gamma { get; set; } = 1.0;
 
     /// <summary>GAE λ.</summary>
     /// <value>Default 0.95; 0 to 1.</value>
-    [Range(0, 1)]
+    [Range(0.0, 1.0)]
     public double Lam { get; set; } = 0.95;
 
     /// <summary>Whiten the per-token rewards before GAE (advantages are always whitened).</summary>
@@ -86,7 +87,7 @@ public sealed class PpoOptions
 
     /// <summary>Subtracted from the score of samples that end without EOS; null = no penalty.</summary>
     /// <value>Default 1.0.</value>
-    [Range(0, 1000)]
+    [Range(0.0, 1000.0)]
     public double? MissingEosPenalty { get; set; } = 1.0;
 
     /// <summary>Global gradient-norm clip; 0 = off.</summary>
@@ -108,4 +109,13 @@ public sealed class PpoOptions
     /// <summary>Seed for prompt order and sampling.</summary>
     /// <value>Default 42.</value>
     public long Seed { get; set; } = 42;
+
+    /// <summary>Throws when an option is out of range, naming every one and what it expects.</summary>
+    /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
+    /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
+    public void Validate(string? name = null)
+    {
+        var result = new PpoOptionsValidator().Validate(name, this);
+        if (result.Failed) throw new OptionsValidationException(name ?? Options.DefaultName, typeof(PpoOptions), result.Failures);
+    }
 }

@@ -35,7 +35,7 @@ public sealed class PpoTrainer(PpoOptions options)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         if (prompts.Count == 0) throw new ArgumentException("no prompts", nameof(prompts));
-        System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new(options), validateAllProperties: true);
+        options.Validate();
         var device = TorchRuntime.DefaultDevice();
         var dtype = device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
         // This training: options, the prompts' ids, and the policy, reference and reward models.

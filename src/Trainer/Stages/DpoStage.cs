@@ -32,8 +32,18 @@ public sealed record DpoStageResult(long RowsIn, int Trained, ArtifactInfo Rejec
 /// (computed once per pairs, reference model and dtype), <c>metrics.parquet</c> and, on a remote store, <c>model/</c>;
 /// checkpoints (and <c>loss.png</c>) go to the local work folder, where a stopped attempt of the same training resumes.
 /// </summary>
-public sealed class DpoStage(DpoTrainingOptions options)
+public sealed class DpoStage
 {
+    private readonly DpoTrainingOptions options;
+
+    /// <summary>A unit with these options (checked now: a bad value is refused before any work, naming the option).</summary>
+    public DpoStage(DpoTrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        this.options = options;
+    }
+
     /// <summary>The stage name in rejects and metrics.</summary>
     public const string Name = "dpo";
 

@@ -1,4 +1,4 @@
-using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using Azure;
 using Microsoft.Extensions.DependencyInjection;
 using Polly;
@@ -57,7 +57,7 @@ public sealed class StorageResilienceTests
             default: options.AttemptTimeout = TimeSpan.FromHours(2); break;
         }
 
-        var ex = Assert.Throws<ValidationException>(options.Validate);
+        var ex = Assert.Throws<OptionsValidationException>(() => options.Validate());
 
         Assert.Contains(setting, ex.Message, StringComparison.Ordinal);
     }

@@ -1,4 +1,7 @@
+using Microsoft.Extensions.Options;
 using PrefPipe.Host.Commands;
+using PrefPipe.Ingest;
+using PrefPipe.Splitter;
 
 namespace PrefPipe.Host.Tests.Commands;
 
@@ -265,5 +268,22 @@ public sealed class CliErrorsTests
         var e = (Exception)Activator.CreateInstance(type, "message")!;
 
         Assert.Equal(expected, CliErrors.ExitCodeOf(e));
+    }
+
+    [Fact]
+    public void Report_OptionsRefusedWhenAHostStarts_IsAUsageErrorListingEveryFailure()
+    {
+        // ValidateOnStart throws one exception per options type, in an aggregate when more than one fails.
+        var e = new AggregateException(
+            new OptionsValidationException("", typeof(IngestOptions), ["Temperature: The field IngestOptions.Temperature must be between 0 and 5."]),
+            new OptionsValidationException("", typeof(SplitterOptions), ["Quantile: The field SplitterOptions.Quantile must be between 0 and 1."]));
+        var error = new StringWriter();
+
+        int code = CliErrors.Report("serve", e, error);
+
+        Assert.Equal(2, code);
+        Assert.Contains("IngestOptions.Temperature must be between 0 and 5", error.ToString(), StringComparison.Ordinal);
+        Assert.Contains("SplitterOptions.Quantile must be between 0 and 1", error.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("bug", error.ToString(), StringComparison.Ordinal);
     }
 }

@@ -115,6 +115,26 @@ public sealed class PipelineLoaderTests
         Assert.Equal(4, ex.Problems.Count);
     }
 
+    [Theory]
+    [InlineData("ingest.temperature=9", "ingest.temperature (value 9): must be between 0 and 5.")]
+    [InlineData("ingest.stop_strings=[\"\"]", "ingest.stop_strings (value ['']): stop strings must not be empty.")]
+    [InlineData("ranking.judge=human", "ranking.judge (value human): judge must be reward or llm.")]
+    [InlineData("ranking.reward.max_tokens_per_batch=512", "ranking.reward.max_tokens_per_batch (value 512): MaxTokensPerBatch (512) must be at least MaxLength (1024) so one sequence fits a batch.")]
+    [InlineData("split.quantile=1.2", "split.quantile (value 1.2): must be between 0 and 1.")]
+    [InlineData("training.stage1.max_prompt_length=2048", "training.stage1.max_prompt_length (value 2048): max_prompt_length (2048) must be less than max_length (1024).")]
+    [InlineData("training.stage1.objective.loss_type=dpo++", "training.stage1.objective.loss_type (value dpo++): loss_type 'dpo++' is not known; expected one of sigmoid, ")]
+    [InlineData("training.stage2.gamma=1.4", "training.stage2.gamma (value 1.4): must be between 0 and 1.")]
+    [InlineData("training.plan=sft", "training.plan (value sft): must be mpo, dpo, ppo or none.")]
+    [InlineData("evaluation.samples_per_prompt=0", "evaluation.samples_per_prompt (value 0): must be between 1 and 64.")]
+    [InlineData("triggers.blob.location=/srv/incoming", "triggers.blob.container (value prompts-in): set exactly one of container (with prefix) or location")]
+    [InlineData("inputs.prompts=", "inputs.prompts: is required: a Parquet or JSONL file of prompts.")]
+    public void Load_BadValueInAnySection_NamesTheKeyTheValueAndWhatWasExpected(string assignment, string problem)
+    {
+        var ex = Fails(Valid, [assignment]);
+
+        Assert.StartsWith(problem, Assert.Single(ex.Problems), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Load_MissingModelFolderAndPrompts_NameTheKeyAndTheResolvedPath()
     {

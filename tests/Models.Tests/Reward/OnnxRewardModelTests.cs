@@ -1,4 +1,4 @@
-using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using System.Text.Json;
 using PrefPipe.Models.Reward;
 
@@ -169,7 +169,7 @@ public sealed class OnnxRewardModelTests
     {
         var options = new RewardModelOptions { BatchSize = 0, MaxLength = 4096, MaxTokensPerBatch = 100 };
 
-        var ex = Assert.Throws<ValidationException>(() => OnnxRewardModel.Load(TinyDir, null, options));
+        var ex = Assert.Throws<OptionsValidationException>(() => OnnxRewardModel.Load(TinyDir, null, options));
 
         Assert.Contains("BatchSize", ex.Message, StringComparison.Ordinal);
     }

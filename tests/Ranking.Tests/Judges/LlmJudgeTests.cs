@@ -1,4 +1,4 @@
-using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using Polly.Testing;
 using PrefPipe.Ranking.Judges;
 
@@ -193,7 +193,7 @@ public sealed class LlmJudgeTests
             PromptTemplate = "{prompt}\n{response_a}\n{response_b}\nCompare with the reference: {reference_answer}",
         };
 
-        var ex = Assert.Throws<ValidationException>(() => new LlmJudge(new HttpClient(), options));
+        var ex = Assert.Throws<OptionsValidationException>(() => new LlmJudge(new HttpClient(), options));
 
         Assert.Contains("unknown placeholder {reference_answer}", ex.Message, StringComparison.Ordinal);
     }
@@ -203,7 +203,7 @@ public sealed class LlmJudgeTests
     {
         var options = new LlmJudgeOptions { Endpoint = new Uri("http://127.0.0.1:9/"), Model = "m", PromptTemplate = "Which is better? {prompt}" };
 
-        var ex = Assert.Throws<ValidationException>(() => new LlmJudge(new HttpClient(), options));
+        var ex = Assert.Throws<OptionsValidationException>(() => new LlmJudge(new HttpClient(), options));
 
         Assert.Contains("{response_a}", ex.Message, StringComparison.Ordinal);
         Assert.Contains("{response_b}", ex.Message, StringComparison.Ordinal);

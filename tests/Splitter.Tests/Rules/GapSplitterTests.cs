@@ -1,4 +1,4 @@
-using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using PrefPipe.Splitter.Quality;
 using PrefPipe.Splitter.Rules;
 
@@ -80,7 +80,7 @@ public sealed class GapSplitterTests
     [Fact]
     public void Options_OutOfRange_NamesTheOption()
     {
-        var ex = Assert.Throws<ValidationException>(() => GapSplitter.Split(Pairs(1), new SplitterOptions { Quantile = 1.5 }));
+        var ex = Assert.Throws<OptionsValidationException>(() => GapSplitter.Split(Pairs(1), new SplitterOptions { Quantile = 1.5 }));
 
         Assert.Contains("Quantile", ex.Message, StringComparison.Ordinal);
     }

@@ -1,4 +1,4 @@
-using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using PrefPipe.Trainer.Objectives;
 using static TorchSharp.torch;
 
@@ -96,7 +96,7 @@ public sealed class ObjectiveTests
     [InlineData("mallows_phi")]
     public void Create_LabelSmoothingWithAnObjectiveThatHasNoSmoothedForm_IsRejectedNotIgnored(string loss)
     {
-        var ex = Assert.Throws<ValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = loss, LabelSmoothing = 0.1 }));
+        var ex = Assert.Throws<OptionsValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = loss, LabelSmoothing = 0.1 }));
 
         Assert.Contains($"label_smoothing 0.1 has no effect with loss_type '{loss}'", ex.Message, StringComparison.Ordinal);
     }
@@ -188,10 +188,10 @@ public sealed class ObjectiveTests
     [Fact]
     public void Create_UnknownLossTypeOrBadRange_NamesKeyAndExpectation()
     {
-        var ex = Assert.Throws<ValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = "dpo++", LabelSmoothing = 0.9 }));
+        var ex = Assert.Throws<OptionsValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = "dpo++", LabelSmoothing = 0.9 }));
 
         Assert.Contains("LabelSmoothing", ex.Message, StringComparison.Ordinal);
-        var ex2 = Assert.Throws<ValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = "dpo++" }));
+        var ex2 = Assert.Throws<OptionsValidationException>(() => ObjectiveFactory.Create(new ObjectiveOptions { LossType = "dpo++" }));
         Assert.Contains("loss_type 'dpo++' is not known; expected one of sigmoid, sigmoid_norm", ex2.Message, StringComparison.Ordinal);
     }
 
