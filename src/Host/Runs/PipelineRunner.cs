@@ -171,7 +171,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             var compute = ComputeClock.Start();
             var outcome = await stage.Run(context, cancellationToken).ConfigureAwait(false);
             outcome.ApplyTo(rec);
-            rec.Inputs = [.. stage.Inputs(pipeline).OfType<StageInput.File>().Select(f => f.Location)];
+            rec.Inputs = StageTable.InputRecords(pipeline, run, stage.Name);
+            rec.Method = stage.Accounting;
             log($"  {outcome.Line}");
             // Time inside model compute (generation, forward/backward passes, optimizer steps, reward sessions); the rest
             // of the stage's wall time is tokenisation, I/O and bookkeeping.

@@ -5,7 +5,7 @@ using PrefPipe.Artifacts.Storage;
 
 namespace PrefPipe.Host.Runs;
 
-/// <summary>One stage of a run as recorded in run.json.</summary>
+/// <summary>One stage of a run as recorded in run.json: its state, key, counts, and the artifacts it read and wrote.</summary>
 internal sealed record StageRecord
 {
     [JsonPropertyName("name")] public PipelineStage Name { get; init; }
@@ -17,10 +17,15 @@ internal sealed record StageRecord
     [JsonPropertyName("rows_in")] public long RowsIn { get; set; }
     [JsonPropertyName("rows_out")] public long RowsOut { get; set; }
     [JsonPropertyName("rows_rejected")] public long RowsRejected { get; set; }
-    [JsonPropertyName("outputs")] public List<ArtifactRecord> Outputs { get; set; } = [];
 
-    /// <summary>The files the pipeline named that the stage read (prompts, held-out prompts); upstream artifacts follow from the stage table.</summary>
-    [JsonPropertyName("input_files")] public List<string> Inputs { get; set; } = [];
+    /// <summary>How its rows in relate to its rows out and rejected (from the stage table).</summary>
+    [JsonPropertyName("method")] public string? Method { get; set; }
+
+    /// <summary>What it read when it last completed: upstream artifacts and the input files the pipeline names, with SHA-256.</summary>
+    [JsonPropertyName("inputs")] public List<ArtifactRecord> Inputs { get; set; } = [];
+
+    /// <summary>What it wrote (rejects included), with rows, SHA-256 and schema version.</summary>
+    [JsonPropertyName("outputs")] public List<ArtifactRecord> Outputs { get; set; } = [];
     [JsonPropertyName("summary")] public Dictionary<string, double> Summary { get; set; } = [];
     [JsonPropertyName("error")] public string? Error { get; set; }
 
@@ -43,9 +48,18 @@ internal sealed record ArtifactRecord(
     public static ArtifactRecord Of(string name, PrefPipe.Trainer.Stages.TrainedModel model) => new(name, model.Uri ?? model.Directory, 0, model.Sha256);
 }
 
-/// <summary>run.json: the run's lineage and state, next to its artifacts.</summary>
+/// <summary>
+/// run.json, next to the run's artifacts: the one record of a run. Its lineage (config hash, code version, every
+/// stage's input and output artifacts with SHA-256 and schema version), its state (run and stage statuses, stage keys
+/// for resume and caching), and per stage the counts that prove nothing was lost (rows in = rows out + rejected, and how
+/// they correspond). Written atomically whenever a stage starts or ends; checked before every write.
+/// </summary>
 internal sealed record RunRecord
 {
+    /// <summary>This build's format (1: run.json and manifest.json before they were one file; read as 2).</summary>
+    public const int CurrentFormat = 2;
+
+    [JsonPropertyName("format_version")] public int FormatVersion { get; set; } = CurrentFormat;
     [JsonPropertyName("run_id")] public string RunId { get; init; } = "";
     [JsonPropertyName("pipeline")] public string Pipeline { get; init; } = "";
     [JsonPropertyName("config_hash")] public string ConfigHash { get; set; } = "";
@@ -63,21 +77,58 @@ internal sealed record RunRecord
 
     public StageRecord Stage(PipelineStage name) => Stages.First(s => s.Name == name);
 
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
-    public static string PathOf(string runId) => $"{runId}/run.json";
+    public static string PathOf(string runId) => $"{ArtifactPath.ValidateName(runId, "run id")}/run.json";
 
+    /// <summary>Checks, then writes run.json (replacing the previous one atomically).</summary>
+    /// <exception cref="InvalidDataException">A SHA-256 is malformed or a completed stage's counts do not add up (names the stage).</exception>
     public async Task SaveAsync(IArtifactStore store, CancellationToken cancellationToken)
     {
+        Check();
         await store.WriteBytesAsync(PathOf(RunId), JsonSerializer.SerializeToUtf8Bytes(this, Json), cancellationToken).ConfigureAwait(false);
-        await PrefPipe.Artifacts.Manifests.RunManifests.WriteAsync(store, RunManifestBuilder.Build(this), cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Valid run id, well-formed SHA-256s, and balanced counts for completed stages.</summary>
+    /// <exception cref="InvalidDataException">Names the run, the stage and what does not add up.</exception>
+    public void Check()
+    {
+        ArtifactPath.ValidateName(RunId, "run id");
+        foreach (var stage in Stages)
+        {
+            foreach (var artifact in stage.Inputs.Concat(stage.Outputs))
+                if (artifact.Sha256.Length != 64 || !artifact.Sha256.All(char.IsAsciiHexDigitLower))
+                    throw new InvalidDataException($"run {RunId}, stage {stage.Name.Name()}: artifact {artifact.Uri} has sha256 '{artifact.Sha256}'; expected 64 lower-case hex digits");
+            if (stage.Status == StageStatus.Completed && !stage.Balanced)
+                throw new InvalidDataException($"run {RunId}, stage {stage.Name.Name()}: rows_in {stage.RowsIn} != rows_out {stage.RowsOut} + rows_rejected {stage.RowsRejected} ({stage.Method}); rows were lost or duplicated");
+        }
+    }
+
+    /// <summary>Reads run.json of <paramref name="runId"/>, or null when the run does not exist.</summary>
+    /// <exception cref="InvalidDataException">Not a run record of this run, or of a newer format (named).</exception>
     public static async Task<RunRecord?> LoadAsync(IArtifactStore store, string runId, CancellationToken cancellationToken)
     {
-        string path = PathOf(ArtifactPath.ValidateName(runId, "run id"));
+        string path = PathOf(runId);
         if (!await store.ExistsAsync(path, cancellationToken).ConfigureAwait(false)) return null;
         await using var stream = await store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
-        return await JsonSerializer.DeserializeAsync<RunRecord>(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        RunRecord? run;
+        try
+        {
+            run = await JsonSerializer.DeserializeAsync<RunRecord>(stream, Json, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{store.UriOf(path)} is not a valid run record: {ex.Message}", ex);
+        }
+        if (run is null || run.RunId != runId)
+            throw new InvalidDataException($"{store.UriOf(path)}: run_id is '{run?.RunId}'; expected '{runId}'");
+        if (run.FormatVersion > CurrentFormat)
+            throw new InvalidDataException($"{store.UriOf(path)}: format_version {run.FormatVersion}; this build reads up to version {CurrentFormat}");
+        run.FormatVersion = CurrentFormat;
+        return run;
     }
 }

@@ -107,16 +107,31 @@ internal static class StageTable
         return Hash(string.Join('\u001f', parts));
     }
 
-    /// <summary>The upstream artifacts <paramref name="stage"/> read, as run.json records them.</summary>
-    public static IEnumerable<ArtifactRecord> UpstreamInputs(RunRecord run, PipelineStage stage) =>
-        PlanInputs(run, stage).OfType<StageInput.Upstream>()
-            .Select(u => run.Stage(u.Stage).Outputs.FirstOrDefault(o => o.Name == u.Artifact)).OfType<ArtifactRecord>();
+    /// <summary>
+    /// What <paramref name="stage"/> read, as run.json records it: the upstream artifacts the plan feeds it (from the run's
+    /// record) and the local input files the pipeline names, with their SHA-256 (hashed once per size and time stamp;
+    /// blob inputs are not hashed and not listed). Model folders are part of the stage's key, not of this list.
+    /// </summary>
+    public static List<ArtifactRecord> InputRecords(LoadedPipeline pipeline, RunRecord run, PipelineStage stage) =>
+        [.. Of(stage).Inputs(pipeline).Select(i => i switch
+        {
+            StageInput.Upstream u => run.Stage(u.Stage).Outputs.FirstOrDefault(o => o.Name == u.Artifact),
+            StageInput.File f => LocalFile(f.Location),
+            _ => null,
+        }).OfType<ArtifactRecord>()];
 
-    // The manifest is written from run.json, without the pipeline file: the upstream inputs follow the recorded plan.
-    private static IEnumerable<StageInput> PlanInputs(RunRecord run, PipelineStage stage)
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, long, DateTime), string> FileHashes = new();
+
+    private static ArtifactRecord? LocalFile(string path)
     {
-        var d = new PipelineDefinition { Training = { Plan = run.Plan }, Inputs = { EvalPrompts = "" } };
-        return Of(stage).Inputs(new LoadedPipeline(d, "", "/", ""));
+        if (!System.IO.File.Exists(path)) return null;
+        var info = new FileInfo(path);
+        string sha = FileHashes.GetOrAdd((info.FullName, info.Length, info.LastWriteTimeUtc), _ =>
+        {
+            using var stream = System.IO.File.OpenRead(path);
+            return Convert.ToHexStringLower(SHA256.HashData(stream));
+        });
+        return new ArtifactRecord("input", info.FullName, 0, sha);
     }
 
     internal static string Output(RunRecord run, PipelineStage stage, string name) =>

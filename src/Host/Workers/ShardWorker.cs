@@ -260,9 +260,10 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
             string prompts = pipeline.Resolve(D.Inputs.Prompts), policy = pipeline.Resolve(D.Models.Policy);
             var r = await new IngestStage(D.Ingest).MergeShardsAsync(PromptSource.ReadAsync(prompts, cancellationToken: cancellationToken), prompts, policy, store, folders, prefix, cancellationToken).ConfigureAwait(false);
             StageOutcome.From(r).ApplyTo(rec);
-            rec.Inputs = [prompts];
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{plan.Stage.Name()}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}) after merging {plan.Shards} shards");
+        rec.Inputs = StageTable.InputRecords(pipeline, run, plan.Stage);
+        rec.Method = StageTable.Of(plan.Stage).Accounting;
         rec.Summary["shards"] = plan.Shards;
         rec.Summary["shard_seconds"] = Math.Round(markers.Sum(m => m.Seconds), 3);
         rec.Summary["workers"] = markers.Select(m => m.Worker).Distinct(StringComparer.Ordinal).Count();

@@ -70,12 +70,14 @@ public sealed class PipelineRunnerTests
             else Assert.True(model > 0 && model <= wall, $"{name}: model {model} s of {wall} s");
         }
 
-        var manifest = await PrefPipe.Artifacts.Manifests.RunManifests.ReadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), "t1");
-        Assert.Equal(6, manifest.Stages.Count);
-        Assert.All(manifest.Stages, s => Assert.Equal("succeeded", s.Status));
-        Assert.All(manifest.Stages, s => Assert.True(s.Counts!.Balanced && s.Counts.Method.Length > 0, s.Name));
-        Assert.All(manifest.Stages, s => Assert.NotEmpty(s.Inputs));
-        Assert.Equal(manifest.Stages[0].Outputs.Single(o => o.Uri.EndsWith("candidates.parquet", StringComparison.Ordinal)).Sha256, manifest.Stages[1].Inputs.Single().Sha256);
+        var record = (await PrefPipe.Host.Runs.RunRecord.LoadAsync(new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), "t1", CancellationToken.None))!;
+        Assert.Equal(6, record.Stages.Count);
+        Assert.All(record.Stages, s => Assert.Equal(StageStatus.Completed, s.Status));
+        Assert.All(record.Stages, s => Assert.True(s.Balanced && s.Method!.Length > 0, s.Name.Name()));
+        Assert.All(record.Stages, s => Assert.NotEmpty(s.Inputs));
+        // Lineage: what a stage read is, byte for byte, what the stage before it wrote.
+        Assert.Equal(record.Stages[0].Outputs.Single(o => o.Name == "candidates"), record.Stages[1].Inputs.Single());
+        Assert.False(File.Exists(Path.Combine(storage, "t1", "manifest.json"))); // one record, one file
 
         var (compareExit, table) = await Cli("compare", "--run", "t1", "--storage", storage, "--json");
         Assert.True(compareExit == 0, table);
