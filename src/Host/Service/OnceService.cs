@@ -24,9 +24,8 @@ internal sealed class OnceService(TriggerHandler handler, ServiceState state, Ti
         {
             state.Fail(1);
         }
-#pragma warning disable CA1031 // Any failure must become a non-zero exit code, not a silent 0.
+        // Any failure must become a non-zero exit code, not a silent 0.
         catch (Exception ex)
-#pragma warning restore CA1031
         {
             logger.LogError(ex, "serve --once failed: {Error}", ex.Message);
             state.Fail(1);

@@ -20,9 +20,8 @@ internal sealed class QueueService(TriggerHandler handler, ServeSettings setting
                 {
                     message = await handler.Queue.ReceiveAsync(stoppingToken).ConfigureAwait(false);
                 }
-#pragma warning disable CA1031 // Any receive failure (storage error, credential failure, network timeout) is logged and retried.
+                // Any receive failure (storage error, credential failure, network timeout) is logged and retried.
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-#pragma warning restore CA1031
                 {
                     slot.Dispose();
                     logger.LogError(ex, "Receiving from queue {Queue} failed: {Error}", handler.Queue.Client.Name, ex.Message);

@@ -19,9 +19,8 @@ internal sealed class RecoveryService(TriggerHandler handler, ILogger<RecoverySe
                 {
                     unfinished = await handler.Launcher.UnfinishedAsync(includeInterrupted: true, stoppingToken).ConfigureAwait(false);
                 }
-#pragma warning disable CA1031 // A storage outage at start must not stop the host: log and list again.
+                // A storage outage at start must not stop the host: log and list again.
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-#pragma warning restore CA1031
                 {
                     logger.LogError(ex, "Listing unfinished runs in {Location} failed: {Error}; retrying in {Delay}", handler.Launcher.Store.Location, ex.Message, RetryDelay);
                     await Task.Delay(RetryDelay, stoppingToken).ConfigureAwait(false);

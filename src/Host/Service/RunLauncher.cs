@@ -139,9 +139,8 @@ internal sealed class RunLauncher : IDisposable
                 var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
                 if (run?.Status == "cancelled" || (includeInterrupted && run?.Status is null or "running")) result.Add(claim);
             }
-#pragma warning disable CA1031 // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
+            // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-#pragma warning restore CA1031
             {
                 _logger.LogWarning("Skipping claim marker {Path}: {Error}", path, ex.Message);
             }
@@ -171,9 +170,8 @@ internal sealed class RunLauncher : IDisposable
                 {
                     _logger.LogInformation("A trigger was stopped by shutdown before its run started");
                 }
-#pragma warning disable CA1031 // Nobody awaits this task but DrainAsync: log what would otherwise be lost (claim, run.json, message delete).
+                // Nobody awaits this task but DrainAsync: log what would otherwise be lost (claim, run.json, message delete).
                 catch (Exception ex)
-#pragma warning restore CA1031
                 {
                     _logger.LogError(ex, "Handling a trigger failed: {Error}", ex.Message);
                 }
@@ -235,9 +233,8 @@ internal sealed class RunLauncher : IDisposable
             _logger.LogWarning("Run {RunId} cancelled by shutdown; it resumes on the next start (or: prefpipe resume --run {RunId})", claim.RunId, claim.RunId);
             return RunOutcome.Cancelled;
         }
-#pragma warning disable CA1031 // A failed run is recorded in run.json and reported; the service keeps serving.
+        // A failed run is recorded in run.json and reported; the service keeps serving.
         catch (Exception ex)
-#pragma warning restore CA1031
         {
             _logger.LogError(ex, "Run {RunId} failed: {Error}", claim.RunId, ex.Message);
             return RunOutcome.Failed;
