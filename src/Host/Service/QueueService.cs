@@ -9,7 +9,7 @@ internal sealed class QueueService(TriggerHandler handler, ServeSettings setting
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var idle = TimeSpan.FromTicks(Math.Min(settings.Pipeline.Definition.Triggers.Blob!.PollInterval.Ticks, TimeSpan.FromSeconds(5).Ticks));
-        logger.LogInformation("Receiving BlobCreated events from queue {Queue}", handler.Queue!.Client.Name);
+        logger.ReceivingFromQueue(handler.Queue!.Client.Name);
         try
         {
             while (!stoppingToken.IsCancellationRequested)
@@ -24,7 +24,7 @@ internal sealed class QueueService(TriggerHandler handler, ServeSettings setting
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
                     slot.Dispose();
-                    logger.LogError(ex, "Receiving from queue {Queue} failed: {Error}", handler.Queue.Client.Name, ex.Message);
+                    logger.ReceivingFromQueueFailed(ex, handler.Queue.Client.Name, ex.Message);
                     await Task.Delay(idle, stoppingToken).ConfigureAwait(false);
                     continue;
                 }
