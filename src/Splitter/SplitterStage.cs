@@ -22,6 +22,8 @@ public sealed record SplitResult(ArtifactInfo Easy, ArtifactInfo Difficult, Arti
 /// </summary>
 public sealed class SplitterStage(SplitterOptions options)
 {
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     /// <summary>Runs the stage. The report's PNG is written to <paramref name="reportDirectory"/> (a local folder) when given.</summary>
     public async Task<SplitResult> RunAsync(IArtifactStore store, string preferencesPath, string prefix, string? reportDirectory = null,
         CancellationToken cancellationToken = default)
@@ -60,7 +62,7 @@ public sealed class SplitterStage(SplitterOptions options)
             report, pairs.Count);
 
         // The report: JSON for machines, Markdown for people, committed next to the artifacts; the PNG beside the local report.
-        await store.WriteTextAsync($"{prefix}/report.json", JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
+        await store.WriteTextAsync($"{prefix}/report.json", JsonSerializer.Serialize(report, IndentedJson), cancellationToken).ConfigureAwait(false);
         await store.WriteTextAsync($"{prefix}/report.md", "# Split report\n\n" + report.ToTable().ToMarkdown(), cancellationToken).ConfigureAwait(false);
         string png = Path.Combine(Path.GetTempPath(), $"prefpipe-gaps-{Guid.NewGuid():N}.png");
         try
