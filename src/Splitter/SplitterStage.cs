@@ -22,6 +22,8 @@ public sealed record SplitResult(ArtifactInfo Easy, ArtifactInfo Difficult, Arti
 /// </summary>
 public sealed class SplitterStage
 {
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     private readonly SplitterOptions _options;
 
     /// <summary>Creates the stage; the options are checked here, so a bad value fails before any input is read.</summary>
@@ -72,7 +74,7 @@ public sealed class SplitterStage
             report, pairs.Count);
 
         // The report: JSON for machines, Markdown for people, committed next to the artifacts; the PNG beside the local report.
-        await store.WriteTextAsync($"{prefix}/report.json", JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
+        await store.WriteTextAsync($"{prefix}/report.json", JsonSerializer.Serialize(report, IndentedJson), cancellationToken).ConfigureAwait(false);
         await store.WriteTextAsync($"{prefix}/report.md", "# Split report\n\n" + report.ToTable().ToMarkdown(), cancellationToken).ConfigureAwait(false);
         string png = Path.Combine(Path.GetTempPath(), $"prefpipe-gaps-{Guid.NewGuid():N}.png");
         try

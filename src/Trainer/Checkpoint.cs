@@ -43,7 +43,7 @@ public sealed record TrainerState
 }
 
 /// <summary>Which checkpoint a training resumes from.</summary>
-public static class Resume
+public static class TrainingResume
 {
     /// <summary>
     /// The latest checkpoint in <paramref name="outputDirectory"/> and its state, or nulls when there is none. A checkpoint
@@ -78,6 +78,8 @@ public static class Resume
 /// </summary>
 public static class Checkpoint
 {
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
 
     /// <summary>Writes a checkpoint folder.</summary>
@@ -96,7 +98,7 @@ public static class Checkpoint
             if (File.Exists(Path.Combine(tokenizerSource, f))) File.Copy(Path.Combine(tokenizerSource, f), Path.Combine(staging, f), overwrite: true);
         SafeTensorsWriter.Write(Path.Combine(staging, "optimizer.safetensors"), optimizer.StateDict());
         if (extraTensors is not null) SafeTensorsWriter.Write(Path.Combine(staging, "extra.safetensors"), extraTensors);
-        File.WriteAllText(Path.Combine(staging, "trainer_state.json"), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(staging, "trainer_state.json"), JsonSerializer.Serialize(state, IndentedJson));
         if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
         Directory.Move(staging, full);
     }

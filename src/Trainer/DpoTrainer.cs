@@ -48,9 +48,9 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         var device = TorchRuntime.DefaultDevice();
         ScalarType dtype = TrainingDtype.Resolve(options.Dtype, device);
         // This training: options, the pairs' ids, the start model (every weight byte, tokenizer, dtype) and the reference log-probs.
-        string fingerprint = Resume.Fingerprint(options, ReferencePass.Fingerprint(pairs, policyDirectory, dtype),
+        string fingerprint = TrainingResume.Fingerprint(options, ReferencePass.Fingerprint(pairs, policyDirectory, dtype),
             string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));
-        var (resumeFrom, state) = Resume.From(outputDirectory, fingerprint);
+        var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
         using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
         model.train();
@@ -64,7 +64,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         var schedule = new LearningRateSchedule(options.LearningRate, (long)Math.Ceiling(totalSteps * options.WarmupRatio), totalSteps, options.LrSchedulerType);
         long step = state?.GlobalStep ?? 0;
         var position = state is null ? new DataPosition(0, 0) : new DataPosition(state.Epoch, state.Batch);
-        int pad = model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault();
+        int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
         var metrics = new List<MetricRow>(state?.LogHistory ?? []);
         IReadOnlyList<int[]> epochBatches = sampler.Epoch(position.Epoch);
         int epochOfBatches = position.Epoch;
@@ -144,8 +144,10 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         Charts.Lines(path, "DPO training", "step", "value", [Series("loss"), Series("rewards/margins"), Series("rewards/accuracies")]);
     }
 
+    private static readonly string[] SummaryMetrics = ["loss", "rewards/margins", "rewards/accuracies", "learning_rate"];
+
     /// <summary>A one-line summary of logged metrics.</summary>
     public static string Describe(IReadOnlyDictionary<string, double> m) => string.Join("  ",
-        new[] { "loss", "rewards/margins", "rewards/accuracies", "learning_rate" }.Where(m.ContainsKey)
+        SummaryMetrics.Where(m.ContainsKey)
             .Select(k => string.Create(CultureInfo.InvariantCulture, $"{k}={m[k]:G4}")));
 }

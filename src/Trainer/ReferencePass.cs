@@ -134,7 +134,7 @@ public static class ReferencePass
         var rows = new List<ReferenceLogProbRow>(pairs.Count);
         using (var model = LlamaForCausalLM.Load(referenceDirectory, device, scalarType))
         {
-            int pad = model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault();
+            int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
             double logVocab = Math.Log(model.Config.VocabSize);
             using var _ = no_grad();
             for (int start = 0; start < pairs.Count; start += batchSize)

@@ -134,7 +134,7 @@ public sealed class ReferencePassTests
         using var _ = no_grad();
         var items = Pairs.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
             .Concat(Pairs.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
-        using var batch = CompletionBatch.Build(items, model.Config.PadTokenId ?? model.Config.EosTokenIds.FirstOrDefault(), CPU);
+        using var batch = CompletionBatch.Build(items, model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0), CPU);
         return CompletionScorer.Score(model, batch).LogprobSum.to(float32).cpu().data<float>().ToArray(); // [2·pairs] float32
     }
 

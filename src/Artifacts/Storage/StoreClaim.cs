@@ -158,7 +158,7 @@ public sealed class StoreClaim : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
-#pragma warning disable CA1031 // Best effort: the heartbeat's own faults were already turned into Lost; an unreleased claim expires.
+        // Best effort: the heartbeat's own faults were already turned into Lost; an unreleased claim expires.
         if (_heartbeat is not null)
         {
             try { await _heartbeat.ConfigureAwait(false); }
@@ -169,7 +169,6 @@ public sealed class StoreClaim : IAsyncDisposable
             try { await _release().ConfigureAwait(false); }
             catch (Exception) { }
         }
-#pragma warning restore CA1031
         LiveOwners.TryRemove(Owner, out _);
         _stop.Dispose();
         _lost.Dispose();
@@ -196,9 +195,8 @@ public sealed class StoreClaim : IAsyncDisposable
                         held = await _renew(attempt.Token).ConfigureAwait(false);
                         if (held) lastRenewed = DateTimeOffset.UtcNow;
                     }
-#pragma warning disable CA1031 // Any failure to renew (network, auth, timeout) is transient until the claim would have expired.
+                    // Any failure to renew (network, auth, timeout) is transient until the claim would have expired.
                     catch (Exception) when (!_stop.IsCancellationRequested)
-#pragma warning restore CA1031
                     {
                         held = DateTimeOffset.UtcNow - lastRenewed < Duration;
                     }

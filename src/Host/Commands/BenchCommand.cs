@@ -10,6 +10,8 @@ namespace PrefPipe.Host.Commands;
 /// <summary><c>prefpipe bench NAME|all [--device cpu|cuda] [--model 1b|small|demo] [--json FILE] [sizes…]</c>: model-stack speed figures.</summary>
 internal static class BenchCommand
 {
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     public static Command Create(IAnsiConsole? console)
     {
         var name = new Argument<string>("name") { Description = $"Benchmark: {string.Join(", ", PerfSuite.Names)} or all." };
@@ -87,7 +89,7 @@ internal static class BenchCommand
                     date = DateTimeOffset.UtcNow.ToString("u", CultureInfo.InvariantCulture),
                     figures,
                 };
-                File.WriteAllText(jsonPath, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(jsonPath, JsonSerializer.Serialize(doc, IndentedJson));
                 output.MarkupLine($"figures written to {Markup.Escape(jsonPath)}");
             }
             return Task.FromResult(Cli.ExitCodes.Ok);

@@ -11,6 +11,8 @@ namespace PrefPipe.Host.Commands;
 /// <summary><c>prefpipe run | resume | rerun | status | runs</c>.</summary>
 internal static class RunCommands
 {
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     public static IEnumerable<Command> Create(IAnsiConsole? console)
     {
         yield return Run(console);
@@ -98,7 +100,7 @@ internal static class RunCommands
                     ["mean_reward_start"] = eval.TryGetValue("mean_reward_start", out var s) ? s : null,
                     ["mean_reward_final"] = eval.TryGetValue("mean_reward_final", out var f) ? f : null,
                 };
-                output.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+                output.Profile.Out.Writer.WriteLine(JsonSerializer.Serialize(doc, IndentedJson));
                 output.Profile.Out.Writer.Flush();
             }
             else
@@ -227,14 +229,14 @@ internal static class RunCommands
     internal static async Task<(LoadedPipeline, IArtifactStore)> LoadRunPipelineAsync(string? storage, string runId, CancellationToken ct)
     {
         var store = OpenStore(storage);
-        return (await LoadRunPipelineAsync(store, runId, ct, "pass --storage if the run lives elsewhere").ConfigureAwait(false), store);
+        return (await LoadRunPipelineAsync(store, runId, "pass --storage if the run lives elsewhere", ct).ConfigureAwait(false), store);
     }
 
     /// <summary>
     /// The run's saved pipeline.yaml, its relative paths resolved against the original pipeline folder (run.json's
     /// pipeline_dir), as resume, rerun and shard workers need it.
     /// </summary>
-    internal static async Task<LoadedPipeline> LoadRunPipelineAsync(IArtifactStore store, string runId, CancellationToken ct, string hint)
+    internal static async Task<LoadedPipeline> LoadRunPipelineAsync(IArtifactStore store, string runId, string hint, CancellationToken ct)
     {
         ArtifactPath.ValidateName(runId, "run id");
         string path = $"{runId}/pipeline.yaml";

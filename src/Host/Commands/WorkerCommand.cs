@@ -52,8 +52,8 @@ internal static class WorkerCommand
                 if (fromFile is not null) await ShardWorker.CreateRunAsync(fromFile, store, id, cancellationToken).ConfigureAwait(false);
                 if (ArtifactStores.IsBlobLocation(location) && plan.Lease is var l && (l < TimeSpan.FromSeconds(15) || l > TimeSpan.FromSeconds(60)))
                     throw new ArgumentException($"--lease-seconds {l.TotalSeconds:F0}: blob leases last 15 to 60 seconds");
-                pipeline = await RunCommands.LoadRunPipelineAsync(store, id, cancellationToken,
-                    $"start it with 'prefpipe run PIPELINE --run-id {id} --until ingest', pass --pipeline FILE, or pass --storage").ConfigureAwait(false);
+                pipeline = await RunCommands.LoadRunPipelineAsync(store, id,
+                    $"start it with 'prefpipe run PIPELINE --run-id {id} --until ingest', pass --pipeline FILE, or pass --storage", cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (CliErrors.IsExpected(ex))
             {

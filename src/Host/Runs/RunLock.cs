@@ -79,9 +79,8 @@ internal sealed class RunLock : IAsyncDisposable
         {
             await _claim.DisposeAsync().ConfigureAwait(false);
         }
-#pragma warning disable CA1031 // Best effort: the lock expires by itself, and must not mask the run's outcome.
+        // Best effort: the lock expires by itself, and must not mask the run's outcome.
         catch (Exception ex)
-#pragma warning restore CA1031
         {
             Trace.TraceWarning($"could not release {_claim.Path} ({ex.GetType().Name}); it expires at the latest after {_claim.Duration}");
         }

@@ -9,7 +9,7 @@ internal sealed class BlobPollService(TriggerHandler handler, ServeSettings sett
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var interval = settings.Pipeline.Definition.Triggers.Blob!.PollInterval;
-        logger.LogInformation("Watching {Location} every {Interval}", handler.Blobs!.Store.Location, interval);
+        logger.WatchingBlobs(handler.Blobs!.Store.Location, interval);
         try
         {
             while (!stoppingToken.IsCancellationRequested)
@@ -25,7 +25,7 @@ internal sealed class BlobPollService(TriggerHandler handler, ServeSettings sett
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
                 {
                     // A storage outage must not stop the service: log and poll again.
-                    logger.LogError(ex, "Listing {Location} failed: {Error}", handler.Blobs.Store.Location, ex.Message);
+                    logger.ListingBlobsFailed(ex, handler.Blobs.Store.Location, ex.Message);
                 }
                 await Task.Delay(interval, stoppingToken).ConfigureAwait(false);
             }

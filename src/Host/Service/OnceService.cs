@@ -17,18 +17,17 @@ internal sealed class OnceService(TriggerHandler handler, ServiceState state, Ti
         try
         {
             var outcome = await HandleOneAsync(stoppingToken).ConfigureAwait(false);
-            if (outcome is null) logger.LogInformation("Nothing to do: no message, no new blob, no due schedule");
+            if (outcome is null) logger.NothingToDo();
             if (outcome is RunOutcome.Failed or RunOutcome.Cancelled) state.Fail(1);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             state.Fail(1);
         }
-#pragma warning disable CA1031 // Any failure must become a non-zero exit code, not a silent 0.
+        // Any failure must become a non-zero exit code, not a silent 0.
         catch (Exception ex)
-#pragma warning restore CA1031
         {
-            logger.LogError(ex, "serve --once failed: {Error}", ex.Message);
+            logger.OnceFailed(ex, ex.Message);
             state.Fail(1);
         }
         finally
@@ -59,7 +58,7 @@ internal sealed class OnceService(TriggerHandler handler, ServiceState state, Ti
         }
         foreach (var claim in await handler.Launcher.UnfinishedAsync(includeInterrupted: false, ct).ConfigureAwait(false))
         {
-            logger.LogInformation("Resuming cancelled run {RunId}", claim.RunId);
+            logger.ResumingCancelledRun(claim.RunId);
             return await handler.Launcher.ExecuteAsync(claim, ct).ConfigureAwait(false);
         }
         return null;

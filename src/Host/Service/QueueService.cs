@@ -9,7 +9,7 @@ internal sealed class QueueService(TriggerHandler handler, ServeSettings setting
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var idle = TimeSpan.FromTicks(Math.Min(settings.Pipeline.Definition.Triggers.Blob!.PollInterval.Ticks, TimeSpan.FromSeconds(5).Ticks));
-        logger.LogInformation("Receiving BlobCreated events from queue {Queue}", handler.Queue!.Client.Name);
+        logger.ReceivingFromQueue(handler.Queue!.Client.Name);
         try
         {
             while (!stoppingToken.IsCancellationRequested)
@@ -20,12 +20,11 @@ internal sealed class QueueService(TriggerHandler handler, ServeSettings setting
                 {
                     message = await handler.Queue.ReceiveAsync(stoppingToken).ConfigureAwait(false);
                 }
-#pragma warning disable CA1031 // Any receive failure (storage error, credential failure, network timeout) is logged and retried.
+                // Any receive failure (storage error, credential failure, network timeout) is logged and retried.
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-#pragma warning restore CA1031
                 {
                     slot.Dispose();
-                    logger.LogError(ex, "Receiving from queue {Queue} failed: {Error}", handler.Queue.Client.Name, ex.Message);
+                    logger.ReceivingFromQueueFailed(ex, handler.Queue.Client.Name, ex.Message);
                     await Task.Delay(idle, stoppingToken).ConfigureAwait(false);
                     continue;
                 }

@@ -80,9 +80,8 @@ internal sealed class QueueSource
                 {
                     return; // the message was deleted or its receipt is void (the lease was lost): the claim still prevents a second start
                 }
-#pragma warning disable CA1031 // A transient failure (storage, network, credentials) must not end renewing: try again sooner.
+                // A transient failure (storage, network, credentials) must not end renewing: try again sooner.
                 catch (Exception)
-#pragma warning restore CA1031
                 {
                     interval = TimeSpan.FromTicks(Math.Max(LeaseTime.Ticks / 10, TimeSpan.FromMilliseconds(100).Ticks));
                 }

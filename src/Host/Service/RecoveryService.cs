@@ -19,17 +19,16 @@ internal sealed class RecoveryService(TriggerHandler handler, ILogger<RecoverySe
                 {
                     unfinished = await handler.Launcher.UnfinishedAsync(includeInterrupted: true, stoppingToken).ConfigureAwait(false);
                 }
-#pragma warning disable CA1031 // A storage outage at start must not stop the host: log and list again.
+                // A storage outage at start must not stop the host: log and list again.
                 catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-#pragma warning restore CA1031
                 {
-                    logger.LogError(ex, "Listing unfinished runs in {Location} failed: {Error}; retrying in {Delay}", handler.Launcher.Store.Location, ex.Message, RetryDelay);
+                    logger.ListingUnfinishedFailed(ex, handler.Launcher.Store.Location, ex.Message, RetryDelay);
                     await Task.Delay(RetryDelay, stoppingToken).ConfigureAwait(false);
                 }
             }
             foreach (var claim in unfinished)
             {
-                logger.LogInformation("Resuming unfinished run {RunId} ({Kind} trigger {Source})", claim.RunId, claim.Kind, claim.Source);
+                logger.ResumingUnfinishedRun(claim.RunId, claim.Kind, claim.Source);
                 var slot = await handler.Launcher.AcquireSlotAsync(stoppingToken).ConfigureAwait(false);
                 handler.Launcher.Start(slot, () => handler.Launcher.ExecuteAsync(claim, stoppingToken));
             }

@@ -113,13 +113,13 @@ internal sealed class RunLauncher : IDisposable
         if (!await TryClaimAsync(claim, cancellationToken).ConfigureAwait(false))
         {
             var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
+            string status = run?.Status.Name() ?? "not started";
             if (!resumeUnfinished || run?.Status is RunStatus.Completed or RunStatus.Failed)
             {
-                _logger.LogInformation("Trigger {Kind}/{Key} already claimed (run {RunId}, status {Status}); nothing to start",
-                    claim.Kind, claim.Key, claim.RunId, run?.Status.Name() ?? "not started");
+                _logger.AlreadyClaimed(claim.Kind, claim.Key, claim.RunId, status);
                 return RunOutcome.AlreadyClaimed;
             }
-            _logger.LogInformation("Resuming run {RunId} ({Status}) for trigger {Kind}/{Key}", claim.RunId, run?.Status.Name() ?? "not started", claim.Kind, claim.Key);
+            _logger.ResumingClaimedRun(claim.RunId, status, claim.Kind, claim.Key);
         }
         return await ExecuteAsync(claim, cancellationToken).ConfigureAwait(false);
     }
@@ -139,11 +139,10 @@ internal sealed class RunLauncher : IDisposable
                 var run = await RunRecord.LoadAsync(Store, claim.RunId, cancellationToken).ConfigureAwait(false);
                 if (run?.Status == RunStatus.Cancelled || (includeInterrupted && run?.Status is null or RunStatus.Running)) result.Add(claim);
             }
-#pragma warning disable CA1031 // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
+            // One unreadable marker (corrupt, or its run.json) must not keep the others from resuming.
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-#pragma warning restore CA1031
             {
-                _logger.LogWarning("Skipping claim marker {Path}: {Error}", path, ex.Message);
+                _logger.SkippingClaimMarker(path, ex.Message);
             }
         }
         return result;
@@ -169,13 +168,12 @@ internal sealed class RunLauncher : IDisposable
                 }
                 catch (OperationCanceledException)
                 {
-                    _logger.LogInformation("A trigger was stopped by shutdown before its run started");
+                    _logger.TriggerStoppedByShutdown();
                 }
-#pragma warning disable CA1031 // Nobody awaits this task but DrainAsync: log what would otherwise be lost (claim, run.json, message delete).
+                // Nobody awaits this task but DrainAsync: log what would otherwise be lost (claim, run.json, message delete).
                 catch (Exception ex)
-#pragma warning restore CA1031
                 {
-                    _logger.LogError(ex, "Handling a trigger failed: {Error}", ex.Message);
+                    _logger.TriggerFailed(ex, ex.Message);
                 }
             }
         });
@@ -213,33 +211,34 @@ internal sealed class RunLauncher : IDisposable
         }
         catch (PipelineFileException ex)
         {
-            _logger.LogError("Run {RunId} cannot start: {Problems}", claim.RunId, ex.Message);
+            _logger.RunCannotStart(claim.RunId, ex.Message);
             return RunOutcome.Failed;
         }
-        _logger.LogInformation("Run {RunId} starting ({Kind} trigger {Source})", claim.RunId, claim.Kind, claim.Source);
-        var runner = new PipelineRunner(pipeline, Store, line => _logger.LogInformation("Run {RunId}: {Line}", claim.RunId, line.Trim()));
+        _logger.RunStarting(claim.RunId, claim.Kind, claim.Source);
+        var runner = new PipelineRunner(pipeline, Store, line =>
+        {
+            if (_logger.IsEnabled(LogLevel.Information)) _logger.RunProgress(claim.RunId, line.Trim());
+        });
         try
         {
             var run = await runner.RunAsync(claim.RunId, new RunScope(), cancellationToken).ConfigureAwait(false);
-            _logger.LogInformation("Run {RunId} {Status}", claim.RunId, run.Status);
+            if (_logger.IsEnabled(LogLevel.Information)) _logger.RunEnded(claim.RunId, run.Status.Name());
             return RunOutcome.Completed;
         }
         catch (RunLockHeldException ex)
         {
-            _logger.LogInformation("Run {RunId} is being written by {Holder} (process {Pid}, lock expires {Expires:O}); left for it",
-                claim.RunId, ex.Host, ex.Pid, ex.Expires);
+            _logger.RunBusy(claim.RunId, ex.Host, ex.Pid, ex.Expires);
             return RunOutcome.Busy;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            _logger.LogWarning("Run {RunId} cancelled by shutdown; it resumes on the next start (or: prefpipe resume --run {RunId})", claim.RunId, claim.RunId);
+            _logger.RunCancelledByShutdown(claim.RunId);
             return RunOutcome.Cancelled;
         }
-#pragma warning disable CA1031 // A failed run is recorded in run.json and reported; the service keeps serving.
+        // A failed run is recorded in run.json and reported; the service keeps serving.
         catch (Exception ex)
-#pragma warning restore CA1031
         {
-            _logger.LogError(ex, "Run {RunId} failed: {Error}", claim.RunId, ex.Message);
+            _logger.RunFailed(ex, claim.RunId, ex.Message);
             return RunOutcome.Failed;
         }
     }

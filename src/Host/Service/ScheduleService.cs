@@ -14,7 +14,7 @@ internal sealed class ScheduleService(TriggerHandler handler, TimeProvider clock
         {
             while (schedule.Next(after) is { } next)
             {
-                logger.LogInformation("Next scheduled run at {Occurrence:O}", next);
+                logger.NextScheduledRun(next);
                 await WaitUntilAsync(next, clock, stoppingToken).ConfigureAwait(false);
                 after = next;
                 var slot = await handler.Launcher.AcquireSlotAsync(stoppingToken).ConfigureAwait(false);

@@ -31,7 +31,7 @@ internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launche
         string? path = e is null ? null : blobs!.PathOf(e);
         if (e is null || path is null)
         {
-            logger.LogWarning("Queue message {MessageId} ignored and deleted: {Reason}", message.MessageId,
+            logger.MessageIgnored(message.MessageId,
                 e is null ? reason
                 : BlobTriggerSource.IsIgnored(e.BlobName) ? $"blob {e.Container}/{e.BlobName} is a marker or temporary file (a path segment starts with '.' or '_')"
                 : $"blob {e.Container}/{e.BlobName} is outside {blobs!.Container}/{blobs.BlobPrefix}");
@@ -47,10 +47,10 @@ internal sealed class TriggerHandler(ServeSettings settings, RunLauncher launche
             }
             catch (FileNotFoundException)
             {
-                logger.LogWarning("Queue message {MessageId}: blob {Blob} no longer exists; nothing to run", message.MessageId, e.BlobName);
+                logger.MessageBlobGone(message.MessageId, e.BlobName);
                 return (RunOutcome?)null;
             }
-            logger.LogInformation("BlobCreated {Blob} (message {MessageId}, dequeue count {DequeueCount})", e.BlobName, message.MessageId, message.DequeueCount);
+            logger.BlobCreated(e.BlobName, message.MessageId, message.DequeueCount);
             return await launcher.ClaimAndRunAsync(claim, resumeUnfinished: true, cancellationToken).ConfigureAwait(false);
         }, cancellationToken).ConfigureAwait(false);
         if (outcome == RunOutcome.Cancelled) await queue.ReleaseAsync(message, receipt).ConfigureAwait(false);

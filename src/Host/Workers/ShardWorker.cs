@@ -57,6 +57,7 @@ internal sealed record WorkerResult(IReadOnlyList<int> ShardsDone, bool Merged);
 internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store, string runId, Action<WorkerEvent> report)
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
     private readonly string _worker = string.Create(CultureInfo.InvariantCulture, $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}");
 
     private PipelineDefinition D => pipeline.Definition;
@@ -80,7 +81,7 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
             Created = DateTimeOffset.UtcNow, Status = RunStatus.Created, Stages = [.. Stages.All.Select(s => new StageRecord { Name = s })],
         };
         await store.TryCreateAsync($"{runId}/pipeline.yaml", System.Text.Encoding.UTF8.GetBytes(pipeline.CanonicalYaml), cancellationToken).ConfigureAwait(false);
-        await store.TryCreateAsync(RunRecord.PathOf(runId), JsonSerializer.SerializeToUtf8Bytes(run, new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
+        await store.TryCreateAsync(RunRecord.PathOf(runId), JsonSerializer.SerializeToUtf8Bytes(run, IndentedJson), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<WorkerResult> RunAsync(WorkerPlan plan, CancellationToken cancellationToken = default)

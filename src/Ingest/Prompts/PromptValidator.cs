@@ -70,16 +70,16 @@ internal sealed class PromptValidator(PromptEncoder encoder, IngestOptions optio
         }
         _seen[id] = raw.Row;
 
-        string rendered;
-        IReadOnlyList<int> ids;
+        EncodedPrompt encoded;
         try
         {
-            (rendered, ids) = encoder.Encode(turns); // the system prompt, if any, is added there (templated prompts only)
+            encoded = encoder.Encode(turns); // the system prompt, if any, is added there (templated prompts only)
         }
         catch (InvalidDataException ex)
         {
             return Reject(raw, id, ex.Message);
         }
+        var ids = encoded.Ids;
         bool truncated = false;
         if (ids.Count > options.MaxPromptTokens)
         {
@@ -88,7 +88,7 @@ internal sealed class PromptValidator(PromptEncoder encoder, IngestOptions optio
             ids = ids.Skip(ids.Count - options.MaxPromptTokens).ToArray();
             truncated = true;
         }
-        return (new ValidPrompt(raw.Row, id, turns, rendered, ids, truncated), null);
+        return (new ValidPrompt(raw.Row, id, turns, encoded.Rendered, ids, truncated), null);
     }
 
     private static (ValidPrompt?, PromptRejection?) Reject(RawPrompt raw, string? id, string reason) => (null, new PromptRejection(raw.Row, id, reason));

@@ -168,7 +168,7 @@ public sealed class OnnxRewardModel : IDisposable
     /// <inheritdoc />
     public void Dispose() => _graph.Dispose();
 
-    private float[] RunBatch(IReadOnlyList<int[]> batch, RewardPadding side, RunOptions? runOptions = null, CancellationToken cancellationToken = default)
+    private float[] RunBatch(List<int[]> batch, RewardPadding side, RunOptions? runOptions = null, CancellationToken cancellationToken = default)
     {
         int rows = batch.Count;
         // A fixed batch dimension is filled with copies of the last row (their scores are dropped); a fixed length pads

@@ -6,6 +6,9 @@ namespace PrefPipe.Models.SafeTensors;
 /// <summary>The weights of a model folder: model.safetensors, or shards listed in model.safetensors.index.json.</summary>
 public sealed class ModelWeights : IDisposable
 {
+    /// <summary>Pickled checkpoint names: named in the error, never loaded.</summary>
+    private static readonly string[] PickledCheckpoints = ["pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth"];
+
     private readonly Dictionary<string, SafeTensorsFile> _byTensor;
     private readonly List<SafeTensorsFile> _files;
 
@@ -67,7 +70,7 @@ public sealed class ModelWeights : IDisposable
             var file = SafeTensorsFile.Open(single);
             return new ModelWeights([file], file.Tensors.Keys.ToDictionary(k => k, _ => file, StringComparer.Ordinal));
         }
-        var pickled = new[] { "pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth" }.FirstOrDefault(f => File.Exists(Path.Combine(directory, f)));
+        var pickled = PickledCheckpoints.FirstOrDefault(f => File.Exists(Path.Combine(directory, f)));
         throw new FileNotFoundException(pickled is not null
             ? $"{directory} has only a pickled checkpoint ({pickled}); pickles are never loaded (they can run code). Convert it to safetensors (save_pretrained(..., safe_serialization=True))."
             : $"{directory}: no model.safetensors or model.safetensors.index.json; expected Hugging Face weights in safetensors format.", single);

@@ -7,6 +7,8 @@ namespace PrefPipe.Models.SafeTensors;
 /// <summary>Writes safetensors files that transformers and the safetensors library read.</summary>
 public static class SafeTensorsWriter
 {
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     /// <summary>
     /// Writes <paramref name="tensors"/> (in name order, as the safetensors library does) with optional metadata.
     /// Written to a temporary name and renamed: a reader never sees half a file.
@@ -96,7 +98,7 @@ public static class SafeTensorsWriter
         }
         var index = new { metadata = new { total_size = total }, weight_map = weightMap };
         string indexPath = Path.Combine(directory, "model.safetensors.index.json");
-        File.WriteAllText(indexPath + ".tmp", JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }), Encoding.UTF8);
+        File.WriteAllText(indexPath + ".tmp", JsonSerializer.Serialize(index, IndentedJson), Encoding.UTF8);
         File.Move(indexPath + ".tmp", indexPath, overwrite: true);
         return files;
     }

@@ -187,7 +187,7 @@ public sealed class HfTokenizer : ITextTokenizer
         return [.. byId.Values];
     }
 
-    private static IEnumerable<Segment> Segments(AddedTokenMatcher matcher, string text) =>
+    private static List<Segment> Segments(AddedTokenMatcher matcher, string text) =>
         matcher.IsEmpty ? [new Segment(0, text.Length, null)] : matcher.Split(text);
 
     private static JsonDocument ParseFile(string file)

@@ -39,10 +39,10 @@ public sealed class PpoTrainer(PpoOptions options)
         var device = TorchRuntime.DefaultDevice();
         var dtype = device.type == TorchSharp.DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
         // This training: options, the prompts' ids, and the policy, reference and reward models.
-        string fingerprint = Resume.Fingerprint(options,
+        string fingerprint = TrainingResume.Fingerprint(options,
             string.Join(';', prompts.Select(p => $"{p.PromptId}:{string.Join(',', p.Ids)}")),
             ReferencePass.ModelFingerprint(policyDirectory), ReferencePass.ModelFingerprint(referenceDirectory), ReferencePass.ModelFingerprint(rewardDirectory), $"dtype={dtype}");
-        var (resumeFrom, state) = Resume.From(outputDirectory, fingerprint);
+        var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
 
         var encoder = PromptEncoder.Load(policyDirectory);
@@ -191,9 +191,11 @@ public sealed class PpoTrainer(PpoOptions options)
         Charts.Lines(path, "PPO", "iteration", "value", [Series("ppo/mean_scores"), Series("objective/kl"), Series("objective/rlhf_reward")]);
     }
 
+    private static readonly string[] SummaryMetrics = ["ppo/mean_scores", "objective/kl", "policy/clipfrac", "val/loss"];
+
     /// <summary>A one-line summary of PPO metrics.</summary>
     public static string Describe(IReadOnlyDictionary<string, double> m) => string.Join("  ",
-        new[] { "ppo/mean_scores", "objective/kl", "policy/clipfrac", "val/loss" }.Where(m.ContainsKey)
+        SummaryMetrics.Where(m.ContainsKey)
             .Select(k => string.Create(CultureInfo.InvariantCulture, $"{k}={m[k]:G4}")));
 }
 

@@ -13,7 +13,7 @@ public sealed class BlobArtifactStoreTests(AzuriteFixture azurite) : ArtifactSto
 
     protected override IArtifactStore Store => field ??= new BlobArtifactStore(azurite.Container(ContainerName), _prefix);
 
-    private Func<string, string?> Env(string? connection, string? account = null) => name => name switch
+    private static Func<string, string?> Env(string? connection, string? account = null) => name => name switch
     {
         ArtifactStores.ConnectionStringVariable => connection,
         ArtifactStores.AccountUrlVariable => account,

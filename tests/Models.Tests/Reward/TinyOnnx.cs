@@ -98,19 +98,19 @@ internal static class TinyOnnx
 
     private sealed class Pb
     {
-        private readonly MemoryStream _stream = new();
+        private readonly List<byte> _bytes = [];
 
-        public byte[] ToArray() => _stream.ToArray();
+        public byte[] ToArray() => [.. _bytes];
 
         private void Raw(ulong v)
         {
-            while (v >= 0x80) { _stream.WriteByte((byte)(v | 0x80)); v >>= 7; }
-            _stream.WriteByte((byte)v);
+            while (v >= 0x80) { _bytes.Add((byte)(v | 0x80)); v >>= 7; }
+            _bytes.Add((byte)v);
         }
 
         public void Varint(int field, ulong v) { Raw((ulong)field << 3); Raw(v); }
 
-        public void Bytes(int field, byte[] data) { Raw(((ulong)field << 3) | 2); Raw((ulong)data.Length); _stream.Write(data); }
+        public void Bytes(int field, byte[] data) { Raw(((ulong)field << 3) | 2); Raw((ulong)data.Length); _bytes.AddRange(data); }
 
         public void String(int field, string s) => Bytes(field, Encoding.UTF8.GetBytes(s));
 

@@ -363,9 +363,9 @@ internal static class JinjaFilters
             case "even":
                 return JinjaRuntime.Equals(JinjaRuntime.Binary("%", value, 2L), 0L);
             case "lower":
-                return value is string ls && ls == ls.ToLowerInvariant();
+                return value is string ls && string.Equals(ls, ls.ToLowerInvariant(), StringComparison.Ordinal); // ordinal on purpose: a case-insensitive compare would always be true
             case "upper":
-                return value is string us && us == us.ToUpperInvariant();
+                return value is string us && string.Equals(us, us.ToUpperInvariant(), StringComparison.Ordinal);
             default:
                 throw new JinjaError($"unsupported construct: test '{name}'");
         }
