@@ -6,12 +6,21 @@ using PrefPipe.Ranking.Judges;
 
 namespace PrefPipe.Ranking;
 
+/// <summary>Which judge compares two candidates.</summary>
+public enum JudgeKind
+{
+    /// <summary>Bradley–Terry on the reward model's scores.</summary>
+    Reward,
+
+    /// <summary>An LLM behind a chat-completions endpoint.</summary>
+    Llm,
+}
+
 /// <summary>Ranking options: which judge, and the reward model's scoring options.</summary>
 public sealed class RankingOptions : IValidatableObject
 {
     /// <summary>reward (Bradley–Terry on reward-model scores) or llm (a chat-completions endpoint).</summary>
-    [RegularExpression("^(reward|llm)$", ErrorMessage = "judge must be reward or llm.")]
-    public string Judge { get; set; } = "reward";
+    public JudgeKind Judge { get; set; } = JudgeKind.Reward;
 
     /// <summary>Reward judge: |r_a − r_b| below this is a tie.</summary>
     /// <value>Default 0.05; 0 to 1000.</value>
@@ -39,7 +48,9 @@ public sealed class RankingOptions : IValidatableObject
     /// <inheritdoc />
     IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
-        if (Judge == "llm" && Llm is null)
+        if (!Enum.IsDefined(Judge))
+            yield return new ValidationResult("judge must be reward or llm.", OptionsMembers.Under(validationContext, nameof(Judge)));
+        if (Judge == JudgeKind.Llm && Llm is null)
             yield return new ValidationResult("judge is llm but the llm section (endpoint, model) is missing.", OptionsMembers.Under(validationContext, nameof(Llm)));
     }
 }

@@ -131,7 +131,7 @@ public sealed class RankingStage
         return await WriteAsync(store, prefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
     }
 
-    private string JudgeName => _options.Judge == "llm" ? $"llm:{_options.Llm!.Model}" : "reward";
+    private string JudgeName => _options.Judge == JudgeKind.Llm ? $"llm:{_options.Llm!.Model}" : "reward";
 
     private sealed record RankedRows(List<ScoredCandidateRow> Scored, List<ComparisonRow> Comparisons, List<PreferenceRow> Preferences, List<RejectRow> Unpaired,
         int PromptsIn, int JudgeCalls, string Judge);
@@ -170,7 +170,7 @@ public sealed class RankingStage
         }
 
         // 2. IPR with the judge.
-        IPairwiseJudge judge = _options.Judge == "llm"
+        IPairwiseJudge judge = _options.Judge == JudgeKind.Llm
             ? new LlmJudge(_httpClient ?? new HttpClient(), _options.Llm!)
             : new RewardJudge(scores, _options.TieEpsilon);
         var ranker = new IterativePairwiseRanker(judge);

@@ -46,7 +46,7 @@ public sealed class DpoTrainer(DpoTrainingOptions options)
         var objective = ObjectiveFactory.Create(options.Objective);
 
         var device = TorchRuntime.DefaultDevice();
-        ScalarType dtype = TrainingDtype.Resolve(options.Dtype, device);
+        ScalarType dtype = TrainingDtypes.Resolve(options.Dtype, device);
         // This training: options, the pairs' ids, the start model (every weight byte, tokenizer, dtype) and the reference log-probs.
         string fingerprint = TrainingResume.Fingerprint(options, ReferencePass.Fingerprint(pairs, policyDirectory, dtype),
             string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));

@@ -97,9 +97,8 @@ public sealed class DpoTrainingOptions : IValidatableObject
     public int LoggingSteps { get; set; } = 10;
 
     /// <summary>Training dtype: auto (float32 on CPU, bfloat16 on CUDA), float32 or bfloat16.</summary>
-    /// <value>Default "auto".</value>
-    [RegularExpression("^(auto|float32|bfloat16)$", ErrorMessage = "dtype must be auto, float32 or bfloat16.")]
-    public string Dtype { get; set; } = "auto";
+    /// <value>Default auto.</value>
+    public TrainingDtype Dtype { get; set; } = TrainingDtype.Auto;
 
     /// <summary>Throws when an option (the objective's included) is out of range or inconsistent, naming every one.</summary>
     /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
@@ -113,6 +112,8 @@ public sealed class DpoTrainingOptions : IValidatableObject
     /// <inheritdoc />
     IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
+        if (!Enum.IsDefined(Dtype))
+            yield return new ValidationResult("dtype must be auto, float32 or bfloat16.", OptionsMembers.Under(validationContext, nameof(Dtype)));
         if (MaxPromptLength >= MaxLength)
             yield return new ValidationResult($"max_prompt_length ({MaxPromptLength}) must be less than max_length ({MaxLength}).",
                 OptionsMembers.Under(validationContext, nameof(MaxPromptLength), nameof(MaxLength)));

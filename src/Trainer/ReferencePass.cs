@@ -115,13 +115,13 @@ public static class ReferencePass
     /// <param name="cancellationToken">Checked per batch.</param>
     /// <returns>Rows by pair key, and whether they were reused.</returns>
     public static async Task<(IReadOnlyDictionary<string, ReferenceLogProbRow> Rows, bool Reused, string Path)> ComputeOrReuseAsync(
-        IArtifactStore store, string prefix, IReadOnlyList<EncodedPair> pairs, string referenceDirectory, int batchSize, string dtype,
+        IArtifactStore store, string prefix, IReadOnlyList<EncodedPair> pairs, string referenceDirectory, int batchSize, TrainingDtype dtype,
         IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(pairs);
         var device = TorchRuntime.DefaultDevice();
-        ScalarType scalarType = TrainingDtype.Resolve(dtype, device);
+        ScalarType scalarType = TrainingDtypes.Resolve(dtype, device);
         string fingerprint = Fingerprint(pairs, referenceDirectory, scalarType);
         string path = Stages.StagePaths.Join(prefix, $"reference_logps-{fingerprint[..16]}.parquet");
         if (await store.ExistsAsync(path, cancellationToken).ConfigureAwait(false))

@@ -72,9 +72,9 @@ public sealed class RankingServiceCollectionExtensionsTests
     [Fact]
     public void Constructor_UnknownJudge_IsRefusedBeforeAnyWork()
     {
-        var ex = Assert.Throws<OptionsValidationException>(() => new RankingStage(new RankingOptions { Judge = "human" }));
+        var ex = Assert.Throws<OptionsValidationException>(() => new RankingStage(new RankingOptions { Judge = (JudgeKind)7 }));
 
-        Assert.Contains("Judge: judge must be reward or llm.", ex.Failures);
+        Assert.Contains("RankingOptions.Judge: judge must be reward or llm.", ex.Failures);
     }
 
     [Fact]

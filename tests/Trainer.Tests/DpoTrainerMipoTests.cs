@@ -46,8 +46,8 @@ public sealed class DpoTrainerMipoTests(ITestOutputHelper output)
     private static async Task<double[]> HeldOutMargins(string model, List<EncodedPair> pairs)
     {
         var scratch = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-mipo-eval-").FullName);
-        var policy = (await ReferencePass.ComputeOrReuseAsync(scratch, "policy", pairs, model, 8, "auto")).Rows;
-        var reference = (await ReferencePass.ComputeOrReuseAsync(scratch, "ref", pairs, Policy, 8, "auto")).Rows;
+        var policy = (await ReferencePass.ComputeOrReuseAsync(scratch, "policy", pairs, model, 8, TrainingDtype.Auto)).Rows;
+        var reference = (await ReferencePass.ComputeOrReuseAsync(scratch, "ref", pairs, Policy, 8, TrainingDtype.Auto)).Rows;
         static double Mean(double logps, int tokens) => logps / Math.Max(1, tokens);
         return pairs.Select(p =>
         {
@@ -63,7 +63,7 @@ public sealed class DpoTrainerMipoTests(ITestOutputHelper output)
         var train = TrainPairs();
         var heldOut = HeldOutPairs();
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-mipo-ref-").FullName);
-        var reference = (await ReferencePass.ComputeOrReuseAsync(store, "ref", train, Policy, 8, "auto")).Rows;
+        var reference = (await ReferencePass.ComputeOrReuseAsync(store, "ref", train, Policy, 8, TrainingDtype.Auto)).Rows;
         var options = new DpoTrainingOptions
         {
             Objective = new ObjectiveOptions { LossType = "mipo" }, // β = 20, q = softplus (the paper's defaults)

@@ -27,7 +27,7 @@ public sealed class DpoTrainerTests
     }
 
     private static async Task<IReadOnlyDictionary<string, ReferenceLogProbRow>> Reference(List<EncodedPair> pairs, IArtifactStore? store = null) =>
-        (await ReferencePass.ComputeOrReuseAsync(store ?? new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName), "ref", pairs, Policy, 8, "auto")).Rows;
+        (await ReferencePass.ComputeOrReuseAsync(store ?? new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName), "ref", pairs, Policy, 8, TrainingDtype.Auto)).Rows;
 
     private static DpoTrainingOptions Options(string loss = "sigmoid", int steps = 12) => new()
     {
@@ -125,9 +125,9 @@ public sealed class DpoTrainerTests
         var pairs = Pairs();
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
 
-        var first = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, "auto");
-        var second = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, "auto");
-        var fewer = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs.Take(4).ToList(), Policy, 8, "auto");
+        var first = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, TrainingDtype.Auto);
+        var second = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, TrainingDtype.Auto);
+        var fewer = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs.Take(4).ToList(), Policy, 8, TrainingDtype.Auto);
 
         Assert.False(first.Reused);
         Assert.True(second.Reused);

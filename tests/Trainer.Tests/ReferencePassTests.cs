@@ -108,8 +108,8 @@ public sealed class ReferencePassTests
     {
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
 
-        var bf16 = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy, 8, "bfloat16");
-        var f32 = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy, 8, "float32");
+        var bf16 = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy, 8, TrainingDtype.Bfloat16);
+        var f32 = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy, 8, TrainingDtype.Float32);
 
         Assert.False(f32.Reused); // another dtype is another artifact
         Assert.NotEqual(bf16.Path, f32.Path);
@@ -147,7 +147,7 @@ public sealed class ReferencePassTests
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
         string path = $"ref/reference_logps-{ReferencePass.Fingerprint(pairs, Policy, ScalarType.Float32)[..16]}.parquet";
         await ParquetArtifacts.WriteAsync(store, path, pairs.Select(p => new ReferenceLogProbRow { PromptId = p.Key, ChosenLogps = -1, RejectedLogps = -2, ChosenTokens = 1, RejectedTokens = 1, Dispersion = 0.5 }));
-        var result = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, "float32");
+        var result = await ReferencePass.ComputeOrReuseAsync(store, "ref", pairs, Policy, 8, TrainingDtype.Float32);
 
         Assert.True(result.Reused);
         Assert.Equal(200_000, result.Rows.Count);

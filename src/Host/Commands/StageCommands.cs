@@ -77,8 +77,7 @@ internal static partial class StageCommands
         var candidates = Required("--candidates", "Candidates artifact (Parquet, from ingest): local, az:// or blob URL.");
         var rewardModel = Required("--reward-model", "Reward model folder (model.onnx + tokenizer.json).");
         var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): scored candidates, comparisons, preferences, unpaired.");
-        var judge = new Option<string>("--judge") { Description = "reward (reward-model scores) or llm (a chat-completions endpoint).", DefaultValueFactory = _ => RankingDefaults.Judge };
-        judge.AcceptOnlyFromAmong("reward", "llm");
+        var judge = new Option<JudgeKind>("--judge") { Description = "reward (reward-model scores) or llm (a chat-completions endpoint).", DefaultValueFactory = _ => RankingDefaults.Judge };
         var tie = new Option<double>("--tie-epsilon") { Description = "Reward judge: |r_a − r_b| below this is a tie.", DefaultValueFactory = _ => RankingDefaults.TieEpsilon };
         var batch = new Option<int>("--batch-size") { Description = "Reward model: sequences per batch.", DefaultValueFactory = _ => RankingDefaults.Reward.BatchSize };
         var maxLength = new Option<int>("--max-length") { Description = "Reward model: longest sequence in tokens (longer ones are cut on the left).", DefaultValueFactory = _ => RankingDefaults.Reward.MaxLength };
@@ -92,10 +91,10 @@ internal static partial class StageCommands
         {
             var options = new RankingOptions
             {
-                Judge = parse.GetValue(judge)!, TieEpsilon = parse.GetValue(tie),
+                Judge = parse.GetValue(judge), TieEpsilon = parse.GetValue(tie),
                 Reward = new RewardModelOptions { BatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength) },
             };
-            if (options.Judge == "llm")
+            if (options.Judge == JudgeKind.Llm)
             {
                 options.Llm = new LlmJudgeOptions { Endpoint = parse.GetValue(endpoint), Model = parse.GetValue(judgeModel) ?? "", Api = parse.GetValue(api) };
                 if (options.Llm.Endpoint is null) throw new ArgumentException("--judge llm needs --judge-endpoint (and --judge-model)");

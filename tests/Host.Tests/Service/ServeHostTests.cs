@@ -29,7 +29,7 @@ public sealed class ServeHostTests
         string path = Path.Combine(storage, "demo.yaml");
         File.WriteAllText(path, yaml);
         return (PipelineLoader.Load(path, ["ranking.judge=llm", "ranking.llm.endpoint=http://127.0.0.1:9/v1", "ranking.llm.model=m",
-            "ranking.llm.attempt_timeout=30s", "ingest.stop_strings=[\"\\n\\n\"]", "training.stage2.target_kl=0.1"], _ => null), storage);
+            "ranking.llm.attempt_timeout=30s", "ingest.stop_strings=[\"\\n\\n\"]", "training.ppo.target_kl=0.1"], _ => null), storage);
     }
 
     private static IHost Build(LoadedPipeline pipeline) =>
