@@ -32,7 +32,7 @@ public sealed record TrainResult(string FinalCheckpoint, long Steps, IReadOnlyLi
 /// from the latest checkpoint in its output folder and continues exactly as an uninterrupted run would. Cancellation
 /// stops at a step boundary after writing a checkpoint.
 /// </summary>
-public sealed class DpoTrainer(DpoTrainingOptions options)
+internal sealed class DpoTrainer(DpoTrainingOptions options)
 {
     /// <summary>Trains <paramref name="policyDirectory"/> on <paramref name="pairs"/>; checkpoints go to <paramref name="outputDirectory"/>.</summary>
     public TrainResult Train(string policyDirectory, IReadOnlyList<EncodedPair> pairs, IReadOnlyDictionary<string, ReferenceLogProbRow> reference,

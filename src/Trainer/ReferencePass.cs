@@ -19,7 +19,7 @@ namespace PrefPipe.Trainer;
 /// tokenizer files) and the dtype it runs in; training reads them and never runs the reference model per step. A later
 /// run with the same fingerprint reuses the artifact.
 /// </summary>
-public static class ReferencePass
+internal static class ReferencePass
 {
     /// <summary>Checkpoint state that sits beside the weights in a checkpoint folder but is not the model.</summary>
     private static readonly string[] NotWeights = ["optimizer.safetensors", "extra.safetensors"];

@@ -95,27 +95,20 @@ internal static class ModelCommand
         var command = new Command("generate", "Generate a continuation; prints the prompt ids the model was fed.") { model, prompt, messages, chatTemplate, systemPrompt, promptIds, maxNew, greedy, temperature, topP, topK, seed, json };
         command.SetAction((parse, cancellationToken) => Task.FromResult(Run(() =>
         {
-            string dir = parse.GetValue(model)!;
             // The pipeline's prompt encoding: what this prints is exactly what ingest feeds the policy.
-            var encoder = PromptEncoder.Load(dir, parse.GetValue(chatTemplate), parse.GetValue(systemPrompt));
-            var tokenizer = encoder.Tokenizer;
-            if (new[] { parse.GetValue(prompt) is not null, parse.GetValue(messages) is not null, parse.GetValue(promptIds) is not null }.Count(x => x) != 1)
+            var prompted = new PolicyPrompt(parse.GetValue(prompt), parse.GetValue(messages) is { } conversation ? ParseMessages(conversation) : null,
+                parse.GetValue(promptIds) is { } given ? ParseIds(given) : null);
+            if (new[] { prompted.Text is not null, prompted.Messages is not null, prompted.Ids is not null }.Count(x => x) != 1)
                 throw new ArgumentException("give exactly one of --prompt, --messages or --prompt-ids");
-            int[] ids = parse.GetValue(prompt) is { } text ? [.. encoder.EncodeRendered(text)]
-                : parse.GetValue(messages) is { } conversation ? [.. encoder.Encode(ParseMessages(conversation)).Ids]
-                : ParseIds(parse.GetValue(promptIds)!);
-            using var lm = LlamaForCausalLM.Load(dir);
-            var eos = encoder.EosTokenIds;
-            var generator = new TextGenerator(lm, encoder.PadTokenId, t => tokenizer.Decode(t, skipSpecialTokens: true));
-            var result = generator.Generate([new GenerationRequest(ids, parse.GetValue(seed))], new GenerationOptions
+            var generated = PolicyGeneration.Generate(parse.GetValue(model)!, prompted, parse.GetValue(chatTemplate), parse.GetValue(systemPrompt), new GenerationOptions
             {
                 MaxNewTokens = parse.GetValue(maxNew),
                 Greedy = parse.GetValue(greedy),
                 Temperature = parse.GetValue(temperature),
                 TopP = parse.GetValue(topP),
                 TopK = parse.GetValue(topK),
-                EosTokenIds = eos,
-            }, cancellationToken)[0];
+            }, parse.GetValue(seed), cancellationToken);
+            var (ids, result) = (generated.PromptIds, generated.Result);
             var output = console ?? AnsiConsole.Console;
             if (parse.GetValue(json))
             {
@@ -124,8 +117,8 @@ internal static class ModelCommand
             }
             else
             {
-                output.MarkupLine($"[grey]prompt ids ({ids.Length}): {string.Join(' ', ids)}[/]");
-                output.MarkupLine($"[grey]{Markup.Escape(tokenizer.Decode(ids))}[/]{Markup.Escape(result.Text ?? "")}");
+                output.MarkupLine($"[grey]prompt ids ({ids.Count}): {string.Join(' ', ids)}[/]");
+                output.MarkupLine($"[grey]{Markup.Escape(generated.PromptText)}[/]{Markup.Escape(result.Text ?? "")}");
                 output.MarkupLine($"[grey]({result.NewIds.Count} new tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()})[/]");
             }
             return Cli.ExitCodes.Ok;

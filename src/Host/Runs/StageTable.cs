@@ -100,7 +100,7 @@ internal static class StageTable
         {
             StageInput.Upstream u => Output(run, u.Stage, u.Artifact),
             StageInput.File f => FileHash(f.Location),
-            StageInput.Model m => portable ? PrefPipe.Trainer.ReferencePass.ModelFingerprint(m.Directory) : DirHash(m.Directory),
+            StageInput.Model m => portable ? TrainedModel.Fingerprint(m.Directory) : DirHash(m.Directory),
             _ => throw new InvalidOperationException($"unknown input {i}"),
         }));
         parts.Add(CodeVersion.Current);

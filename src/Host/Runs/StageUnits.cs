@@ -81,7 +81,7 @@ internal static class StageUnits
     public static async Task<StageOutcome> DpoAsync(StageContext c, CancellationToken ct)
     {
         var pairs = c.D.Training.Plan == TrainingPlan.Dpo ? c.Artifact(PipelineStage.Rank, "preferences.parquet") : c.Artifact(PipelineStage.Split, "easy.parquet");
-        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  step {p.Step}/{p.TotalSteps}  {DpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps));
+        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  step {p.Step}/{p.TotalSteps}  {DpoStage.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps));
         var r = await new DpoStage(c.D.Training.Dpo).RunAsync(pairs, c.Resolve(c.D.Models.Policy), Reference(c.Pipeline), Format(c.D),
             c.Store, c.Prefix(PipelineStage.Dpo), c.Work(PipelineStage.Dpo), progress, line => c.Log($"  {line}"), ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Trained, r.Rejects.Rows,
@@ -95,7 +95,7 @@ internal static class StageUnits
         bool mpo = c.D.Training.Plan != TrainingPlan.Ppo;
         string start = mpo ? await ModelOfAsync(c, PipelineStage.Dpo, ct).ConfigureAwait(false) : c.Resolve(c.D.Models.Policy);
         var prompts = mpo ? c.Artifact(PipelineStage.Split, "difficult.parquet") : c.Artifact(PipelineStage.Ingest, "prompts.parquet");
-        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoTrainer.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps));
+        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoStage.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps));
         var r = await new PpoStage(c.D.Training.Ppo).RunAsync(prompts, start, start, c.Resolve(c.D.Models.Reward), Format(c.D), c.Resolve(c.D.Models.Policy),
             c.Store, c.Prefix(PipelineStage.Ppo), c.Work(PipelineStage.Ppo), progress, ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows,

@@ -28,7 +28,7 @@ public sealed record PairRejection(string Key, string Reason);
 /// Prompt first: longer than max_prompt_length → keep its end (keep_end, TRL's default) or its start. Then completions
 /// are cut from their end so prompt + completion ≤ max_length. A cut completion loses its EOS, as in TRL.
 /// </remarks>
-public sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int maxPromptLength, TruncationMode mode)
+internal sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int maxPromptLength, TruncationMode mode)
 {
     /// <summary>Encodes one pair whose prompt is a conversation (rendered here with the template, if any).</summary>
     public (EncodedPair? Pair, PairRejection? Rejection) Encode(string key, IReadOnlyList<Turn> prompt, string chosen, string rejected) =>

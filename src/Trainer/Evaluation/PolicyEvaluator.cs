@@ -57,7 +57,7 @@ public sealed record EvaluationSummary
 /// Samples from the starting and the final policy on held-out prompts, scores both with the reward model, and reports
 /// the win rate of final over start, the mean rewards and the mean KL; also a PNG of the two reward distributions.
 /// </summary>
-public static class PolicyEvaluator
+internal static class PolicyEvaluator
 {
     /// <summary>Runs the evaluation.</summary>
     /// <param name="startPolicy">The starting policy's folder (its tokenizer decides the end-of-sequence ids).</param>

@@ -20,7 +20,7 @@ namespace PrefPipe.Trainer.Ppo;
 /// reference and value model live on the device; the reward model runs in ONNX Runtime. Checkpoints hold the policy
 /// (HF format), the value model and both optimizers; a run resumes from its latest checkpoint.
 /// </summary>
-public sealed class PpoTrainer(PpoOptions options)
+internal sealed class PpoTrainer(PpoOptions options)
 {
     /// <summary>Trains; see the class remarks.</summary>
     /// <param name="policyDirectory">The starting policy (its tokenizer decides the end-of-sequence ids).</param>

@@ -47,6 +47,9 @@ public sealed class DpoStage
     /// <summary>The stage name in rejects and metrics.</summary>
     public const string Name = "dpo";
 
+    /// <summary>A step's logged metrics in one short line (loss, margin, accuracy, learning rate).</summary>
+    public static string Describe(IReadOnlyDictionary<string, double> metrics) => DpoTrainer.Describe(metrics);
+
     /// <summary>
     /// Encodes the pairs of <paramref name="pairs"/> as the policy reads them: pairs that carry the ids generation used
     /// train on those ids; standard text pairs are encoded as the text the model sees (never a second BOS); conversational

@@ -26,6 +26,9 @@ public sealed class PpoStage(PpoOptions options)
     /// <summary>The stage name in rejects and metrics.</summary>
     public const string Name = "ppo";
 
+    /// <summary>An iteration's logged metrics in one short line (reward, KL, losses).</summary>
+    public static string Describe(IReadOnlyDictionary<string, double> metrics) => PpoTrainer.Describe(metrics);
+
     /// <summary>Trains <paramref name="policyDirectory"/> on rollouts from <paramref name="prompts"/>.</summary>
     /// <param name="prompts">Where the prompts are.</param>
     /// <param name="policyDirectory">The starting policy.</param>

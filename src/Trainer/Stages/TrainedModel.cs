@@ -25,6 +25,12 @@ public sealed record TrainedModel(string Directory, string Sha256, string? Uri)
         return new TrainedModel(directory, Convert.ToHexStringLower(sha.GetHashAndReset()), uri);
     }
 
+    /// <summary>
+    /// The content fingerprint of a model folder: its config, tokenizer files and every weight byte (not file times), the
+    /// same on every machine; cached per process while the files keep their names, sizes and times.
+    /// </summary>
+    public static string Fingerprint(string directory) => ReferencePass.ModelFingerprint(directory);
+
     /// <summary>Keeps <paramref name="checkpoint"/> with the run: uploaded under <paramref name="storePrefix"/> on a remote store.</summary>
     internal static async Task<TrainedModel> KeepAsync(IArtifactStore store, string checkpoint, string storePrefix, CancellationToken cancellationToken)
     {
