@@ -91,4 +91,41 @@ public sealed class TrainingPromptsTests
         Assert.StartsWith("line 2: invalid JSON", reject.Reason, StringComparison.Ordinal);
         Assert.Equal("""{"prompt": "Review of""", reject.Raw);
     }
+
+    [Fact]
+    public async Task ReadAsync_ConversationalPairThePolicyCannotRender_RejectedNotThrown()
+    {
+        // The demo policy has no chat template: a prompt of a system and a user turn cannot be rendered for it. That is
+        // this row's problem (the dpo unit rejects such a pair too), not the file's.
+        ChatTurnRow User(string text) => new() { Role = "user", Content = text };
+        ChatTurnRow Assistant(string text) => new() { Role = "assistant", Content = text };
+        await ParquetArtifacts.WriteAsync(_store, "conversational.parquet", [
+            new ConversationalPairRow { PromptId = "one-turn", Chosen = [User("Review of Driftwood:"), Assistant(" Great.")], Rejected = [User("Review of Driftwood:"), Assistant(" Dull.")] },
+            new ConversationalPairRow
+            {
+                PromptId = "two-turns",
+                Chosen = [new() { Role = "system", Content = "Be brief." }, User("Review of Kite Season:"), Assistant(" Great.")],
+                Rejected = [new() { Role = "system", Content = "Be brief." }, User("Review of Kite Season:"), Assistant(" Dull.")],
+            },
+        ]);
+        var file = new StoreFile(_store, "conversational.parquet");
+
+        var set = await TrainingPrompts.ReadAsync(file, Encoder, "ppo");
+
+        Assert.Equal(2, set.RowsIn);
+        Assert.Equal(Encoder.EncodeText("Review of Driftwood:").Ids, Assert.Single(set.Prompts).Ids);
+        var reject = Assert.Single(set.Rejects);
+        Assert.Equal((1L, "two-turns"), (reject.Row, reject.Key));
+        Assert.Contains("needs a chat template", reject.Reason, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>A TRL conversational pair with implicit prompt: chosen and rejected share the prompt turns.</summary>
+public sealed record ConversationalPairRow
+{
+    [System.Text.Json.Serialization.JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
+
+    [System.Text.Json.Serialization.JsonPropertyName("chosen")] public List<ChatTurnRow> Chosen { get; init; } = [];
+
+    [System.Text.Json.Serialization.JsonPropertyName("rejected")] public List<ChatTurnRow> Rejected { get; init; } = [];
 }
