@@ -38,9 +38,17 @@ public static class TrainingPrompts
                 rowsIn++;
                 if (input.Pair is not { } row) { rejects.Add(new RejectRow { Stage = stage, Source = file.Uri, Row = input.Row, Reason = input.RejectReason ?? "unreadable row", Raw = input.Raw }); continue; }
                 if (row.PromptId.Length == 0) row = row with { PromptId = $"{idPrefix}{input.Row}" };
-                prompts.Add(row is { PromptMessages.Count: > 0, PromptInputIds: null }
-                    ? TrainingPrompt.Encode(row.PromptId, null, [.. row.PromptMessages.Select(m => new Turn(m.Role, m.Content))], encoder)
-                    : TrainingPrompt.From(row, encoder));
+                try
+                {
+                    prompts.Add(row is { PromptMessages.Count: > 0, PromptInputIds: null }
+                        ? TrainingPrompt.Encode(row.PromptId, null, [.. row.PromptMessages.Select(m => new Turn(m.Role, m.Content))], encoder)
+                        : TrainingPrompt.From(row, encoder));
+                }
+                catch (InvalidDataException ex)
+                {
+                    // A conversation this policy cannot render (no chat template, a template error): this row's problem, as in the dpo unit.
+                    rejects.Add(new RejectRow { Stage = stage, Source = file.Uri, Row = input.Row, Key = row.PromptId, Reason = $"row {input.Row}: {ex.Message}" });
+                }
             }
         }
         else if (columns.Contains("prompt_input_ids"))
