@@ -63,6 +63,7 @@ public sealed class DpoStage
         var encoded = new List<EncodedPair>();
         var rejects = new List<RejectRow>();
         long rowsIn = 0;
+        var keys = new HashSet<string>(StringComparer.Ordinal);
         await foreach (var input in PreferenceSource.ReadAsync(pairs.Store, pairs.Path, cancellationToken).ConfigureAwait(false))
         {
             rowsIn++;
@@ -72,6 +73,12 @@ public sealed class DpoStage
                 continue;
             }
             if (row.PromptId.Length == 0) row = row with { PromptId = $"row-{input.Row}" };
+            if (!keys.Add(row.PromptId))
+            {
+                // A row without an id is named row-N; another row may carry that id already.
+                rejects.Add(new RejectRow { Stage = Name, Source = pairs.Uri, Row = input.Row, Key = row.PromptId, Reason = $"row {input.Row}: prompt_id '{row.PromptId}' is used by an earlier row; ids must be unique" });
+                continue;
+            }
             var (pair, rejection) = row is { PromptMessages.Count: > 0, PromptInputIds: null }
                 ? pairEncoder.Encode(row.PromptId, [.. row.PromptMessages.Select(t => new Turn(t.Role, t.Content))], row.Chosen, row.Rejected)
                 : pairEncoder.Encode(row);

@@ -21,8 +21,18 @@ public sealed record PpoStageResult(long RowsIn, int Prompts, ArtifactInfo Rejec
 /// trained by PPO against the ONNX reward model with a KL penalty to the reference. Writes <c>rejects.parquet</c>,
 /// <c>metrics.parquet</c> and, on a remote store, <c>model/</c> under its prefix; checkpoints go to the local work folder.
 /// </summary>
-public sealed class PpoStage(PpoOptions options)
+public sealed class PpoStage
 {
+    private readonly PpoOptions options;
+
+    /// <summary>A unit with these options (checked now: a bad value is refused before any work, naming the option).</summary>
+    public PpoStage(PpoOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        this.options = options;
+    }
+
     /// <summary>The stage name in rejects and metrics.</summary>
     public const string Name = "ppo";
 

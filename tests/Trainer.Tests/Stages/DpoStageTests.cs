@@ -247,4 +247,33 @@ public sealed class DpoStageTests
 
         Assert.False(Directory.Exists(work));
     }
+
+    [Fact]
+    public async Task EncodeAsync_RowWithoutIdNamedLikeAnotherRow_IsRejectedNotACrash()
+    {
+        // A row without prompt_id is named row-N; here row 1 carries the id row-1 and row 0 has none.
+        var rows = Rows().Take(3).ToList();
+        rows[0] = rows[0] with { PromptId = "" };
+        rows[1] = rows[1] with { PromptId = "row-0" };
+
+        var encoded = await new DpoStage(Options()).EncodeAsync(await WritePairs(rows), PromptEncoder.Load(Policy));
+
+        Assert.Equal(3, encoded.RowsIn);
+        Assert.Equal(["row-0", rows[2].PromptId], encoded.Pairs.Select(p => p.Key));
+        var reject = Assert.Single(encoded.Rejects);
+        Assert.Equal(1, reject.Row);
+        Assert.Contains("prompt_id 'row-0' is used by an earlier row", reject.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TrainedModelOf_CheckpointWithOptimizerAndValueModel_HashesThePolicyWeightsOnly()
+    {
+        string checkpoint = NewWorkDirectory();
+        File.Copy(Path.Combine(Policy, "model.safetensors"), Path.Combine(checkpoint, "model.safetensors"));
+        File.WriteAllBytes(Path.Combine(checkpoint, "optimizer.safetensors"), [1, 2, 3]);
+        File.WriteAllBytes(Path.Combine(checkpoint, "extra.safetensors"), [4, 5, 6]);
+
+        Assert.Equal(TrainedModel.Of(Policy).Sha256, TrainedModel.Of(checkpoint).Sha256);
+        Assert.Equal(FileSha256(Path.Combine(Policy, "model.safetensors")), TrainedModel.Of(checkpoint).Sha256);
+    }
 }

@@ -82,4 +82,15 @@ public sealed class PpoStageTests
         Assert.False(Directory.Exists(Path.Combine(work, "checkpoint-4")));
         Assert.True(File.Exists(Path.Combine(work, "reward_kl.png")));
     }
+
+    [Fact]
+    public void Constructor_NegativeLearningRate_RefusedBeforeAnyWork()
+    {
+        var options = Options();
+        options.LearningRate = -1;
+
+        var ex = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() => new PpoStage(options));
+
+        Assert.Contains(ex.Failures, f => f.Contains("LearningRate", StringComparison.Ordinal));
+    }
 }
