@@ -1,16 +1,7 @@
-using System.CommandLine;
 using System.Globalization;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using PrefPipe.Artifacts;
-using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Ingest;
-using PrefPipe.Models.Reward;
-using PrefPipe.Ranking;
-using PrefPipe.Ranking.Judges;
-using PrefPipe.Splitter;
-using PrefPipe.Text.Templates;
 using Spectre.Console;
 
 namespace PrefPipe.Host.Commands;
