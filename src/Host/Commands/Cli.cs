@@ -33,6 +33,7 @@ internal static class Cli
             "objectives and PPO (Mixed Preference Optimization).");
         root.Subcommands.Add(DoctorCommand.Create(console));
         root.Subcommands.Add(TokenizeCommand.Create(console));
+        root.Subcommands.Add(TemplateCommand.Create(console));
         root.Subcommands.Add(RewardCommand.Create(console));
         root.Subcommands.Add(ModelCommand.Create(console));
         foreach (var command in RunCommands.Create(console)) root.Subcommands.Add(command);

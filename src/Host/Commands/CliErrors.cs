@@ -28,6 +28,7 @@ internal static class CliErrors
         OperationCanceledException => Cli.ExitCodes.Failed,
         PipelineFileException or ArgumentException or ValidationException or OptionsValidationException or FileNotFoundException or DirectoryNotFoundException
             or InvalidDataException or FormatException or NotSupportedException or UnauthorizedAccessException or YamlException or JsonException
+            or PrefPipe.Text.Templates.TemplateException
             => Cli.ExitCodes.Usage,
         IOException or InvalidOperationException or TimeoutException or HttpRequestException or Azure.RequestFailedException
             or Polly.CircuitBreaker.BrokenCircuitException or Polly.Timeout.TimeoutRejectedException

@@ -12,8 +12,9 @@ namespace PrefPipe.Text.Templates;
 /// <remarks>
 /// Supported: <c>{{ }}</c>, <c>{% %}</c>, <c>{# #}</c>, whitespace control, <c>if/elif/else</c>, <c>for</c> (loop
 /// variable, <c>if</c> filter, <c>else</c>, <c>break/continue</c>), <c>set</c> (also <c>namespace()</c> attributes and
-/// block sets), <c>macro</c>, <c>raw</c>, <c>generation</c>, the common filters, tests, operators and Python string/dict
-/// methods. Anything else (<c>call</c>, <c>include</c>, <c>extends</c>, unknown filters or tests, ...) fails with a
+/// block sets), <c>macro</c> (with Jinja2's <c>varargs</c>/<c>kwargs</c>), <c>call</c> and <c>filter</c> blocks, <c>*args</c> /
+/// <c>**kwargs</c> in calls, <c>raw</c>, <c>generation</c>, the common filters, tests, operators and Python string/dict
+/// methods. Anything else (<c>include</c>, <c>extends</c>, unknown filters or tests, ...) fails with a
 /// <see cref="TemplateException"/> naming the construct and its line and column, never with a silently different text.
 /// </remarks>
 public sealed class ChatTemplate
@@ -163,6 +164,90 @@ public sealed class ChatTemplate
         }
 
         return RenderValues(list, addGenerationPrompt, extra);
+    }
+
+    /// <summary>
+    /// This template with other special tokens: each non-null argument replaces the model's <c>bos_token</c> or
+    /// <c>eos_token</c>; a null one keeps it.
+    /// </summary>
+    /// <param name="bosToken">The <c>bos_token</c> to pass, or null to keep the current one.</param>
+    /// <param name="eosToken">The <c>eos_token</c> to pass, or null to keep the current one.</param>
+    /// <returns>A template that renders with those tokens.</returns>
+    public ChatTemplate WithSpecialTokens(string? bosToken, string? eosToken)
+    {
+        var specialTokens = new Dictionary<string, string>(_specialTokens, StringComparer.Ordinal);
+        if (bosToken is not null)
+        {
+            specialTokens["bos_token"] = bosToken;
+        }
+
+        if (eosToken is not null)
+        {
+            specialTokens["eos_token"] = eosToken;
+        }
+
+        return new ChatTemplate(Source, _template, specialTokens) { Clock = Clock };
+    }
+
+    /// <summary>
+    /// Renders a conversation given as JSON, the way transformers takes it: each message an object with a
+    /// <c>role</c> and any other keys the template reads (<c>content</c> as a string or a list of parts,
+    /// <c>tool_calls</c>, <c>reasoning_content</c>, ...), and more template variables as a JSON object (<c>tools</c>,
+    /// <c>documents</c>, <c>enable_thinking</c>, ...).
+    /// </summary>
+    /// <param name="messagesJson">A JSON array of message objects, passed as <c>messages</c>.</param>
+    /// <param name="addGenerationPrompt">Append the assistant turn header so the model answers next.</param>
+    /// <param name="variablesJson">A JSON object of more variables, or null for none.</param>
+    /// <returns>The rendered prompt.</returns>
+    /// <exception cref="InvalidDataException">The messages are not a JSON array of objects with a string role, or the variables are not a JSON object.</exception>
+    /// <exception cref="TemplateException">Rendering failed, or the template rejected the conversation with <c>raise_exception</c>.</exception>
+    /// <exception cref="ArgumentException">The variables redefine <c>messages</c> or <c>add_generation_prompt</c>.</exception>
+    public string RenderJson(string messagesJson, bool addGenerationPrompt = true, string? variablesJson = null)
+    {
+        ArgumentNullException.ThrowIfNull(messagesJson);
+        using var messagesDoc = ParseJson(messagesJson, "messages");
+        var root = messagesDoc.RootElement;
+        if (root.ValueKind != JsonValueKind.Array)
+        {
+            throw new InvalidDataException($"messages: expected a JSON array of {{\"role\", \"content\"}} objects; found {root.ValueKind}.");
+        }
+
+        int i = 0;
+        foreach (var m in root.EnumerateArray())
+        {
+            if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+            {
+                throw new InvalidDataException($"messages[{i}]: expected an object with a string \"role\".");
+            }
+
+            i++;
+        }
+
+        Dictionary<string, object?>? extra = null;
+        if (variablesJson is not null)
+        {
+            using var varsDoc = ParseJson(variablesJson, "variables");
+            if (varsDoc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"variables: expected a JSON object of name: value; found {varsDoc.RootElement.ValueKind}.");
+            }
+
+            extra = varsDoc.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value.Clone(), StringComparer.Ordinal);
+        }
+
+        return RenderValues((List<object?>)JinjaRuntime.FromJson(root)!, addGenerationPrompt, extra);
+    }
+
+    private static JsonDocument ParseJson(string json, string what)
+    {
+        try
+        {
+            return JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{what}: not valid JSON ({e.Message}).", e);
+        }
     }
 
     /// <summary>Renders with messages already in template form (dicts that may carry more keys than role and content).</summary>

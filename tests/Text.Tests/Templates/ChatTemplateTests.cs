@@ -180,4 +180,46 @@ public sealed class ChatTemplateTests : IDisposable
 
         Assert.Equal("31 Jan 2025", template.Render(Conversation));
     }
+
+    [Theory]
+    [InlineData("qwen3", "reasoning_content_field")]
+    [InlineData("qwen3", "tools")]
+    [InlineData("qwen3", "enable_thinking_false")]
+    [InlineData("llama-3.1-instruct", "date_string")]
+    [InlineData("granite-3.3-instruct", "thinking")]
+    public void RenderJson_MessagesAndVariablesAsJson_MatchesJinja2Reference(string templateName, string caseName)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "fixtures", "chat-templates", "chat-templates.reference.json")));
+        var t = doc.RootElement.GetProperty("templates").EnumerateArray().Single(x => x.GetProperty("name").GetString() == templateName);
+        var c = t.GetProperty("cases").EnumerateArray().Single(x => x.GetProperty("name").GetString() == caseName);
+        var template = ChatTemplateReferenceTests.Create(t.GetProperty("template").GetString()!, t.GetProperty("bos_token").GetString(), t.GetProperty("eos_token").GetString());
+
+        string text = template.RenderJson(c.GetProperty("messages").GetRawText(), c.GetProperty("add_generation_prompt").GetBoolean(), c.GetProperty("extra").GetRawText());
+
+        Assert.Equal(c.GetProperty("expected").GetString(), text);
+    }
+
+    [Theory]
+    [InlineData("{\"role\": \"user\"}", null, "messages: expected a JSON array")]
+    [InlineData("[{\"content\": \"x\"}]", null, "messages[0]: expected an object with a string \"role\"")]
+    [InlineData("[{\"role\": \"user\"", null, "messages: not valid JSON")]
+    [InlineData("[]", "[1]", "variables: expected a JSON object")]
+    public void RenderJson_MalformedInput_FailsNamingIt(string messages, string? variables, string expected)
+    {
+        var template = ChatTemplate.FromString("{{ messages }}", null, null);
+
+        var ex = Assert.Throws<InvalidDataException>(() => template.RenderJson(messages, true, variables));
+
+        Assert.StartsWith(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WithSpecialTokens_ReplacesOnlyTheGivenTokens()
+    {
+        var template = ChatTemplate.FromString("[{{ bos_token }}|{{ eos_token }}]", "<s>", "</s>");
+
+        Assert.Equal("[<b>|</s>]", template.WithSpecialTokens("<b>", null).RenderJson("[]"));
+        Assert.Equal("[<s>|<e>]", template.WithSpecialTokens(null, "<e>").RenderJson("[]"));
+        Assert.Equal("[<s>|</s>]", template.RenderJson("[]"));
+    }
 }

@@ -64,7 +64,7 @@ public sealed class JinjaInterpreterTests
 
     [Theory]
     [InlineData("a\n{% with x = 1 %}{{ x }}{% endwith %}", "'{% with %}'", 2, 1)]
-    [InlineData("{{ f(*args) }}", "*args / **kwargs", 1, 6)]
+    [InlineData("{{ 'a'|replace(*l) }}", "*args / **kwargs in a filter", 1, 16)]
     [InlineData("{{ {1: 'a'} }}", "dict literal key of type int", 1, 5)]
     [InlineData("{% include 'other.jinja' %}", "'{% include %}'", 1, 1)]
     [InlineData("{% extends 'base' %}", "'{% extends %}'", 1, 1)]
@@ -110,6 +110,12 @@ public sealed class JinjaInterpreterTests
     [InlineData("{{ 'a'.nope() }}", "'str object' has no attribute 'nope'")]
     [InlineData("{{ missing|tojson }}", "'missing' is undefined")]
     [InlineData("{% set x = 1 %}{% set x.y = 2 %}", "cannot assign attribute on non-namespace object 'x'")]
+    [InlineData("{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, 2) }}", "macro 'f' takes not more than 1 argument(s)")]
+    [InlineData("{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, b=2) }}", "macro 'f' takes no keyword argument 'b'")]
+    [InlineData("{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1, a=2) }}", "macro 'f' takes no keyword argument 'a'")]
+    [InlineData("{{ range(*1) }}", "Value after * must be an iterable, not int")]
+    [InlineData("{{ dict(**[1]) }}", "argument after ** must be a mapping, not list")]
+    [InlineData("{{ dict(a=1, **{'a': 2}) }}", "got multiple values for keyword argument 'a'")]
     public void Render_RuntimeError_FailsLikeJinja2(string template, string expected)
     {
         var ex = Assert.Throws<TemplateException>(() => Render(template));

@@ -239,8 +239,7 @@ internal sealed class JinjaInterpreter
                         throw Error($"'{{% call %}}' needs a macro, got {JinjaRuntime.TypeName(callee)}", cb.Call.Offset);
                     }
 
-                    var callArgs = cb.Call.Args.Select(a => JinjaRuntime.Plain(Eval(a, scope))).ToList();
-                    var callKwargs = cb.Call.Kwargs.ToDictionary(k => k.Name, k => JinjaRuntime.Plain(Eval(k.Value, scope)), StringComparer.Ordinal);
+                    var (callArgs, callKwargs) = EvalArguments(cb.Call, scope);
                     callKwargs["caller"] = caller;
                     try
                     {
@@ -379,17 +378,26 @@ internal sealed class JinjaInterpreter
 
     private JinjaCallable MakeMacro(MacroStmt m) => new(m.Name, (args, kwargs, offset) =>
     {
-        if (args.Count > m.Params.Count)
+        // Jinja2's Macro.__call__: the first arguments bind positionally, the rest of the parameters by keyword or
+        // default; what is left over goes to varargs / kwargs when the body reads them, else it is an error.
+        var leftover = new JinjaDict();
+        foreach (var kv in kwargs)
         {
-            throw new JinjaError($"macro '{m.Name}' takes not more than {m.Params.Count} argument(s)");
+            int index = IndexOf(m.Params, kv.Key);
+            if ((index < 0 || index < args.Count) && kv.Key != "caller")
+            {
+                leftover[kv.Key] = kv.Value;
+            }
         }
 
-        foreach (var key in kwargs.Keys)
+        if (leftover.Count > 0 && !m.CatchKwargs)
         {
-            if (!m.Params.Contains(key) && key != "caller")
-            {
-                throw new JinjaError($"macro '{m.Name}' takes no keyword argument '{key}'");
-            }
+            throw new JinjaError($"macro '{m.Name}' takes no keyword argument '{leftover.Keys.First()}'");
+        }
+
+        if (args.Count > m.Params.Count && !m.CatchVarargs)
+        {
+            throw new JinjaError($"macro '{m.Name}' takes not more than {m.Params.Count} argument(s)");
         }
 
         if (++_macroDepth > MaxMacroDepth)
@@ -415,6 +423,16 @@ internal sealed class JinjaInterpreter
                 scope.Set("caller", caller);
             }
 
+            if (m.CatchVarargs)
+            {
+                scope.Set("varargs", new JinjaTuple(args.Skip(m.Params.Count).ToList()));
+            }
+
+            if (m.CatchKwargs)
+            {
+                scope.Set("kwargs", leftover);
+            }
+
             var sb = new StringBuilder();
             Exec(m.Body, scope, sb);
             return sb.ToString();
@@ -424,6 +442,19 @@ internal sealed class JinjaInterpreter
             _macroDepth--;
         }
     });
+
+    private static int IndexOf(IReadOnlyList<string> names, string name)
+    {
+        for (int i = 0; i < names.Count; i++)
+        {
+            if (names[i] == name)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 
     // ---- expressions ----
 
@@ -557,14 +588,56 @@ internal sealed class JinjaInterpreter
     private object? Call(CallExpr c, Scope scope)
     {
         var callee = Eval(c.Callee, scope);
-        var args = c.Args.Select(a => JinjaRuntime.Plain(Eval(a, scope))).ToList();
-        var kwargs = c.Kwargs.ToDictionary(k => k.Name, k => JinjaRuntime.Plain(Eval(k.Value, scope)), StringComparer.Ordinal);
+        var (args, kwargs) = EvalArguments(c, scope);
         return callee switch
         {
             JinjaCallable f => f.Invoke(args, kwargs, c.Offset),
             Undefined u => throw JinjaRuntime.UndefinedError(u),
             _ => throw new JinjaError($"'{JinjaRuntime.TypeName(callee)}' object is not callable"),
         };
+    }
+
+    /// <summary>A call's arguments, with <c>*expr</c> spread after the positional ones and <c>**expr</c> merged into the keywords.</summary>
+    private (List<object?> Args, Dictionary<string, object?> Kwargs) EvalArguments(CallExpr c, Scope scope)
+    {
+        var args = c.Args.Select(a => JinjaRuntime.Plain(Eval(a, scope))).ToList();
+        var kwargs = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var (name, value) in c.Kwargs)
+        {
+            kwargs[name] = JinjaRuntime.Plain(Eval(value, scope));
+        }
+
+        if (c.DynArgs is { } dynArgs)
+        {
+            var spread = Eval(dynArgs, scope);
+            try
+            {
+                args.AddRange(JinjaRuntime.Iterate(spread).Select(JinjaRuntime.Plain));
+            }
+            catch (JinjaError)
+            {
+                throw Error($"Value after * must be an iterable, not {JinjaRuntime.TypeName(spread)}", dynArgs.Offset);
+            }
+        }
+
+        if (c.DynKwargs is { } dynKwargs)
+        {
+            var spread = Eval(dynKwargs, scope);
+            if (spread is not JinjaDict dict)
+            {
+                throw Error($"argument after ** must be a mapping, not {JinjaRuntime.TypeName(spread)}", dynKwargs.Offset);
+            }
+
+            foreach (var kv in dict)
+            {
+                if (!kwargs.TryAdd(kv.Key, JinjaRuntime.Plain(kv.Value)))
+                {
+                    throw Error($"got multiple values for keyword argument '{kv.Key}'", dynKwargs.Offset);
+                }
+            }
+        }
+
+        return (args, kwargs);
     }
 
     /// <summary>Calls a filter by name from inside another filter (<c>map('upper')</c>).</summary>

@@ -20,7 +20,12 @@ internal sealed record SetStmt(int Offset, Target Target, Expr Value) : Stmt(Off
 
 internal sealed record SetBlockStmt(int Offset, Target Target, IReadOnlyList<Stmt> Body) : Stmt(Offset);
 
-internal sealed record MacroStmt(int Offset, string Name, IReadOnlyList<string> Params, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Stmt> Body)
+/// <summary>
+/// <c>{% macro name(params) %}</c>. As in Jinja2, a macro whose body mentions <c>varargs</c> takes extra positional
+/// arguments (as that tuple) and one that mentions <c>kwargs</c> takes extra keyword arguments (as that dict).
+/// </summary>
+internal sealed record MacroStmt(int Offset, string Name, IReadOnlyList<string> Params, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Stmt> Body,
+    bool CatchVarargs, bool CatchKwargs)
     : Stmt(Offset);
 
 /// <summary><c>{% filter f|g(args) %}body{% endfilter %}</c>: the rendered body passed through the filters.</summary>
@@ -62,7 +67,9 @@ internal sealed record GetItemExpr(int Offset, Expr Target, Expr Key) : Expr(Off
 
 internal sealed record SliceExpr(int Offset, Expr Target, Expr? Start, Expr? Stop, Expr? Step) : Expr(Offset);
 
-internal sealed record CallExpr(int Offset, Expr Callee, IReadOnlyList<Expr> Args, IReadOnlyList<(string Name, Expr Value)> Kwargs)
+/// <summary>A call; <paramref name="DynArgs"/> and <paramref name="DynKwargs"/> are <c>*expr</c> and <c>**expr</c>.</summary>
+internal sealed record CallExpr(int Offset, Expr Callee, IReadOnlyList<Expr> Args, IReadOnlyList<(string Name, Expr Value)> Kwargs,
+    Expr? DynArgs = null, Expr? DynKwargs = null)
     : Expr(Offset);
 
 internal sealed record FilterExpr(int Offset, Expr Value, string Name, IReadOnlyList<Expr> Args, IReadOnlyList<(string Name, Expr Value)> Kwargs)

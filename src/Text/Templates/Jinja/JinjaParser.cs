@@ -16,6 +16,9 @@ internal sealed class JinjaParser
     private readonly List<Token> _tokens;
     private int _i;
 
+    // Names read inside each macro body being parsed (innermost last): whether a macro takes varargs / kwargs.
+    private readonly List<HashSet<string>> _macroBodyNames = [];
+
     private JinjaParser(string source, List<Token> tokens)
     {
         _source = source;
@@ -316,6 +319,16 @@ internal sealed class JinjaParser
         return new SetBlockStmt(offset, target, body);
     }
 
+    private NameExpr Name(Token t)
+    {
+        if (_macroBodyNames.Count > 0)
+        {
+            _macroBodyNames[^1].Add(t.Text);
+        }
+
+        return new NameExpr(t.Offset, t.Text);
+    }
+
     private MacroStmt ParseMacro(int offset)
     {
         var name = ExpectName().Text;
@@ -339,14 +352,24 @@ internal sealed class JinjaParser
 
         ExpectOp(")");
         ExpectBlockEnd("macro");
+        // Jinja2 decides from the names the body reads (nested macros included) whether the macro catches them.
+        var bodyNames = new HashSet<string>(StringComparer.Ordinal);
+        _macroBodyNames.Add(bodyNames);
         var (body, _) = ParseStatements(["endmacro"]);
+        _macroBodyNames.RemoveAt(_macroBodyNames.Count - 1);
+        if (_macroBodyNames.Count > 0)
+        {
+            _macroBodyNames[^1].UnionWith(bodyNames);
+        }
+
         if (Peek.Kind == TokenKind.Name)
         {
             _i++;
         }
 
         ExpectBlockEnd("endmacro");
-        return new MacroStmt(offset, name, names, defaults, body);
+        return new MacroStmt(offset, name, names, defaults, body,
+            bodyNames.Contains("varargs") && !names.Contains("varargs"), bodyNames.Contains("kwargs") && !names.Contains("kwargs"));
     }
 
     private Target ParseAssignTarget(bool allowAttr)
@@ -562,7 +585,7 @@ internal sealed class JinjaParser
                     "true" or "True" => new ConstExpr(t.Offset, true),
                     "false" or "False" => new ConstExpr(t.Offset, false),
                     "none" or "None" => new ConstExpr(t.Offset, null),
-                    _ => new NameExpr(t.Offset, t.Text),
+                    _ => Name(t),
                 };
             case TokenKind.String:
                 {
@@ -722,17 +745,36 @@ internal sealed class JinjaParser
     private CallExpr ParseCall(Expr callee)
     {
         ExpectOp("(");
-        var (args, kwargs) = ParseArgs();
-        return new CallExpr(callee.Offset, callee, args, kwargs);
+        var (args, kwargs, dynArgs, dynKwargs) = ParseCallArgs();
+        return new CallExpr(callee.Offset, callee, args, kwargs, dynArgs, dynKwargs);
     }
 
+    /// <summary>Arguments of a filter or test: no <c>*args</c> / <c>**kwargs</c> there.</summary>
     private (List<Expr> Args, List<(string, Expr)> Kwargs) ParseArgs()
+    {
+        int offset = Peek.Offset;
+        var (args, kwargs, dynArgs, dynKwargs) = ParseCallArgs();
+        if (dynArgs is not null || dynKwargs is not null)
+        {
+            throw Error("unsupported construct: *args / **kwargs in a filter or test", offset);
+        }
+
+        return (args, kwargs);
+    }
+
+    /// <summary>
+    /// Call arguments as Jinja2 parses them: positional, then keyword; <c>*expr</c> after the positional ones and
+    /// <c>**expr</c> last (Jinja2's <c>parse_call_args</c> rejects any other order).
+    /// </summary>
+    private (List<Expr> Args, List<(string, Expr)> Kwargs, Expr? DynArgs, Expr? DynKwargs) ParseCallArgs()
     {
         var args = new List<Expr>();
         var kwargs = new List<(string, Expr)>();
+        Expr? dynArgs = null, dynKwargs = null;
+        bool first = true;
         while (!IsOp(")"))
         {
-            if (args.Count + kwargs.Count > 0)
+            if (!first)
             {
                 ExpectOp(",");
                 if (IsOp(")"))
@@ -741,22 +783,42 @@ internal sealed class JinjaParser
                 }
             }
 
-            if (IsOp("*") || IsOp("**"))
+            first = false;
+            int offset = Peek.Offset;
+            if (SkipOp("*"))
             {
-                throw Error("unsupported construct: *args / **kwargs in a call", Peek.Offset);
-            }
+                if (dynArgs is not null || dynKwargs is not null)
+                {
+                    throw Error("invalid syntax for function call expression: *args after *args or **kwargs", offset);
+                }
 
-            if (Peek.Kind == TokenKind.Name && PeekAt(1).Kind == TokenKind.Operator && PeekAt(1).Text == "=")
+                dynArgs = ParseExpression();
+            }
+            else if (SkipOp("**"))
             {
+                if (dynKwargs is not null)
+                {
+                    throw Error("invalid syntax for function call expression: a second **kwargs", offset);
+                }
+
+                dynKwargs = ParseExpression();
+            }
+            else if (Peek.Kind == TokenKind.Name && PeekAt(1).Kind == TokenKind.Operator && PeekAt(1).Text == "=")
+            {
+                if (dynKwargs is not null)
+                {
+                    throw Error("invalid syntax for function call expression: keyword argument after **kwargs", offset);
+                }
+
                 var key = Next().Text;
                 _i++;
                 kwargs.Add((key, ParseExpression()));
             }
             else
             {
-                if (kwargs.Count > 0)
+                if (kwargs.Count > 0 || dynArgs is not null || dynKwargs is not null)
                 {
-                    throw Error("positional argument follows keyword argument", Peek.Offset);
+                    throw Error("positional argument follows keyword argument or *args", offset);
                 }
 
                 args.Add(ParseExpression());
@@ -764,7 +826,7 @@ internal sealed class JinjaParser
         }
 
         ExpectOp(")");
-        return (args, kwargs);
+        return (args, kwargs, dynArgs, dynKwargs);
     }
 
     private Expr ParseFilterExpr(Expr node, bool requireFirstPipe = true)
