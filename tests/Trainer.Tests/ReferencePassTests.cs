@@ -82,7 +82,10 @@ public sealed class ReferencePassTests
         string dir = CopyOfPolicy();
         string before = ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32);
 
-        File.WriteAllBytes(Path.Combine(dir, "optimizer.safetensors"), [1, 2, 3]);
+        Directory.CreateDirectory(Path.Combine(dir, Checkpoint.StateFolder));
+        File.WriteAllBytes(Path.Combine(dir, Checkpoint.StateFolder, "optimizer.safetensors"), [1, 2, 3]);
+        File.WriteAllBytes(Path.Combine(dir, Checkpoint.StateFolder, "extra.safetensors"), [4, 5, 6]);
+        File.WriteAllBytes(Path.Combine(dir, "optimizer.safetensors"), [7, 8, 9]); // where checkpoints before the subfolder kept it
 
         Assert.Equal(before, ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32));
     }
