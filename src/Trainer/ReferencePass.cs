@@ -170,7 +170,15 @@ internal static class ReferencePass
                 progress?.Report((Math.Min(start + batchSize, pairs.Count), pairs.Count));
             }
         }
-        await ParquetArtifacts.WriteAsync(store, path, rows, new Dictionary<string, string> { ["fingerprint"] = fingerprint, ["reference_model"] = Path.GetFullPath(referenceDirectory), ["dtype"] = scalarType.ToString() }, cancellationToken).ConfigureAwait(false);
+        // The model by its folder name and content fingerprint, not its path: an artifact names no host's folders.
+        var metadata = new Dictionary<string, string>
+        {
+            ["fingerprint"] = fingerprint,
+            ["reference_model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(referenceDirectory))),
+            ["reference_model_fingerprint"] = ModelFingerprint(referenceDirectory),
+            ["dtype"] = scalarType.ToString(),
+        };
+        await ParquetArtifacts.WriteAsync(store, path, rows, metadata, cancellationToken).ConfigureAwait(false);
         return (rows.ToDictionary(r => r.PromptId, StringComparer.Ordinal), false, path);
     }
 }

@@ -129,6 +129,19 @@ public sealed class ReferencePassTests
         Assert.Contains(Enumerable.Range(0, 2 * Pairs.Count), i => Math.Abs(direct16[i] - direct32[i]) > 1e-3);
     }
 
+    [Fact]
+    public async Task ComputeOrReuseAsync_Metadata_NamesTheReferenceByFolderNameAndFingerprintNotHostPath()
+    {
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
+
+        var result = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy + Path.DirectorySeparatorChar, 8, TrainingDtype.Float32);
+        var metadata = (await ArtifactInspector.InspectAsync(store, result.Path, rows: 0)).Metadata;
+
+        Assert.Equal("policy", metadata["reference_model"]);
+        Assert.Equal(ReferencePass.ModelFingerprint(Policy), metadata["reference_model_fingerprint"]);
+        Assert.DoesNotContain(metadata.Values, v => v.Contains(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal));
+    }
+
     /// <summary>Summed response log-probs of all chosen then all rejected responses, scored in one batch in <paramref name="dtype"/> on the CPU.</summary>
     private static float[] ScoreDirectly(ScalarType dtype)
     {
