@@ -138,7 +138,7 @@ public sealed class RankingStage
 
     private static async Task<RankingResult> WriteAsync(IArtifactStore store, string prefix, RankedRows r, string rewardModelDirectory, CancellationToken cancellationToken)
     {
-        var meta = new Dictionary<string, string> { ["judge"] = r.Judge, ["reward_model"] = Path.GetFileName(Path.GetFullPath(rewardModelDirectory)) };
+        var meta = new Dictionary<string, string> { ["judge"] = r.Judge, ["reward_model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(rewardModelDirectory))) };
         return new RankingResult(
             await ParquetArtifacts.WriteAsync(store, $"{prefix}/scored_candidates.parquet", r.Scored, meta, cancellationToken).ConfigureAwait(false),
             await ParquetArtifacts.WriteAsync(store, $"{prefix}/comparisons.parquet", r.Comparisons, meta, cancellationToken).ConfigureAwait(false),

@@ -72,15 +72,32 @@ public static class TrainingResume
 }
 
 /// <summary>
-/// A training checkpoint in Hugging Face layout (config.json, model.safetensors, tokenizer files: transformers loads it
-/// as a model) plus optimizer.safetensors and trainer_state.json for an exact resume. Written to a temporary folder and
-/// renamed, so a checkpoint folder is either complete or absent.
+/// A training checkpoint in Hugging Face layout: config.json, the weights (model.safetensors, or shards and
+/// model.safetensors.index.json), generation_config.json, the tokenizer files with the chat template, and trainer_state.json.
+/// transformers and vLLM load the folder as a model as it is (vLLM loads every *.safetensors of a folder without an index,
+/// so no other state sits beside the weights). What an exact resume needs besides (optimizer state, PPO's value model and
+/// its optimizer) is in the <see cref="StateFolder"/> subfolder. Written to a temporary folder and renamed, so a
+/// checkpoint folder is either complete or absent.
 /// </summary>
 public static class Checkpoint
 {
+    /// <summary>The subfolder of a checkpoint that holds resume state which is not the model.</summary>
+    public const string StateFolder = "training_state";
+
+    /// <summary>
+    /// Resume state that checkpoints written before <see cref="StateFolder"/> kept beside the weights: still read when
+    /// resuming, and never counted as weights.
+    /// </summary>
+    internal static readonly string[] LegacyStateFiles = [OptimizerFile, ExtraFile];
+
+    private const string OptimizerFile = "optimizer.safetensors";
+    private const string ExtraFile = "extra.safetensors";
+
     private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
 
-    private static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
+    private static readonly string[] TokenizerFiles =
+        ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja",
+         "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"];
 
     /// <summary>Writes a checkpoint folder.</summary>
     public static void Save(string directory, LlamaForCausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
@@ -96,8 +113,9 @@ public static class Checkpoint
         model.Save(staging);
         foreach (string f in TokenizerFiles)
             if (File.Exists(Path.Combine(tokenizerSource, f))) File.Copy(Path.Combine(tokenizerSource, f), Path.Combine(staging, f), overwrite: true);
-        SafeTensorsWriter.Write(Path.Combine(staging, "optimizer.safetensors"), optimizer.StateDict());
-        if (extraTensors is not null) SafeTensorsWriter.Write(Path.Combine(staging, "extra.safetensors"), extraTensors);
+        string stateDir = Directory.CreateDirectory(Path.Combine(staging, StateFolder)).FullName;
+        SafeTensorsWriter.Write(Path.Combine(stateDir, OptimizerFile), optimizer.StateDict());
+        if (extraTensors is not null) SafeTensorsWriter.Write(Path.Combine(stateDir, ExtraFile), extraTensors);
         File.WriteAllText(Path.Combine(staging, "trainer_state.json"), JsonSerializer.Serialize(state, IndentedJson));
         if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
         Directory.Move(staging, full);
@@ -107,9 +125,11 @@ public static class Checkpoint
     /// <exception cref="InvalidDataException">Not a complete checkpoint (names what is missing).</exception>
     public static TrainerState ReadState(string directory)
     {
-        foreach (string f in new[] { "config.json", "trainer_state.json", "optimizer.safetensors" })
+        foreach (string f in new[] { "config.json", "trainer_state.json" })
             if (!File.Exists(Path.Combine(directory, f)))
                 throw new InvalidDataException($"{directory} is not a resumable checkpoint: {f} is missing.");
+        if (!File.Exists(StateFile(directory, OptimizerFile)))
+            throw new InvalidDataException($"{directory} is not a resumable checkpoint: {StateFolder}/{OptimizerFile} is missing.");
         return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(directory, "trainer_state.json")))
                ?? throw new InvalidDataException($"{directory}/trainer_state.json is empty.");
     }
@@ -118,16 +138,24 @@ public static class Checkpoint
     public static void LoadOptimizer(string directory, FlatAdamW optimizer)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
-        using var file = SafeTensorsFile.Open(Path.Combine(directory, "optimizer.safetensors"));
+        using var file = SafeTensorsFile.Open(StateFile(directory, OptimizerFile));
         using var scope = NewDisposeScope();
         optimizer.LoadStateDict(file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k)));
     }
 
-    /// <summary>Reads extra.safetensors of a checkpoint (stage-specific state such as PPO's value model).</summary>
+    /// <summary>Reads the stage-specific state of a checkpoint (such as PPO's value model): <see cref="StateFolder"/>/extra.safetensors.</summary>
     public static Dictionary<string, Tensor> LoadExtra(string directory)
     {
-        using var file = SafeTensorsFile.Open(Path.Combine(directory, "extra.safetensors"));
+        using var file = SafeTensorsFile.Open(StateFile(directory, ExtraFile));
         return file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k).DetachFromDisposeScope());
+    }
+
+    /// <summary>A resume-state file of a checkpoint: in <see cref="StateFolder"/>, or beside the weights in a checkpoint written before it.</summary>
+    private static string StateFile(string directory, string name)
+    {
+        string path = Path.Combine(directory, StateFolder, name);
+        string legacy = Path.Combine(directory, name);
+        return !File.Exists(path) && File.Exists(legacy) ? legacy : path;
     }
 
     /// <summary>The newest complete checkpoint-N folder under <paramref name="outputDirectory"/>, or null.</summary>

@@ -21,16 +21,19 @@ namespace PrefPipe.Trainer;
 /// </summary>
 internal static class ReferencePass
 {
-    /// <summary>Checkpoint state that sits beside the weights in a checkpoint folder but is not the model.</summary>
-    private static readonly string[] NotWeights = ["optimizer.safetensors", "extra.safetensors"];
+    /// <summary>
+    /// Resume state that checkpoints written before <see cref="Checkpoint.StateFolder"/> kept beside the weights: not the
+    /// model. (The subfolder itself is never read: only the folder's own files are.)
+    /// </summary>
+    private static readonly string[] NotWeights = Checkpoint.LegacyStateFiles;
 
     /// <summary>Tokenizer files besides the *.json ones (SentencePiece, WordPiece and BPE vocabularies, chat template).</summary>
     private static readonly string[] TokenizerFiles = ["tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "merges.txt", "chat_template.jinja"];
 
     /// <summary>
     /// SHA-256 over the pairs' token ids, the dtype, and the reference folder's files that decide its log-probs: every
-    /// *.json (config, weight index, tokenizer), the tokenizer vocabularies, and each weight file (*.safetensors but
-    /// the optimizer and extra state of a checkpoint) as its length and an XxHash128 of all its bytes, streamed.
+    /// *.json (config, weight index, tokenizer), the tokenizer vocabularies, and each weight file (*.safetensors of the
+    /// folder itself; a checkpoint's resume state is in a subfolder) as its length and an XxHash128 of all its bytes, streamed.
     /// </summary>
     public static string Fingerprint(IReadOnlyList<EncodedPair> pairs, string referenceDirectory, ScalarType dtype)
     {
@@ -52,8 +55,8 @@ internal static class ReferencePass
 
     /// <summary>
     /// SHA-256 over a model folder's files that decide its outputs: every *.json (config, weight index, tokenizer), the
-    /// tokenizer vocabularies, and each weight file (*.safetensors but a checkpoint's optimizer and extra state; *.onnx and
-    /// its external data for reward models) as its length and an XxHash128 of all its bytes, streamed.
+    /// tokenizer vocabularies, and each weight file (the folder's own *.safetensors, not a checkpoint's
+    /// <see cref="Checkpoint.StateFolder"/>; *.onnx and its external data for reward models) as its length and an XxHash128 of all its bytes, streamed.
     /// </summary>
     /// <remarks>
     /// A training hashes the same folders more than once (the DPO policy is usually its reference; in MPO the PPO policy is
@@ -167,7 +170,15 @@ internal static class ReferencePass
                 progress?.Report((Math.Min(start + batchSize, pairs.Count), pairs.Count));
             }
         }
-        await ParquetArtifacts.WriteAsync(store, path, rows, new Dictionary<string, string> { ["fingerprint"] = fingerprint, ["reference_model"] = Path.GetFullPath(referenceDirectory), ["dtype"] = scalarType.ToString() }, cancellationToken).ConfigureAwait(false);
+        // The model by its folder name and content fingerprint, not its path: an artifact names no host's folders.
+        var metadata = new Dictionary<string, string>
+        {
+            ["fingerprint"] = fingerprint,
+            ["reference_model"] = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(referenceDirectory))),
+            ["reference_model_fingerprint"] = ModelFingerprint(referenceDirectory),
+            ["dtype"] = scalarType.ToString(),
+        };
+        await ParquetArtifacts.WriteAsync(store, path, rows, metadata, cancellationToken).ConfigureAwait(false);
         return (rows.ToDictionary(r => r.PromptId, StringComparer.Ordinal), false, path);
     }
 }

@@ -52,6 +52,7 @@ public sealed class DpoTrainerTests
         Assert.True(Enumerable.Range(10, 3).Average(s => Metric(s, "rewards/accuracies")) > 0.7);
         Assert.True(File.Exists(Path.Combine(result.FinalCheckpoint, "model.safetensors")));
         Assert.True(File.Exists(Path.Combine(result.FinalCheckpoint, "tokenizer.json")));
+        CheckpointAssert.HoldsOnlyTheModel(result.FinalCheckpoint);
         Assert.True(File.Exists(Path.Combine(Path.GetDirectoryName(result.FinalCheckpoint)!, "loss.png")));
     }
 
@@ -107,6 +108,8 @@ public sealed class DpoTrainerTests
         var progress = new SynchronousProgress(p => { if (p.Step == 3) cts.Cancel(); });
         Assert.ThrowsAny<OperationCanceledException>(() => new DpoTrainer(Options(steps: 6)).Train(Policy, pairs, reference, interrupted, progress, cts.Token));
         Assert.True(Directory.Exists(Path.Combine(interrupted, "checkpoint-3")));
+        // The checkpoint resumed from is a model folder other tools load as it is: its resume state is in a subfolder.
+        CheckpointAssert.HoldsOnlyTheModel(Path.Combine(interrupted, "checkpoint-3"));
         var resumed = new DpoTrainer(Options(steps: 6)).Train(Policy, pairs, reference, interrupted);
 
         Assert.EndsWith("checkpoint-3", resumed.ResumedFrom, StringComparison.Ordinal);
@@ -117,6 +120,30 @@ public sealed class DpoTrainerTests
         // The resumed run reports every step's metrics: those before the checkpoint come from its log_history.
         Assert.Equal(uninterrupted.Metrics.Where(m => m.Name == "loss").Select(m => (m.Step, Math.Round(m.Value, 6))),
                      resumed.Metrics.Where(m => m.Name == "loss").Select(m => (m.Step, Math.Round(m.Value, 6))));
+    }
+
+    [Fact]
+    public async Task Train_ResumedFromCheckpointWithStateBesideTheWeights_EqualsUninterruptedRun()
+    {
+        // Checkpoints written before training_state/ kept optimizer.safetensors beside the weights: they still resume exactly.
+        var pairs = Pairs();
+        var reference = await Reference(pairs);
+        string straight = Out(), interrupted = Out();
+        var uninterrupted = new DpoTrainer(Options(steps: 4)).Train(Policy, pairs, reference, straight);
+        using var cts = new CancellationTokenSource();
+        var progress = new SynchronousProgress(p => { if (p.Step == 2) cts.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => new DpoTrainer(Options(steps: 4)).Train(Policy, pairs, reference, interrupted, progress, cts.Token));
+        string checkpoint = Path.Combine(interrupted, "checkpoint-2");
+        File.Move(Path.Combine(checkpoint, Checkpoint.StateFolder, "optimizer.safetensors"), Path.Combine(checkpoint, "optimizer.safetensors"));
+        Directory.Delete(Path.Combine(checkpoint, Checkpoint.StateFolder));
+
+        var resumed = new DpoTrainer(Options(steps: 4)).Train(Policy, pairs, reference, interrupted);
+
+        Assert.EndsWith("checkpoint-2", resumed.ResumedFrom, StringComparison.Ordinal);
+        using var a = LlamaForCausalLM.Load(uninterrupted.FinalCheckpoint, CPU);
+        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs after resume");
     }
 
     [Fact]

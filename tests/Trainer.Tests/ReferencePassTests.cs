@@ -82,7 +82,10 @@ public sealed class ReferencePassTests
         string dir = CopyOfPolicy();
         string before = ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32);
 
-        File.WriteAllBytes(Path.Combine(dir, "optimizer.safetensors"), [1, 2, 3]);
+        Directory.CreateDirectory(Path.Combine(dir, Checkpoint.StateFolder));
+        File.WriteAllBytes(Path.Combine(dir, Checkpoint.StateFolder, "optimizer.safetensors"), [1, 2, 3]);
+        File.WriteAllBytes(Path.Combine(dir, Checkpoint.StateFolder, "extra.safetensors"), [4, 5, 6]);
+        File.WriteAllBytes(Path.Combine(dir, "optimizer.safetensors"), [7, 8, 9]); // where checkpoints before the subfolder kept it
 
         Assert.Equal(before, ReferencePass.Fingerprint(Pairs, dir, ScalarType.Float32));
     }
@@ -124,6 +127,19 @@ public sealed class ReferencePassTests
         }
         // The two dtypes really differ on this model, so matching the bfloat16 scoring is not a coincidence.
         Assert.Contains(Enumerable.Range(0, 2 * Pairs.Count), i => Math.Abs(direct16[i] - direct32[i]) > 1e-3);
+    }
+
+    [Fact]
+    public async Task ComputeOrReuseAsync_Metadata_NamesTheReferenceByFolderNameAndFingerprintNotHostPath()
+    {
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-ref-").FullName);
+
+        var result = await ReferencePass.ComputeOrReuseAsync(store, "ref", Pairs, Policy + Path.DirectorySeparatorChar, 8, TrainingDtype.Float32);
+        var metadata = (await ArtifactInspector.InspectAsync(store, result.Path, rows: 0)).Metadata;
+
+        Assert.Equal("policy", metadata["reference_model"]);
+        Assert.Equal(ReferencePass.ModelFingerprint(Policy), metadata["reference_model_fingerprint"]);
+        Assert.DoesNotContain(metadata.Values, v => v.Contains(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal));
     }
 
     /// <summary>Summed response log-probs of all chosen then all rejected responses, scored in one batch in <paramref name="dtype"/> on the CPU.</summary>

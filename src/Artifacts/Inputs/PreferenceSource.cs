@@ -116,6 +116,10 @@ public static class PreferenceSource
         if (chosenProblem is not null) return Fail($"column 'chosen': {chosenProblem}");
         var (rejectedTurns, rejectedProblem) = PromptSource.ParseMessages(values["rejected"]);
         if (rejectedProblem is not null) return Fail($"column 'rejected': {rejectedProblem}");
+        // Each side ends with its completion: one missing is the problem to name, not that the sides share no prompt turns.
+        foreach (var (column, turns) in new[] { ("chosen", chosenTurns!), ("rejected", rejectedTurns!) })
+            if (turns[^1].Role != "assistant")
+                return Fail($"'{column}' has no assistant turn after the prompt (its last turn is {turns[^1].Role}); expected the prompt turns, then the assistant's completion");
 
         List<ChatTurnRow> promptTurns;
         List<ChatTurnRow> chosenRest, rejectedRest;

@@ -27,14 +27,22 @@ internal static partial class PromptIdentity
         IdFor(string.Join("\u001e", messages.Select(m => m.Role + "\u001f" + Normalize(m.Content))));
 
     /// <summary>
-    /// The sampling seed of candidate <paramref name="candidateIndex"/> of a prompt: the first 8 bytes of
-    /// SHA-256(run seed, prompt id, index), so it does not depend on batch composition, order or machine.
+    /// The sampling seed of candidate <paramref name="candidateIndex"/> of a prompt: the low 53 bits of the first 8 bytes
+    /// of SHA-256(run seed, prompt id, index), so it does not depend on batch composition, order or machine.
     /// </summary>
+    /// <remarks>
+    /// 53 bits, so the <c>seed</c> column survives JSON (pandas' and JavaScript's readers parse numbers as doubles, exact
+    /// up to 2^53). The sampler's generator (torch's mt19937) is seeded from the low 32 bits, which the mask keeps: the
+    /// candidates are the ones the earlier 63-bit seeds drew.
+    /// </remarks>
     public static long CandidateSeed(long runSeed, string promptId, int candidateIndex)
     {
         var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(FormattableString.Invariant($"{runSeed}\u001f{promptId}\u001f{candidateIndex}")));
-        return BinaryPrimitives.ReadInt64LittleEndian(bytes) & long.MaxValue;
+        return BinaryPrimitives.ReadInt64LittleEndian(bytes) & MaxJsonSafeInteger;
     }
+
+    /// <summary>2^53 − 1: the largest integer a double, and so every JSON reader, holds exactly.</summary>
+    internal const long MaxJsonSafeInteger = (1L << 53) - 1;
 
     [GeneratedRegex(@"\s+")]
     private static partial Regex Whitespace();

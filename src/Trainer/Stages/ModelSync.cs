@@ -3,7 +3,8 @@ using PrefPipe.Artifacts.Storage;
 namespace PrefPipe.Trainer.Stages;
 
 /// <summary>
-/// Keeps trained model folders with the run when the store is remote: the final checkpoint folder is uploaded under
+/// Keeps trained model folders with the run when the store is remote: the final checkpoint folder, subfolders included
+/// (its <see cref="Checkpoint.StateFolder"/> is what a resume needs besides the weights), is uploaded under
 /// <c>RUN/STAGE/model/checkpoint-N/…</c>, and restored into the local work folder when a later stage (or a resume in a
 /// fresh container) needs it. On a local store the checkpoints already live in the run folder: nothing to do.
 /// </summary>

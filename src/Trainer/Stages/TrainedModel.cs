@@ -11,14 +11,16 @@ namespace PrefPipe.Trainer.Stages;
 /// <param name="Uri">Where it is kept in a remote store (null on a local store: the folder is in the run already).</param>
 public sealed record TrainedModel(string Directory, string Sha256, string? Uri)
 {
-    private static readonly string[] NotWeights = ["optimizer.safetensors", "extra.safetensors"];
+    /// <summary>Resume state that checkpoints written before <see cref="Checkpoint.StateFolder"/> kept beside the weights.</summary>
+    private static readonly string[] NotWeights = Checkpoint.LegacyStateFiles;
 
     /// <summary>Hashes the weights of <paramref name="directory"/>.</summary>
     public static TrainedModel Of(string directory, string? uri = null)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[1 << 20];
-        // The model's weights only: a checkpoint's optimizer state and PPO's value model (extra.safetensors) are not the policy.
+        // The model's weights only: the folder's own *.safetensors. A checkpoint's optimizer state and PPO's value model are
+        // in its training_state subfolder (or, in older checkpoints, beside the weights under the names NotWeights lists).
         foreach (string file in System.IO.Directory.EnumerateFiles(directory, "*.safetensors").Where(f => !NotWeights.Contains(Path.GetFileName(f), StringComparer.Ordinal)).Order(StringComparer.Ordinal))
         {
             using var stream = File.OpenRead(file);

@@ -1,4 +1,5 @@
 using PrefPipe.Artifacts.Inputs;
+using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 
 namespace PrefPipe.Artifacts.Tests.Inputs;
@@ -40,6 +41,34 @@ public sealed class PreferenceSourceTests
         Assert.Equal((8.5, 3.0, 5.5), (first.ScoreChosen, first.ScoreRejected, first.RewardGap));
         var second = rows[1].Pair!;
         Assert.Equal(("p-002", "Hi!", "No.", 7.0, 1.5), (second.PromptId, second.Chosen, second.Rejected, second.ScoreChosen, second.ScoreRejected));
+    }
+
+    [Theory]
+    [InlineData(false, "'chosen' has no assistant turn after the prompt (its last turn is user)")]
+    [InlineData(true, "'rejected' has no assistant turn after the prompt (its last turn is user)")]
+    public async Task ReadAsync_ConversationWithoutAssistantTurn_RejectsNamingTheSideWithoutOne(bool rejectedLacksIt, string expected)
+    {
+        // Both sides share the user turn; one ends there. The reason used to be that they "share no leading turns".
+        ChatTurnRow[] full = [new() { Role = "user", Content = "Hi?" }, new() { Role = "assistant", Content = "Hello." }];
+        ChatTurnRow[] cut = [new() { Role = "user", Content = "Hi?" }];
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-pref-").FullName);
+        await ParquetArtifacts.WriteAsync(store, "pairs.parquet", [new ConversationalPair { Chosen = rejectedLacksIt ? [.. full] : [.. cut], Rejected = rejectedLacksIt ? [.. cut] : [.. full] }]);
+
+        var rows = new List<PreferenceInput>();
+        await foreach (var input in PreferenceSource.ReadAsync(store, "pairs.parquet")) rows.Add(input);
+
+        var row = Assert.Single(rows);
+        Assert.Null(row.Pair);
+        Assert.StartsWith("row 0: " + expected, row.RejectReason, StringComparison.Ordinal);
+        Assert.DoesNotContain("share no leading turns", row.RejectReason, StringComparison.Ordinal);
+    }
+
+    /// <summary>A TRL conversational preference row with an implicit prompt.</summary>
+    public sealed class ConversationalPair
+    {
+        [System.Text.Json.Serialization.JsonPropertyName("chosen")] public List<ChatTurnRow> Chosen { get; init; } = [];
+
+        [System.Text.Json.Serialization.JsonPropertyName("rejected")] public List<ChatTurnRow> Rejected { get; init; } = [];
     }
 
     [Fact]

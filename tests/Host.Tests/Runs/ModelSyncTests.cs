@@ -19,6 +19,11 @@ public sealed class ModelSyncTests(ServeAzuriteFixture azurite)
         new Random(5).NextBytes(weights);
         await File.WriteAllBytesAsync(Path.Combine(checkpoint, "model.safetensors"), weights);
         await File.WriteAllTextAsync(Path.Combine(checkpoint, "trainer_state.json"), "{\"global_step\":3}");
+        // The resume state lives in a subfolder: a resume in a fresh container needs it as much as the weights.
+        Directory.CreateDirectory(Path.Combine(checkpoint, PrefPipe.Trainer.Checkpoint.StateFolder));
+        var optimizer = new byte[1024];
+        new Random(6).NextBytes(optimizer);
+        await File.WriteAllBytesAsync(Path.Combine(checkpoint, PrefPipe.Trainer.Checkpoint.StateFolder, "optimizer.safetensors"), optimizer);
         var store = ArtifactStores.Open($"{azurite.BlobEndpoint}/artifacts-m/runs");
 
         string? uri = await ModelSync.UploadAsync(store, checkpoint, "r1/train/model");
@@ -28,6 +33,7 @@ public sealed class ModelSyncTests(ServeAzuriteFixture azurite)
         Assert.Equal($"{azurite.BlobEndpoint}/artifacts-m/runs/r1/train/model/checkpoint-3", uri);
         Assert.Equal(Path.Combine(fresh, "checkpoint-3"), PrefPipe.Trainer.Checkpoint.Latest(fresh));
         Assert.Equal(weights, await File.ReadAllBytesAsync(Path.Combine(fresh, "checkpoint-3", "model.safetensors")));
+        Assert.Equal(optimizer, await File.ReadAllBytesAsync(Path.Combine(fresh, "checkpoint-3", PrefPipe.Trainer.Checkpoint.StateFolder, "optimizer.safetensors")));
     }
 
     [Fact]

@@ -53,6 +53,10 @@ public sealed class PpoTrainerTests
         using var cts = new CancellationTokenSource();
         Assert.ThrowsAny<OperationCanceledException>(() => new PpoTrainer(Options(3, batch: 8, length: 12)).Train(policy, policy, reward, prompts, interrupted,
             new Sync(p => { if (p.Step == 1) cts.Cancel(); }), cts.Token));
+        // The checkpoint resumed from holds the policy alone beside its config: the value model and both optimizers' state
+        // are in its training_state subfolder, where the resume below reads them.
+        CheckpointAssert.HoldsOnlyTheModel(Path.Combine(interrupted, "checkpoint-1"));
+        Assert.True(File.Exists(Path.Combine(interrupted, "checkpoint-1", Checkpoint.StateFolder, "extra.safetensors")));
         var resumed = new PpoTrainer(Options(3, batch: 8, length: 12)).Train(policy, policy, reward, prompts, interrupted);
 
         Assert.EndsWith("checkpoint-1", resumed.ResumedFrom, StringComparison.Ordinal);
@@ -60,6 +64,7 @@ public sealed class PpoTrainerTests
         using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
         foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
             Assert.True((pa - pb).abs().max().item<float>() < 1e-5f, $"{name} differs after resume");
+        CheckpointAssert.HoldsOnlyTheModel(resumed.FinalCheckpoint);
     }
 
     [Fact]

@@ -270,8 +270,12 @@ public sealed class DpoStageTests
     {
         string checkpoint = NewWorkDirectory();
         File.Copy(Path.Combine(Policy, "model.safetensors"), Path.Combine(checkpoint, "model.safetensors"));
-        File.WriteAllBytes(Path.Combine(checkpoint, "optimizer.safetensors"), [1, 2, 3]);
-        File.WriteAllBytes(Path.Combine(checkpoint, "extra.safetensors"), [4, 5, 6]);
+        Directory.CreateDirectory(Path.Combine(checkpoint, Checkpoint.StateFolder));
+        File.WriteAllBytes(Path.Combine(checkpoint, Checkpoint.StateFolder, "optimizer.safetensors"), [1, 2, 3]);
+        File.WriteAllBytes(Path.Combine(checkpoint, Checkpoint.StateFolder, "extra.safetensors"), [4, 5, 6]);
+        // A checkpoint written before the state had its subfolder kept it beside the weights.
+        File.WriteAllBytes(Path.Combine(checkpoint, "optimizer.safetensors"), [7, 8, 9]);
+        File.WriteAllBytes(Path.Combine(checkpoint, "extra.safetensors"), [10, 11, 12]);
 
         Assert.Equal(TrainedModel.Of(Policy).Sha256, TrainedModel.Of(checkpoint).Sha256);
         Assert.Equal(FileSha256(Path.Combine(Policy, "model.safetensors")), TrainedModel.Of(checkpoint).Sha256);
