@@ -151,9 +151,13 @@ public sealed class SameTokenIdsTests
         Assert.Equal(messages ? PreferenceFormat.Conversational : PreferenceFormat.Standard, await PreferenceSource.DetectFormatAsync(store, path));
         var pairs = new List<PreferenceInput>();
         await foreach (var input in PreferenceSource.ReadAsync(store, path)) pairs.Add(input);
+        var typed = await PreferenceArtifacts.ReadAllAsync(store, path); // with the candidate indices, which TRL files do not carry
         Assert.NotEmpty(pairs);
-        foreach (var pair in pairs.Select(p => p.Pair!))
+        Assert.Equal(typed.Count, pairs.Count);
+        foreach (var (read, row) in pairs.Select(p => p.Pair!).Zip(typed))
         {
+            Assert.Equal(row.PromptId, read.PromptId);
+            var pair = read with { ChosenIndex = row.ChosenIndex, RejectedIndex = row.RejectedIndex };
             var input = JsonDocument.Parse(lines[prompts[pair.PromptId].SourceRow]).RootElement;
             var chosen = candidates[(pair.PromptId, pair.ChosenIndex)];
             var rejected = candidates[(pair.PromptId, pair.RejectedIndex)];
