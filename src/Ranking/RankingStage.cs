@@ -30,6 +30,12 @@ public sealed record RankingResult(ArtifactInfo Scored, ArtifactInfo Comparisons
 /// The reward model reads prompt + response as one text (what it was trained on). Every prompt ends up in
 /// preferences or unpaired (all candidates tied, or fewer than two scorable candidates).
 /// </summary>
+/// <remarks>
+/// Pairs carry the prompt as the input gave it, read from the prompts artifact beside the candidates (ingest writes
+/// both): plain prompts give TRL standard pairs whose prompt is the raw text, conversations give TRL conversational pairs
+/// (<see cref="PreferenceArtifacts"/>). The ids generation used travel with every pair. Without a prompts artifact the
+/// candidates' prompt text (as the policy saw it) is all there is, and pairs carry that.
+/// </remarks>
 public sealed class RankingStage
 {
     private readonly RankingOptions _options;
@@ -53,7 +59,8 @@ public sealed class RankingStage
     {
         ArgumentNullException.ThrowIfNull(store);
         var candidates = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, candidatesPath, cancellationToken).ConfigureAwait(false);
-        var ranked = await RankAsync(candidates, candidatesPath, rewardModelDirectory, progress, cancellationToken).ConfigureAwait(false);
+        var prompts = await ReadPromptsAsync(store, candidatesPath, cancellationToken).ConfigureAwait(false);
+        var ranked = await RankAsync(candidates, prompts, candidatesPath, rewardModelDirectory, progress, cancellationToken).ConfigureAwait(false);
         return await WriteAsync(store, prefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
     }
 
@@ -68,7 +75,8 @@ public sealed class RankingStage
         ArgumentNullException.ThrowIfNull(store);
         var candidates = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, candidatesPath, cancellationToken).ConfigureAwait(false);
         var mine = candidates.Where(c => shard.Contains(c.PromptId)).ToList();
-        var ranked = await RankAsync(mine, candidatesPath, rewardModelDirectory, progress, cancellationToken).ConfigureAwait(false);
+        var prompts = await ReadPromptsAsync(store, candidatesPath, cancellationToken).ConfigureAwait(false);
+        var ranked = await RankAsync(mine, prompts, candidatesPath, rewardModelDirectory, progress, cancellationToken).ConfigureAwait(false);
         return await WriteAsync(store, shardPrefix, ranked, rewardModelDirectory, cancellationToken).ConfigureAwait(false);
     }
 
@@ -109,7 +117,7 @@ public sealed class RankingStage
                 scored.Add((positions[r], rows[r]));
             }
             comparisons.AddRange(Checked(await ParquetArtifacts.ReadAllAsync<ComparisonRow>(store, $"{folder}/comparisons.parquet", cancellationToken).ConfigureAwait(false), r => r.PromptId, folder, "comparisons", shard));
-            preferences.AddRange(Checked(await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, $"{folder}/preferences.parquet", cancellationToken).ConfigureAwait(false), r => r.PromptId, folder, "preferences", shard));
+            preferences.AddRange(Checked(await PreferenceArtifacts.ReadAllAsync(store, $"{folder}/preferences.parquet", cancellationToken).ConfigureAwait(false), r => r.PromptId, folder, "preferences", shard));
             unpaired.AddRange(Checked(await ParquetArtifacts.ReadAllAsync<RejectRow>(store, $"{folder}/unpaired.parquet", cancellationToken).ConfigureAwait(false), r => r.Key ?? "", folder, "unpaired", shard));
         }
 
@@ -142,12 +150,22 @@ public sealed class RankingStage
         return new RankingResult(
             await ParquetArtifacts.WriteAsync(store, $"{prefix}/scored_candidates.parquet", r.Scored, meta, cancellationToken).ConfigureAwait(false),
             await ParquetArtifacts.WriteAsync(store, $"{prefix}/comparisons.parquet", r.Comparisons, meta, cancellationToken).ConfigureAwait(false),
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/preferences.parquet", r.Preferences, meta, cancellationToken).ConfigureAwait(false),
+            await PreferenceArtifacts.WriteAsync(store, $"{prefix}/preferences.parquet", r.Preferences, meta, cancellationToken).ConfigureAwait(false),
             await ParquetArtifacts.WriteAsync(store, $"{prefix}/unpaired.parquet", r.Unpaired, meta, cancellationToken).ConfigureAwait(false),
             r.PromptsIn, r.JudgeCalls);
     }
 
-    private async Task<RankedRows> RankAsync(List<CandidateRow> candidates, string candidatesPath, string rewardModelDirectory,
+    /// <summary>The prompts artifact beside <paramref name="candidatesPath"/> by prompt id, or null when there is none.</summary>
+    private static async Task<Dictionary<string, PromptRow>?> ReadPromptsAsync(IArtifactStore store, string candidatesPath, CancellationToken cancellationToken)
+    {
+        int slash = candidatesPath.LastIndexOf('/');
+        string path = $"{candidatesPath[..(slash + 1)]}prompts.parquet";
+        if (!await store.ExistsAsync(path, cancellationToken).ConfigureAwait(false)) return null;
+        var rows = await ParquetArtifacts.ReadAllAsync<PromptRow>(store, path, cancellationToken).ConfigureAwait(false);
+        return rows.ToDictionary(r => r.PromptId, StringComparer.Ordinal);
+    }
+
+    private async Task<RankedRows> RankAsync(List<CandidateRow> candidates, Dictionary<string, PromptRow>? prompts, string candidatesPath, string rewardModelDirectory,
         IProgress<RankingProgress>? progress, CancellationToken cancellationToken)
     {
         var byPrompt = candidates.GroupBy(c => c.PromptId, StringComparer.Ordinal).ToList();
@@ -206,9 +224,17 @@ public sealed class RankingStage
             var chosen = scorable.First(c => c.CandidateIndex == outcome.Best);
             var rejected = scorable.First(c => c.CandidateIndex == outcome.Worst);
             double sc = scores[(chosen.PromptId, chosen.CandidateIndex)], sr = scores[(rejected.PromptId, rejected.CandidateIndex)];
+            // The prompt as the input gave it (the ids say what the policy saw); the rendered text only when that is all there is.
+            PromptRow? input = null;
+            if (prompts is not null && !prompts.TryGetValue(group.Key, out input))
+                throw new InvalidDataException($"{candidatesPath}: prompt '{group.Key}' is not in the prompts artifact beside it; candidates and prompts come from different ingests");
+            var messages = input?.Messages is { Count: > 0 } turns ? turns : null;
             preferences.Add(new PreferenceRow
             {
-                PromptId = group.Key, Prompt = prompt, Chosen = chosen.Response, Rejected = rejected.Response,
+                PromptId = group.Key,
+                Prompt = messages is not null ? messages.LastOrDefault(t => t.Role == "user")?.Content ?? messages[^1].Content : input?.Prompt ?? prompt,
+                PromptMessages = messages,
+                Chosen = chosen.Response, Rejected = rejected.Response,
                 ScoreChosen = sc, ScoreRejected = sr, RewardGap = sc - sr, JudgeAgrees = sc > sr,
                 Method = $"ipr:{judge.Name}", ChosenIndex = chosen.CandidateIndex, RejectedIndex = rejected.CandidateIndex,
                 PromptInputIds = scorable[0].PromptInputIds, ChosenInputIds = chosen.ResponseInputIds, RejectedInputIds = rejected.ResponseInputIds,

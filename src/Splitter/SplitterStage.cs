@@ -18,7 +18,8 @@ public sealed record SplitResult(ArtifactInfo Easy, ArtifactInfo Difficult, Arti
 
 /// <summary>
 /// Stage 3: preferences → easy / difficult by reward gap, plus a data-quality report (JSON, Markdown table, gap
-/// histogram PNG). Every pair lands in exactly one of easy, difficult and dropped.
+/// histogram PNG). Every pair lands in exactly one of easy, difficult and dropped; easy and difficult keep the TRL shape
+/// of the preferences (standard or conversational, <see cref="PreferenceArtifacts"/>).
 /// </summary>
 public sealed class SplitterStage
 {
@@ -41,7 +42,7 @@ public sealed class SplitterStage
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(store);
-        var pairs = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, preferencesPath, cancellationToken).ConfigureAwait(false);
+        var pairs = await PreferenceArtifacts.ReadAllAsync(store, preferencesPath, cancellationToken).ConfigureAwait(false);
         // Empty work is an error, found before anything is written (the report's statistics of nothing are not numbers).
         if (pairs.Count == 0)
             throw new InvalidDataException($"{store.UriOf(preferencesPath)}: 0 preference pairs; nothing to split (did rank pair any candidates? see its unpaired artifact)");
@@ -68,8 +69,8 @@ public sealed class SplitterStage
         }
         var meta = new Dictionary<string, string> { ["rule"] = report.Rule, ["threshold"] = threshold.ToString("R", CultureInfo.InvariantCulture) };
         var result = new SplitResult(
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/easy.parquet", easy, meta, cancellationToken).ConfigureAwait(false),
-            await ParquetArtifacts.WriteAsync(store, $"{prefix}/difficult.parquet", difficult, meta, cancellationToken).ConfigureAwait(false),
+            await PreferenceArtifacts.WriteAsync(store, $"{prefix}/easy.parquet", easy, meta, cancellationToken).ConfigureAwait(false),
+            await PreferenceArtifacts.WriteAsync(store, $"{prefix}/difficult.parquet", difficult, meta, cancellationToken).ConfigureAwait(false),
             await ParquetArtifacts.WriteAsync(store, $"{prefix}/dropped.parquet", dropped, meta, cancellationToken).ConfigureAwait(false),
             report, pairs.Count);
 

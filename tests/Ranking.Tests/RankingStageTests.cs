@@ -29,7 +29,7 @@ public sealed class RankingStageTests
             await ParquetArtifacts.WriteAsync(store, $"{folder}/comparisons.parquet",
                 ids.Select(p => new ComparisonRow { PromptId = p, A = 0, B = 1, Order = "ab", Verdict = "b", Judge = "reward" }).ToList());
             var pairs = ids.Where(p => p != "q-c").Select(p => new PreferenceRow { PromptId = p, Prompt = $"{p}:", Chosen = $"{p}/1", Rejected = $"{p}/0", ChosenIndex = 1, RejectedIndex = 0 }).ToList();
-            await ParquetArtifacts.WriteAsync(store, $"{folder}/preferences.parquet", tamper is null ? pairs : tamper(shard, pairs));
+            await PreferenceArtifacts.WriteAsync(store, $"{folder}/preferences.parquet", tamper is null ? pairs : tamper(shard, pairs));
             await ParquetArtifacts.WriteAsync(store, $"{folder}/unpaired.parquet",
                 ids.Where(p => p == "q-c").Select(p => new RejectRow { Stage = "rank", Key = p, Reason = "tied" }).ToList());
         }
@@ -54,6 +54,21 @@ public sealed class RankingStageTests
         Assert.Equal(8, result.JudgeCalls);
         Assert.Equal(7, result.Preferences.Rows);
         Assert.Equal(1, result.Unpaired.Rows);
+    }
+
+    [Fact]
+    public async Task MergeShardsAsync_ConversationalShards_WritesTrlConversationalPairs()
+    {
+        List<ChatTurnRow> Turns(string p) => [new() { Role = "system", Content = "Be brief." }, new() { Role = "user", Content = $"{p}:" }];
+        var store = await WriteShardsAsync((_, pairs) => [.. pairs.Select(p => p with { PromptMessages = Turns(p.PromptId), PromptInputIds = [2, 3], ChosenInputIds = [4], RejectedInputIds = [5] })]);
+
+        await new RankingStage(new RankingOptions()).MergeShardsAsync(store, "r/ingest/candidates.parquet", "reward", s => s.Folder("r/rank/shards"), Shards, "r/rank");
+
+        var rows = await ParquetArtifacts.ReadAllAsync<ConversationalPreferenceRow>(store, "r/rank/preferences.parquet");
+        Assert.Equal(Prompts.Where(p => p != "q-c"), rows.Select(r => r.PromptId));
+        Assert.All(rows, r => Assert.Equal(Turns(r.PromptId), r.Prompt));
+        Assert.All(rows, r => Assert.Equal([new ChatTurnRow { Role = "assistant", Content = $"{r.PromptId}/1" }], r.Chosen));
+        Assert.All(rows, r => Assert.Equal([2, 3], r.PromptInputIds));
     }
 
     [Fact]

@@ -37,6 +37,25 @@ public sealed class SplitterStageTests
     }
 
     [Fact]
+    public async Task RunAsync_ConversationalPreferences_EasyAndDifficultStayConversational()
+    {
+        List<ChatTurnRow> conversation = [new() { Role = "system", Content = "Be brief." }, new() { Role = "user", Content = "Review of Driftwood:" }];
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-split-").FullName);
+        await PreferenceArtifacts.WriteAsync(store, "in/preferences.parquet", [.. new[] { Pair("a", 4), Pair("b", 3), Pair("c", -5), Pair("d", 0.5) }.Select(p => p with { PromptMessages = conversation })]);
+
+        var result = await new SplitterStage(new SplitterOptions { Rule = SplitRule.Threshold, Threshold = 2, NegativeGaps = NegativeGapPolicy.Flip })
+            .RunAsync(store, "in/preferences.parquet", "out");
+
+        Assert.Equal(ConversationalPreferenceRow.SchemaVersion, result.Easy.SchemaVersion);
+        var easy = await ParquetArtifacts.ReadAllAsync<ConversationalPreferenceRow>(store, result.Easy.Path);
+        var difficult = await ParquetArtifacts.ReadAllAsync<ConversationalPreferenceRow>(store, result.Difficult.Path);
+        Assert.All(easy.Concat(difficult), r => Assert.Equal(conversation, r.Prompt));
+        var flipped = easy.Single(p => p.PromptId == "c");
+        Assert.Equal([new ChatTurnRow { Role = "assistant", Content = " bad c" }], flipped.Chosen);
+        Assert.Equal([9, 0], flipped.ChosenInputIds);
+    }
+
+    [Fact]
     public async Task RunAsync_NoPairs_FailsNamingTheFileAndWritesNothing()
     {
         var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-split-empty-").FullName);

@@ -104,12 +104,7 @@ public static class PreferenceSource
             if (string.IsNullOrWhiteSpace(prompt)) return Fail("column 'prompt' is null or empty; expected text");
             if (string.IsNullOrWhiteSpace(chosen)) return Fail("column 'chosen' is null or empty; expected text");
             if (string.IsNullOrWhiteSpace(rejected)) return Fail("column 'rejected' is null or empty; expected text");
-            var pair = Pair(promptId, prompt, null, chosen, rejected, scoreChosen, scoreRejected);
-            // Token ids as generation made them (our pairs; TRL's tokenized columns): kept when all three are there.
-            var (promptIds, chosenIds, rejectedIds) = (Ids(values, "prompt_input_ids"), Ids(values, "chosen_input_ids"), Ids(values, "rejected_input_ids"));
-            if (promptIds is { Count: > 0 } && chosenIds is not null && rejectedIds is not null)
-                pair = pair with { PromptInputIds = promptIds, ChosenInputIds = chosenIds, RejectedInputIds = rejectedIds };
-            return new(row, pair, null, null);
+            return new(row, WithIds(Pair(promptId, prompt, null, chosen, rejected, scoreChosen, scoreRejected), values), null, null);
         }
 
         var (chosenTurns, chosenProblem) = PromptSource.ParseMessages(values["chosen"]);
@@ -149,7 +144,16 @@ public static class PreferenceSource
         string promptText = UntypedParquet.AsString(promptValue) is { Length: > 0 } p && !string.IsNullOrWhiteSpace(p)
             ? p
             : promptTurns.LastOrDefault(t => t.Role == "user")?.Content ?? promptTurns[^1].Content;
-        return new(row, Pair(promptId, promptText, promptTurns, chosenRest[0].Content, rejectedRest[0].Content, scoreChosen, scoreRejected), null, null);
+        return new(row, WithIds(Pair(promptId, promptText, promptTurns, chosenRest[0].Content, rejectedRest[0].Content, scoreChosen, scoreRejected), values), null, null);
+    }
+
+    /// <summary>Token ids as generation made them (our pairs; TRL's tokenized columns): kept when all three are there.</summary>
+    private static PreferenceRow WithIds(PreferenceRow pair, Dictionary<string, object?> values)
+    {
+        var (promptIds, chosenIds, rejectedIds) = (Ids(values, "prompt_input_ids"), Ids(values, "chosen_input_ids"), Ids(values, "rejected_input_ids"));
+        return promptIds is { Count: > 0 } && chosenIds is not null && rejectedIds is not null
+            ? pair with { PromptInputIds = promptIds, ChosenInputIds = chosenIds, RejectedInputIds = rejectedIds }
+            : pair;
     }
 
     /// <summary>A list&lt;int&gt; column's value, or null when the column is absent, null or not a list of integers.</summary>

@@ -156,7 +156,10 @@ public sealed record ComparisonRow
     [JsonPropertyName("raw")] public string? Raw { get; init; }
 }
 
-/// <summary>A preference pair in TRL's standard format plus our own columns (ranking output, splitter input/output).</summary>
+/// <summary>
+/// A preference pair in TRL's standard format plus our own columns (ranking output, splitter input/output). Pairs of
+/// conversational prompts are written as <see cref="ConversationalPreferenceRow"/> (<see cref="PrefPipe.Artifacts.PreferenceArtifacts"/>).
+/// </summary>
 public sealed record PreferenceRow
 {
     /// <summary>Schema version.</summary>
@@ -165,7 +168,11 @@ public sealed record PreferenceRow
     /// <summary>The prompt's id.</summary>
     [JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
 
-    /// <summary>The prompt text (as the policy saw it).</summary>
+    /// <summary>
+    /// The prompt text as the input gave it (never the chat-template rendering: <see cref="PromptInputIds"/> are what the
+    /// policy saw); for a conversation, its last user turn. In files from elsewhere without ids, TRL's meaning: the text
+    /// the model is given.
+    /// </summary>
     [JsonPropertyName("prompt")] public string Prompt { get; init; } = "";
 
     /// <summary>The preferred response.</summary>
@@ -195,10 +202,67 @@ public sealed record PreferenceRow
     /// <summary>Candidate index of the rejected response.</summary>
     [JsonPropertyName("rejected_index")] public int RejectedIndex { get; init; }
 
-    /// <summary>The conversation of the prompt when the input was conversational (TRL conversational form), else null.</summary>
+    /// <summary>
+    /// The conversation of the prompt when the input was conversational, else null. Always null in files rank writes:
+    /// those pairs are stored in TRL's conversational shape (<see cref="ConversationalPreferenceRow"/>).
+    /// </summary>
     [JsonPropertyName("prompt_messages")] public List<ChatTurnRow>? PromptMessages { get; init; }
 
     /// <summary>The prompt ids the candidates were generated from (TRL's tokenized-DPO column name), or null when unknown.</summary>
+    [JsonPropertyName("prompt_input_ids")] public List<int>? PromptInputIds { get; init; }
+
+    /// <summary>The chosen response's generated ids (ending EOS included), or null when unknown.</summary>
+    [JsonPropertyName("chosen_input_ids")] public List<int>? ChosenInputIds { get; init; }
+
+    /// <summary>The rejected response's generated ids (ending EOS included), or null when unknown.</summary>
+    [JsonPropertyName("rejected_input_ids")] public List<int>? RejectedInputIds { get; init; }
+}
+
+/// <summary>
+/// A preference pair in TRL's conversational format plus our own columns (what rank writes when the prompts were
+/// conversations): <c>prompt</c> is the conversation, <c>chosen</c> and <c>rejected</c> each hold the one assistant turn.
+/// TRL and Hugging Face <c>datasets</c> read it as it is; <see cref="PrefPipe.Artifacts.PreferenceArtifacts"/> reads it back as
+/// <see cref="PreferenceRow"/> with <see cref="PreferenceRow.PromptMessages"/> filled.
+/// </summary>
+public sealed record ConversationalPreferenceRow
+{
+    /// <summary>Schema version.</summary>
+    public const int SchemaVersion = 1;
+
+    /// <summary>The prompt's id.</summary>
+    [JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
+
+    /// <summary>The prompt conversation, as the input gave it (no template, no system prompt added).</summary>
+    [JsonPropertyName("prompt")] public List<ChatTurnRow>? Prompt { get; init; }
+
+    /// <summary>The preferred completion: one assistant turn.</summary>
+    [JsonPropertyName("chosen")] public List<ChatTurnRow>? Chosen { get; init; }
+
+    /// <summary>The dispreferred completion: one assistant turn.</summary>
+    [JsonPropertyName("rejected")] public List<ChatTurnRow>? Rejected { get; init; }
+
+    /// <summary>Reward of the chosen response.</summary>
+    [JsonPropertyName("score_chosen")] public double ScoreChosen { get; init; }
+
+    /// <summary>Reward of the rejected response.</summary>
+    [JsonPropertyName("score_rejected")] public double ScoreRejected { get; init; }
+
+    /// <summary>score_chosen − score_rejected.</summary>
+    [JsonPropertyName("reward_gap")] public double RewardGap { get; init; }
+
+    /// <summary>Whether the judge's ranking and the reward model agree on the order.</summary>
+    [JsonPropertyName("judge_agrees")] public bool JudgeAgrees { get; init; }
+
+    /// <summary>How the pair was made, e.g. "ipr:reward".</summary>
+    [JsonPropertyName("method")] public string Method { get; init; } = "";
+
+    /// <summary>Candidate index of the chosen response.</summary>
+    [JsonPropertyName("chosen_index")] public int ChosenIndex { get; init; }
+
+    /// <summary>Candidate index of the rejected response.</summary>
+    [JsonPropertyName("rejected_index")] public int RejectedIndex { get; init; }
+
+    /// <summary>The prompt ids the candidates were generated from (the templated conversation), or null when unknown.</summary>
     [JsonPropertyName("prompt_input_ids")] public List<int>? PromptInputIds { get; init; }
 
     /// <summary>The chosen response's generated ids (ending EOS included), or null when unknown.</summary>

@@ -9,12 +9,24 @@ namespace PrefPipe.Trainer.Data;
 /// <param name="Ids">The ids generation is fed: the ids ingest generated from when the prompt came through ingest.</param>
 public sealed record TrainingPrompt(string PromptId, string Text, IReadOnlyList<int> Ids)
 {
-    /// <summary>The prompt of a pair: its stored prompt ids, else its rendered prompt encoded.</summary>
+    /// <summary>
+    /// The prompt of a pair. A conversation is rendered with the template; a pair with stored prompt ids (ours: its prompt
+    /// is the input's text, the ids what the policy saw) is fed those ids, its text templated as ingest templates it; a
+    /// standard pair from elsewhere has its prompt taken as the text the model is given (TRL's meaning).
+    /// </summary>
+    /// <exception cref="InvalidDataException">A conversation the policy cannot render (no chat template, a template error).</exception>
     public static TrainingPrompt From(PreferenceRow row, PromptEncoder encoder)
     {
         ArgumentNullException.ThrowIfNull(row);
         ArgumentNullException.ThrowIfNull(encoder);
-        return new(row.PromptId, row.Prompt, row.PromptInputIds is { Count: > 0 } ids ? ids : encoder.EncodeRendered(row.Prompt));
+        if (row.PromptMessages is { Count: > 0 } messages)
+        {
+            var encoded = encoder.Encode([.. messages.Select(m => new Turn(m.Role, m.Content))]);
+            return new(row.PromptId, encoded.Rendered, row.PromptInputIds is { Count: > 0 } stored ? stored : encoded.Ids);
+        }
+        return row.PromptInputIds is { Count: > 0 } ids
+            ? new(row.PromptId, encoder.EncodeText(row.Prompt).Rendered, ids)
+            : new(row.PromptId, row.Prompt, encoder.EncodeRendered(row.Prompt));
     }
 
     /// <summary>A validated prompt from ingest: its stored ids, else its text or conversation encoded as ingest does.</summary>

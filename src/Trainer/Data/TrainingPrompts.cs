@@ -40,9 +40,7 @@ public static class TrainingPrompts
                 if (row.PromptId.Length == 0) row = row with { PromptId = $"{idPrefix}{input.Row}" };
                 try
                 {
-                    prompts.Add(row is { PromptMessages.Count: > 0, PromptInputIds: null }
-                        ? TrainingPrompt.Encode(row.PromptId, null, [.. row.PromptMessages.Select(m => new Turn(m.Role, m.Content))], encoder)
-                        : TrainingPrompt.From(row, encoder));
+                    prompts.Add(TrainingPrompt.From(row, encoder));
                 }
                 catch (InvalidDataException ex)
                 {

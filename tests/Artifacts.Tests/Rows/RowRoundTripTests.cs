@@ -34,6 +34,18 @@ public sealed class RowRoundTripTests
         [new() { PromptId = "p", Prompt = "x", Chosen = "good", Rejected = "bad", ScoreChosen = 1.5, ScoreRejected = -0.5, RewardGap = 2, JudgeAgrees = true, Method = "ipr:reward", ChosenIndex = 1, RejectedIndex = 0 }]);
 
     [Fact]
+    public Task ConversationalPreferenceRow_RoundTrips() => RoundTrip<ConversationalPreferenceRow>(
+    [
+        new()
+        {
+            PromptId = "c", Prompt = [new() { Role = "system", Content = "Be brief." }, new() { Role = "user", Content = "Hi ☕" }],
+            Chosen = [new() { Role = "assistant", Content = "Hello." }], Rejected = [new() { Role = "assistant", Content = "Go away." }],
+            ScoreChosen = 1.5, ScoreRejected = -0.5, RewardGap = 2, JudgeAgrees = true, Method = "ipr:reward", ChosenIndex = 1, RejectedIndex = 0,
+            PromptInputIds = [2, 5, 6], ChosenInputIds = [7, 1], RejectedInputIds = [8, 1],
+        },
+    ]);
+
+    [Fact]
     public Task OtherRows_RoundTrip() => Task.WhenAll(
         RoundTrip<ComparisonRow>([new() { PromptId = "p", A = 0, B = 1, Order = "ab", Verdict = "b", Judge = "reward", LatencyMs = 0.25 }]),
         RoundTrip<ScoredCandidateRow>([new() { PromptId = "p", CandidateIndex = 0, Reward = 0.5 }, new() { PromptId = "p", CandidateIndex = 1, Reason = "empty" }]),

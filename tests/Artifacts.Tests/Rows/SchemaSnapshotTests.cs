@@ -39,6 +39,9 @@ public sealed class SchemaSnapshotTests
     public Task PreferenceRow_Schema_MatchesSnapshotOfItsSchemaVersion() => Check<PreferenceRow>(PreferenceRow.SchemaVersion);
 
     [Fact]
+    public Task ConversationalPreferenceRow_Schema_MatchesSnapshotOfItsSchemaVersion() => Check<ConversationalPreferenceRow>(ConversationalPreferenceRow.SchemaVersion);
+
+    [Fact]
     public Task ReferenceLogProbRow_Schema_MatchesSnapshotOfItsSchemaVersion() => Check<ReferenceLogProbRow>(ReferenceLogProbRow.SchemaVersion);
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Text.Tokenizers;
@@ -25,10 +26,21 @@ public sealed class SameTokenIdsTests
         return (exit, console.Output);
     }
 
-    private static string Pipeline(string root, string policy)
+    private static string Pipeline(string root, string policy, bool messages)
     {
         string prompts = Path.Combine(root, "prompts.jsonl");
-        File.WriteAllLines(prompts, File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(40));
+        var lines = File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(40);
+        if (messages)
+        {
+            // TRL conversational prompts: one user turn, or a system turn before it.
+            lines = lines.Select((line, i) =>
+            {
+                string text = JsonDocument.Parse(line).RootElement.GetProperty("prompt").GetString()!;
+                object[] turns = i % 2 == 0 ? [new { role = "user", content = text }] : [new { role = "system", content = "Be brief." }, new { role = "user", content = text }];
+                return JsonSerializer.Serialize(new { messages = turns });
+            }).ToList();
+        }
+        File.WriteAllLines(prompts, lines);
         string yaml = $"""
             name: ids
             storage: {root}/runs
@@ -59,18 +71,19 @@ public sealed class SameTokenIdsTests
     }
 
     [Theory]
-    [InlineData("demo/policy")]
-    [InlineData("templated-bos-policy")]
-    public async Task Run_CandidateLogprobAtIngest_EqualsReferencePassLogprob(string policyFolder)
+    [InlineData("demo/policy", false)]
+    [InlineData("templated-bos-policy", false)]
+    [InlineData("templated-bos-policy", true)]
+    public async Task Run_CandidateLogprobAtIngest_EqualsReferencePassLogprob(string policyFolder, bool messages)
     {
         string policy = Path.Combine(Fixtures, policyFolder);
         string root = Directory.CreateTempSubdirectory("prefpipe-ids-").FullName;
-        var (exit, output) = await Cli("run", Pipeline(root, policy), "--run-id", "r", "--until", "dpo");
+        var (exit, output) = await Cli("run", Pipeline(root, policy, messages), "--run-id", "r", "--until", "dpo");
         Assert.True(exit == 0, output);
 
         var store = new LocalArtifactStore(Path.Combine(root, "runs"));
         var candidates = (await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, "r/ingest/candidates.parquet")).ToDictionary(c => (c.PromptId, c.CandidateIndex));
-        var easy = (await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, "r/split/easy.parquet")).ToDictionary(p => p.PromptId);
+        var easy = (await PreferenceArtifacts.ReadAllAsync(store, "r/split/easy.parquet")).ToDictionary(p => p.PromptId);
         string referencePath = Directory.GetFiles(Path.Combine(root, "runs", "r", "dpo"), "reference_logps-*.parquet").Single();
         var reference = await ParquetArtifacts.ReadAllAsync<ReferenceLogProbRow>(store, Path.GetRelativePath(Path.Combine(root, "runs"), referencePath));
 
@@ -112,13 +125,67 @@ public sealed class SameTokenIdsTests
         }
 
         // model generate --messages shows the prompt ids ingest fed the policy for the same prompt.
-        string text = JsonDocument.Parse(File.ReadLines(Path.Combine(root, "prompts.jsonl")).First()).RootElement.GetProperty("prompt").GetString()!;
-        string messages = JsonSerializer.Serialize(new[] { new { role = "user", content = text } });
-        var (genExit, genJson) = await Cli("model", "generate", "--model", policy, "--messages", messages, "--greedy", "--max-new-tokens", "4", "--json");
+        var first = JsonDocument.Parse(File.ReadLines(Path.Combine(root, "prompts.jsonl")).First()).RootElement;
+        string text = messages ? first.GetProperty("messages")[0].GetProperty("content").GetString()! : first.GetProperty("prompt").GetString()!;
+        string conversation = JsonSerializer.Serialize(new[] { new { role = "user", content = text } });
+        var (genExit, genJson) = await Cli("model", "generate", "--model", policy, "--messages", conversation, "--greedy", "--max-new-tokens", "4", "--json");
         Assert.True(genExit == 0, genJson);
         using var gen = JsonDocument.Parse(genJson);
         var ingestIds = candidates.Values.Where(c => c.Prompt.Contains(text, StringComparison.Ordinal)).Select(c => c.PromptInputIds).First();
         Assert.Equal(ingestIds, gen.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()));
+
+        await AssertPreferencesKeepThePromptsAsync(store, Path.Combine(root, "prompts.jsonl"), candidates, messages);
+    }
+
+    /// <summary>
+    /// Rank's pairs carry the prompt as the input gave it, never the rendered template: conversations as TRL
+    /// conversational pairs (prompt the input's turns, chosen and rejected the assistant turn) that PreferenceSource reads
+    /// as conversational with the ids generation used; plain prompts as standard pairs whose prompt is the raw text.
+    /// </summary>
+    private static async Task AssertPreferencesKeepThePromptsAsync(LocalArtifactStore store, string promptsFile,
+        Dictionary<(string, int), CandidateRow> candidates, bool messages)
+    {
+        var lines = File.ReadAllLines(promptsFile);
+        var prompts = (await ParquetArtifacts.ReadAllAsync<PromptRow>(store, "r/ingest/prompts.parquet")).ToDictionary(p => p.PromptId);
+        const string path = "r/rank/preferences.parquet";
+        Assert.Equal(messages ? PreferenceFormat.Conversational : PreferenceFormat.Standard, await PreferenceSource.DetectFormatAsync(store, path));
+        var pairs = new List<PreferenceInput>();
+        await foreach (var input in PreferenceSource.ReadAsync(store, path)) pairs.Add(input);
+        var typed = await PreferenceArtifacts.ReadAllAsync(store, path); // with the candidate indices, which TRL files do not carry
+        Assert.NotEmpty(pairs);
+        Assert.Equal(typed.Count, pairs.Count);
+        foreach (var (read, row) in pairs.Select(p => p.Pair!).Zip(typed))
+        {
+            Assert.Equal(row.PromptId, read.PromptId);
+            var pair = read with { ChosenIndex = row.ChosenIndex, RejectedIndex = row.RejectedIndex };
+            var input = JsonDocument.Parse(lines[prompts[pair.PromptId].SourceRow]).RootElement;
+            var chosen = candidates[(pair.PromptId, pair.ChosenIndex)];
+            var rejected = candidates[(pair.PromptId, pair.RejectedIndex)];
+            if (messages)
+            {
+                var turns = input.GetProperty("messages").EnumerateArray()
+                    .Select(t => new ChatTurnRow { Role = t.GetProperty("role").GetString()!, Content = t.GetProperty("content").GetString()! }).ToList();
+                Assert.Equal(turns, pair.PromptMessages);
+            }
+            else
+            {
+                Assert.Null(pair.PromptMessages);
+                Assert.Equal(input.GetProperty("prompt").GetString(), pair.Prompt);
+            }
+            Assert.Equal((chosen.Response, rejected.Response), (pair.Chosen, pair.Rejected));
+            Assert.Equal(chosen.PromptInputIds, pair.PromptInputIds);
+            Assert.Equal(chosen.ResponseInputIds, pair.ChosenInputIds);
+            Assert.Equal(rejected.ResponseInputIds, pair.RejectedInputIds);
+        }
+        if (messages)
+        {
+            // As TRL reads it: chosen and rejected are lists holding the one assistant turn.
+            foreach (var row in await ParquetArtifacts.ReadAllAsync<ConversationalPreferenceRow>(store, path))
+            {
+                Assert.Equal([new ChatTurnRow { Role = "assistant", Content = candidates[(row.PromptId, row.ChosenIndex)].Response }], row.Chosen);
+                Assert.Equal([new ChatTurnRow { Role = "assistant", Content = candidates[(row.PromptId, row.RejectedIndex)].Response }], row.Rejected);
+            }
+        }
     }
 
     [Fact]
