@@ -142,4 +142,60 @@ public sealed class TrainCommandTests
             Assert.Equal(expected[line.GetProperty("prompt_id").GetString()!], ids);
             Assert.Single(ids.TakeWhile(i => i == encoder.Tokenizer.BosTokenId));
         }
-    }}
+    }
+
+    /// <summary>A TRL conversational pair with the prompt implicit: chosen and rejected are whole conversations sharing their first turns.</summary>
+    public sealed class ImplicitConversationalPair
+    {
+        [System.Text.Json.Serialization.JsonPropertyName("chosen")] public List<ChatTurnRow> Chosen { get; set; } = [];
+        [System.Text.Json.Serialization.JsonPropertyName("rejected")] public List<ChatTurnRow> Rejected { get; set; } = [];
+    }
+
+    [Fact]
+    public async Task TrainDpo_ConversationalFiles_TrainAndEveryRowIsTrainedOrInRejects()
+    {
+        string root = Directory.CreateTempSubdirectory("prefpipe-train-conv-").FullName;
+        string policy = Path.Combine(AppContext.BaseDirectory, "fixtures", "templated-bos-policy");
+        // The explicit-prompt fixture (pyarrow, UltraFeedback style) and an implicit-prompt file, one row of which has no
+        // assistant turn on its chosen side.
+        static List<ChatTurnRow> Turns(params string[] roleContent) => [.. roleContent.Chunk(2).Select(x => new ChatTurnRow { Role = x[0], Content = x[1] })];
+        var implicitRows = new List<ImplicitConversationalPair>
+        {
+            new() { Chosen = Turns("user", "Review of Driftwood:", "assistant", " The acting was gripping."), Rejected = Turns("user", "Review of Driftwood:", "assistant", " I hated it.") },
+            new() { Chosen = Turns("system", "Be brief.", "user", "Review of Kite Season:", "assistant", " Charming."), Rejected = Turns("system", "Be brief.", "user", "Review of Kite Season:", "assistant", " Tedious.") },
+            new() { Chosen = Turns("user", "Review of Velvet Hour:"), Rejected = Turns("user", "Review of Velvet Hour:", "assistant", " Flat.") },
+        };
+        await ParquetArtifacts.WriteAsync(new LocalArtifactStore(root), "implicit.parquet", implicitRows);
+        string[] files = [Path.Combine(AppContext.BaseDirectory, "fixtures", "datasets", "conversational_preference.parquet"), Path.Combine(root, "implicit.parquet")];
+
+        foreach (string data in files)
+        {
+            string output = Path.Combine(root, Path.GetFileNameWithoutExtension(data));
+            var (exit, text, error) = await Run("train", "dpo", "--data", data, "--model", policy, "--output", output,
+                "--max-steps", "1", "--batch-size", "2", "--max-length", "1024", "--max-prompt-length", "512");
+
+            Assert.True(exit == 0, $"{data}: exit {exit}: {error}");
+            Assert.EndsWith("checkpoint-1", LatestCheckpoint(output), StringComparison.Ordinal);
+            var outputStore = new LocalArtifactStore(output);
+            var rejects = await ParquetArtifacts.ReadAllAsync<RejectRow>(outputStore, "rejects.parquet");
+            long rowsIn = await CountRowsAsync(data);
+            var trained = System.Text.RegularExpressions.Regex.Match(text, @"(\d+) pairs \((\d+) skipped\)");
+            Assert.True(trained.Success, text);
+            Assert.Equal(rowsIn, long.Parse(trained.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + rejects.Count);
+            Assert.Equal(rejects.Count, int.Parse(trained.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Contains(await ParquetArtifacts.ReadAllAsync<MetricRow>(outputStore, "metrics.parquet"), m => m.Name == "loss" && m.Step == 1 && double.IsFinite(m.Value));
+        }
+        var implicitRejects = await ParquetArtifacts.ReadAllAsync<RejectRow>(new LocalArtifactStore(Path.Combine(root, "implicit")), "rejects.parquet");
+        var reject = Assert.Single(implicitRejects);
+        Assert.Equal(2, reject.Row);
+        Assert.Contains("assistant turn", reject.Reason, StringComparison.Ordinal);
+    }
+
+    private static async Task<long> CountRowsAsync(string file)
+    {
+        long n = 0;
+        var (store, path) = ArtifactStores.OpenFile(file);
+        await foreach (var _ in PrefPipe.Artifacts.Inputs.PreferenceSource.ReadAsync(store, path)) n++;
+        return n;
+    }
+}
