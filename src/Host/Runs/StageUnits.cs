@@ -118,7 +118,7 @@ internal static class StageUnits
 
     /// <summary>The latest checkpoint a training stage of this run made (restored from a remote store when only there).</summary>
     private static async Task<string> ModelOfAsync(StageContext c, PipelineStage stage, CancellationToken ct) =>
-        await DpoStage.LatestModelAsync(c.Store, c.Prefix(stage), c.Work(stage), ct).ConfigureAwait(false)
+        await TrainedModel.LatestAsync(c.Store, c.Prefix(stage), c.Work(stage), ct).ConfigureAwait(false)
         ?? throw new InvalidOperationException($"the {stage.Name()} stage of run {c.RunId} has no model (no checkpoint in {c.Work(stage)} or {c.Store.UriOf($"{c.Prefix(stage)}/model")}); run the {stage.Name()} stage first");
 
     private static Dictionary<string, double> Final(long steps, IReadOnlyList<PrefPipe.Artifacts.Rows.MetricRow> metrics)

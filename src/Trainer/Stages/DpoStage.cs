@@ -123,11 +123,4 @@ public sealed class DpoStage
     /// <summary>Removes what an earlier attempt left (checkpoints here and in the store), so the next attempt starts afresh.</summary>
     public static Task ClearAsync(IArtifactStore store, string prefix, string workDirectory, CancellationToken cancellationToken = default) =>
         StagePaths.ClearCheckpointsAsync(store, prefix, workDirectory, cancellationToken);
-
-    /// <summary>The latest checkpoint of this unit's work folder, restored from the store first when it is only there.</summary>
-    public static async Task<string?> LatestModelAsync(IArtifactStore store, string prefix, string workDirectory, CancellationToken cancellationToken = default)
-    {
-        await ModelSync.RestoreAsync(store, StagePaths.Join(prefix, "model"), workDirectory, cancellationToken).ConfigureAwait(false);
-        return Checkpoint.Latest(workDirectory);
-    }
 }

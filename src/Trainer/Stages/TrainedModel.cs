@@ -36,6 +36,14 @@ public sealed record TrainedModel(string Directory, string Sha256, string? Uri)
     /// </summary>
     public static string Fingerprint(string directory) => ReferencePass.ModelFingerprint(directory);
 
+    /// <summary>The latest checkpoint a training unit left in its work folder (under <paramref name="prefix"/> in the store),
+    /// restored from a remote store first when it is only there; null when there is none.</summary>
+    public static async Task<string?> LatestAsync(IArtifactStore store, string prefix, string workDirectory, CancellationToken cancellationToken = default)
+    {
+        await ModelSync.RestoreAsync(store, StagePaths.Join(prefix, "model"), workDirectory, cancellationToken).ConfigureAwait(false);
+        return Checkpoint.Latest(workDirectory);
+    }
+
     /// <summary>Keeps <paramref name="checkpoint"/> with the run: uploaded under <paramref name="storePrefix"/> on a remote store.</summary>
     internal static async Task<TrainedModel> KeepAsync(IArtifactStore store, string checkpoint, string storePrefix, CancellationToken cancellationToken)
     {

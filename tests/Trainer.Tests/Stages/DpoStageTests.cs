@@ -228,14 +228,14 @@ public sealed class DpoStageTests
         }
         await File.WriteAllTextAsync(Path.Combine(work, "loss.png"), "png");
         Directory.CreateDirectory(Path.Combine(work, "notes"));
-        Assert.Equal(Path.Combine(work, "checkpoint-2"), await DpoStage.LatestModelAsync(store, "dpo", work));
+        Assert.Equal(Path.Combine(work, "checkpoint-2"), await TrainedModel.LatestAsync(store, "dpo", work));
 
         await DpoStage.ClearAsync(store, "dpo", work);
 
         Assert.Empty(Directory.EnumerateDirectories(work, "checkpoint-*"));
         Assert.True(File.Exists(Path.Combine(work, "loss.png")));
         Assert.True(Directory.Exists(Path.Combine(work, "notes")));
-        Assert.Null(await DpoStage.LatestModelAsync(store, "dpo", work));
+        Assert.Null(await TrainedModel.LatestAsync(store, "dpo", work));
     }
 
     [Fact]
