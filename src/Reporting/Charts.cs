@@ -13,6 +13,13 @@ public sealed record ChartMarker(double X, string Label);
 /// <param name="Y">Values (histograms) or Y values (line charts).</param>
 public sealed record ChartSeries(string Name, IReadOnlyList<double> X, IReadOnlyList<double> Y);
 
+/// <summary>A labelled estimate with its interval, e.g. a win rate and its 95 % bootstrap interval.</summary>
+/// <param name="Label">Axis label (a study cell).</param>
+/// <param name="Mean">The estimate.</param>
+/// <param name="Low">Lower end of the interval.</param>
+/// <param name="High">Upper end of the interval.</param>
+public sealed record ChartInterval(string Label, double Mean, double Low, double High);
+
 /// <summary>PNG charts written next to reports. Files are written to a temporary name and renamed, never half-written.</summary>
 public static class Charts
 {
@@ -75,6 +82,46 @@ public static class Charts
         }
         AddMarkers(plot, markers);
         Finish(plot, path, title, xLabel, yLabel, showLegend: series.Count > 1 || markers is { Count: > 0 });
+    }
+
+    /// <summary>One estimate per label with its interval as a vertical bar (win rate per study cell).</summary>
+    public static void Intervals(string path, string title, string yLabel, IReadOnlyList<ChartInterval> items)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int i = 0; i < items.Count; i++)
+        {
+            var color = palette.GetColor(i);
+            var bar = plot.Add.Line(i, items[i].Low, i, items[i].High);
+            bar.Color = color;
+            bar.LineWidth = 3;
+            var mean = plot.Add.Marker(i, items[i].Mean);
+            mean.Color = color;
+            mean.MarkerSize = 10;
+        }
+        if (items.Count > 0)
+        {
+            plot.Axes.Bottom.SetTicks(Enumerable.Range(0, items.Count).Select(i => (double)i).ToArray(), items.Select(x => x.Label).ToArray());
+            plot.Axes.SetLimitsX(-0.5, items.Count - 0.5);
+        }
+        Finish(plot, path, title, "", yLabel, showLegend: false);
+    }
+
+    /// <summary>Scatter points, one colour and legend entry per series (a reward–KL frontier: a series per cell, a point per seed).</summary>
+    public static void Points(string path, string title, string xLabel, string yLabel, IReadOnlyList<ChartSeries> series)
+    {
+        ArgumentNullException.ThrowIfNull(series);
+        var plot = new Plot();
+        foreach (var s in series)
+        {
+            int n = Math.Min(s.X.Count, s.Y.Count);
+            if (n == 0) continue;
+            var points = plot.Add.ScatterPoints(s.X.Take(n).ToArray(), s.Y.Take(n).ToArray());
+            points.LegendText = s.Name;
+            points.MarkerSize = 9;
+        }
+        Finish(plot, path, title, xLabel, yLabel, showLegend: series.Count > 1);
     }
 
     private static void AddMarkers(Plot plot, IReadOnlyList<ChartMarker>? markers)

@@ -40,6 +40,7 @@ internal static class Cli
         foreach (var command in StageCommands.Create(console)) root.Subcommands.Add(command);
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(CompareCommand.Create(console));
+        root.Subcommands.Add(StudyCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(console));
         root.Subcommands.Add(WorkerCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));

@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using PrefPipe.Artifacts;
+using PrefPipe.Artifacts.Rows;
+using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
+using PrefPipe.Host.Runs;
+using PrefPipe.Reporting;
+
+namespace PrefPipe.Host.Studies;
+
+/// <summary>One (cell, seed) of a study as study.json records it.</summary>
+internal sealed record StudySeedResult
+{
+    [JsonPropertyName("seed")] public long Seed { get; init; }
+    [JsonPropertyName("run_id")] public string RunId { get; init; } = "";
+    [JsonPropertyName("win_rate")] public double WinRate { get; init; }
+    [JsonPropertyName("mean_reward_start")] public double MeanRewardStart { get; init; }
+    [JsonPropertyName("mean_reward_final")] public double MeanRewardFinal { get; init; }
+    [JsonPropertyName("mean_kl")] public double MeanKl { get; init; }
+    [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
+    [JsonPropertyName("held_out_prompts")] public int HeldOutPrompts { get; init; }
+}
+
+/// <summary>One row of study.json: a cell over its seeds.</summary>
+internal sealed record StudyCellResult
+{
+    [JsonPropertyName("name")] public string Name { get; init; } = "";
+    [JsonPropertyName("plan")] public string Plan { get; init; } = "";
+
+    /// <summary>The stage-1 objective, or "-" when the plan trains no DPO stage.</summary>
+    [JsonPropertyName("loss_type")] public string LossType { get; init; } = "";
+
+    /// <summary>The cell's overrides of the base pipeline (seeds excluded).</summary>
+    [JsonPropertyName("set")] public Dictionary<string, string> Set { get; init; } = [];
+    [JsonPropertyName("seeds")] public List<long> Seeds { get; init; } = [];
+    [JsonPropertyName("win_rate_mean")] public double WinRateMean { get; init; }
+    [JsonPropertyName("win_rate_ci95_low")] public double WinRateCi95Low { get; init; }
+    [JsonPropertyName("win_rate_ci95_high")] public double WinRateCi95High { get; init; }
+    [JsonPropertyName("mean_reward_start")] public double MeanRewardStart { get; init; }
+    [JsonPropertyName("mean_reward_final")] public double MeanRewardFinal { get; init; }
+
+    /// <summary>Mean KL(final ‖ start) per sample, over seeds.</summary>
+    [JsonPropertyName("mean_kl")] public double MeanKl { get; init; }
+
+    /// <summary>Mean over seeds of the DPO and PPO stages' wall seconds.</summary>
+    [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
+    [JsonPropertyName("per_seed")] public List<StudySeedResult> PerSeed { get; init; } = [];
+}
+
+/// <summary>A cell's win rate minus the reference cell's (the study's first), over the seeds both ran.</summary>
+internal sealed record StudyDifference
+{
+    [JsonPropertyName("cell")] public string Cell { get; init; } = "";
+    [JsonPropertyName("reference")] public string Reference { get; init; } = "";
+    [JsonPropertyName("shared_seeds")] public List<long> SharedSeeds { get; init; } = [];
+    [JsonPropertyName("win_rate_diff_mean")] public double Mean { get; init; }
+    [JsonPropertyName("win_rate_diff_ci95_low")] public double Low { get; init; }
+    [JsonPropertyName("win_rate_diff_ci95_high")] public double High { get; init; }
+}
+
+/// <summary>study.json: the study's cells with intervals, and the paired differences against the first cell.</summary>
+internal sealed record StudyReport
+{
+    public const int CurrentFormat = 1;
+
+    [JsonPropertyName("format_version")] public int FormatVersion { get; init; } = CurrentFormat;
+    [JsonPropertyName("study")] public string Study { get; init; } = "";
+    [JsonPropertyName("base")] public string Base { get; init; } = "";
+    [JsonPropertyName("seeds")] public List<long> Seeds { get; init; } = [];
+
+    /// <summary>The pipeline keys every seed was written to.</summary>
+    [JsonPropertyName("seed_keys")] public List<string> SeedKeys { get; init; } = [];
+    [JsonPropertyName("interval_method")] public string IntervalMethod { get; init; } = StudyStatistics.Method;
+    [JsonPropertyName("resamples")] public int Resamples { get; init; } = StudyStatistics.Resamples;
+    [JsonPropertyName("rng_seed")] public int RngSeed { get; init; } = StudyStatistics.RngSeed;
+    [JsonPropertyName("code_version")] public string CodeVersion { get; init; } = "";
+    [JsonPropertyName("machine")] public string Machine { get; init; } = "";
+    [JsonPropertyName("finished")] public DateTimeOffset Finished { get; init; }
+    [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
+    [JsonPropertyName("cells")] public List<StudyCellResult> Cells { get; init; } = [];
+    [JsonPropertyName("paired_differences")] public List<StudyDifference> PairedDifferences { get; init; } = [];
+}
+
+/// <summary>
+/// Runs a study: every (cell, seed) is a pipeline run with its own run id (<c>STUDY-CELL-sSEED</c>) in one store, one
+/// after another. A run that completed with the same configuration and code is not touched; any other is handed to the
+/// <see cref="PipelineRunner"/>, which keeps the stages that completed (a killed study continues where it stopped).
+/// Each run does its own ingest, rank and split: upstream artifacts are not yet shared between cells.
+/// Then writes STUDY/study.json, study.md, win_rate.png and frontier.png to the store.
+/// </summary>
+internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOverrides, Action<string> progress, Action<string> log)
+{
+    /// <summary>A finished (cell, seed): its row, its per-prompt win rates, and the pipeline it ran.</summary>
+    private sealed record SeedRun(StudySeedResult Seed, SortedDictionary<string, double> Prompts, LoadedPipeline Pipeline);
+
+    internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>Runs what is not done yet and writes the report; returns it and the store it was written to.</summary>
+    public async Task<(StudyReport Report, IArtifactStore Store)> RunAsync(CancellationToken cancellationToken = default)
+    {
+        var clock = Stopwatch.StartNew();
+        // Every (cell, seed) is loaded and checked before any work starts: a bad override fails the study at once.
+        var jobs = (from cell in study.Cells
+                    from seed in study.Seeds
+                    select (Cell: cell, Seed: seed, Pipeline: PipelineLoader.Load(study.BasePipeline, [.. baseOverrides, .. study.Overrides(cell, seed)]))).ToList();
+        var first = jobs[0].Pipeline;
+        var store = Commands.RunCommands.OpenStore(first.Resolve(first.Definition.Storage));
+        var results = new Dictionary<(string, long), SeedRun>();
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            var (cell, seed, pipeline) = jobs[i];
+            string runId = study.RunId(cell, seed);
+            string at = string.Create(CultureInfo.InvariantCulture, $"[{i + 1}/{jobs.Count}] {cell.Name} seed {seed} ({runId})");
+            var run = await RunRecord.LoadAsync(store, runId, cancellationToken).ConfigureAwait(false);
+            bool done = run is { Status: RunStatus.Completed } && run.ConfigHash == StageTable.Hash(pipeline.CanonicalYaml) && run.CodeVersion == CodeVersion.Current;
+            if (done)
+            {
+                progress($"{at}: completed earlier, kept");
+            }
+            else
+            {
+                progress($"{at}: running");
+                var runClock = Stopwatch.StartNew();
+                run = await new PipelineRunner(pipeline, store, line => log($"    {line}")).RunAsync(runId, new RunScope(), cancellationToken).ConfigureAwait(false);
+                progress(string.Create(CultureInfo.InvariantCulture, $"{at}: done in {runClock.Elapsed.TotalSeconds:F0} s"));
+            }
+            var result = await CollectAsync(store, pipeline, run!, seed, cancellationToken).ConfigureAwait(false);
+            results[(cell.Name, seed)] = result;
+            progress(string.Create(CultureInfo.InvariantCulture,
+                $"{at}: win rate {result.Seed.WinRate:P1}, reward {result.Seed.MeanRewardStart:F3} → {result.Seed.MeanRewardFinal:F3}, KL {result.Seed.MeanKl:F3}"));
+        }
+
+        var cells = study.Cells.Select(cell => Summarise(cell, study.Seeds.Select(s => results[(cell.Name, s)]).ToList())).ToList();
+        var reference = study.Cells[0];
+        var differences = study.Cells.Skip(1).Select(cell => Difference(cell, reference, results)).ToList();
+        var report = new StudyReport
+        {
+            Study = study.Name, Base = study.BasePipeline, Seeds = [.. study.Seeds], SeedKeys = [.. study.SeedKeys],
+            CodeVersion = CodeVersion.Current, Machine = $"{Environment.MachineName}, {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+            Finished = DateTimeOffset.UtcNow, WallSeconds = Math.Round(clock.Elapsed.TotalSeconds, 1), Cells = cells, PairedDifferences = differences,
+        };
+        await WriteAsync(store, report, cancellationToken).ConfigureAwait(false);
+        return (report, store);
+    }
+
+    private static async Task<SeedRun> CollectAsync(IArtifactStore store, LoadedPipeline pipeline, RunRecord run, long seed, CancellationToken cancellationToken)
+    {
+        var eval = run.Stage(PipelineStage.Evaluate);
+        if (eval.Status != StageStatus.Completed)
+            throw new InvalidOperationException($"run {run.RunId}: the evaluate stage is '{eval.Status.Name()}'; a study needs every run evaluated");
+        var rows = new List<EvaluationRow>();
+        await foreach (var row in ParquetArtifacts.ReadAsync<EvaluationRow>(store, $"{run.RunId}/evaluate/samples.parquet", cancellationToken).ConfigureAwait(false))
+            rows.Add(row);
+        var prompts = StudyStatistics.PromptWinRates(rows);
+        var d = pipeline.Definition;
+        double train = (d.Training.RunsDpo ? run.Stage(PipelineStage.Dpo).Seconds : 0) + (d.Training.RunsPpo ? run.Stage(PipelineStage.Ppo).Seconds : 0);
+        var result = new StudySeedResult
+        {
+            Seed = seed, RunId = run.RunId, WinRate = eval.Summary["win_rate"], MeanRewardStart = eval.Summary["mean_reward_start"],
+            MeanRewardFinal = eval.Summary["mean_reward_final"], MeanKl = eval.Summary["mean_kl"], TrainSeconds = Math.Round(train, 1), HeldOutPrompts = prompts.Count,
+        };
+        return new SeedRun(result, prompts, pipeline);
+    }
+
+    private static StudyCellResult Summarise(StudyCell cell, List<SeedRun> seeds)
+    {
+        var d = seeds[0].Pipeline.Definition;
+        var interval = StudyStatistics.Bootstrap(seeds.Select(s => s.Prompts.Values.ToArray()).ToList());
+        return new StudyCellResult
+        {
+            Name = cell.Name, Plan = d.Training.Plan.ToString().ToLowerInvariant(), LossType = d.Training.RunsDpo ? d.Training.Dpo.Objective.LossType : "-",
+            Set = cell.Set.ToDictionary(kv => kv.Key, kv => kv.Value), Seeds = [.. seeds.Select(s => s.Seed.Seed)],
+            WinRateMean = interval.Mean, WinRateCi95Low = interval.Low, WinRateCi95High = interval.High,
+            MeanRewardStart = seeds.Average(s => s.Seed.MeanRewardStart), MeanRewardFinal = seeds.Average(s => s.Seed.MeanRewardFinal),
+            MeanKl = seeds.Average(s => s.Seed.MeanKl), TrainSeconds = Math.Round(seeds.Average(s => s.Seed.TrainSeconds), 1), PerSeed = [.. seeds.Select(s => s.Seed)],
+        };
+    }
+
+    /// <summary>Per shared seed, the per-prompt win-rate differences over the prompts both evaluated; then the bootstrap.</summary>
+    private StudyDifference Difference(StudyCell cell, StudyCell reference, Dictionary<(string, long), SeedRun> results)
+    {
+        var shared = study.Seeds.Where(s => results.ContainsKey((cell.Name, s)) && results.ContainsKey((reference.Name, s))).ToList();
+        var perSeed = shared.Select(s =>
+        {
+            var a = results[(cell.Name, s)].Prompts;
+            var b = results[(reference.Name, s)].Prompts;
+            return a.Keys.Where(b.ContainsKey).Select(p => a[p] - b[p]).ToArray();
+        }).Where(x => x.Length > 0).ToList();
+        var interval = perSeed.Count == 0 ? new Interval(double.NaN, double.NaN, double.NaN) : StudyStatistics.Bootstrap(perSeed);
+        return new StudyDifference { Cell = cell.Name, Reference = reference.Name, SharedSeeds = shared, Mean = interval.Mean, Low = interval.Low, High = interval.High };
+    }
+
+    private async Task WriteAsync(IArtifactStore store, StudyReport report, CancellationToken cancellationToken)
+    {
+        string prefix = study.Name;
+        await store.WriteBytesAsync($"{prefix}/study.json", JsonSerializer.SerializeToUtf8Bytes(report, Json), cancellationToken).ConfigureAwait(false);
+        await store.WriteTextAsync($"{prefix}/study.md", Markdown(report), cancellationToken).ConfigureAwait(false);
+        string temp = Directory.CreateTempSubdirectory("prefpipe-study-").FullName;
+        try
+        {
+            string win = Path.Combine(temp, "win_rate.png"), frontier = Path.Combine(temp, "frontier.png");
+            Charts.Intervals(win, $"{report.Study}: win rate over the start policy (95% bootstrap interval)", "win rate",
+                [.. report.Cells.Select(c => new ChartInterval(c.Name, c.WinRateMean, c.WinRateCi95Low, c.WinRateCi95High))]);
+            Charts.Points(frontier, $"{report.Study}: reward–KL frontier (a point per seed)", "KL(final ‖ start) per sample", "mean reward (final policy)",
+                [.. report.Cells.Select(c => new ChartSeries(c.Name, [.. c.PerSeed.Select(s => s.MeanKl)], [.. c.PerSeed.Select(s => s.MeanRewardFinal)]))]);
+            await store.CommitAsync($"{prefix}/win_rate.png", win, cancellationToken).ConfigureAwait(false);
+            await store.CommitAsync($"{prefix}/frontier.png", frontier, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    /// <summary>study.md: the cells table and the paired differences.</summary>
+    internal static string Markdown(StudyReport report)
+    {
+        static string Pct(double v) => double.IsNaN(v) ? "n/a" : (v * 100).ToString("F1", CultureInfo.InvariantCulture);
+        var cells = new SummaryTable("cell", "plan", "loss_type", "set", "seeds", "win rate %", "95% CI", "reward final", "KL", "train s");
+        foreach (var c in report.Cells)
+            cells.Add(c.Name, c.Plan, c.LossType, string.Join(", ", c.Set.Select(kv => $"{kv.Key}={kv.Value}")), c.Seeds.Count,
+                Pct(c.WinRateMean), $"{Pct(c.WinRateCi95Low)} – {Pct(c.WinRateCi95High)}", c.MeanRewardFinal, c.MeanKl, c.TrainSeconds);
+        var diffs = new SummaryTable("cell − reference", "shared seeds", "win rate diff (points)", "95% CI");
+        foreach (var d in report.PairedDifferences)
+            diffs.Add($"{d.Cell} − {d.Reference}", d.SharedSeeds.Count, Pct(d.Mean), $"{Pct(d.Low)} – {Pct(d.High)}");
+        return $"""
+            # Study {report.Study}
+
+            Base pipeline `{Path.GetFileName(report.Base)}`; seeds [{string.Join(", ", report.Seeds)}] written to {string.Join(", ", report.SeedKeys)}.
+            Code {report.CodeVersion}; {report.Machine}; finished {report.Finished:u}; wall {report.WallSeconds:F0} s.
+
+            {cells.ToMarkdown()}
+            Paired differences against the first cell:
+
+            {diffs.ToMarkdown()}
+            Intervals: {report.IntervalMethod}
+
+            ![win rate](win_rate.png) ![reward–KL frontier](frontier.png)
+
+            """;
+    }
+}
