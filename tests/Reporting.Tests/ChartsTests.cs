@@ -52,6 +52,42 @@ public sealed class ChartsTests
     }
 
     [Fact]
+    public void Intervals_StudyCells_WritesPngAndNoTemporaryFiles()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-chart-").FullName;
+        string path = Path.Combine(dir, "win_rate.png");
+
+        Charts.Intervals(path, "Win rate over the start (95 % interval)", "win rate",
+            [new ChartInterval("dpo", 0.81, 0.74, 0.88), new ChartInterval("mipo", 0.62, 0.51, 0.72), new ChartInterval("mpo", 0.9, 0.9, 0.9)]);
+
+        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+        Assert.Equal(["win_rate.png"], Directory.GetFiles(dir).Select(Path.GetFileName));
+        Assert.True(new FileInfo(path).Length > 5_000, "a chart with bars, ticks and text is more than a blank image");
+    }
+
+    [Fact]
+    public void Intervals_NoCells_StillWritesAChart()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "empty.png");
+
+        Charts.Intervals(path, "nothing yet", "win rate", []);
+
+        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+    }
+
+    [Fact]
+    public void Points_FrontierWithAnEmptySeries_WritesPng()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "frontier.png");
+
+        Charts.Points(path, "Reward against KL", "KL to the start policy", "mean reward",
+            [new ChartSeries("dpo", [10.0, 12.5, 11.0], [2.1, 2.3, 2.2]), new ChartSeries("ppo", [20.0, 22.0], [2.5, 2.6]), new ChartSeries("none", [], [])]);
+
+        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+        Assert.True(new FileInfo(path).Length > 5_000, "a chart with points, axes and a legend is more than a blank image");
+    }
+
+    [Fact]
     public void SummaryTable_RendersMarkdownAndAlignedText()
     {
         var table = new SummaryTable("set", "pairs", "fraction").Add("easy", 120, 0.6).Add("difficult", 80, 1.0 / 3);

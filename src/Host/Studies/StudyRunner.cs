@@ -79,7 +79,11 @@ internal sealed record StudyReport
     [JsonPropertyName("code_version")] public string CodeVersion { get; init; } = "";
     [JsonPropertyName("machine")] public string Machine { get; init; } = "";
     [JsonPropertyName("finished")] public DateTimeOffset Finished { get; init; }
+    /// <summary>Wall seconds of this invocation (0 when every run was kept from an earlier one).</summary>
     [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
+
+    /// <summary>Seconds the study's runs spent in their stages, whichever invocation ran them: the study's cost.</summary>
+    [JsonPropertyName("run_seconds")] public double RunSeconds { get; init; }
     [JsonPropertyName("cells")] public List<StudyCellResult> Cells { get; init; } = [];
     [JsonPropertyName("paired_differences")] public List<StudyDifference> PairedDifferences { get; init; } = [];
 }
@@ -102,6 +106,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
     public async Task<(StudyReport Report, IArtifactStore Store)> RunAsync(CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
+        double runSeconds = 0;
         // Every (cell, seed) is loaded and checked before any work starts: a bad override fails the study at once.
         var jobs = (from cell in study.Cells
                     from seed in study.Seeds
@@ -128,6 +133,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
                 progress(string.Create(CultureInfo.InvariantCulture, $"{at}: done in {runClock.Elapsed.TotalSeconds:F0} s"));
             }
             var result = await CollectAsync(store, pipeline, run!, seed, cancellationToken).ConfigureAwait(false);
+            runSeconds += run!.Stages.Sum(s => s.Seconds);
             results[(cell.Name, seed)] = result;
             progress(string.Create(CultureInfo.InvariantCulture,
                 $"{at}: win rate {result.Seed.WinRate:P1}, reward {result.Seed.MeanRewardStart:F3} → {result.Seed.MeanRewardFinal:F3}, KL {result.Seed.MeanKl:F3}"));
@@ -140,7 +146,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         {
             Study = study.Name, Base = study.BasePipeline, Seeds = [.. study.Seeds], SeedKeys = [.. study.SeedKeys],
             CodeVersion = CodeVersion.Current, Machine = $"{Environment.MachineName}, {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
-            Finished = DateTimeOffset.UtcNow, WallSeconds = Math.Round(clock.Elapsed.TotalSeconds, 1), Cells = cells, PairedDifferences = differences,
+            Finished = DateTimeOffset.UtcNow, WallSeconds = Math.Round(clock.Elapsed.TotalSeconds, 1), RunSeconds = Math.Round(runSeconds, 1), Cells = cells, PairedDifferences = differences,
         };
         await WriteAsync(store, report, cancellationToken).ConfigureAwait(false);
         return (report, store);
@@ -230,7 +236,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
             # Study {report.Study}
 
             Base pipeline `{Path.GetFileName(report.Base)}`; seeds [{string.Join(", ", report.Seeds)}] written to {string.Join(", ", report.SeedKeys)}.
-            Code {report.CodeVersion}; {report.Machine}; finished {report.Finished:u}; wall {report.WallSeconds:F0} s.
+            Code {report.CodeVersion}; {report.Machine}; finished {report.Finished:u}; wall {report.WallSeconds:F0} s (this invocation), {report.RunSeconds:F0} s in the runs' stages.
 
             {cells.ToMarkdown()}
             Paired differences against the first cell:

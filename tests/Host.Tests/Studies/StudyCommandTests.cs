@@ -83,6 +83,8 @@ public sealed class StudyCommandTests
         string pipeline = File.ReadAllText(Path.Combine(dir, "runs", "losses-mipo-s3", "pipeline.yaml"));
         Assert.Contains("seed: 3", pipeline, StringComparison.Ordinal);
         DateTime written = File.GetLastWriteTimeUtc(Path.Combine(dir, "runs", "losses-mipo-s3", "run.json"));
+        double runSeconds = RunSeconds(report);
+        Assert.True(runSeconds > 0, "the runs' stage seconds are the study's cost");
 
         var (again, second) = await Cli(["study", file, .. Small]);
         Assert.True(again == 0, second);
@@ -90,6 +92,14 @@ public sealed class StudyCommandTests
         Assert.Contains("[2/2] mipo seed 3 (losses-mipo-s3): completed earlier, kept", second, StringComparison.Ordinal);
         Assert.DoesNotContain(": running", second, StringComparison.Ordinal);
         Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(dir, "runs", "losses-mipo-s3", "run.json")));
+        // A study resumed with nothing left to run still reports what its runs cost.
+        Assert.Equal(runSeconds, RunSeconds(report));
+    }
+
+    private static double RunSeconds(string reportFolder)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(reportFolder, "study.json")));
+        return doc.RootElement.GetProperty("run_seconds").GetDouble();
     }
 
     [Fact]
