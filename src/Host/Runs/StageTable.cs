@@ -99,7 +99,7 @@ internal static class StageTable
         parts.AddRange(d.Inputs(pipeline).Select(i => i switch
         {
             StageInput.Upstream u => Output(run, u.Stage, u.Artifact),
-            StageInput.File f => FileHash(f.Location),
+            StageInput.File f => LocalFileSha256(f.Location) ?? f.Location,
             StageInput.Model m => portable ? TrainedModel.Fingerprint(m.Directory) : DirHash(m.Directory),
             _ => throw new InvalidOperationException($"unknown input {i}"),
         }));
@@ -122,16 +122,20 @@ internal static class StageTable
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, long, DateTime), string> FileHashes = new();
 
-    private static ArtifactRecord? LocalFile(string path)
+    private static ArtifactRecord? LocalFile(string path) =>
+        LocalFileSha256(path) is { } sha ? new ArtifactRecord("input", Path.GetFullPath(path), 0, sha) : null;
+
+    /// <summary>The SHA-256 of a local file, streamed and computed once per path, size and time stamp (a key and the run
+    /// record both need it, at every stage start); null for a blob URI or a missing file.</summary>
+    private static string? LocalFileSha256(string path)
     {
         if (!System.IO.File.Exists(path)) return null;
         var info = new FileInfo(path);
-        string sha = FileHashes.GetOrAdd((info.FullName, info.Length, info.LastWriteTimeUtc), _ =>
+        return FileHashes.GetOrAdd((info.FullName, info.Length, info.LastWriteTimeUtc), _ =>
         {
             using var stream = System.IO.File.OpenRead(path);
             return Convert.ToHexStringLower(SHA256.HashData(stream));
         });
-        return new ArtifactRecord("input", info.FullName, 0, sha);
     }
 
     internal static string Output(RunRecord run, PipelineStage stage, string name) =>
@@ -140,8 +144,6 @@ internal static class StageTable
     internal static string Json(object value) => JsonSerializer.Serialize(value);
 
     internal static string Hash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
-
-    internal static string FileHash(string path) => System.IO.File.Exists(path) ? Convert.ToHexStringLower(SHA256.HashData(System.IO.File.ReadAllBytes(path)))[..16] : path;
 
     internal static string DirHash(string dir) => string.Join(",", Directory.Exists(dir)
         ? Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)}:{new FileInfo(f).Length}:{System.IO.File.GetLastWriteTimeUtc(f).Ticks}")
