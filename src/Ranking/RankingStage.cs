@@ -6,6 +6,7 @@ using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Reward;
 using PrefPipe.Ranking.Ipr;
 using PrefPipe.Ranking.Judges;
+using PrefPipe.Ranking.Pointwise;
 using PrefPipe.Text.Tokenizers;
 
 namespace PrefPipe.Ranking;
@@ -187,7 +188,8 @@ public sealed class RankingStage
             }
         }
 
-        // 2. IPR with the judge.
+        // 2. IPR with the judge, or pointwise best and worst by score.
+        bool pointwise = _options.Method == RankingMethod.Pointwise;
         IPairwiseJudge judge = _options.Judge == JudgeKind.Llm
             ? new LlmJudge(_httpClient ?? new HttpClient(), _options.Llm!)
             : new RewardJudge(scores, _options.TieEpsilon);
@@ -207,7 +209,9 @@ public sealed class RankingStage
                 continue;
             }
             string prompt = scorable[0].Prompt;
-            var outcome = await ranker.RankAsync(group.Key, prompt, scorable.Select(c => new RankCandidate(c.CandidateIndex, c.Response)).ToList(), cancellationToken).ConfigureAwait(false);
+            var outcome = pointwise
+                ? PointwiseRanker.Rank(scorable.Select(c => (c.CandidateIndex, (double)scores[(c.PromptId, c.CandidateIndex)])).ToList(), _options.TieEpsilon)
+                : await ranker.RankAsync(group.Key, prompt, scorable.Select(c => new RankCandidate(c.CandidateIndex, c.Response)).ToList(), cancellationToken).ConfigureAwait(false);
             calls += outcome.JudgeCalls;
             comparisons.AddRange(outcome.Comparisons.Select(c => new ComparisonRow
             {
@@ -217,7 +221,9 @@ public sealed class RankingStage
             if (!outcome.Paired)
             {
                 unpaired.Add(Unpaired(group.Key, candidatesPath, outcome.Best is null
-                    ? $"all {scorable.Count} candidates tied (no candidate beat another in both orders)"
+                    ? pointwise
+                        ? $"all {scorable.Count} candidates tied (best and worst reward differ by less than tie_epsilon {_options.TieEpsilon.ToString(CultureInfo.InvariantCulture)})"
+                        : $"all {scorable.Count} candidates tied (no candidate beat another in both orders)"
                     : "the best and the worst candidate are the same (intransitive verdicts)"));
                 continue;
             }
@@ -236,13 +242,13 @@ public sealed class RankingStage
                 PromptMessages = messages,
                 Chosen = chosen.Response, Rejected = rejected.Response,
                 ScoreChosen = sc, ScoreRejected = sr, RewardGap = sc - sr, JudgeAgrees = sc > sr,
-                Method = $"ipr:{judge.Name}", ChosenIndex = chosen.CandidateIndex, RejectedIndex = rejected.CandidateIndex,
+                Method = pointwise ? "pointwise:reward" : $"ipr:{judge.Name}", ChosenIndex = chosen.CandidateIndex, RejectedIndex = rejected.CandidateIndex,
                 PromptInputIds = scorable[0].PromptInputIds, ChosenInputIds = chosen.ResponseInputIds, RejectedInputIds = rejected.ResponseInputIds,
             });
         }
         if (judge is IDisposable disposable) disposable.Dispose();
 
-        return new RankedRows(scoredRows, comparisons, preferences, unpaired, byPrompt.Count, calls, judge.Name);
+        return new RankedRows(scoredRows, comparisons, preferences, unpaired, byPrompt.Count, calls, pointwise ? "pointwise" : judge.Name);
     }
 
     private static RejectRow Unpaired(string promptId, string source, string reason) =>

@@ -193,7 +193,7 @@ public sealed record PreferenceRow
     /// <summary>Whether the judge's ranking and the reward model agree on the order.</summary>
     [JsonPropertyName("judge_agrees")] public bool JudgeAgrees { get; init; }
 
-    /// <summary>How the pair was made, e.g. "ipr:reward".</summary>
+    /// <summary>How the pair was made, e.g. "ipr:reward" (iterative pairwise ranking with the reward judge) or "pointwise:reward" (best and worst by score).</summary>
     [JsonPropertyName("method")] public string Method { get; init; } = "";
 
     /// <summary>Candidate index of the chosen response.</summary>
@@ -253,7 +253,7 @@ public sealed record ConversationalPreferenceRow
     /// <summary>Whether the judge's ranking and the reward model agree on the order.</summary>
     [JsonPropertyName("judge_agrees")] public bool JudgeAgrees { get; init; }
 
-    /// <summary>How the pair was made, e.g. "ipr:reward".</summary>
+    /// <summary>How the pair was made, e.g. "ipr:reward" (iterative pairwise ranking with the reward judge) or "pointwise:reward" (best and worst by score).</summary>
     [JsonPropertyName("method")] public string Method { get; init; } = "";
 
     /// <summary>Candidate index of the chosen response.</summary>

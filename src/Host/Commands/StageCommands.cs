@@ -78,6 +78,7 @@ internal static partial class StageCommands
         var rewardModel = Required("--reward-model", "Reward model folder (model.onnx + tokenizer.json).");
         var output = Required("--output", "Output folder (local, az://CONTAINER/PATH or blob URL): scored candidates, comparisons, preferences, unpaired.");
         var judge = new Option<JudgeKind>("--judge") { Description = "reward (reward-model scores) or llm (a chat-completions endpoint).", DefaultValueFactory = _ => RankingDefaults.Judge };
+        var method = new Option<RankingMethod>("--method") { Description = "pairwise (iterative pairwise ranking with the judge) or pointwise (best and worst by reward score, no judge calls).", DefaultValueFactory = _ => RankingDefaults.Method };
         var tie = new Option<double>("--tie-epsilon") { Description = "Reward judge: |r_a − r_b| below this is a tie.", DefaultValueFactory = _ => RankingDefaults.TieEpsilon };
         var batch = new Option<int>("--batch-size") { Description = "Reward model: sequences per batch.", DefaultValueFactory = _ => RankingDefaults.Reward.BatchSize };
         var maxLength = new Option<int>("--max-length") { Description = "Reward model: longest sequence in tokens (longer ones are cut on the left).", DefaultValueFactory = _ => RankingDefaults.Reward.MaxLength };
@@ -86,12 +87,12 @@ internal static partial class StageCommands
         var api = new Option<LlmApiKind>("--judge-api") { Description = "LLM judge API shape: OpenAI or AzureOpenAI.", DefaultValueFactory = _ => LlmApiKind.OpenAI };
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
         var command = new Command("rank", "The rank stage alone: score candidates with the reward model, rank them with a judge into chosen/rejected pairs.")
-            { candidates, rewardModel, output, judge, tie, batch, maxLength, endpoint, judgeModel, api, json };
+            { candidates, rewardModel, output, judge, method, tie, batch, maxLength, endpoint, judgeModel, api, json };
         command.SetAction((parse, ct) => Execute("rank", parse.GetValue(json), console, async () =>
         {
             var options = new RankingOptions
             {
-                Judge = parse.GetValue(judge), TieEpsilon = parse.GetValue(tie),
+                Judge = parse.GetValue(judge), Method = parse.GetValue(method), TieEpsilon = parse.GetValue(tie),
                 Reward = new RewardModelOptions { BatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength) },
             };
             if (options.Judge == JudgeKind.Llm)

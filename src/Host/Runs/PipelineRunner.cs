@@ -28,6 +28,12 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
 
     private CancellationToken _lockLost;
 
+    /// <summary>
+    /// Runs (of the same store) whose outputs may stand for this run's: a reusable stage (ingest, rank, split) that one of
+    /// them completed under the same content key is copied in rather than run (a study's cells share their upstream).
+    /// </summary>
+    public IReadOnlyList<string> ReuseFrom { get; init; } = [];
+
     /// <summary>Every progress report of the long stages (ingest batches, training steps), unthrottled, for progress bars.</summary>
     public IProgress<RunProgress>? Progress { get; init; }
 
@@ -158,6 +164,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         // starts from nothing. The attempt's key is recorded now, so a crashed attempt resumes only with the same inputs.
         bool fresh = forced || rec.Key != key;
         if (fresh && stage.Clear is not null) await stage.Clear(context, cancellationToken).ConfigureAwait(false);
+        string contentKey = StageTable.Key(pipeline, run, stage.Name, byContent: true);
+        if (!forced && stage.Reusable && await ReuseAsync(run, rec, key, contentKey, cancellationToken).ConfigureAwait(false)) return;
         log($"{name}: running{(fresh || rec.Status is StageStatus.Pending or StageStatus.Skipped ? "" : " (continuing the attempt that stopped)")}");
         rec.Key = key;
         rec.Status = StageStatus.Running;
@@ -179,6 +187,8 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             rec.Summary["model_seconds"] = Math.Round(compute.Seconds, 3);
             rec.Status = StageStatus.Completed;
             rec.Key = key;
+            rec.ContentKey = contentKey;
+            rec.ReusedFrom = null;
         }
         catch (Exception ex)
         {
@@ -194,6 +204,58 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");
         log(string.Create(CultureInfo.InvariantCulture, $"{name}: done in {rec.Seconds:F1} s"));
+    }
+
+    /// <summary>
+    /// Copies a stage's outputs from the first run of <see cref="ReuseFrom"/> that completed it under the same content key
+    /// (same options, input contents, models and code), and records them as this run's, with the donor named. Returns
+    /// false when no run qualifies. The copies are byte-identical, so every downstream key and hash is what running the
+    /// stage here would have given.
+    /// </summary>
+    private async Task<bool> ReuseAsync(RunRecord run, StageRecord rec, string key, string contentKey, CancellationToken cancellationToken)
+    {
+        string name = rec.Name.Name();
+        foreach (string donorId in ReuseFrom.Where(d => d != run.RunId))
+        {
+            var donor = await RunRecord.LoadAsync(store, donorId, cancellationToken).ConfigureAwait(false);
+            var source = donor?.Stage(rec.Name);
+            if (source is not { Status: StageStatus.Completed } || source.ContentKey != contentKey) continue;
+            var clock = Stopwatch.StartNew();
+            rec.Key = key;
+            rec.Status = StageStatus.Running;
+            rec.Started = DateTimeOffset.UtcNow;
+            await SaveAsync(run, failing: false).ConfigureAwait(false);
+            string from = $"{donorId}/{name}/", to = $"{run.RunId}/{name}/";
+            string temp = Path.Combine(Path.GetTempPath(), $"prefpipe-reuse-{Guid.NewGuid():N}");
+            try
+            {
+                await foreach (string file in store.ListAsync(from, cancellationToken).ConfigureAwait(false))
+                {
+                    await using (var input = await store.OpenReadAsync(file, cancellationToken).ConfigureAwait(false))
+                    await using (var output = File.Create(temp))
+                        await input.CopyToAsync(output, cancellationToken).ConfigureAwait(false);
+                    await store.CommitAsync(to + file[from.Length..], temp, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                File.Delete(temp);
+            }
+            // The donor's stage folder as its URIs name it (a path, or a blob URL), and this run's.
+            string fromUri = store.UriOf($"{donorId}/{name}"), toUri = store.UriOf($"{run.RunId}/{name}");
+            rec.Outputs = [.. source.Outputs.Select(o => o with { Uri = o.Uri.StartsWith(fromUri, StringComparison.Ordinal) && o.Uri.Length > fromUri.Length && o.Uri[fromUri.Length] is '/' or '\\' ? toUri + o.Uri[fromUri.Length..] : o.Uri })];
+            (rec.RowsIn, rec.RowsOut, rec.RowsRejected, rec.Method) = (source.RowsIn, source.RowsOut, source.RowsRejected, source.Method);
+            rec.Summary = new Dictionary<string, double>(source.Summary);
+            rec.Inputs = StageTable.InputRecords(pipeline, run, rec.Name);
+            (rec.ContentKey, rec.ReusedFrom, rec.Error) = (contentKey, donorId, null);
+            rec.Status = StageStatus.Completed;
+            rec.Seconds = clock.Elapsed.TotalSeconds;
+            rec.Finished = DateTimeOffset.UtcNow;
+            await SaveAsync(run, failing: false).ConfigureAwait(false);
+            log(string.Create(CultureInfo.InvariantCulture, $"{name}: same inputs, options and code as in run {donorId}: its outputs copied ({rec.Seconds:F1} s)"));
+            return true;
+        }
+        return false;
     }
 
     private string WorkDirectory(string runId) => store is LocalArtifactStore

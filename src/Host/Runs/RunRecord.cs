@@ -11,6 +11,13 @@ internal sealed record StageRecord
     [JsonPropertyName("name")] public PipelineStage Name { get; init; }
     [JsonPropertyName("status")] public StageStatus Status { get; set; } = StageStatus.Pending;
     [JsonPropertyName("key")] public string? Key { get; set; }
+
+    /// <summary>The key with upstream artifacts named by content alone (not by their run's URIs): equal in two runs whose
+    /// stage had the same options, inputs, models and code, so one run's outputs can stand for the other's.</summary>
+    [JsonPropertyName("content_key")] public string? ContentKey { get; set; }
+
+    /// <summary>The run whose outputs of this stage were copied in (same content key) instead of running it; null when it ran here.</summary>
+    [JsonPropertyName("reused_from")] public string? ReusedFrom { get; set; }
     [JsonPropertyName("started")] public DateTimeOffset? Started { get; set; }
     [JsonPropertyName("finished")] public DateTimeOffset? Finished { get; set; }
     [JsonPropertyName("seconds")] public double Seconds { get; set; }

@@ -34,6 +34,8 @@ internal abstract record StageInput
 /// <param name="Options">Its options (serialized into its key).</param>
 /// <param name="Run">The unit call: artifacts in, artifacts out.</param>
 /// <param name="Clear">Removes what an attempt under another key left (checkpoints), or null.</param>
+/// <param name="Reusable">Whether its outputs are store artifacts alone (no model, no work folder), so another run's
+/// outputs under the same content key can be copied in instead of running it (studies share ingest, rank and split).</param>
 internal sealed record StageDescriptor(
     PipelineStage Name,
     string Accounting,
@@ -41,7 +43,8 @@ internal sealed record StageDescriptor(
     Func<LoadedPipeline, IReadOnlyList<StageInput>> Inputs,
     Func<PipelineDefinition, object> Options,
     Func<StageContext, CancellationToken, Task<StageOutcome>> Run,
-    Func<StageContext, CancellationToken, Task>? Clear = null);
+    Func<StageContext, CancellationToken, Task>? Clear = null,
+    bool Reusable = false);
 
 /// <summary>
 /// The pipeline as a table: each stage's inputs, options and unit. Keys, lineage and the manifest's inputs are derived
@@ -58,15 +61,15 @@ internal static class StageTable
         new(PipelineStage.Ingest, "input rows = prompts accepted (each with K candidates) + rows rejected (ingest/rejects)",
             _ => true,
             p => [new StageInput.File(p.Resolve(p.Definition.Inputs.Prompts)), new StageInput.Model(p.Resolve(p.Definition.Models.Policy))],
-            d => d.Ingest, StageUnits.IngestAsync),
+            d => d.Ingest, StageUnits.IngestAsync, Reusable: true),
         new(PipelineStage.Rank, "prompts = preference pairs (one per prompt) + prompts unpaired (rank/unpaired)",
             _ => true,
             p => [new StageInput.Upstream(PipelineStage.Ingest, "candidates"), new StageInput.Model(p.Resolve(p.Definition.Models.Reward))],
-            d => d.Ranking, StageUnits.RankAsync),
+            d => d.Ranking, StageUnits.RankAsync, Reusable: true),
         new(PipelineStage.Split, "pairs = easy + difficult + dropped (split/dropped)",
             _ => true,
             _ => [new StageInput.Upstream(PipelineStage.Rank, "preferences")],
-            d => d.Split, StageUnits.SplitAsync),
+            d => d.Split, StageUnits.SplitAsync, Reusable: true),
         new(PipelineStage.Dpo, "pairs = pairs trained on + pairs rejected (dpo/rejects)",
             d => d.Training.RunsDpo,
             p => [p.Definition.Training.Plan == TrainingPlan.Dpo ? new StageInput.Upstream(PipelineStage.Rank, "preferences") : new StageInput.Upstream(PipelineStage.Split, "easy"),
@@ -89,15 +92,21 @@ internal static class StageTable
 
     public static StageDescriptor Of(PipelineStage stage) => All.First(s => s.Name == stage);
 
-    /// <summary>The run.json key of <paramref name="stage"/> for this pipeline and the run's upstream outputs. A
-    /// <paramref name="portable"/> key names model folders by their content (every weight byte) instead of their files' times, so it is the same on
-    /// every machine (shard workers name their shared folders with it).</summary>
-    public static string Key(LoadedPipeline pipeline, RunRecord run, PipelineStage stage, bool portable = false)
+    /// <summary>The run.json key of <paramref name="stage"/> for this pipeline and the run's upstream outputs.</summary>
+    /// <param name="pipeline">The pipeline (the stage's options and inputs).</param>
+    /// <param name="run">The run (its upstream outputs).</param>
+    /// <param name="stage">The stage.</param>
+    /// <param name="portable">Name model folders by their content (every weight byte) instead of their files' times, so
+    /// the key is the same on every machine (shard workers name their shared folders with it).</param>
+    /// <param name="byContent">Name upstream artifacts by their SHA-256 alone, not by their URIs in this run: the content
+    /// key, equal across runs (see <see cref="StageRecord.ContentKey"/>).</param>
+    public static string Key(LoadedPipeline pipeline, RunRecord run, PipelineStage stage, bool portable = false, bool byContent = false)
     {
         var d = Of(stage);
         var parts = new List<string> { Json(d.Options(pipeline.Definition)) };
         parts.AddRange(d.Inputs(pipeline).Select(i => i switch
         {
+            StageInput.Upstream u when byContent => run.Stage(u.Stage).Outputs.FirstOrDefault(o => o.Name == u.Artifact)?.Sha256 ?? "",
             StageInput.Upstream u => Output(run, u.Stage, u.Artifact),
             StageInput.File f => LocalFileSha256(f.Location) ?? f.Location,
             StageInput.Model m => portable ? TrainedModel.Fingerprint(m.Directory) : DirHash(m.Directory),

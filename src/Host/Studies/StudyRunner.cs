@@ -33,6 +33,15 @@ internal sealed record StudyCellResult
     /// <summary>The stage-1 objective, or "-" when the plan trains no DPO stage.</summary>
     [JsonPropertyName("loss_type")] public string LossType { get; init; } = "";
 
+    /// <summary>The stage-1 objective's β as used (its default when the pipeline leaves it unset); null without a DPO stage.</summary>
+    [JsonPropertyName("beta")] public double? Beta { get; init; }
+
+    /// <summary>How pairs were made: pairwise (iterative pairwise ranking with the judge) or pointwise (best and worst by reward).</summary>
+    [JsonPropertyName("ranking")] public string Ranking { get; init; } = "";
+
+    /// <summary>The cell as the study file wrote it: the cells of one sweep share it.</summary>
+    [JsonPropertyName("group")] public string Group { get; init; } = "";
+
     /// <summary>The cell's overrides of the base pipeline (seeds excluded).</summary>
     [JsonPropertyName("set")] public Dictionary<string, string> Set { get; init; } = [];
     [JsonPropertyName("seeds")] public List<long> Seeds { get; init; } = [];
@@ -50,7 +59,21 @@ internal sealed record StudyCellResult
     [JsonPropertyName("per_seed")] public List<StudySeedResult> PerSeed { get; init; } = [];
 }
 
-/// <summary>A cell's win rate minus the reference cell's (the study's first), over the seeds both ran.</summary>
+/// <summary>The best cell of a sweep (a group of cells from one study-file cell) by mean win rate.</summary>
+internal sealed record StudyBest
+{
+    [JsonPropertyName("group")] public string Group { get; init; } = "";
+    [JsonPropertyName("cells")] public int Cells { get; init; }
+    [JsonPropertyName("best_cell")] public string BestCell { get; init; } = "";
+
+    /// <summary>The best cell's swept values.</summary>
+    [JsonPropertyName("set")] public Dictionary<string, string> Set { get; init; } = [];
+    [JsonPropertyName("win_rate_mean")] public double WinRateMean { get; init; }
+    [JsonPropertyName("win_rate_ci95_low")] public double WinRateCi95Low { get; init; }
+    [JsonPropertyName("win_rate_ci95_high")] public double WinRateCi95High { get; init; }
+}
+
+/// <summary>A cell's win rate minus the reference cell's, over the seeds both ran.</summary>
 internal sealed record StudyDifference
 {
     [JsonPropertyName("cell")] public string Cell { get; init; } = "";
@@ -86,13 +109,18 @@ internal sealed record StudyReport
     [JsonPropertyName("run_seconds")] public double RunSeconds { get; init; }
     [JsonPropertyName("cells")] public List<StudyCellResult> Cells { get; init; } = [];
     [JsonPropertyName("paired_differences")] public List<StudyDifference> PairedDifferences { get; init; } = [];
+
+    /// <summary>Per sweep (a study-file cell with <c>sweep:</c>), its best setting. Chosen on the same held-out prompts
+    /// it is reported on, so the best's interval is optimistic.</summary>
+    [JsonPropertyName("best_per_sweep")] public List<StudyBest> BestPerSweep { get; init; } = [];
 }
 
 /// <summary>
 /// Runs a study: every (cell, seed) is a pipeline run with its own run id (<c>STUDY-CELL-sSEED</c>) in one store, one
 /// after another. A run that completed with the same configuration and code is not touched; any other is handed to the
 /// <see cref="PipelineRunner"/>, which keeps the stages that completed (a killed study continues where it stopped).
-/// Each run does its own ingest, rank and split: upstream artifacts are not yet shared between cells.
+/// A run copies in the ingest, rank and split outputs of an earlier run of the study when that stage's options, inputs and
+/// code are the same (<see cref="PipelineRunner.ReuseFrom"/>): one ingest per data seed, one ranking per ranking method.
 /// Then writes STUDY/study.json, study.md, win_rate.png and frontier.png to the store.
 /// </summary>
 internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOverrides, Action<string> progress, Action<string> log)
@@ -114,6 +142,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         var first = jobs[0].Pipeline;
         var store = Commands.RunCommands.OpenStore(first.Resolve(first.Definition.Storage));
         var results = new Dictionary<(string, long), SeedRun>();
+        var earlier = new List<string>();
         for (int i = 0; i < jobs.Count; i++)
         {
             var (cell, seed, pipeline) = jobs[i];
@@ -129,24 +158,35 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
             {
                 progress($"{at}: running");
                 var runClock = Stopwatch.StartNew();
-                run = await new PipelineRunner(pipeline, store, line => log($"    {line}")).RunAsync(runId, new RunScope(), cancellationToken).ConfigureAwait(false);
+                run = await new PipelineRunner(pipeline, store, line => log($"    {line}")) { ReuseFrom = earlier }.RunAsync(runId, new RunScope(), cancellationToken).ConfigureAwait(false);
                 progress(string.Create(CultureInfo.InvariantCulture, $"{at}: done in {runClock.Elapsed.TotalSeconds:F0} s"));
             }
             var result = await CollectAsync(store, pipeline, run!, seed, cancellationToken).ConfigureAwait(false);
             runSeconds += run!.Stages.Sum(s => s.Seconds);
             results[(cell.Name, seed)] = result;
+            earlier.Add(runId);
             progress(string.Create(CultureInfo.InvariantCulture,
                 $"{at}: win rate {result.Seed.WinRate:P1}, reward {result.Seed.MeanRewardStart:F3} → {result.Seed.MeanRewardFinal:F3}, KL {result.Seed.MeanKl:F3}"));
         }
 
         var cells = study.Cells.Select(cell => Summarise(cell, study.Seeds.Select(s => results[(cell.Name, s)]).ToList())).ToList();
-        var reference = study.Cells[0];
-        var differences = study.Cells.Skip(1).Select(cell => Difference(cell, reference, results)).ToList();
+        var reference = study.Cells.First(c => c.Name == study.Reference);
+        var differences = study.Cells.Where(c => c != reference).Select(cell => Difference(cell, reference, results)).ToList();
+        var best = cells.GroupBy(c => c.Group, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g =>
+        {
+            var top = g.OrderByDescending(c => c.WinRateMean).First();
+            var swept = study.Cells.First(c => c.Name == top.Name).Set.Where(kv => g.Select(c => c.Set.GetValueOrDefault(kv.Key)).Distinct().Count() > 1);
+            return new StudyBest
+            {
+                Group = g.Key, Cells = g.Count(), BestCell = top.Name, Set = swept.ToDictionary(kv => kv.Key, kv => kv.Value),
+                WinRateMean = top.WinRateMean, WinRateCi95Low = top.WinRateCi95Low, WinRateCi95High = top.WinRateCi95High,
+            };
+        }).ToList();
         var report = new StudyReport
         {
             Study = study.Name, Base = study.BasePipeline, Seeds = [.. study.Seeds], SeedKeys = [.. study.SeedKeys],
             CodeVersion = CodeVersion.Current, Machine = $"{Environment.MachineName}, {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
-            Finished = DateTimeOffset.UtcNow, WallSeconds = Math.Round(clock.Elapsed.TotalSeconds, 1), RunSeconds = Math.Round(runSeconds, 1), Cells = cells, PairedDifferences = differences,
+            Finished = DateTimeOffset.UtcNow, WallSeconds = Math.Round(clock.Elapsed.TotalSeconds, 1), RunSeconds = Math.Round(runSeconds, 1), Cells = cells, PairedDifferences = differences, BestPerSweep = best,
         };
         await WriteAsync(store, report, cancellationToken).ConfigureAwait(false);
         return (report, store);
@@ -177,7 +217,8 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         var interval = StudyStatistics.Bootstrap(seeds.Select(s => s.Prompts.Values.ToArray()).ToList());
         return new StudyCellResult
         {
-            Name = cell.Name, Plan = d.Training.Plan.ToString().ToLowerInvariant(), LossType = d.Training.RunsDpo ? d.Training.Dpo.Objective.LossType : "-",
+            Name = cell.Name, Group = cell.Group, Plan = d.Training.Plan.ToString().ToLowerInvariant(), LossType = d.Training.RunsDpo ? d.Training.Dpo.Objective.LossType : "-",
+            Beta = d.Training.RunsDpo ? d.Training.Dpo.Objective.EffectiveBeta : null, Ranking = d.Ranking.Method.ToString().ToLowerInvariant(),
             Set = cell.Set.ToDictionary(kv => kv.Key, kv => kv.Value), Seeds = [.. seeds.Select(s => s.Seed.Seed)],
             WinRateMean = interval.Mean, WinRateCi95Low = interval.Low, WinRateCi95High = interval.High,
             MeanRewardStart = seeds.Average(s => s.Seed.MeanRewardStart), MeanRewardFinal = seeds.Average(s => s.Seed.MeanRewardFinal),
@@ -225,13 +266,21 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
     internal static string Markdown(StudyReport report)
     {
         static string Pct(double v) => double.IsNaN(v) ? "n/a" : (v * 100).ToString("F1", CultureInfo.InvariantCulture);
-        var cells = new SummaryTable("cell", "plan", "loss_type", "set", "seeds", "win rate %", "95% CI", "reward final", "KL", "train s");
+        var cells = new SummaryTable("cell", "plan", "loss_type", "β", "ranking", "seeds", "win rate %", "95% CI", "reward final", "KL", "train s");
         foreach (var c in report.Cells)
-            cells.Add(c.Name, c.Plan, c.LossType, string.Join(", ", c.Set.Select(kv => $"{kv.Key}={kv.Value}")), c.Seeds.Count,
+            cells.Add(c.Name, c.Plan, c.LossType, c.Beta is { } b ? b.ToString("G4", CultureInfo.InvariantCulture) : "-", c.Ranking, c.Seeds.Count,
                 Pct(c.WinRateMean), $"{Pct(c.WinRateCi95Low)} – {Pct(c.WinRateCi95High)}", c.MeanRewardFinal, c.MeanKl, c.TrainSeconds);
         var diffs = new SummaryTable("cell − reference", "shared seeds", "win rate diff (points)", "95% CI");
         foreach (var d in report.PairedDifferences)
             diffs.Add($"{d.Cell} − {d.Reference}", d.SharedSeeds.Count, Pct(d.Mean), $"{Pct(d.Low)} – {Pct(d.High)}");
+        var best = new SummaryTable("sweep", "cells", "best", "setting", "win rate %", "95% CI");
+        foreach (var b in report.BestPerSweep)
+            best.Add(b.Group, b.Cells, b.BestCell, string.Join(", ", b.Set.Select(kv => $"{kv.Key}={kv.Value}")), Pct(b.WinRateMean), $"{Pct(b.WinRateCi95Low)} – {Pct(b.WinRateCi95High)}");
+        string sweeps = report.BestPerSweep.Count == 0 ? "" : $"""
+            Best setting per sweep (chosen on the same held-out prompts, so its interval is optimistic):
+
+            {best.ToMarkdown()}
+            """;
         return $"""
             # Study {report.Study}
 
@@ -239,9 +288,10 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
             Code {report.CodeVersion}; {report.Machine}; finished {report.Finished:u}; wall {report.WallSeconds:F0} s (this invocation), {report.RunSeconds:F0} s in the runs' stages.
 
             {cells.ToMarkdown()}
-            Paired differences against the first cell:
+            Paired differences against the reference cell:
 
             {diffs.ToMarkdown()}
+            {sweeps}
             Intervals: {report.IntervalMethod}
 
             ![win rate](win_rate.png) ![reward–KL frontier](frontier.png)

@@ -57,4 +57,37 @@ public sealed class DataStagesEndToEndTests
         Assert.True(await store.ExistsAsync("run/split/gap_histogram.png"));
         Assert.True(await store.ExistsAsync("run/split/report.json"));
     }
+
+    [Fact]
+    public async Task DemoSlice_PointwiseRanking_PicksHighestAndLowestRewardWithoutJudgeCalls()
+    {
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-e2e-pointwise-").FullName);
+        var ingest = await new IngestStage(Ingest()).RunAsync(Prompts(24), "prompts.jsonl", Path.Combine(Demo, "policy"), store, "run/ingest");
+
+        var pointwise = await new RankingStage(new RankingOptions { Method = RankingMethod.Pointwise }).RunAsync(store, ingest.Candidates.Path, Path.Combine(Demo, "reward"), "run/pointwise");
+        var pairwise = await new RankingStage(new RankingOptions()).RunAsync(store, ingest.Candidates.Path, Path.Combine(Demo, "reward"), "run/pairwise");
+
+        Assert.Equal(0, pointwise.JudgeCalls);
+        Assert.Equal(0, pointwise.Comparisons.Rows);
+        Assert.True(pairwise.JudgeCalls > 0);
+        Assert.Equal(pointwise.PromptsIn, pointwise.Preferences.Rows + pointwise.Unpaired.Rows);
+        var scored = await ParquetArtifacts.ReadAllAsync<ScoredCandidateRow>(store, pointwise.Scored.Path);
+        var pairs = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, pointwise.Preferences.Path);
+        Assert.NotEmpty(pairs);
+        foreach (var pair in pairs)
+        {
+            var mine = scored.Where(s => s.PromptId == pair.PromptId).ToList();
+            // Exactly the argmax and argmin (first index among equal scores), not "within ε" as iterative ranking gives.
+            var best = mine.OrderByDescending(s => s.Reward).ThenBy(s => s.CandidateIndex).First();
+            var worst = mine.OrderBy(s => s.Reward).ThenBy(s => s.CandidateIndex).First();
+            Assert.Equal((best.CandidateIndex, worst.CandidateIndex), (pair.ChosenIndex, pair.RejectedIndex));
+            Assert.Equal("pointwise:reward", pair.Method);
+            Assert.True(pair.RewardGap >= 0.05);
+        }
+        var pairwiseRows = await ParquetArtifacts.ReadAllAsync<PreferenceRow>(store, pairwise.Preferences.Path);
+        Assert.All(pairwiseRows, p => Assert.Equal("ipr:reward", p.Method));
+        // Iterative ranking keeps an incumbent within ε, so its gap is never larger than the pointwise one.
+        foreach (var p in pairwiseRows)
+            if (pairs.FirstOrDefault(q => q.PromptId == p.PromptId) is { } q) Assert.True(p.RewardGap <= q.RewardGap + 1e-6);
+    }
 }

@@ -52,6 +52,18 @@ public sealed class StudyCommandTests
         Assert.True(exit == 0, output);
         Assert.Contains("[1/2] dpo seed 3 (losses-dpo-s3): running", output, StringComparison.Ordinal);
         Assert.Contains("[2/2] mipo seed 3 (losses-mipo-s3): running", output, StringComparison.Ordinal);
+        // The second cell's upstream is the first's: same ingest, ranking and split options, inputs and code.
+        using (var run = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "runs", "losses-mipo-s3", "run.json"))))
+        {
+            var stages = run.RootElement.GetProperty("stages").EnumerateArray().ToDictionary(s => s.GetProperty("name").GetString()!);
+            foreach (string stage in new[] { "ingest", "rank", "split" })
+                Assert.Equal("losses-dpo-s3", stages[stage].GetProperty("reused_from").GetString());
+            Assert.Equal(JsonValueKind.Null, stages["dpo"].GetProperty("reused_from").ValueKind);
+            foreach (string artifact in new[] { "ingest/candidates.parquet", "rank/preferences.parquet", "split/easy.parquet" })
+                Assert.Equal(File.ReadAllBytes(Path.Combine(dir, "runs", "losses-dpo-s3", artifact)), File.ReadAllBytes(Path.Combine(dir, "runs", "losses-mipo-s3", artifact)));
+            Assert.Contains(Path.Combine(dir, "runs", "losses-mipo-s3", "rank", "preferences.parquet"), // plan dpo trains on every pair
+                stages["dpo"].GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("uri").GetString()));
+        }
 
         string report = Path.Combine(dir, "runs", "losses");
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(report, "study.json"))))
@@ -100,6 +112,72 @@ public sealed class StudyCommandTests
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(reportFolder, "study.json")));
         return doc.RootElement.GetProperty("run_seconds").GetDouble();
+    }
+
+    [Fact]
+    public async Task Study_SweepAndPointwise_KilledMidRun_ResumesKeepingWhatWasDone()
+    {
+        string dir = Directory.CreateTempSubdirectory("prefpipe-study-sweep-").FullName;
+        Study(dir);
+        string file = Path.Combine(dir, "sweep.yaml");
+        File.WriteAllText(file, """
+            base: demo.yaml
+            seeds: [5, 6]
+            seed_keys: [ingest.seed, training.dpo.seed, evaluation.seed]
+            set: { training.plan: dpo }
+            reference: sig-beta0.5
+            cells:
+              - name: sig
+                sweep: { training.dpo.objective.beta: [0.1, 0.5] }
+              - name: pointwise
+                set: { ranking.method: pointwise }
+            """);
+        var study = PrefPipe.Host.Studies.StudyFile.Load(file);
+        Assert.Equal(["sig-beta0.1", "sig-beta0.5", "pointwise"], study.Cells.Select(c => c.Name));
+        Assert.Equal(["sig", "sig", "pointwise"], study.Cells.Select(c => c.Group));
+        string[] overrides = [.. Small.Where((_, i) => i % 2 == 1)];
+
+        // Killed during the dpo stage of the fifth run (pointwise, seed 5: its ingest came from an earlier run, its ranking is its own).
+        var progress = new List<string>();
+        using var kill = new CancellationTokenSource();
+        bool fifth = false;
+        var killed = new PrefPipe.Host.Studies.StudyRunner(study, overrides, line => { progress.Add(line); fifth |= line.StartsWith("[5/6]", StringComparison.Ordinal); },
+            line => { if (fifth && line.Contains("dpo: running", StringComparison.Ordinal)) kill.Cancel(); });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => killed.RunAsync(kill.Token));
+        string runs = Path.Combine(dir, "runs");
+        using (var run = JsonDocument.Parse(File.ReadAllText(Path.Combine(runs, "sweep-pointwise-s5", "run.json"))))
+        {
+            Assert.Equal("cancelled", run.RootElement.GetProperty("status").GetString());
+            var stages = run.RootElement.GetProperty("stages").EnumerateArray().ToDictionary(s => s.GetProperty("name").GetString()!);
+            Assert.Equal("sweep-sig-beta0.1-s5", stages["ingest"].GetProperty("reused_from").GetString());
+            Assert.Equal(JsonValueKind.Null, stages["rank"].GetProperty("reused_from").ValueKind); // pointwise ranks anew
+            Assert.Equal("completed", stages["split"].GetProperty("status").GetString());
+        }
+        Assert.False(File.Exists(Path.Combine(runs, "sweep", "study.json")));
+        DateTime fourth = File.GetLastWriteTimeUtc(Path.Combine(runs, "sweep-sig-beta0.5-s6", "run.json"));
+
+        var lines = new List<string>();
+        var resumed = new PrefPipe.Host.Studies.StudyRunner(study, overrides, lines.Add, lines.Add);
+        var (report, _) = await resumed.RunAsync();
+
+        for (int i = 1; i <= 4; i++) Assert.Contains(lines, l => l.StartsWith($"[{i}/6]", StringComparison.Ordinal) && l.EndsWith("completed earlier, kept", StringComparison.Ordinal));
+        Assert.Equal(fourth, File.GetLastWriteTimeUtc(Path.Combine(runs, "sweep-sig-beta0.5-s6", "run.json")));
+        Assert.Contains(lines, l => l.Contains("split: unchanged since it completed (cached)", StringComparison.Ordinal));
+        Assert.Equal(3, report.Cells.Count);
+        Assert.All(report.Cells, c => Assert.Equal([5, 6], c.Seeds));
+        Assert.Equal(["pairwise", "pairwise", "pointwise"], report.Cells.Select(c => c.Ranking));
+        Assert.Equal([0.1, 0.5, 0.1], report.Cells.Select(c => c.Beta!.Value));
+        Assert.Equal(["sig-beta0.1", "pointwise"], report.PairedDifferences.Select(d => d.Cell));
+        Assert.All(report.PairedDifferences, d => Assert.Equal("sig-beta0.5", d.Reference));
+        var best = Assert.Single(report.BestPerSweep);
+        Assert.Equal("sig", best.Group);
+        Assert.Equal(report.Cells.Take(2).MaxBy(c => c.WinRateMean)!.Name, best.BestCell);
+        Assert.Equal(["training.dpo.objective.beta"], best.Set.Keys);
+        // The pointwise runs' pairs are argmax/argmin by reward; the pairwise ones come from iterative ranking.
+        var pairs = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.PreferenceRow>(
+            new PrefPipe.Artifacts.Storage.LocalArtifactStore(runs), "sweep-pointwise-s6/rank/preferences.parquet");
+        Assert.All(pairs, p => Assert.Equal("pointwise:reward", p.Method));
+        Assert.Contains("| sweep | cells | best |", File.ReadAllText(Path.Combine(runs, "sweep", "study.md")), StringComparison.Ordinal);
     }
 
     [Fact]
