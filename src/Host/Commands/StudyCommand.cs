@@ -16,13 +16,23 @@ internal static class StudyCommand
           base: demo.yaml                  # the base pipeline, relative to the study file
           seeds: [1, 2, 3]                 # written to training.dpo.seed, training.ppo.seed and evaluation.seed;
           seed_keys: [...]                 # optional: other keys (add ingest.seed to vary the data too)
-          cells:                           # the first cell is the reference of the paired differences
+          set: { evaluation.samples_per_prompt: 8 }   # optional: overrides every cell starts from
+          reference: dpo                   # optional: the cell paired differences are taken against (default the first)
+          cells:
             - name: dpo
               set: { training.plan: dpo }
-            - name: mipo
-              set: { training.plan: dpo, training.dpo.objective.loss_type: mipo, training.dpo.objective.beta: 20 }
-        Intervals are 95% percentile bootstraps over seeds and, within each seed, held-out prompts (2000 resamples, fixed
-        RNG seed). A completed run is kept: run the same command again to continue a stopped study.
+            - name: mipo                   # a sweep: one cell per value (mipo-beta5, mipo-beta20, mipo-beta25);
+              set: { training.plan: dpo, training.dpo.objective.loss_type: mipo }   # the best per sweep is reported
+              sweep: { training.dpo.objective.beta: [5, 20, 25] }
+            - name: pointwise              # pairs by reward argmax/argmin instead of iterative pairwise ranking
+              set: { training.plan: dpo, ranking.method: pointwise }
+        Runs whose ingest, rank or split has the same options, inputs and code share it: an earlier run's outputs are
+        copied in (run.json names it in reused_from), so a study ingests once per data seed.
+        study.json: one row per cell (plan, loss_type, beta, ranking, set, seeds, win_rate_mean, win_rate_ci95_low/high,
+        mean_reward_start/final, mean_kl, train_seconds, per_seed), paired_differences against the reference over shared
+        seeds, best_per_sweep. Intervals are 95% percentile bootstraps over seeds and, within each drawn seed, held-out
+        prompts (2000 resamples, fixed RNG seed). A completed run is kept and a stopped one continues: run the same
+        command again to resume a killed study.
         """;
 
     public static Command Create(IAnsiConsole? console)
