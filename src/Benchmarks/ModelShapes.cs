@@ -1,5 +1,5 @@
 using System.Text.Json;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using static TorchSharp.torch;
 
 namespace PrefPipe.Benchmarks;
@@ -33,18 +33,18 @@ public static class ModelShapes
     };
 
     /// <summary>The parsed config of a shape.</summary>
-    public static LlamaConfig Config(string name)
+    public static DecoderConfig Config(string name)
     {
         using var doc = JsonDocument.Parse(Json(name));
-        return LlamaConfig.Parse(doc.RootElement.Clone(), $"shape '{name}'");
+        return DecoderConfig.Parse(doc.RootElement.Clone(), $"shape '{name}'");
     }
 
     /// <summary>A model with random weights: matrices N(0, 0.02²) as transformers initialises them, norm weights 1.</summary>
-    public static LlamaForCausalLM Create(LlamaConfig config, ScalarType dtype, Device device, long seed)
+    public static CausalLM Create(DecoderConfig config, ScalarType dtype, Device device, long seed)
     {
         ArgumentNullException.ThrowIfNull(config);
         manual_seed(seed);
-        var model = new LlamaForCausalLM(config, dtype, device);
+        var model = new CausalLM(config, dtype, device);
         using var _ = no_grad();
         foreach (var (_, p) in model.named_parameters())
         {
@@ -55,7 +55,7 @@ public static class ModelShapes
     }
 
     /// <summary>Weights in matrix products per token (every linear layer and the LM head), for FLOP counts.</summary>
-    public static double MatmulParameters(LlamaConfig c)
+    public static double MatmulParameters(DecoderConfig c)
     {
         ArgumentNullException.ThrowIfNull(c);
         double h = c.HiddenSize, q = (double)c.NumAttentionHeads * c.HeadDim, kv = (double)c.NumKeyValueHeads * c.HeadDim;
@@ -64,7 +64,7 @@ public static class ModelShapes
     }
 
     /// <summary>Forward FLOPs of <paramref name="batch"/> causal sequences of <paramref name="seq"/> tokens (full LM head).</summary>
-    public static double ForwardFlops(LlamaConfig c, long batch, long seq)
+    public static double ForwardFlops(DecoderConfig c, long batch, long seq)
     {
         ArgumentNullException.ThrowIfNull(c);
         double tokens = (double)batch * seq;

@@ -2,7 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using PrefPipe.Models.Generation;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer;
@@ -113,7 +113,7 @@ public static class PerfSuite
         };
     }
 
-    private sealed record Context(PerfOptions Options, Device Device, ScalarType DType, LlamaConfig Config, Action<string> Log, CancellationToken Cancel)
+    private sealed record Context(PerfOptions Options, Device Device, ScalarType DType, DecoderConfig Config, Action<string> Log, CancellationToken Cancel)
     {
         public bool Cuda => Device.type == DeviceType.CUDA;
 

@@ -7,7 +7,7 @@ using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Ingest.Prompts;
 using PrefPipe.Models.Generation;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
 
@@ -211,7 +211,7 @@ public sealed class IngestStage
         int resumed = 0;
         long candidates = 0;
         int done = 0;
-        LlamaForCausalLM? model = null;
+        CausalLM? model = null;
         try
         {
             for (int b = 0; b < batches.Count; b++)
@@ -226,7 +226,7 @@ public sealed class IngestStage
                     progress?.Report(new IngestProgress(done, valid.Count, candidates));
                     continue;
                 }
-                model ??= LlamaForCausalLM.Load(policyDirectory);
+                model ??= CausalLM.Load(policyDirectory);
                 var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
                 var requests = batches[b].SelectMany(p => Enumerable.Range(0, _options.CandidatesPerPrompt)
                     .Select(k => (Prompt: p, Index: k, Request: new GenerationRequest(p.PromptIds, PromptIdentity.CandidateSeed(_options.Seed, p.PromptId, k))))).ToList();

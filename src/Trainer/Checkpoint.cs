@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.SafeTensors;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Optimization;
@@ -100,7 +100,7 @@ public static class Checkpoint
          "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"];
 
     /// <summary>Writes a checkpoint folder.</summary>
-    public static void Save(string directory, LlamaForCausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
+    public static void Save(string directory, CausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
         IReadOnlyDictionary<string, Tensor>? extraTensors = null)
     {
         ArgumentNullException.ThrowIfNull(model);

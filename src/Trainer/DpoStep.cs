@@ -1,5 +1,5 @@
 using System.Globalization;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer.Objectives;
@@ -15,7 +15,7 @@ namespace PrefPipe.Trainer;
 /// max_grad_norm &gt; 0, a refusal of non-finite values before any weight changes, the AdamW update and zeroed
 /// gradients. The trainer runs it and the performance suite times it, so the figures are the shipping step's.
 /// </summary>
-internal sealed class DpoStep(LlamaForCausalLM policy, FlatAdamW optimizer, IPreferenceObjective objective, int gradientAccumulationSteps, double maxGradNorm)
+internal sealed class DpoStep(CausalLM policy, FlatAdamW optimizer, IPreferenceObjective objective, int gradientAccumulationSteps, double maxGradNorm)
 {
     /// <summary>Forward, objective and backward for one micro-batch of B pairs; adds its metrics ÷ accumulation steps to <paramref name="sums"/>.</summary>
     /// <param name="inputs">[2B, seq]: the chosen completions in rows 0..B−1, the rejected ones in rows B..2B−1.</param>

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using PrefPipe.Artifacts.Rows;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Reporting;
@@ -52,7 +52,7 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
             string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));
         var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
-        using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
+        using var model = CausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
         model.train();
         using var optimizer = new FlatAdamW(model.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings(WeightDecay: options.WeightDecay));
         if (resumeFrom is not null) Checkpoint.LoadOptimizer(resumeFrom, optimizer);

@@ -5,7 +5,7 @@ using System.Text;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer.Data;
@@ -135,7 +135,7 @@ internal static class ReferencePass
                 return (stored.ToDictionary(r => r.PromptId, StringComparer.Ordinal), true, path);
         }
         var rows = new List<ReferenceLogProbRow>(pairs.Count);
-        using (var model = LlamaForCausalLM.Load(referenceDirectory, device, scalarType))
+        using (var model = CausalLM.Load(referenceDirectory, device, scalarType))
         {
             int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
             double logVocab = Math.Log(model.Config.VocabSize);

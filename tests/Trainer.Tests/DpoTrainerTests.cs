@@ -1,6 +1,6 @@
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Objectives;
@@ -113,8 +113,8 @@ public sealed class DpoTrainerTests
         var resumed = new DpoTrainer(Options(steps: 6)).Train(Policy, pairs, reference, interrupted);
 
         Assert.EndsWith("checkpoint-3", resumed.ResumedFrom, StringComparison.Ordinal);
-        using var a = LlamaForCausalLM.Load(uninterrupted.FinalCheckpoint, CPU);
-        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        using var a = CausalLM.Load(uninterrupted.FinalCheckpoint, CPU);
+        using var b = CausalLM.Load(resumed.FinalCheckpoint, CPU);
         foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
             Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs after resume");
         // The resumed run reports every step's metrics: those before the checkpoint come from its log_history.
@@ -140,8 +140,8 @@ public sealed class DpoTrainerTests
         var resumed = new DpoTrainer(Options(steps: 4)).Train(Policy, pairs, reference, interrupted);
 
         Assert.EndsWith("checkpoint-2", resumed.ResumedFrom, StringComparison.Ordinal);
-        using var a = LlamaForCausalLM.Load(uninterrupted.FinalCheckpoint, CPU);
-        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        using var a = CausalLM.Load(uninterrupted.FinalCheckpoint, CPU);
+        using var b = CausalLM.Load(resumed.FinalCheckpoint, CPU);
         foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
             Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs after resume");
     }

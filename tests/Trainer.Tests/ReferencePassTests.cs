@@ -2,7 +2,7 @@ using System.Diagnostics;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer.Data;
 using static TorchSharp.torch;
@@ -145,7 +145,7 @@ public sealed class ReferencePassTests
     /// <summary>Summed response log-probs of all chosen then all rejected responses, scored in one batch in <paramref name="dtype"/> on the CPU.</summary>
     private static float[] ScoreDirectly(ScalarType dtype)
     {
-        using var model = LlamaForCausalLM.Load(Policy, CPU, dtype);
+        using var model = CausalLM.Load(Policy, CPU, dtype);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var items = Pairs.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using PrefPipe.Models.Generation;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
@@ -19,7 +19,7 @@ internal static class ModelCommand
 
     public static Command Create(IAnsiConsole? console)
     {
-        var root = new Command("model", "Run a Hugging Face causal LM (Llama, Qwen2, Mistral) from a model folder.");
+        var root = new Command("model", "Run a Hugging Face causal LM (Llama, Qwen2/3, Mistral, Gemma 2/3, Phi-3, OLMo 2) from a model folder.");
         root.Subcommands.Add(Logprobs(console));
         root.Subcommands.Add(Generate(console));
         return root;
@@ -51,7 +51,7 @@ internal static class ModelCommand
             if (inputs.Count == 0) throw new ArgumentException("give --text or --ids");
             if (inputs.Any(i => i.Ids.Length < 2)) throw new ArgumentException("each input needs at least two tokens to score");
 
-            using var lm = LlamaForCausalLM.Load(dir);
+            using var lm = CausalLM.Load(dir);
             foreach (var input in inputs) lm.Config.CheckTokenIds(input.Ids, input.Text is null ? "--ids" : "--text");
             using var _ = no_grad();
             using var scope = NewDisposeScope();

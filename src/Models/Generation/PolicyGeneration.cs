@@ -1,4 +1,4 @@
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
 
@@ -45,7 +45,7 @@ public static class PolicyGeneration
             : prompt.Messages is { } messages ? encoder.Encode(messages).Ids
             : prompt.Ids!;
         options.EosTokenIds ??= encoder.EosTokenIds;
-        using var model = LlamaForCausalLM.Load(policyDirectory);
+        using var model = CausalLM.Load(policyDirectory);
         var generator = new TextGenerator(model, encoder.PadTokenId, t => tokenizer.Decode(t, skipSpecialTokens: true));
         var result = generator.Generate([new GenerationRequest(ids, seed)], options, cancellationToken)[0];
         return new PolicyGenerationResult(ids, tokenizer.Decode(ids), result);

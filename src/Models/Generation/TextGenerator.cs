@@ -1,5 +1,5 @@
-using PrefPipe.Models.Llama;
-using PrefPipe.Models.Llama.Modules;
+using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Decoders.Modules;
 using TorchSharp;
 using static TorchSharp.torch;
 using PrefPipe.Models.Runtime;
@@ -12,7 +12,7 @@ namespace PrefPipe.Models.Generation;
 /// sample depends on its seed and prompt only — not on batch size, order or neighbours (up to floating-point noise
 /// from different padding).
 /// </summary>
-public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<IReadOnlyList<int>, string>? decode = null)
+public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnlyList<int>, string>? decode = null)
 {
     /// <summary>Generates one sample per request.</summary>
     /// <exception cref="OperationCanceledException">Cancelled; checked every decoding step.</exception>
@@ -78,6 +78,14 @@ public sealed class TextGenerator(LlamaForCausalLM model, int padTokenId, Func<I
             using (var scope = NewDisposeScope())
             {
                 long seen = cache.Length + current.shape[1];
+                if (model.CacheGoesStale(cache.Length, seen))
+                {
+                    // Longrope passes its original context here: re-encode prompt and generated tokens with the long
+                    // factors, as transformers' Phi-3 prepare_inputs_for_generation drops the cache at this step.
+                    cache.Reset();
+                    current = cat([inputIds, tokenOut.narrow(1, 0, step)], 1);                                   // [b, seen]
+                    if (padded) positions = (attention.narrow(1, 0, seen).cumsum(1) - 1).clamp_min(0);           // [b, seen]
+                }
                 var hidden = model.Hidden(new CausalLMInput(current, padded ? attention.narrow(1, 0, seen) : null, positions, cache)); // [b, t, h]
                 var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1).to(float32);           // [b, vocab]
                 var logp = logits.log_softmax(-1);                                                                   // [b, vocab]

@@ -1,4 +1,4 @@
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using static TorchSharp.torch;
 using PrefPipe.Models.Runtime;
 
@@ -73,7 +73,7 @@ public static class CompletionScorer
     /// <param name="batch">Sequences and completion mask.</param>
     /// <param name="withEntropy">Also compute Σ_t H_t (MallowsPO's dispersion).</param>
     /// <param name="chunkRows">Completion positions per LM-head chunk.</param>
-    public static CompletionScores Score(LlamaForCausalLM model, CompletionBatch batch, bool withEntropy = false, int chunkRows = 1024)
+    public static CompletionScores Score(CausalLM model, CompletionBatch batch, bool withEntropy = false, int chunkRows = 1024)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(batch);
@@ -81,7 +81,7 @@ public static class CompletionScorer
         using var scope = NewDisposeScope();
         long b = batch.InputIds.shape[0], t = batch.InputIds.shape[1];
         // Right padding: pads follow every real token, so the causal mask alone hides them from real tokens.
-        var hidden = model.Hidden(new Llama.CausalLMInput(batch.InputIds, batch.RightPadded ? null : batch.AttentionMask)); // [b, t, h]
+        var hidden = model.Hidden(new CausalLMInput(batch.InputIds, batch.RightPadded ? null : batch.AttentionMask)); // [b, t, h]
         // Token at position i is predicted from hidden state i − 1.
         var targetMask = batch.CompletionMask.narrow(1, 1, t - 1);                                 // [b, t−1] bool
         var predictors = hidden.narrow(1, 0, t - 1)[targetMask];                                   // [N, h]

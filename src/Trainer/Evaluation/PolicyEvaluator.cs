@@ -1,7 +1,7 @@
 using System.Text.Json.Serialization;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Models.Generation;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Reward;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Reporting;
@@ -83,7 +83,7 @@ internal static class PolicyEvaluator
 
         List<GenerationResult> Sample(string dir)
         {
-            using var model = LlamaForCausalLM.Load(dir);
+            using var model = CausalLM.Load(dir);
             var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
             var results = new List<GenerationResult>();
             foreach (var chunk in requests.Chunk(32))
@@ -95,7 +95,7 @@ internal static class PolicyEvaluator
 
         // KL(final ‖ start) on the final policy's samples: log π_final from generation, log π_start scored on the same tokens.
         var kl = new double[final.Count];
-        using (var startModel = LlamaForCausalLM.Load(startPolicy))
+        using (var startModel = CausalLM.Load(startPolicy))
         using (no_grad())
         {
             int pad = encoder.PadTokenId;

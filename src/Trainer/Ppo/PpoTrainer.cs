@@ -1,7 +1,7 @@
 using System.Globalization;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Models.Generation;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Reward;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Reporting;
@@ -51,9 +51,9 @@ internal sealed class PpoTrainer(PpoOptions options)
         var promptIds = prompts.Select(p => p.Ids).ToList();
         if (prompts.FirstOrDefault(p => p.Ids.Count == 0) is { } empty) throw new ArgumentException($"prompt {empty.PromptId} has no token ids", nameof(prompts));
 
-        using var policy = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
-        using var reference = LlamaForCausalLM.Load(referenceDirectory, device, dtype);
-        using var value = new ValueModel(LlamaForCausalLM.Load(policyDirectory, device, dtype));
+        using var policy = CausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
+        using var reference = CausalLM.Load(referenceDirectory, device, dtype);
+        using var value = new ValueModel(CausalLM.Load(policyDirectory, device, dtype));
         int pad = encoder.PadTokenId;
         policy.train();
         value.train();
@@ -257,7 +257,7 @@ internal sealed class RolloutBatch
         hidden.gather(1, PredictPositions.unsqueeze(-1).expand(PredictPositions.shape[0], PredictPositions.shape[1], hidden.shape[2])); // [B, Tr, H]
 
     /// <summary>log π(response token) at temperature T, and the per-position entropy. Each [B, Tr] float32.</summary>
-    public (Tensor Logprobs, Tensor Entropy) TokenLogprobs(LlamaForCausalLM model, double temperature)
+    public (Tensor Logprobs, Tensor Entropy) TokenLogprobs(CausalLM model, double temperature)
     {
         var hidden = model.Hidden(new CausalLMInput(Ids, Attention));               // [B, T, H]
         var logits = model.Head(Gather(hidden)).to(float32) / temperature;         // [B, Tr, V]

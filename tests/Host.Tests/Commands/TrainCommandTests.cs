@@ -2,7 +2,7 @@ using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Commands;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using Spectre.Console.Testing;
 using static TorchSharp.torch;
 
@@ -40,8 +40,8 @@ public sealed class TrainCommandTests
 
     private static float MaxParameterChange(string checkpoint)
     {
-        using var start = LlamaForCausalLM.Load(Policy, CPU);
-        using var trained = LlamaForCausalLM.Load(checkpoint, CPU);
+        using var start = CausalLM.Load(Policy, CPU);
+        using var trained = CausalLM.Load(checkpoint, CPU);
         using var _ = NewDisposeScope();
         return start.named_parameters().Zip(trained.named_parameters()).Max(p => (p.First.parameter - p.Second.parameter).abs().max().item<float>());
     }

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Evaluation;
@@ -60,8 +60,8 @@ public sealed class PpoTrainerTests
         var resumed = new PpoTrainer(Options(3, batch: 8, length: 12)).Train(policy, policy, reward, prompts, interrupted);
 
         Assert.EndsWith("checkpoint-1", resumed.ResumedFrom, StringComparison.Ordinal);
-        using var a = LlamaForCausalLM.Load(full.FinalCheckpoint, CPU);
-        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        using var a = CausalLM.Load(full.FinalCheckpoint, CPU);
+        using var b = CausalLM.Load(resumed.FinalCheckpoint, CPU);
         foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
             Assert.True((pa - pb).abs().max().item<float>() < 1e-5f, $"{name} differs after resume");
         CheckpointAssert.HoldsOnlyTheModel(resumed.FinalCheckpoint);

@@ -1,9 +1,10 @@
 using System.Text.Json;
-using PrefPipe.Models.Llama;
-using PrefPipe.Models.Llama.Modules;
+using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Decoders.Families.Llama;
+using PrefPipe.Models.Decoders.Modules;
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Tests.Llama;
+namespace PrefPipe.Models.Tests.Decoders;
 
 public sealed class RotaryEmbeddingTests
 {
@@ -97,7 +98,7 @@ public sealed class RotaryEmbeddingTests
     public void Hidden_DynamicRopeBeyondMaxPositions_IsRefusedAndWithinIsDefault()
     {
         var config = Config("""{"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}""", maxPositions: 8);
-        using var model = new LlamaForCausalLM(config, ScalarType.Float32, CPU);
+        using var model = new CausalLM(config, ScalarType.Float32, CPU);
         using var scope = NewDisposeScope();
 
         Close([1, 0.1, 0.01, 0.001], Inv(config, out _)); // base · (2·8/8 − 1)^(8/6) = base: the default table

@@ -1,8 +1,9 @@
 using System.Text.Json;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Decoders.Families.Llama;
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Tests.Llama;
+namespace PrefPipe.Models.Tests.Decoders.Families;
 
 public sealed class LlamaConfigTests
 {
@@ -24,7 +25,8 @@ public sealed class LlamaConfigTests
     [InlineData("mistral", """, "sliding_window": 4096""", 4096)]
     [InlineData("mistral", """, "sliding_window": null""", null)]
     [InlineData("qwen2", """, "sliding_window": 32768, "use_sliding_window": false""", null)]
-    [InlineData("qwen2", """, "sliding_window": 4096, "use_sliding_window": true""", 4096)]
+    [InlineData("qwen2", """, "sliding_window": 4096, "use_sliding_window": true, "max_window_layers": 0""", 4096)]
+    [InlineData("qwen2", """, "sliding_window": 4096, "use_sliding_window": true""", null)] // max_window_layers 28 ≥ layers: none slides
     [InlineData("llama", """, "sliding_window": 4096""", null)]
     public void Parse_SlidingWindow_OnlyWhereTransformersUsesIt(string modelType, string extra, int? expected)
     {
@@ -32,16 +34,26 @@ public sealed class LlamaConfigTests
     }
 
     [Fact]
-    public void Hidden_LongerThanTheSlidingWindow_IsRefusedNotSilentlyDifferent()
+    public void CausalPaddingMask_Window_LetsEachQuerySeeItselfAndTheWindowMinusOneKeysBefore()
     {
-        var config = LlamaConfig.Parse(Json("mistral", """, "sliding_window": 8"""), "mistral-tiny/config.json");
-        using var model = new LlamaForCausalLM(config, ScalarType.Float32, CPU);
         using var scope = NewDisposeScope();
+        // 2 cached + 3 new positions, window 3, key 0 padding: query at absolute 2 sees keys 1..2 (0 is padding),
+        // absolute 3 sees 1..3, absolute 4 sees 2..4 (transformers' sliding_window_overlay: key > query − window).
+        var keyMask = tensor(new long[] { 0, 1, 1, 1, 1 }, new long[] { 1, 5 });
+        var additive = CausalLM.CausalPaddingMask(keyMask, past: 2, t: 3, ScalarType.Float32, window: 3); // [1, 1, 3, 5]
 
-        var within = model.Hidden(new CausalLMInput(arange(8, ScalarType.Int64).unsqueeze(0)));                // [1, 8]: the window changes nothing
-        Assert.Equal([1L, 8L, 32L], within.shape);
-        var ex = Assert.Throws<NotSupportedException>(() => model.Hidden(new CausalLMInput(arange(9, ScalarType.Int64).unsqueeze(0))));
-        Assert.Contains("9 tokens exceed this mistral model's sliding_window of 8", ex.Message, StringComparison.Ordinal);
+        var visible = additive.eq(0).to(ScalarType.Int64).reshape(15).data<long>().ToArray();
+
+        Assert.Equal([0L, 1, 1, 0, 0, /**/ 0, 1, 1, 1, 0, /**/ 0, 0, 1, 1, 1], visible);
+    }
+
+    [Fact]
+    public void Parse_Qwen2SlidingWindow_MarksLayersFromMaxWindowLayersOn()
+    {
+        var config = LlamaConfig.Parse(Json("qwen2", """, "num_hidden_layers": 3, "use_sliding_window": true, "sliding_window": 8, "max_window_layers": 1"""), "config.json");
+
+        Assert.Equal([DecoderConfig.FullAttention, DecoderConfig.SlidingAttention, DecoderConfig.SlidingAttention], config.LayerTypes);
+        Assert.Equal([false, true, true], Enumerable.Range(0, 3).Select(config.IsSliding));
     }
 
     private static JsonElement Bare(string modelType, string extra) => JsonDocument.Parse($$"""

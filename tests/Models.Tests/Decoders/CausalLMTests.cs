@@ -1,15 +1,15 @@
 using System.Text.Json;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Decoders;
 using PrefPipe.Models.SafeTensors;
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Tests.Llama;
+namespace PrefPipe.Models.Tests.Decoders;
 
-public sealed class LlamaForCausalLMTests
+public sealed class CausalLMTests
 {
     private static readonly string TinyDir = Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny-llama");
 
-    private static LlamaForCausalLM Tiny() => LlamaForCausalLM.Load(TinyDir, CPU, ScalarType.Float32);
+    private static CausalLM Tiny() => CausalLM.Load(TinyDir, CPU, ScalarType.Float32);
 
     [Fact]
     public void Logits_ReferenceBatchWithRightPadding_MatchTransformersWithin1e4()
@@ -32,7 +32,7 @@ public sealed class LlamaForCausalLMTests
     [Fact]
     public void Load_Config_ReadsTransformers5RopeParametersAndGqa()
     {
-        var config = LlamaConfig.Load(TinyDir);
+        var config = DecoderConfig.Load(TinyDir);
 
         Assert.Equal(10000, config.RopeTheta);
         Assert.Null(config.RopeScaling);
@@ -49,7 +49,7 @@ public sealed class LlamaForCausalLMTests
         string dir = Directory.CreateTempSubdirectory("prefpipe-cfg-").FullName;
         File.WriteAllText(Path.Combine(dir, "config.json"), """{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}""");
 
-        var ex = Assert.Throws<InvalidDataException>(() => LlamaConfig.Load(dir));
+        var ex = Assert.Throws<InvalidDataException>(() => DecoderConfig.Load(dir));
 
         Assert.Contains("model_type 'gpt2' (architectures: GPT2LMHeadModel) is not supported", ex.Message, StringComparison.Ordinal);
         Assert.Contains("llama, qwen2, mistral", ex.Message, StringComparison.Ordinal);
@@ -67,7 +67,7 @@ public sealed class LlamaForCausalLMTests
             SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), kept);
         }
 
-        var ex = Assert.Throws<InvalidDataException>(() => LlamaForCausalLM.Load(dir, CPU));
+        var ex = Assert.Throws<InvalidDataException>(() => CausalLM.Load(dir, CPU));
 
         Assert.Contains("missing 1 tensor(s): model.layers.1.mlp.up_proj.weight", ex.Message, StringComparison.Ordinal);
     }
@@ -79,7 +79,7 @@ public sealed class LlamaForCausalLMTests
         File.Copy(Path.Combine(TinyDir, "config.json"), Path.Combine(dir, "config.json"));
         File.WriteAllBytes(Path.Combine(dir, "pytorch_model.bin"), [0x80, 0x02]);
 
-        var ex = Assert.Throws<FileNotFoundException>(() => LlamaForCausalLM.Load(dir, CPU));
+        var ex = Assert.Throws<FileNotFoundException>(() => CausalLM.Load(dir, CPU));
 
         Assert.Contains("pickles are never loaded", ex.Message, StringComparison.Ordinal);
     }
@@ -101,7 +101,7 @@ public sealed class LlamaForCausalLMTests
         string dir = CopyWithTensors(w => w.Tensors.Keys.ToDictionary(k => k, k => w.Load(k))
             .Append(new KeyValuePair<string, Tensor>("model.layers.0.self_attn.q_proj.bias", zeros(64))).ToDictionary());
 
-        var ex = Assert.Throws<InvalidDataException>(() => LlamaForCausalLM.Load(dir, CPU));
+        var ex = Assert.Throws<InvalidDataException>(() => CausalLM.Load(dir, CPU));
 
         Assert.Contains("unexpected 1 tensor(s) the config has no place for: model.layers.0.self_attn.q_proj.bias", ex.Message, StringComparison.Ordinal);
     }
@@ -112,7 +112,7 @@ public sealed class LlamaForCausalLMTests
         string dir = CopyWithTensors(w => w.Tensors.Keys.ToDictionary(k => k, k => w.Load(k))
             .Append(new KeyValuePair<string, Tensor>("model.layers.0.self_attn.rotary_emb.inv_freq", zeros(8))).ToDictionary());
 
-        using var model = LlamaForCausalLM.Load(dir, CPU);
+        using var model = CausalLM.Load(dir, CPU);
 
         Assert.Equal(2, model.Config.NumHiddenLayers);
     }
@@ -123,7 +123,7 @@ public sealed class LlamaForCausalLMTests
         string dir = CopyWithTensors(w => w.Tensors.Keys.ToDictionary(k => k,
             k => k == "model.layers.0.mlp.down_proj.weight" ? zeros(64, 80) : w.Load(k))); // model: [hidden 64, intermediate 160]
 
-        var ex = Assert.Throws<InvalidDataException>(() => LlamaForCausalLM.Load(dir, CPU));
+        var ex = Assert.Throws<InvalidDataException>(() => CausalLM.Load(dir, CPU));
 
         Assert.Contains("wrong shape: model.layers.0.mlp.down_proj.weight: file [64, 80], model [64, 160]", ex.Message, StringComparison.Ordinal);
     }

@@ -1,12 +1,13 @@
 using System.Text.Json;
 using PrefPipe.Models.Generation;
-using PrefPipe.Models.Llama;
-using PrefPipe.Models.Llama.Modules;
+using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Decoders.Families.Llama;
+using PrefPipe.Models.Decoders.Modules;
 using PrefPipe.Models.SafeTensors;
 using PrefPipe.Models.Scoring;
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Tests.Llama;
+namespace PrefPipe.Models.Tests.Decoders;
 
 public sealed class GenerationAndScoringTests
 {
@@ -18,7 +19,7 @@ public sealed class GenerationAndScoringTests
     [Fact]
     public void Generate_Greedy_ReproducesTransformersContinuation()
     {
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(TinyDir, "reference.json")));
         int[] prompt = Ints(reference.RootElement.GetProperty("greedy_prompt_ids"));
         int[] expected = Ints(reference.RootElement.GetProperty("greedy_output_ids"));
@@ -34,7 +35,7 @@ public sealed class GenerationAndScoringTests
     public void Score_ReferenceBatch_SequenceLogProbsMatchTransformersWithin1e3()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         using var reference = SafeTensorsFile.Open(Path.Combine(TinyDir, "reference.safetensors"));
         var ids = reference.Load("input_ids").data<long>().ToArray();
         var mask = reference.Load("attention_mask").data<long>().ToArray();
@@ -58,7 +59,7 @@ public sealed class GenerationAndScoringTests
     public void Score_ChunkedEntropy_EqualsFullVocabularyEntropy()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         using var _ = no_grad();
         var items = new List<(IReadOnlyList<int>, IReadOnlyList<int>)> { ([43, 72], [79, 379, 312, 267]), ([49], [337, 86]) };
         using var batch = CompletionBatch.Build(items, 3, CPU);
@@ -80,7 +81,7 @@ public sealed class GenerationAndScoringTests
     public void KvCache_IncrementalDecoding_EqualsFullForward()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         using var _ = no_grad();
         var ids = tensor(new long[] { 43, 72, 79, 379, 312, 267 }, new long[] { 1, 6 });
         var full = model.Logits(new CausalLMInput(ids));                                     // [1, 6, 768]
@@ -97,7 +98,7 @@ public sealed class GenerationAndScoringTests
     [Fact]
     public void Generate_LeftPaddedBatch_EqualsEachPromptAlone()
     {
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         var generator = new TextGenerator(model, padTokenId: 3);
         var options = new GenerationOptions { Greedy = true, MaxNewTokens = 6, EosTokenIds = [] };
         GenerationRequest shortPrompt = new([43, 72], 1), longPrompt = new([49, 337, 86, 224, 20, 21], 2);
@@ -113,7 +114,7 @@ public sealed class GenerationAndScoringTests
     [Fact]
     public void Generate_SameSeed_SameSampleWhateverTheBatch()
     {
-        using var model = LlamaForCausalLM.Load(DemoDir, CPU);
+        using var model = CausalLM.Load(DemoDir, CPU);
         var generator = new TextGenerator(model, padTokenId: 1);
         var options = new GenerationOptions { MaxNewTokens = 20, Temperature = 1.0, TopP = 0.95, TopK = 50 };
         GenerationRequest target = new([0, 60, 81, 90], 1234);
@@ -130,7 +131,7 @@ public sealed class GenerationAndScoringTests
     [Fact]
     public void Generate_Cancelled_StopsAtAStep()
     {
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         using var cts = new CancellationTokenSource();
         cts.Cancel();
 
@@ -141,14 +142,14 @@ public sealed class GenerationAndScoringTests
     public void Save_ThenLoad_GivesIdenticalLogits_AlsoSharded()
     {
         using var scope = NewDisposeScope();
-        using var model = LlamaForCausalLM.Load(TinyDir, CPU);
+        using var model = CausalLM.Load(TinyDir, CPU);
         string single = Directory.CreateTempSubdirectory("prefpipe-save-").FullName;
         string sharded = Directory.CreateTempSubdirectory("prefpipe-shard-").FullName;
         model.Save(single);
         model.Save(sharded, maxShardBytes: 100_000);
 
-        using var a = LlamaForCausalLM.Load(single, CPU);
-        using var b = LlamaForCausalLM.Load(sharded, CPU);
+        using var a = CausalLM.Load(single, CPU);
+        using var b = CausalLM.Load(sharded, CPU);
         using var _ = no_grad();
         var ids = tensor(new long[] { 43, 72, 79, 379 }, new long[] { 1, 4 });
         var expected = model.Logits(new CausalLMInput(ids));
@@ -157,16 +158,17 @@ public sealed class GenerationAndScoringTests
         Assert.True(Directory.GetFiles(sharded, "model-*-of-*.safetensors").Length > 1);
         Assert.Equal(0f, (a.Logits(new CausalLMInput(ids)) - expected).abs().max().item<float>());
         Assert.Equal(0f, (b.Logits(new CausalLMInput(ids)) - expected).abs().max().item<float>());
-        var original = LlamaConfig.Load(TinyDir);
-        var saved = LlamaConfig.Load(single);
-        Assert.Equal(original with { Raw = null, EosTokenIds = [] }, saved with { Raw = null, EosTokenIds = [] });
+        var original = DecoderConfig.Load(TinyDir);
+        var saved = DecoderConfig.Load(single);
+        Assert.Equal(original with { Raw = null, EosTokenIds = [], LayerTypes = [] }, saved with { Raw = null, EosTokenIds = [], LayerTypes = [] });
         Assert.Equal(original.EosTokenIds, saved.EosTokenIds);
+        Assert.Equal(original.LayerTypes, saved.LayerTypes);
     }
 
     [Fact]
     public void Save_TiedEmbeddings_WritesNoLmHead()
     {
-        using var model = LlamaForCausalLM.Load(DemoDir, CPU);
+        using var model = CausalLM.Load(DemoDir, CPU);
         string dir = Directory.CreateTempSubdirectory("prefpipe-tied-").FullName;
 
         model.Save(dir);
@@ -180,7 +182,7 @@ public sealed class GenerationAndScoringTests
     public void MetaDevice_Llama3_8BConfig_HasTheRightShapesWithoutMemory()
     {
         var json = JsonDocument.Parse("""
-            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256, "hidden_size": 4096,
+            {"architectures": ["CausalLM"], "model_type": "llama", "vocab_size": 128256, "hidden_size": 4096,
              "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
              "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": false,
              "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"},
@@ -188,7 +190,7 @@ public sealed class GenerationAndScoringTests
             """).RootElement;
         var config = LlamaConfig.Parse(json, "llama-3.1-8b");
 
-        using var model = new LlamaForCausalLM(config, ScalarType.BFloat16, new Device(TorchSharp.DeviceType.META));
+        using var model = new CausalLM(config, ScalarType.BFloat16, new Device(TorchSharp.DeviceType.META));
         var shapes = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
 
         Assert.Equal(8_030_261_248L, model.parameters().Sum(p => p.numel()));

@@ -1,13 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using PrefPipe.Models.Llama.Modules;
+using PrefPipe.Models.Decoders.Modules;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Llama;
+namespace PrefPipe.Models.Decoders;
 
 /// <summary>Inputs of a forward pass.</summary>
 /// <param name="InputIds">Token ids. [batch, seq] int64</param>
@@ -17,29 +17,35 @@ namespace PrefPipe.Models.Llama;
 public sealed record CausalLMInput(Tensor InputIds, Tensor? AttentionMask = null, Tensor? PositionIds = null, KvCache? Cache = null);
 
 /// <summary>
-/// The Llama-family decoder (Llama 2/3, Qwen2/2.5, Mistral) as in transformers' modeling_llama.py, with the checkpoint's
-/// parameter names (model.embed_tokens, model.layers.N.self_attn.q_proj, …, lm_head), so safetensors load and save as is.
+/// A decoder-only causal LM of any registered family (<see cref="ModelFamilies"/>: Llama, Qwen2/3, Mistral, Gemma 2/3,
+/// Phi-3, OLMo 2), as transformers computes it, with the checkpoint's parameter names (model.embed_tokens,
+/// model.layers.N.self_attn.q_proj, …, lm_head), so safetensors load and save in the family's own layout. The family's
+/// config builds its layers; embeddings (optionally scaled), the final norm, the head (optionally soft-capped), masks,
+/// RoPE tables and the KV cache are shared.
 /// </summary>
-public sealed class LlamaForCausalLM : nn.Module
+public sealed class CausalLM : nn.Module
 {
-    private readonly LlamaModel model;
+    private readonly DecoderModel model;
     private readonly HfLinear? lm_head;
     private readonly RotaryEmbedding _rotary;
+    private readonly RotaryEmbedding? _slidingRotary;
 
     /// <summary>Builds the module with uninitialised weights (load them with <see cref="Load"/>).</summary>
-    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
+    public CausalLM(DecoderConfig config, ScalarType dtype, Device device) : base("CausalLM")
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
         DType = dtype;
         Device = device;
-        model = new LlamaModel(config, dtype, device);
+        model = new DecoderModel(config, dtype, device);
         if (!config.TieWordEmbeddings) lm_head = new HfLinear("lm_head", config.HiddenSize, config.VocabSize, false, dtype, device);
-        _rotary = new RotaryEmbedding(config, device);
+        _rotary = new RotaryEmbedding(config.Rope, config.HeadDim, config.MaxPositionEmbeddings, config.ModelType, device);
+        if (config.SlidingRope != config.Rope)
+            _slidingRotary = new RotaryEmbedding(config.SlidingRope, config.HeadDim, config.MaxPositionEmbeddings, config.ModelType, device);
         RegisterComponents();
     }
 
-    /// <summary>The config.</summary>
-    public LlamaConfig Config { get; }
+    /// <summary>The config (the family's record).</summary>
+    public DecoderConfig Config { get; }
 
     /// <summary>Parameter dtype.</summary>
     public ScalarType DType { get; }
@@ -52,13 +58,13 @@ public sealed class LlamaForCausalLM : nn.Module
     /// <param name="device">Target device; default CUDA when available, else CPU.</param>
     /// <param name="dtype">Parameter dtype; default float32 on CPU, bfloat16 on CUDA.</param>
     /// <exception cref="InvalidDataException">Unknown architecture, or tensors missing or of the wrong shape (all named).</exception>
-    public static LlamaForCausalLM Load(string directory, Device? device = null, ScalarType? dtype = null)
+    public static CausalLM Load(string directory, Device? device = null, ScalarType? dtype = null)
     {
         TorchRuntime.EnsureLoaded();
-        var config = LlamaConfig.Load(directory);
+        var config = DecoderConfig.Load(directory);
         device ??= TorchRuntime.DefaultDevice();
         dtype ??= device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
-        var module = new LlamaForCausalLM(config, dtype.Value, device);
+        var module = new CausalLM(config, dtype.Value, device);
         try
         {
             using var weights = ModelWeights.Open(directory);
@@ -117,30 +123,46 @@ public sealed class LlamaForCausalLM : nn.Module
         using var scope = NewDisposeScope();
         long b = input.InputIds.shape[0], t = input.InputIds.shape[1];
         long past = input.Cache?.Length ?? 0;
-        if (Config.SlidingWindow is int window && past + t > window)
-            throw new NotSupportedException(
-                $"{past + t} tokens exceed this {Config.ModelType} model's sliding_window of {window}: sliding-window attention is not implemented, " +
-                $"so longer sequences would not match transformers. Keep prompt + response within {window} tokens (truncate the prompts or lower max_new_tokens).");
-        RotaryEmbedding.CheckPositions(Config, past + t);
-        var mask = input.AttentionMask ?? (past > 0 && t > 1 ? ones(new[] { b, past + t }, int64, Device) : null); // [b, keys]
+        _rotary.CheckPositions(past + t);
+        _slidingRotary?.CheckPositions(past + t);
         var positions = input.PositionIds ?? arange(past, past + t, int64, Device).unsqueeze(0).expand(b, t); // [b, t]
-        var (cos, sin) = _rotary.Compute(positions, DType);                                      // [b, 1, t, d] each
+        // Longrope switches to its long factors when max(position_ids) + 1 over the batch exceeds the original context,
+        // as transformers' longrope_frequency_update does (a host read, longrope models only).
+        bool Long(RotaryEmbedding r) => r.LongFactorsBeyond is int limit && (input.PositionIds is null ? past + t : positions.max().item<long>() + 1) > limit;
+        var fullRope = _rotary.Compute(positions, DType, Long(_rotary));                                  // [b, 1, t, rotary] each
+        var slidingRope = _slidingRotary is null ? fullRope : _slidingRotary.Compute(positions, DType, Long(_slidingRotary));
+
         // No padding mask: causal attention needs no mask tensor (SDPA's is_causal fast path, flash attention on CUDA),
-        // and a single new token after a cache sees every cached key. Otherwise an explicit additive mask.
-        Tensor? additive = null;
-        bool causal = false;
-        if (input.AttentionMask is not null || (past > 0 && t > 1))
-            additive = CausalPaddingMask(mask!.to(Device), past, t, DType);                        // [b, 1, t, keys]
-        else
-            causal = t > 1;
-        var hidden = model.Forward(input.InputIds, cos, sin, new AttentionMasking(additive, causal), input.Cache);
+        // and a single new token after a cache sees every cached key. Otherwise an explicit additive mask. Sliding-window
+        // layers need one as soon as the keys outnumber the window: key j is visible to query i when i − window < j ≤ i.
+        bool explicitMask = input.AttentionMask is not null || (past > 0 && t > 1);
+        Tensor KeyMask() => input.AttentionMask?.to(Device) ?? ones(new[] { b, past + t }, int64, Device); // [b, keys]
+        var full = explicitMask ? new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType), false) : new AttentionMasking(null, t > 1);
+        var sliding = full;
+        if (Config.SlidingWindow is int window && past + t > window)
+            sliding = new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType, window), false);     // [b, 1, t, keys]
+        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache));
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Logits for hidden states: [..., hidden] → [..., vocab].</summary>
-    public Tensor Head(Tensor hidden) =>
-        lm_head is not null ? lm_head.forward(hidden) : nn.functional.linear(hidden, model.EmbedWeight);
+    /// <summary>
+    /// Whether a KV cache filled up to <paramref name="cached"/> positions must be re-encoded before positions up to
+    /// <paramref name="total"/> are added: longrope's frequencies switch to the long factors once the sequence passes the
+    /// original context, so keys cached with the short factors are stale (transformers drops the cache at that step).
+    /// </summary>
+    public bool CacheGoesStale(long cached, long total) =>
+        cached > 0 && new[] { _rotary, _slidingRotary }.Any(r => r?.LongFactorsBeyond is int limit && cached <= limit && total > limit);
+
+    /// <summary>Logits for hidden states: [..., hidden] → [..., vocab] (soft-capped where the family caps them).</summary>
+    public Tensor Head(Tensor hidden)
+    {
+        var logits = lm_head is not null ? lm_head.forward(hidden) : nn.functional.linear(hidden, model.EmbedWeight);
+        if (Config.FinalLogitSoftcapping is not double cap) return logits;
+        using var scope = NewDisposeScope();
+        using (logits)
+            return ((logits / cap).tanh() * cap).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Logits for every position. [batch, seq, vocab]</summary>
     public Tensor Logits(CausalLMInput input)
@@ -166,8 +188,11 @@ public sealed class LlamaForCausalLM : nn.Module
         File.Move(path + ".tmp", path, overwrite: true);
     }
 
-    /// <summary>Builds the additive mask: query i (absolute past + i) may see key j when j ≤ past + i and key j is not padding.</summary>
-    internal static Tensor CausalPaddingMask(Tensor keyMask, long past, long t, ScalarType dtype)
+    /// <summary>
+    /// Builds the additive mask [batch, 1, t, keys]: query i (absolute past + i) may see key j when j ≤ past + i, key j is
+    /// not padding, and, with a <paramref name="window"/>, j &gt; past + i − window (transformers' sliding_window_overlay).
+    /// </summary>
+    internal static Tensor CausalPaddingMask(Tensor keyMask, long past, long t, ScalarType dtype, int? window = null)
     {
         using var scope = NewDisposeScope();
         long keys = keyMask.shape[1];
@@ -175,6 +200,7 @@ public sealed class LlamaForCausalLM : nn.Module
         var queryPos = arange(past, past + t, int64, device).view(1, 1, t, 1);   // [1, 1, t, 1]
         var keyPos = arange(0, keys, int64, device).view(1, 1, 1, keys);         // [1, 1, 1, keys]
         var allowed = keyPos.le(queryPos).logical_and(keyMask.view(keyMask.shape[0], 1, 1, keys).to(ScalarType.Bool)); // [b, 1, t, keys]
+        if (window is int w) allowed = allowed.logical_and(keyPos.gt(queryPos - w));
         double min = dtype switch { ScalarType.BFloat16 => -3.3895313892515355e38, ScalarType.Float16 => -65504.0, ScalarType.Float64 => double.MinValue, _ => float.MinValue };
         var additive = zeros(allowed.shape, dtype, device).masked_fill(allowed.logical_not(), min);
         return additive.MoveToOuterDisposeScope();
@@ -183,33 +209,41 @@ public sealed class LlamaForCausalLM : nn.Module
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _rotary.Dispose();
+        if (disposing)
+        {
+            _rotary.Dispose();
+            _slidingRotary?.Dispose();
+        }
         base.Dispose(disposing);
     }
 }
 
-/// <summary>Embeddings, decoder layers and the final norm (HF's LlamaModel, checkpoint prefix "model.").</summary>
-internal sealed class LlamaModel : nn.Module
+/// <summary>Embeddings, decoder layers and the final norm (HF's XxxModel, checkpoint prefix "model.").</summary>
+internal sealed class DecoderModel : nn.Module
 {
     private readonly HfEmbedding embed_tokens;
-    private readonly ModuleList<LlamaDecoderLayer> layers;
+    private readonly ModuleList<DecoderLayer> layers;
     private readonly RmsNorm norm;
+    private readonly double? _embeddingScale;
 
-    public LlamaModel(LlamaConfig config, ScalarType dtype, Device device) : base("model")
+    public DecoderModel(DecoderConfig config, ScalarType dtype, Device device) : base("model")
     {
         embed_tokens = new HfEmbedding("embed_tokens", config.VocabSize, config.HiddenSize, dtype, device);
-        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, i, dtype, device)).ToArray());
-        norm = new RmsNorm("norm", config.HiddenSize, config.RmsNormEps, dtype, device);
+        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => config.CreateLayer(i, dtype, device)).ToArray());
+        norm = new RmsNorm("norm", config.HiddenSize, config.RmsNormEps, config.NormStyle, dtype, device);
+        _embeddingScale = config.EmbeddingScale;
         RegisterComponents();
     }
 
     public Parameter EmbedWeight => embed_tokens.Weight;
 
-    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache)
+    public Tensor Forward(Tensor inputIds, DecoderState state)
     {
         using var scope = NewDisposeScope();
         var hidden = embed_tokens.forward(inputIds); // [b, t, hidden]
-        foreach (var layer in layers) hidden = layer.Forward(hidden, cos, sin, mask, cache);
+        // Gemma: the scale is a tensor in the hidden states' dtype (√hidden rounded to it), as transformers multiplies.
+        if (_embeddingScale is double scale) hidden = hidden * tensor((float)scale, hidden.dtype, hidden.device);
+        foreach (var layer in layers) hidden = layer.Forward(hidden, state);
         return norm.forward(hidden).MoveToOuterDisposeScope();
     }
 }

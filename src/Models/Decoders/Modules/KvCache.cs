@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Llama.Modules;
+namespace PrefPipe.Models.Decoders.Modules;
 
 /// <summary>
 /// Key/value cache for incremental decoding: preallocated [batch, kv_heads, capacity, head_dim] per layer, written in
@@ -12,7 +12,7 @@ public sealed class KvCache : IDisposable
     private readonly Tensor[] _values;
 
     /// <summary>Allocates a cache for <paramref name="capacity"/> positions.</summary>
-    public KvCache(LlamaConfig config, long batch, long capacity, ScalarType dtype, Device device)
+    public KvCache(DecoderConfig config, long batch, long capacity, ScalarType dtype, Device device)
     {
         ArgumentNullException.ThrowIfNull(config);
         Capacity = capacity;
@@ -44,6 +44,9 @@ public sealed class KvCache : IDisposable
 
     /// <summary>Marks <paramref name="tokens"/> more positions as filled (after all layers ran).</summary>
     internal void Advance(long tokens) => Length += tokens;
+
+    /// <summary>Forgets every position, so the next forward re-encodes from position 0 (longrope's switch to its long factors).</summary>
+    internal void Reset() => Length = 0;
 
     /// <inheritdoc />
     public void Dispose()

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace PrefPipe.Models.Llama.Modules;
+namespace PrefPipe.Models.Decoders.Modules;
 
 /// <summary>y = x·Wᵀ + b with HF's parameter names (weight [out, in], bias [out]); allocated empty: weights come from the checkpoint.</summary>
 internal sealed class HfLinear : nn.Module<Tensor, Tensor>
@@ -22,16 +22,32 @@ internal sealed class HfLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
 }
 
-/// <summary>RMSNorm as Llama computes it: in float32, then scaled by the weight in the input dtype.</summary>
+/// <summary>How an RMSNorm applies its weight to x̂ = x / rms(x) (always computed in float32).</summary>
+internal enum RmsNormStyle
+{
+    /// <summary>Llama, Qwen, Mistral, Phi-3: w · x̂ cast back to the input dtype first (LlamaRMSNorm).</summary>
+    Llama,
+
+    /// <summary>Gemma 2/3: x̂ · (1 + w) in float32, then cast (Gemma2RMSNorm; the weight is stored as an offset from 1).</summary>
+    UnitOffset,
+
+    /// <summary>OLMo 2: w · x̂ in float32, then cast (Olmo2RMSNorm).</summary>
+    WeightInFloat32,
+}
+
+/// <summary>RMSNorm over the last axis, in float32, with the family's weight placement (<see cref="RmsNormStyle"/>).</summary>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly double _eps;
+    private readonly RmsNormStyle _style;
 
-    public RmsNorm(string name, long size, double eps, ScalarType dtype, Device device) : base(name)
+    public RmsNorm(string name, long size, double eps, RmsNormStyle style, ScalarType dtype, Device device) : base(name)
     {
-        weight = new Parameter(ones(new[] { size }, dtype, device)); // [hidden]
+        // Neutral init (1, or 0 for the unit offset); the checkpoint overwrites it.
+        weight = new Parameter(style == RmsNormStyle.UnitOffset ? zeros(new[] { size }, dtype, device) : ones(new[] { size }, dtype, device)); // [size]
         _eps = eps;
+        _style = style;
         RegisterComponents();
     }
 
@@ -39,8 +55,14 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = input.to(float32);
-        var normed = x * (x.square().mean([-1L], keepdim: true) + _eps).rsqrt();
-        return (weight * normed.to(input.dtype)).MoveToOuterDisposeScope();
+        var normed = x * (x.square().mean([-1L], keepdim: true) + _eps).rsqrt(); // float32
+        var result = _style switch
+        {
+            RmsNormStyle.UnitOffset => (normed * (weight.to(float32) + 1.0)).to(input.dtype),
+            RmsNormStyle.WeightInFloat32 => (weight * normed).to(input.dtype),
+            _ => weight * normed.to(input.dtype),
+        };
+        return result.MoveToOuterDisposeScope();
     }
 }
 
