@@ -209,9 +209,16 @@ public sealed class RankingStage
                 continue;
             }
             string prompt = scorable[0].Prompt;
+            // The prompt as the input gave it (the ids say what the policy saw); the rendered text only when that is all there is.
+            PromptRow? input = null;
+            if (prompts is not null && !prompts.TryGetValue(group.Key, out input))
+                throw new InvalidDataException($"{candidatesPath}: prompt '{group.Key}' is not in the prompts artifact beside it; candidates and prompts come from different ingests");
+            var messages = input?.Messages is { Count: > 0 } turns ? turns : null;
+            // The judge reads what the user asked (plain text or the conversation), never the policy's chat-template rendering.
+            string judgePrompt = messages is not null ? JudgePromptText(messages) : input?.Prompt ?? prompt;
             var outcome = pointwise
                 ? PointwiseRanker.Rank(scorable.Select(c => (c.CandidateIndex, (double)scores[(c.PromptId, c.CandidateIndex)])).ToList(), _options.TieEpsilon)
-                : await ranker.RankAsync(group.Key, prompt, scorable.Select(c => new RankCandidate(c.CandidateIndex, c.Response)).ToList(), cancellationToken).ConfigureAwait(false);
+                : await ranker.RankAsync(group.Key, judgePrompt, scorable.Select(c => new RankCandidate(c.CandidateIndex, c.Response)).ToList(), cancellationToken).ConfigureAwait(false);
             calls += outcome.JudgeCalls;
             comparisons.AddRange(outcome.Comparisons.Select(c => new ComparisonRow
             {
@@ -230,11 +237,6 @@ public sealed class RankingStage
             var chosen = scorable.First(c => c.CandidateIndex == outcome.Best);
             var rejected = scorable.First(c => c.CandidateIndex == outcome.Worst);
             double sc = scores[(chosen.PromptId, chosen.CandidateIndex)], sr = scores[(rejected.PromptId, rejected.CandidateIndex)];
-            // The prompt as the input gave it (the ids say what the policy saw); the rendered text only when that is all there is.
-            PromptRow? input = null;
-            if (prompts is not null && !prompts.TryGetValue(group.Key, out input))
-                throw new InvalidDataException($"{candidatesPath}: prompt '{group.Key}' is not in the prompts artifact beside it; candidates and prompts come from different ingests");
-            var messages = input?.Messages is { Count: > 0 } turns ? turns : null;
             preferences.Add(new PreferenceRow
             {
                 PromptId = group.Key,
@@ -249,6 +251,17 @@ public sealed class RankingStage
         if (judge is IDisposable disposable) disposable.Dispose();
 
         return new RankedRows(scoredRows, comparisons, preferences, unpaired, byPrompt.Count, calls, pointwise ? "pointwise" : judge.Name);
+    }
+
+    /// <summary>
+    /// A conversation as the judge reads it: a single user turn is its text; anything else a transcript, one
+    /// "Role: content" paragraph per turn (System, User, Assistant, ...), so the judge sees the whole exchange.
+    /// </summary>
+    internal static string JudgePromptText(IReadOnlyList<ChatTurnRow> messages)
+    {
+        if (messages is [{ Role: "user" } only]) return only.Content;
+        return string.Join("\n\n", messages.Select(m =>
+            (m.Role.Length > 0 ? char.ToUpperInvariant(m.Role[0]) + m.Role[1..] : "Unknown") + ": " + m.Content));
     }
 
     private static RejectRow Unpaired(string promptId, string source, string reason) =>

@@ -99,9 +99,9 @@ public static class Checkpoint
         ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja",
          "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"];
 
-    /// <summary>Writes a checkpoint folder.</summary>
+    /// <summary>Writes a checkpoint folder; weights above <paramref name="maxShardBytes"/> are sharded with an index, as save_pretrained does.</summary>
     public static void Save(string directory, CausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
-        IReadOnlyDictionary<string, Tensor>? extraTensors = null)
+        IReadOnlyDictionary<string, Tensor>? extraTensors = null, long maxShardBytes = SafeTensorsWriter.DefaultMaxShardBytes)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -110,7 +110,7 @@ public static class Checkpoint
         string staging = full + ".partial";
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         Directory.CreateDirectory(staging);
-        model.Save(staging);
+        model.Save(staging, maxShardBytes);
         foreach (string f in TokenizerFiles)
             if (File.Exists(Path.Combine(tokenizerSource, f))) File.Copy(Path.Combine(tokenizerSource, f), Path.Combine(staging, f), overwrite: true);
         string stateDir = Directory.CreateDirectory(Path.Combine(staging, StateFolder)).FullName;

@@ -78,7 +78,8 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
                     if (!isfinite(parameter).all().item<bool>())
                         throw new InvalidOperationException($"training diverged at step {step}: {name} is not finite; no checkpoint was written. Lower the learning rate.");
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
-                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo", TrainingFingerprint = fingerprint, LogHistory = [.. metrics] }, policyDirectory);
+                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo", TrainingFingerprint = fingerprint, LogHistory = [.. metrics] }, policyDirectory,
+                maxShardBytes: options.MaxShardBytes);
         }
 
         var clock = Stopwatch.StartNew();

@@ -220,6 +220,88 @@ public sealed class DpoTrainerTests
         Assert.Contains("p0a", ex.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Train_TinyMaxShardSize_WritesShardsAndIndex_ReloadsAndResumesLikeUnshardedRun()
+    {
+        // 300 KB shards of the 3.2 MB demo policy: the 2 MB tied embedding gets a shard of its own, the rest is packed in
+        // state-dict order without splitting a tensor.
+        var pairs = Pairs();
+        var reference = await Reference(pairs);
+        string straight = Out(), interrupted = Out();
+        var sharded = Options(steps: 4);
+        sharded.MaxShardSize = "300KB";
+        Assert.Equal(300_000, sharded.MaxShardBytes);
+
+        var unsharded = new DpoTrainer(Options(steps: 4)).Train(Policy, pairs, reference, straight);
+        Assert.True(File.Exists(Path.Combine(unsharded.FinalCheckpoint, "model.safetensors")));
+        using var cts = new CancellationTokenSource();
+        var progress = new SynchronousProgress(p => { if (p.Step == 2) cts.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => new DpoTrainer(sharded).Train(Policy, pairs, reference, interrupted, progress, cts.Token));
+        string checkpoint = Path.Combine(interrupted, "checkpoint-2");
+        var resumed = new DpoTrainer(sharded).Train(Policy, pairs, reference, interrupted);
+
+        Assert.EndsWith("checkpoint-2", resumed.ResumedFrom, StringComparison.Ordinal);
+        foreach (string folder in new[] { checkpoint, resumed.FinalCheckpoint })
+        {
+            CheckpointAssert.HoldsOnlyTheModel(folder);
+            Assert.False(File.Exists(Path.Combine(folder, "model.safetensors")));
+            using var index = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "model.safetensors.index.json")));
+            var weightMap = index.RootElement.GetProperty("weight_map").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!);
+            var shards = weightMap.Values.Distinct().Order(StringComparer.Ordinal).ToList();
+            Assert.True(shards.Count > 2, $"{shards.Count} shards");
+            Assert.Equal(Enumerable.Range(1, shards.Count).Select(i => $"model-{i:D5}-of-{shards.Count:D5}.safetensors"), shards);
+            long total = 0;
+            var stored = new Dictionary<string, string>();
+            foreach (string shard in shards)
+            {
+                using var file = PrefPipe.Models.SafeTensors.SafeTensorsFile.Open(Path.Combine(folder, shard));
+                long bytes = file.Tensors.Values.Sum(t => t.End - t.Begin);
+                Assert.True(bytes <= 300_000 || file.Tensors.Count == 1, $"{shard}: {bytes} bytes in {file.Tensors.Count} tensors");
+                total += bytes;
+                foreach (string name in file.Tensors.Keys) stored.Add(name, shard);
+            }
+            Assert.Equal(total, index.RootElement.GetProperty("metadata").GetProperty("total_size").GetInt64());
+            Assert.Equal(stored.OrderBy(kv => kv.Key, StringComparer.Ordinal), weightMap.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        }
+
+        // Reloaded through the index: every parameter and the logits equal the unsharded run's (sharding changes files, not training).
+        using var a = LlamaForCausalLM.Load(unsharded.FinalCheckpoint, CPU);
+        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        Assert.Equal(a.named_parameters().Select(p => p.name), b.named_parameters().Select(p => p.name));
+        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs");
+        using var _ = no_grad();
+        var ids = tensor(new long[] { 1, 43, 72, 79, 379 }, new long[] { 1, 5 });
+        Assert.True((a.Logits(new CausalLMInput(ids)) - b.Logits(new CausalLMInput(ids))).abs().max().item<float>() < 1e-5f);
+    }
+
+    [Theory]
+    [InlineData("5GB", 5_000_000_000L)]
+    [InlineData("300KB", 300_000L)]
+    [InlineData("2GiB", 2_147_483_648L)]
+    [InlineData("1048576", 1_048_576L)]
+    [InlineData(" 10 mb ", 10_000_000L)]
+    public void MaxShardSize_ParsesAsTransformersDoes(string text, long bytes)
+    {
+        var options = Options();
+        options.MaxShardSize = text;
+        options.Validate();
+        Assert.Equal(bytes, options.MaxShardBytes);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("5 GBs")]
+    [InlineData("-1GB")]
+    [InlineData("1.5GB")]
+    public void MaxShardSize_Invalid_FailsValidationNamingIt(string text)
+    {
+        var options = Options();
+        options.MaxShardSize = text;
+        var ex = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() => options.Validate());
+        Assert.Contains("max_shard_size", ex.Message, StringComparison.Ordinal);
+    }
+
     private sealed class SynchronousProgress(Action<TrainProgress> report) : IProgress<TrainProgress>
     {
         public void Report(TrainProgress value) => report(value);

@@ -43,11 +43,12 @@ internal static class TrainCommand
         var maxPrompt = new Option<int>("--max-prompt-length") { Description = "Max prompt tokens.", DefaultValueFactory = _ => DpoDefaults.MaxPromptLength };
         var saveSteps = new Option<int>("--save-steps") { Description = "Checkpoint every N steps (0 = at the end).", DefaultValueFactory = _ => DpoDefaults.SaveSteps };
         var output = new Option<string>("--output") { Description = "Output folder: checkpoints, metrics, loss chart. A rerun resumes from its latest checkpoint. Not needed with --dry-run." };
+        var maxShardSize = MaxShardSizeOption();
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "For conversational pairs: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var dryRun = new Option<bool>("--dry-run") { Description = "Encode the pairs and print them (with --json: one {prompt_id, prompt_ids, chosen_ids, rejected_ids} line per pair); train nothing." };
         var json = new Option<bool>("--json") { Description = "With --dry-run: JSON lines." };
         var command = new Command("dpo", "The dpo stage: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
-            { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output, chatTemplate, dryRun, json };
+            { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output, maxShardSize, chatTemplate, dryRun, json };
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
@@ -56,7 +57,7 @@ internal static class TrainCommand
                 Objective = new ObjectiveOptions { LossType = parse.GetValue(loss)!, Beta = parse.GetValue(beta) },
                 LearningRate = parse.GetValue(lr), NumTrainEpochs = parse.GetValue(epochs), MaxSteps = parse.GetValue(maxSteps),
                 PerDeviceTrainBatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength), MaxPromptLength = parse.GetValue(maxPrompt),
-                SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1,
+                SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1, MaxShardSize = parse.GetValue(maxShardSize)!,
             };
             options.Validate();
             string policy = parse.GetValue(model)!;
@@ -92,6 +93,12 @@ internal static class TrainCommand
         return command;
     }
 
+    private static Option<string> MaxShardSizeOption() => new("--max-shard-size")
+    {
+        Description = "Largest checkpoint weight file, as transformers' max_shard_size (bytes, or e.g. 500MB, 5GB, 2GiB); larger weights are sharded with model.safetensors.index.json.",
+        DefaultValueFactory = _ => new DpoTrainingOptions().MaxShardSize,
+    };
+
     private static Command Ppo(IAnsiConsole? console)
     {
         var prompts = new Option<string>("--prompts") { Description = "Prompts: JSON lines or Parquet with a prompt column; local, az:// or blob URL.", Required = true };
@@ -106,15 +113,16 @@ internal static class TrainCommand
         var batch = new Option<int>("--rollout-batch-size") { Description = "Prompts per rollout.", DefaultValueFactory = _ => PpoDefaults.RolloutBatchSize };
         var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => PpoDefaults.ResponseLength };
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "Render prompts with the policy's chat template: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
+        var maxShardSize = MaxShardSizeOption();
         var command = new Command("ppo", "The ppo stage: PPO against the ONNX reward model with a KL penalty to the reference.")
-            { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, chatTemplate };
+            { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, maxShardSize, chatTemplate };
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
             var options = new PpoOptions
             {
                 MaxSteps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), KlCoef = parse.GetValue(klCoef), TargetKl = parse.GetValue(targetKl),
-                RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length),
+                RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length), MaxShardSize = parse.GetValue(maxShardSize)!,
             };
             options.Validate();
             var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);

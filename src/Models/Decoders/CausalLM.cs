@@ -175,7 +175,7 @@ public sealed class CausalLM : nn.Module
     /// Saves config.json and safetensors weights with HF names (a tied lm_head is not written, as transformers does),
     /// sharded above <paramref name="maxShardBytes"/>; transformers' from_pretrained reads the folder.
     /// </summary>
-    public void Save(string directory, long maxShardBytes = 5L << 30)
+    public void Save(string directory, long maxShardBytes = SafeTensorsWriter.DefaultMaxShardBytes)
     {
         Directory.CreateDirectory(directory);
         var tensors = named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter, StringComparer.Ordinal);

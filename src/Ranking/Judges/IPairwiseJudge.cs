@@ -15,7 +15,11 @@ public enum Verdict
 
 /// <summary>One pairwise question: which of two candidate responses to the same prompt is better.</summary>
 /// <param name="PromptId">Stable id of the prompt.</param>
-/// <param name="Prompt">The prompt as the policy saw it (templated text).</param>
+/// <param name="Prompt">
+/// The prompt as the user gave it: the plain text, or the conversation (a single user turn's text, else a "Role: content"
+/// transcript); never the policy's chat-template rendering (BOS and turn markers), except when the candidates come
+/// without their prompts artifact and that rendering is all there is.
+/// </param>
 /// <param name="IndexA">Candidate index shown first.</param>
 /// <param name="ResponseA">Response shown first.</param>
 /// <param name="IndexB">Candidate index shown second.</param>

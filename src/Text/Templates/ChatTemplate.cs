@@ -13,8 +13,9 @@ namespace PrefPipe.Text.Templates;
 /// Supported: <c>{{ }}</c>, <c>{% %}</c>, <c>{# #}</c>, whitespace control, <c>if/elif/else</c>, <c>for</c> (loop
 /// variable, <c>if</c> filter, <c>else</c>, <c>break/continue</c>), <c>set</c> (also <c>namespace()</c> attributes and
 /// block sets), <c>macro</c> (with Jinja2's <c>varargs</c>/<c>kwargs</c>), <c>call</c> and <c>filter</c> blocks, <c>*args</c> /
-/// <c>**kwargs</c> in calls, <c>raw</c>, <c>generation</c>, the common filters, tests, operators and Python string/dict
-/// methods. Anything else (<c>include</c>, <c>extends</c>, unknown filters or tests, ...) fails with a
+/// <c>**kwargs</c> in calls, <c>raw</c>, <c>generation</c>, dict literals with any hashable keys (str, int, float, bool,
+/// tuple; Python's key equality), the common filters (<c>dictsort</c> and <c>sort</c> included), tests, operators and
+/// Python string/dict methods. Anything else (<c>include</c>, <c>extends</c>, unknown filters or tests, ...) fails with a
 /// <see cref="TemplateException"/> naming the construct and its line and column, never with a silently different text.
 /// </remarks>
 public sealed class ChatTemplate

@@ -106,6 +106,20 @@ public sealed class PpoOptions
     [Range(0, 10_000_000)]
     public int SaveSteps { get; set; }
 
+    /// <summary>
+    /// Largest weight file of a checkpoint (transformers' <c>max_shard_size</c>): bytes ("1000000"), or a number with
+    /// KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (powers of 1024). Weights above it are written as
+    /// model-00001-of-0000N.safetensors shards plus model.safetensors.index.json; a tensor is never split. It does not
+    /// change what is trained, so it is not part of the training's fingerprint: a run may resume with another value.
+    /// </summary>
+    /// <value>Default "5GB" (5 × 10⁹ bytes), as transformers' save_pretrained.</value>
+    [RegularExpression(@"^\s*[1-9][0-9]*\s*([KkMmGgTt][Ii]?[Bb])?\s*$", ErrorMessage = "max_shard_size must be a positive number of bytes or a size such as 500MB, 5GB or 2GiB.")]
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string MaxShardSize { get; set; } = "5GB";
+
+    /// <summary><see cref="MaxShardSize"/> in bytes.</summary>
+    internal long MaxShardBytes => PrefPipe.Models.SafeTensors.SafeTensorsWriter.ParseShardSize(MaxShardSize);
+
     /// <summary>Seed for prompt order and sampling.</summary>
     /// <value>Default 42.</value>
     public long Seed { get; set; } = 42;

@@ -83,7 +83,7 @@ internal sealed class PpoTrainer(PpoOptions options)
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), policy, policyOpt,
                 new TrainerState { GlobalStep = step, MaxSteps = options.MaxSteps, Seed = options.Seed, Stage = "ppo", Extra = new() { ["kl_coef"] = kl.Value },
                     TrainingFingerprint = fingerprint, LogHistory = [.. metrics] },
-                policyDirectory, extra);
+                policyDirectory, extra, options.MaxShardBytes);
         }
 
         while (step < options.MaxSteps)

@@ -191,6 +191,35 @@ public sealed class TrainCommandTests
         Assert.Contains("assistant turn", reject.Reason, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("duckdb_ultrafeedback.parquet", 6, new long[] { 3, 4 })]
+    [InlineData("duckdb_conversational_prompt.parquet", 4, new long[] { 2 })]
+    public async Task TrainDpo_DuckDbWrittenConversationalFile_TrainsAndEveryRowIsTrainedOrInRejects(string file, long rowsInFile, long[] rejectedRows)
+    {
+        // Files written by DuckDB's Parquet writer (make_duckdb_preferences.mjs): UltraFeedback-binarized style with
+        // struct fields in the dataset's order (content, role), several ZSTD row groups and a NULL list; and an explicit
+        // conversational prompt with assistant-only chosen/rejected.
+        string root = Directory.CreateTempSubdirectory("prefpipe-train-duckdb-").FullName;
+        string policy = Path.Combine(AppContext.BaseDirectory, "fixtures", "templated-bos-policy");
+        string data = Path.Combine(AppContext.BaseDirectory, "fixtures", "datasets", file);
+        string output = Path.Combine(root, "out");
+
+        var (exit, text, error) = await Run("train", "dpo", "--data", data, "--model", policy, "--output", output,
+            "--max-steps", "1", "--batch-size", "2", "--max-length", "1024", "--max-prompt-length", "512");
+
+        Assert.True(exit == 0, $"exit {exit}: {error}");
+        Assert.EndsWith("checkpoint-1", LatestCheckpoint(output), StringComparison.Ordinal);
+        var outputStore = new LocalArtifactStore(output);
+        var rejects = await ParquetArtifacts.ReadAllAsync<RejectRow>(outputStore, "rejects.parquet");
+        Assert.Equal(rejectedRows, rejects.Select(r => r.Row).Order());
+        Assert.All(rejects, r => Assert.False(string.IsNullOrWhiteSpace(r.Reason)));
+        var trained = System.Text.RegularExpressions.Regex.Match(text, @"(\d+) pairs \((\d+) skipped\)");
+        Assert.True(trained.Success, text);
+        Assert.Equal(rowsInFile - rejectedRows.Length, long.Parse(trained.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(rejectedRows.Length, int.Parse(trained.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Contains(await ParquetArtifacts.ReadAllAsync<MetricRow>(outputStore, "metrics.parquet"), m => m.Name == "loss" && m.Step == 1 && double.IsFinite(m.Value));
+    }
+
     private static async Task<long> CountRowsAsync(string file)
     {
         long n = 0;

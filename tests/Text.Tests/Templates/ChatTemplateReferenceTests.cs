@@ -87,12 +87,21 @@ public sealed class ChatTemplateReferenceTests
     public void Reference_CoversTheFamiliesTheIssueNames()
     {
         var names = Reference.GetProperty("templates").EnumerateArray().Select(t => t.GetProperty("name").GetString()).ToHashSet();
-        foreach (var family in new[] { "chatml-tiny-llama", "qwen2.5-instruct", "qwen3", "llama-3.1-instruct", "llama-3.2-instruct", "mistral-7b-instruct-v0.3", "mistral-nemo-instruct-2407", "llama-2-chat", "gemma-2-it" })
+        foreach (var family in new[]
+        {
+            "chatml-tiny-llama", "qwen2.5-instruct", "qwen3", "llama-3.1-instruct", "llama-3.2-instruct", "mistral-7b-instruct-v0.3",
+            "mistral-nemo-instruct-2407", "llama-2-chat", "gemma-2-it",
+
+            // The survey of current templates (issue 16).
+            "qwen3.5", "llama-3-instruct", "gemma-3-it", "gemma-4-it", "phi-4", "phi-4-mini-instruct", "mistral-small-3.2",
+            "deepseek-v3", "deepseek-v3.1", "smollm3", "granite-4.0", "command-r-plus-tool-use", "command-r7b-tool-use",
+            "jamba-mini-1.7", "seed-oss", "gpt-oss",
+        })
         {
             Assert.Contains(family, names);
         }
 
-        Assert.True(Cases().Count >= 100);
+        Assert.True(Cases().Count >= 400);
     }
 
     [Fact]

@@ -113,6 +113,46 @@ internal static class JinjaFilters
                 return JinjaRuntime.Iterate(value).ToList();
             case "reverse":
                 return value is string s ? string.Concat(Enumerable.Reverse(PyText.CodePoints(s))) : Enumerable.Reverse(JinjaRuntime.Iterate(value)).ToList();
+            case "dictsort":
+                {
+                    // jinja2's do_dictsort(value, case_sensitive=False, by='key', reverse=False): the (key, value) pairs,
+                    // ordered by key or value; strings compare lower-cased unless case_sensitive.
+                    if (value is not JinjaDict d)
+                    {
+                        throw value is Undefined u ? JinjaRuntime.UndefinedError(u)
+                            : new JinjaError($"'{JinjaRuntime.TypeName(value)}' object has no attribute 'items'");
+                    }
+
+                    bool caseSensitive = JinjaRuntime.Truthy(Arg(args, kwargs, 0, "case_sensitive", false));
+                    int pos = Arg(args, kwargs, 1, "by", "key") switch
+                    {
+                        "key" => 0,
+                        "value" => 1,
+                        _ => throw new JinjaError("You can only sort by either \"key\" or \"value\""),
+                    };
+                    bool reverse = JinjaRuntime.Truthy(Arg(args, kwargs, 2, "reverse", false));
+                    var pairs = d.Select(kv => (object?)new JinjaTuple([kv.Key, kv.Value])).ToList();
+                    return JinjaRuntime.SortStable(pairs, p => CaseKey(((JinjaTuple)p!).Items[pos], caseSensitive), reverse);
+                }
+
+            case "sort":
+                {
+                    // jinja2's do_sort(value, reverse=False, case_sensitive=False, attribute=None): Python's stable sorted().
+                    bool reverse = JinjaRuntime.Truthy(Arg(args, kwargs, 0, "reverse", false));
+                    bool caseSensitive = JinjaRuntime.Truthy(Arg(args, kwargs, 1, "case_sensitive", false));
+                    var attribute = Arg(args, kwargs, 2, "attribute");
+                    var items = JinjaRuntime.Iterate(value).ToList();
+                    if (attribute is null)
+                    {
+                        return JinjaRuntime.SortStable(items, x => CaseKey(x, caseSensitive), reverse);
+                    }
+
+                    var parts = attribute is string names ? names.Split(',').Select(n => (object?)n.Trim()).ToList() : [attribute];
+                    return JinjaRuntime.SortStable(items, x => parts.Count == 1
+                        ? CaseKey(Attribute(x, parts[0]), caseSensitive)
+                        : parts.Select(a => CaseKey(Attribute(x, a), caseSensitive)).ToList(), reverse);
+                }
+
             case "unique":
                 {
                     var result = new List<object?>();
@@ -244,6 +284,9 @@ internal static class JinjaFilters
     }
 
     /// <summary>Jinja's attribute getter for filters: item lookup, dotted paths and integer indexes allowed.</summary>
+    private static object? CaseKey(object? v, bool caseSensitive) =>
+        !caseSensitive && JinjaRuntime.Plain(v) is string s ? s.ToLowerInvariant() : JinjaRuntime.Plain(v);
+
     private static object? Attribute(object? item, object? attribute)
     {
         if (attribute is long index)

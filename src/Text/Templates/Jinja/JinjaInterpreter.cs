@@ -232,7 +232,7 @@ internal sealed class JinjaInterpreter
                         var sb = new StringBuilder();
                         Exec(cb.Body, callerScope, sb);
                         return sb.ToString();
-                    });
+                    }, "<Macro anonymous>");
                     var callee = Eval(cb.Call.Callee, scope);
                     if (callee is not JinjaCallable macro)
                     {
@@ -379,12 +379,13 @@ internal sealed class JinjaInterpreter
     private JinjaCallable MakeMacro(MacroStmt m) => new(m.Name, (args, kwargs, offset) =>
     {
         // Jinja2's Macro.__call__: the first arguments bind positionally, the rest of the parameters by keyword or
-        // default; what is left over goes to varargs / kwargs when the body reads them, else it is an error.
+        // default; a macro that reads 'caller' takes it out of the keywords; what is left over goes to varargs /
+        // kwargs when the body reads them (so a caller the body does not read lands in kwargs), else it is an error.
         var leftover = new JinjaDict();
         foreach (var kv in kwargs)
         {
             int index = IndexOf(m.Params, kv.Key);
-            if ((index < 0 || index < args.Count) && kv.Key != "caller")
+            if ((index < 0 || index < args.Count) && !(kv.Key == "caller" && m.CatchCaller))
             {
                 leftover[kv.Key] = kv.Value;
             }
@@ -392,7 +393,9 @@ internal sealed class JinjaInterpreter
 
         if (leftover.Count > 0 && !m.CatchKwargs)
         {
-            throw new JinjaError($"macro '{m.Name}' takes no keyword argument '{leftover.Keys.First()}'");
+            throw new JinjaError(leftover.ContainsKey("caller")
+                ? $"macro '{m.Name}' was invoked with two values for the special caller argument. This is most likely a bug."
+                : $"macro '{m.Name}' takes no keyword argument '{leftover.Keys.First()}'");
         }
 
         if (args.Count > m.Params.Count && !m.CatchVarargs)
@@ -418,9 +421,9 @@ internal sealed class JinjaInterpreter
                 scope.Set(m.Params[i], value);
             }
 
-            if (kwargs.TryGetValue("caller", out var caller) && !m.Params.Contains("caller"))
+            if (m.CatchCaller)
             {
-                scope.Set("caller", caller);
+                scope.Set("caller", kwargs.TryGetValue("caller", out var caller) ? caller : new Undefined("No caller defined"));
             }
 
             if (m.CatchVarargs)
@@ -441,7 +444,7 @@ internal sealed class JinjaInterpreter
         {
             _macroDepth--;
         }
-    });
+    }, $"<Macro '{m.Name}'>");
 
     private static int IndexOf(IReadOnlyList<string> names, string name)
     {
@@ -492,12 +495,14 @@ internal sealed class JinjaInterpreter
                     foreach (var (k, val) in d.Items)
                     {
                         var key = Eval(k, scope);
-                        if (key is not string s)
+                        if (!JinjaDict.IsHashable(key))
                         {
-                            throw Error($"unsupported construct: dict literal key of type {JinjaRuntime.TypeName(key)} (only string keys)", k.Offset);
+                            throw Error(key is null
+                                ? "unsupported construct: None as a dict key"
+                                : $"unhashable type: '{JinjaRuntime.TypeName(key)}'", k.Offset);
                         }
 
-                        dict[s] = Eval(val, scope);
+                        dict[JinjaDict.Key(key)] = Eval(val, scope);
                     }
 
                     return dict;
@@ -630,9 +635,14 @@ internal sealed class JinjaInterpreter
 
             foreach (var kv in dict)
             {
-                if (!kwargs.TryAdd(kv.Key, JinjaRuntime.Plain(kv.Value)))
+                if (kv.Key is not string name)
                 {
-                    throw Error($"got multiple values for keyword argument '{kv.Key}'", dynKwargs.Offset);
+                    throw Error("keywords must be strings", dynKwargs.Offset);
+                }
+
+                if (!kwargs.TryAdd(name, JinjaRuntime.Plain(kv.Value)))
+                {
+                    throw Error($"got multiple values for keyword argument '{name}'", dynKwargs.Offset);
                 }
             }
         }

@@ -73,7 +73,7 @@ internal static class JinjaMethods
         "keys" => Method("dict.keys", (_, _) => d.Keys.Cast<object?>().ToList()),
         "values" => Method("dict.values", (_, _) => d.Values.ToList()),
         "get" => Method("dict.get", (a, k) =>
-            Arg(a, k, 0, "key") is string key && d.TryGetValue(key, out var v) ? v : Arg(a, k, 1, "default")),
+            d.TryGetValue(JinjaDict.Key(Arg(a, k, 0, "key")), out var v) ? v : Arg(a, k, 1, "default")),
         "copy" => Method("dict.copy", (_, _) =>
         {
             var copy = new JinjaDict();

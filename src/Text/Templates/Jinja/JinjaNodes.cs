@@ -22,10 +22,12 @@ internal sealed record SetBlockStmt(int Offset, Target Target, IReadOnlyList<Stm
 
 /// <summary>
 /// <c>{% macro name(params) %}</c>. As in Jinja2, a macro whose body mentions <c>varargs</c> takes extra positional
-/// arguments (as that tuple) and one that mentions <c>kwargs</c> takes extra keyword arguments (as that dict).
+/// arguments (as that tuple), one that mentions <c>kwargs</c> takes extra keyword arguments (as that dict), and one
+/// that mentions <c>caller</c> takes the <c>{% call %}</c> body as <c>caller</c> (else a passed caller is just
+/// another keyword argument).
 /// </summary>
 internal sealed record MacroStmt(int Offset, string Name, IReadOnlyList<string> Params, IReadOnlyList<Expr?> Defaults, IReadOnlyList<Stmt> Body,
-    bool CatchVarargs, bool CatchKwargs)
+    bool CatchVarargs, bool CatchKwargs, bool CatchCaller = false)
     : Stmt(Offset);
 
 /// <summary><c>{% filter f|g(args) %}body{% endfilter %}</c>: the rendered body passed through the filters.</summary>

@@ -369,7 +369,8 @@ internal sealed class JinjaParser
 
         ExpectBlockEnd("endmacro");
         return new MacroStmt(offset, name, names, defaults, body,
-            bodyNames.Contains("varargs") && !names.Contains("varargs"), bodyNames.Contains("kwargs") && !names.Contains("kwargs"));
+            bodyNames.Contains("varargs") && !names.Contains("varargs"), bodyNames.Contains("kwargs") && !names.Contains("kwargs"),
+            bodyNames.Contains("caller") && !names.Contains("caller"));
     }
 
     private Target ParseAssignTarget(bool allowAttr)

@@ -181,6 +181,30 @@ internal static class JinjaRuntime
         throw new JinjaError($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
     }
 
+    /// <summary>
+    /// Python's <c>sorted(items, key=key, reverse=reverse)</c>: stable both ways, and ordering errors (mixed types)
+    /// surface as Python's TypeError text.
+    /// </summary>
+    public static List<object?> SortStable(IReadOnlyList<object?> items, Func<object?, object?> key, bool reverse)
+    {
+        var keyed = items.Select((item, index) => (Item: item, Key: key(item), Index: index)).ToList();
+        try
+        {
+            keyed.Sort((a, b) =>
+            {
+                int c = Compare(a.Key, b.Key, "<");
+                return c != 0 ? (reverse ? -c : c) : a.Index.CompareTo(b.Index);
+            });
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaError inner)
+        {
+            // List.Sort wraps what the comparison throws; the template's error is the inner one.
+            throw new JinjaError(inner.Message, inner);
+        }
+
+        return keyed.Select(x => x.Item).ToList();
+    }
+
     public static bool Contains(object? container, object? item)
     {
         container = Plain(container);
@@ -196,7 +220,7 @@ internal static class JinjaRuntime
             case JinjaTuple t:
                 return t.Items.Any(x => Equals(x, item));
             case JinjaDict d:
-                return item is string key && d.ContainsKey(key);
+                return d.ContainsKey(JinjaDict.Key(item));
             case Undefined:
                 return false;
             default:
@@ -387,8 +411,10 @@ internal static class JinjaRuntime
         {
             case Undefined u:
                 throw UndefinedError(u);
-            case JinjaDict d when key is string k:
-                return d.TryGetValue(k, out var value) ? value : AttrOrUndefined(obj, k);
+            case JinjaDict d when JinjaDict.IsHashable(key):
+                return d.TryGetValue(key!, out var value) ? value
+                    : key is string attr ? AttrOrUndefined(obj, attr)
+                    : new Undefined($"'dict object' has no attribute {PyText.Repr(key)}");
             case List<object?> or JinjaTuple or string when key is long or bool:
                 {
                     var items = obj is string s ? PyText.CodePoints(s).Cast<object?>().ToList() : Iterate(obj);

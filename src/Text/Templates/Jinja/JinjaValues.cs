@@ -45,12 +45,54 @@ internal sealed class JinjaMarkup(string value)
     }
 }
 
-internal sealed class JinjaDict : OrderedDictionary<string, object?>
+/// <summary>
+/// A Python dict: insertion-ordered, keyed by any hashable value (str, int, float, bool, tuple) with Python's key
+/// equality, so <c>{1: 'a'}[1.0]</c> and <c>{True: 'a'}[1]</c> find the entry as they do in jinja2.
+/// </summary>
+internal sealed class JinjaDict : OrderedDictionary<object, object?>
 {
     public JinjaDict()
-        : base(StringComparer.Ordinal)
+        : base(PyKeyComparer.Instance)
     {
     }
+
+    /// <summary>The value as a dict key (Markup keys become their string); throws Python's error for unhashable values.</summary>
+    public static object Key(object? key)
+    {
+        key = JinjaRuntime.Plain(key);
+        if (!IsHashable(key))
+        {
+            throw new JinjaError($"unhashable type: '{JinjaRuntime.TypeName(key)}'");
+        }
+
+        return key!;
+    }
+
+    /// <summary>Whether a value can be a key here (None cannot: no chat template uses it and the store has no null key).</summary>
+    public static bool IsHashable(object? key) => JinjaRuntime.Plain(key) switch
+    {
+        string or long or double or bool => true,
+        JinjaTuple t => t.Items.All(IsHashable),
+        _ => false,
+    };
+}
+
+/// <summary>Python's dict-key equality and hashing: 1, 1.0 and True are one key; "1" is another.</summary>
+internal sealed class PyKeyComparer : IEqualityComparer<object>
+{
+    public static readonly PyKeyComparer Instance = new();
+
+    public new bool Equals(object? x, object? y) => JinjaRuntime.Equals(x, y);
+
+    public int GetHashCode(object obj) => obj switch
+    {
+        string s => string.GetHashCode(s, StringComparison.Ordinal),
+        long l => l.GetHashCode(),
+        bool b => (b ? 1L : 0L).GetHashCode(),
+        double d => Math.Floor(d) == d && Math.Abs(d) < 9.2e18 ? ((long)d).GetHashCode() : d.GetHashCode(),
+        JinjaTuple t => t.Items.Aggregate(17, (h, item) => HashCode.Combine(h, item is null ? 0 : GetHashCode(item))),
+        _ => throw new JinjaError($"unhashable type: '{JinjaRuntime.TypeName(obj)}'"),
+    };
 }
 
 internal sealed class JinjaTuple(IReadOnlyList<object?> items)
@@ -65,9 +107,13 @@ internal sealed class JinjaNamespace
 }
 
 /// <summary>A callable value: a builtin global, a bound method, or a macro.</summary>
-internal sealed class JinjaCallable(string name, Func<IReadOnlyList<object?>, IReadOnlyDictionary<string, object?>, int, object?> invoke)
+internal sealed class JinjaCallable(string name, Func<IReadOnlyList<object?>, IReadOnlyDictionary<string, object?>, int, object?> invoke,
+    string? repr = null)
 {
     public string Name { get; } = name;
+
+    /// <summary>How Python prints it (<c>&lt;Macro 'name'&gt;</c> for macros).</summary>
+    public string Repr { get; } = repr ?? $"<function {name}>";
 
     /// <summary>Calls it with positional args, keyword args and the call's source offset (for errors).</summary>
     public Func<IReadOnlyList<object?>, IReadOnlyDictionary<string, object?>, int, object?> Invoke { get; } = invoke;
@@ -158,11 +204,11 @@ internal static class PyText
             case JinjaTuple t:
                 return t.Items.Count == 1 ? "(" + Repr(t.Items[0]) + ",)" : "(" + string.Join(", ", t.Items.Select(Repr)) + ")";
             case JinjaDict d:
-                return "{" + string.Join(", ", d.Select(kv => StringRepr(kv.Key) + ": " + Repr(kv.Value))) + "}";
+                return "{" + string.Join(", ", d.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}";
             case JinjaNamespace ns:
                 return "<Namespace " + Repr(ns.Attributes) + ">";
             case JinjaCallable c:
-                return $"<function {c.Name}>";
+                return c.Repr;
             case LoopInfo:
                 return "<LoopContext>";
             case Undefined:

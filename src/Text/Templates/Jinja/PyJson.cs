@@ -57,8 +57,10 @@ internal static class PyJson
                         break;
                     }
 
-                    IEnumerable<KeyValuePair<string, object?>> entries = sortKeys
-                        ? dict.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                    // Python's json.dumps: sort_keys orders the keys themselves (mixed str/int keys fail as in Python);
+                    // int, float and bool keys are written as their JSON text in quotes.
+                    IEnumerable<KeyValuePair<object, object?>> entries = sortKeys
+                        ? JinjaRuntime.SortStable(dict.Keys.ToList(), k => k, reverse: false).Select(k => new KeyValuePair<object, object?>(k!, dict[k!]))
                         : dict;
                     sb.Append('{');
                     bool first = true;
@@ -71,7 +73,7 @@ internal static class PyJson
 
                         first = false;
                         NewLine(sb, indent, level + 1);
-                        WriteString(sb, kv.Key);
+                        WriteString(sb, KeyText(kv.Key));
                         sb.Append(seps.Key);
                         Write(sb, kv.Value, indent, level + 1, sortKeys, seps);
                     }
@@ -123,6 +125,16 @@ internal static class PyJson
             sb.Append(indent);
         }
     }
+
+    private static string KeyText(object key) => key switch
+    {
+        string s => s,
+        bool b => b ? "true" : "false",
+        long l => l.ToString(CultureInfo.InvariantCulture),
+        double d => double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity"
+            : double.IsNegativeInfinity(d) ? "-Infinity" : PyText.FloatRepr(d),
+        _ => throw new JinjaError($"keys must be str, int, float, bool or None, not {JinjaRuntime.TypeName(key)}"),
+    };
 
     private static void WriteString(StringBuilder sb, string s)
     {
