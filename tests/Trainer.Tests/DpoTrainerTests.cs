@@ -265,8 +265,8 @@ public sealed class DpoTrainerTests
         }
 
         // Reloaded through the index: every parameter and the logits equal the unsharded run's (sharding changes files, not training).
-        using var a = LlamaForCausalLM.Load(unsharded.FinalCheckpoint, CPU);
-        using var b = LlamaForCausalLM.Load(resumed.FinalCheckpoint, CPU);
+        using var a = CausalLM.Load(unsharded.FinalCheckpoint, CPU);
+        using var b = CausalLM.Load(resumed.FinalCheckpoint, CPU);
         Assert.Equal(a.named_parameters().Select(p => p.name), b.named_parameters().Select(p => p.name));
         foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
             Assert.True((pa - pb).abs().max().item<float>() < 1e-6f, $"{name} differs");
