@@ -95,8 +95,27 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         finally
         {
             await SaveAsync(run, failing: run.Status != RunStatus.Completed).ConfigureAwait(false);
+            await WriteReportAsync(run).ConfigureAwait(false);
         }
         return run;
+    }
+
+    /// <summary>
+    /// Writes RUN/report.html at the end of every run, failed and cancelled ones included. The page is a view of what the
+    /// run recorded: a failure to write it is logged, never reported instead of the run's own outcome.
+    /// </summary>
+    private async Task WriteReportAsync(RunRecord run)
+    {
+        if (_lockLost.IsCancellationRequested) return; // the run is another writer's now
+        try
+        {
+            string uri = await RunReportWriter.WriteAsync(store, run.RunId, pipeline, WorkDirectory(run.RunId), CancellationToken.None).ConfigureAwait(false);
+            log($"report: {uri}");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException or Azure.RequestFailedException)
+        {
+            log($"report.html could not be written: {Secrets.Redact(ex.Message)}");
+        }
     }
 
     /// <summary>
