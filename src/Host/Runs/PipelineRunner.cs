@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Pipelines;
+using PrefPipe.Host.Telemetry;
 using PrefPipe.Models.Runtime;
 
 namespace PrefPipe.Host.Runs;
@@ -40,6 +41,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     {
         ArtifactPath.ValidateName(runId, "run id");
         CheckScope(scope);
+        using var span = PipelineTelemetry.Source.StartActivity("run");
+        span?.SetTag("prefpipe.run_id", runId);
+        span?.SetTag("prefpipe.pipeline", D.Name);
+        span?.SetTag("prefpipe.plan", D.Training.Plan.ToString().ToLowerInvariant());
         await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
         // A writer whose lock was taken over (it stalled past the lock's lifetime) stops, and writes nothing more.
         _lockLost = runLock.Lost;
@@ -96,6 +101,9 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             await SaveAsync(run, failing: run.Status != RunStatus.Completed).ConfigureAwait(false);
             await WriteReportAsync(run).ConfigureAwait(false);
+            span?.SetTag("prefpipe.status", run.Status.Name());
+            if (run.Status != RunStatus.Completed)
+                span?.SetStatus(ActivityStatusCode.Error, run.Stages.FirstOrDefault(s => s.Error is not null)?.Error ?? run.Status.Name());
         }
         return run;
     }
@@ -166,11 +174,16 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             log($"{name}: {(rec.Status == StageStatus.Completed ? "kept from earlier" : "not in this run")}");
             return;
         }
+        using var span = PipelineTelemetry.Source.StartActivity($"stage {name}");
+        span?.SetTag("prefpipe.run_id", run.RunId);
+        span?.SetTag("prefpipe.stage", name);
         string key = StageTable.Key(pipeline, run, stage.Name);
+        span?.SetTag("prefpipe.stage_key", key);
         bool forced = scope.Force?.Contains(stage.Name) == true;
         if (!forced && rec.Status == StageStatus.Completed && rec.Key == key)
         {
             log($"{name}: unchanged since it completed (cached)");
+            span?.SetTag("prefpipe.cached", true);
             return;
         }
         // Outputs made under another key are never reused: a stage whose options or inputs changed, or a forced rerun,
@@ -209,6 +222,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             rec.Seconds = clock.Elapsed.TotalSeconds;
             rec.Finished = DateTimeOffset.UtcNow;
+            PipelineTelemetry.StageEnded(span, rec);
             await SaveAsync(run, failing: rec.Status != StageStatus.Completed).ConfigureAwait(false);
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");

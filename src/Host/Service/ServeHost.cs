@@ -54,6 +54,8 @@ internal static class ServeHost
         if (logging is not null) logging(builder.Logging);
         else if (settings.JsonLogs) builder.Logging.AddJsonConsole(o => { o.TimestampFormat = "O"; o.UseUtcTimestamp = true; });
         else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ "; o.UseUtcTimestamp = true; o.ColorBehavior = LoggerColorBehavior.Disabled; });
+        // Log records also go to the OpenTelemetry exporters the environment configures (none by default).
+        PrefPipe.Host.Telemetry.PipelineTelemetry.AddLogging(builder.Logging, new ConfigurationBuilder().AddEnvironmentVariables().Build());
         RedactingLoggerProvider.Wrap(builder.Logging); // no secret in a log line, whatever an SDK puts in its errors
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Services.Configure<HostOptions>(o =>
