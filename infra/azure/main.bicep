@@ -111,6 +111,11 @@ param shardWorkers int = 4
 @maxValue(100)
 param maxBlobExecutions int = 5
 
+@description('Port on which the blob job\'s `prefpipe serve` answers its liveness (/healthz/live) and readiness (/healthz/ready) probes.')
+@minValue(1024)
+@maxValue(65535)
+param healthPort int = 8080
+
 @description('Seconds a data-stage replica may run (scheduled, blob, manual, workers).')
 @minValue(600)
 param dataReplicaTimeout int = 21600
@@ -565,6 +570,33 @@ module blobJob 'modules/job.bicep' = if (deployJobs) {
       '--config'
       '/config/pipeline.yaml'
       '--once'
+      '--health-port'
+      string(healthPort)
+    ]
+    // Liveness: the process answers and its loops run (a hung replica is restarted); readiness: the run store answers too.
+    probes: [
+      {
+        type: 'Liveness'
+        httpGet: {
+          path: '/healthz/live'
+          port: healthPort
+        }
+        initialDelaySeconds: 10
+        periodSeconds: 30
+        timeoutSeconds: 5
+        failureThreshold: 3
+      }
+      {
+        type: 'Readiness'
+        httpGet: {
+          path: '/healthz/ready'
+          port: healthPort
+        }
+        initialDelaySeconds: 5
+        periodSeconds: 30
+        timeoutSeconds: 10
+        failureThreshold: 3
+      }
     ]
     cpu: cpuReplicaCpu
     memory: cpuReplicaMemory

@@ -6,6 +6,7 @@ using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Reporting;
 using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Logging;
 using PrefPipe.Trainer.Objectives;
 using PrefPipe.Trainer.Optimization;
 using static TorchSharp.torch;
@@ -66,6 +67,8 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
         var position = state is null ? new DataPosition(0, 0) : new DataPosition(state.Epoch, state.Batch);
         int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
         var metrics = new List<MetricRow>(state?.LogHistory ?? []);
+        // TensorBoard curves under TRL's names (train/loss, train/rewards/chosen, …), written as each step is logged.
+        using var board = new TensorBoardEventWriter(Path.Combine(outputDirectory, TensorBoardEventWriter.Folder));
         IReadOnlyList<int[]> epochBatches = sampler.Epoch(position.Epoch);
         int epochOfBatches = position.Epoch;
 
@@ -124,6 +127,7 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
                     ["tokens_per_second"] = tokensSinceLog / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
                 };
                 foreach (var (k, v) in logged) metrics.Add(new MetricRow { Stage = "dpo", Step = step, Name = k, Value = v });
+                board.AddScalars(step, logged);
                 clock.Restart();
                 tokensSinceLog = 0;
             }

@@ -90,6 +90,9 @@ param volumes array
 @description('Volume mounts of the prefpipe container.')
 param volumeMounts array
 
+@description('Health probes of the prefpipe container ([{ type: Liveness|Readiness|Startup, httpGet: { path, port }, ... }]); `prefpipe serve --health-port PORT` answers /healthz/live and /healthz/ready. Default: none.')
+param probes array = []
+
 var scheduleConfig = triggerType == 'Schedule'
   ? {
       cronExpression: cronExpression
@@ -169,6 +172,7 @@ resource job 'Microsoft.App/jobs@2025-01-01' = {
             memory: memory
           }
           volumeMounts: volumeMounts
+          probes: probes
         }
       ]
       volumes: volumes

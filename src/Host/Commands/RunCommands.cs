@@ -20,6 +20,7 @@ internal static class RunCommands
         yield return Rerun(console);
         yield return Status(console);
         yield return Runs(console);
+        yield return Report(console);
     }
 
     private static Option<string?> StorageOption() => new("--storage") { Description = "Artifact store (default: the pipeline's storage, else ./runs)." };
@@ -124,6 +125,36 @@ internal static class RunCommands
                 if (await RunRecord.LoadAsync(store, id, ct).ConfigureAwait(false) is { } r)
                     table.AddRow(Markup.Escape(r.RunId), Markup.Escape(r.Pipeline), r.Status.Name(), r.Created.ToString("u", CultureInfo.InvariantCulture));
             output.Write(table);
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
+    }
+
+    private static Command Report(IAnsiConsole? console)
+    {
+        var runId = new Option<string>("--run") { Description = "Run id.", Required = true };
+        var storage = StorageOption();
+        var command = new Command("report", "Write RUN/report.html: one self-contained page with the stage table, lineage, split report, charts, sample pairs and held-out samples.") { runId, storage };
+        command.SetAction((parse, ct) => Execute(console, async output =>
+        {
+            string id = parse.GetValue(runId)!;
+            var store = OpenStore(parse.GetValue(storage));
+            if (await RunRecord.LoadAsync(store, id, ct).ConfigureAwait(false) is null) throw new ArgumentException($"run '{id}' not found in {store.Location}; pass --storage if the run lives elsewhere");
+            // Held-out prompt texts come from the run's pipeline; a run whose pipeline no longer loads still gets its page.
+            LoadedPipeline? pipeline = null;
+            try
+            {
+                pipeline = await LoadRunPipelineAsync(store, id, "pass --storage if the run lives elsewhere", ct).ConfigureAwait(false);
+            }
+            catch (PipelineFileException)
+            {
+                pipeline = null;
+            }
+            // Training charts of a run on a remote store stay in the machine's work folder (as the runner names it).
+            string? work = store is LocalArtifactStore ? null : Path.Combine(Path.GetTempPath(), "prefpipe", id);
+            string uri = await RunReportWriter.WriteAsync(store, id, pipeline, work, ct).ConfigureAwait(false);
+            output.Profile.Out.Writer.WriteLine(uri);
+            output.Profile.Out.Writer.Flush();
             return Cli.ExitCodes.Ok;
         }));
         return command;

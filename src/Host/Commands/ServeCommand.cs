@@ -19,8 +19,18 @@ internal static class ServeCommand
         var json = new Option<bool>("--json-logs") { Description = "Write logs as JSON lines." };
         var trigger = new Option<string>("--trigger") { Description = "Which triggers to serve: all, schedule or blob (--once takes a due schedule only with schedule, or when there is no blob trigger).", DefaultValueFactory = _ => "all" };
         trigger.AcceptOnlyFromAmong("all", "schedule", "blob");
+        var healthPort = new Option<int?>("--health-port")
+        {
+            Description = "Answer liveness (/healthz/live: trigger loops running) and readiness (/healthz/ready: also the run store reachable) over HTTP on this port " +
+                "(default: $PREFPIPE_HEALTH_PORT; none when unset).",
+            DefaultValueFactory = _ => int.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_HEALTH_PORT"), System.Globalization.CultureInfo.InvariantCulture, out int p) ? p : null,
+        };
+        healthPort.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is { } p && (p < 0 || p > 65535)) r.AddError($"--health-port {p}: expected a TCP port, 0–65535");
+        });
         var command = new Command("serve", "Run the pipeline as a service: on its cron schedule and for each new prompts blob (polled, and from Event Grid queue messages); " +
-            "each trigger runs exactly once across restarts and instances.") { config, once, set, json, trigger };
+            "each trigger runs exactly once across restarts and instances.") { config, once, set, json, trigger, healthPort };
         command.SetAction(async (parse, ct) =>
         {
             ServeSettings settings;
@@ -29,7 +39,7 @@ internal static class ServeCommand
             {
                 var overrides = parse.GetValue(set) ?? [];
                 var pipeline = PipelineLoader.Load(parse.GetValue(config)!, overrides);
-                settings = new ServeSettings(pipeline, overrides, parse.GetValue(once), parse.GetValue(json)) { Trigger = parse.GetValue(trigger)! };
+                settings = new ServeSettings(pipeline, overrides, parse.GetValue(once), parse.GetValue(json)) { Trigger = parse.GetValue(trigger)!, HealthPort = parse.GetValue(healthPort) };
                 host = ServeHost.Build(settings);
             }
             catch (Exception ex) when (CliErrors.IsExpected(ex))

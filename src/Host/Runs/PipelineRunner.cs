@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Host.Pipelines;
+using PrefPipe.Host.Telemetry;
 using PrefPipe.Models.Runtime;
 
 namespace PrefPipe.Host.Runs;
@@ -46,6 +47,10 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     {
         ArtifactPath.ValidateName(runId, "run id");
         CheckScope(scope);
+        using var span = PipelineTelemetry.Source.StartActivity("run");
+        span?.SetTag("prefpipe.run_id", runId);
+        span?.SetTag("prefpipe.pipeline", D.Name);
+        span?.SetTag("prefpipe.plan", D.Training.Plan.ToString().ToLowerInvariant());
         await using var runLock = await RunLock.AcquireAsync(store, runId, cancellationToken).ConfigureAwait(false);
         // A writer whose lock was taken over (it stalled past the lock's lifetime) stops, and writes nothing more.
         _lockLost = runLock.Lost;
@@ -101,8 +106,30 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         finally
         {
             await SaveAsync(run, failing: run.Status != RunStatus.Completed).ConfigureAwait(false);
+            await WriteReportAsync(run).ConfigureAwait(false);
+            span?.SetTag("prefpipe.status", run.Status.Name());
+            if (run.Status != RunStatus.Completed)
+                span?.SetStatus(ActivityStatusCode.Error, run.Stages.FirstOrDefault(s => s.Error is not null)?.Error ?? run.Status.Name());
         }
         return run;
+    }
+
+    /// <summary>
+    /// Writes RUN/report.html at the end of every run, failed and cancelled ones included. The page is a view of what the
+    /// run recorded: a failure to write it is logged, never reported instead of the run's own outcome.
+    /// </summary>
+    private async Task WriteReportAsync(RunRecord run)
+    {
+        if (_lockLost.IsCancellationRequested) return; // the run is another writer's now
+        try
+        {
+            string uri = await RunReportWriter.WriteAsync(store, run.RunId, pipeline, WorkDirectory(run.RunId), CancellationToken.None).ConfigureAwait(false);
+            log($"report: {uri}");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException or Azure.RequestFailedException)
+        {
+            log($"report.html could not be written: {Secrets.Redact(ex.Message)}");
+        }
     }
 
     /// <summary>
@@ -153,11 +180,16 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
             log($"{name}: {(rec.Status == StageStatus.Completed ? "kept from earlier" : "not in this run")}");
             return;
         }
+        using var span = PipelineTelemetry.Source.StartActivity($"stage {name}");
+        span?.SetTag("prefpipe.run_id", run.RunId);
+        span?.SetTag("prefpipe.stage", name);
         string key = StageTable.Key(pipeline, run, stage.Name);
+        span?.SetTag("prefpipe.stage_key", key);
         bool forced = scope.Force?.Contains(stage.Name) == true;
         if (!forced && rec.Status == StageStatus.Completed && rec.Key == key)
         {
             log($"{name}: unchanged since it completed (cached)");
+            span?.SetTag("prefpipe.cached", true);
             return;
         }
         // Outputs made under another key are never reused: a stage whose options or inputs changed, or a forced rerun,
@@ -200,6 +232,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         {
             rec.Seconds = clock.Elapsed.TotalSeconds;
             rec.Finished = DateTimeOffset.UtcNow;
+            PipelineTelemetry.StageEnded(span, rec);
             await SaveAsync(run, failing: rec.Status != StageStatus.Completed).ConfigureAwait(false);
         }
         if (!rec.Balanced) throw new InvalidOperationException($"{name}: rows in ({rec.RowsIn}) ≠ rows out ({rec.RowsOut}) + rejected ({rec.RowsRejected}): rows were lost.");

@@ -60,7 +60,9 @@ internal static class StageUnits
     public static async Task<StageOutcome> IngestAsync(StageContext c, CancellationToken ct)
     {
         string prompts = c.Resolve(c.D.Inputs.Prompts);
-        var progress = new Throttled<IngestProgress>(p => c.Log($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates"), p => c.Report(PipelineStage.Ingest, p.PromptsDone, p.PromptsTotal));
+        var rate = new ProgressRate("prompts");
+        var progress = new Throttled<IngestProgress>(p => c.Log(Line($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates", rate.Describe(p.PromptsDone, p.PromptsTotal))),
+            p => c.Report(PipelineStage.Ingest, p.PromptsDone, p.PromptsTotal));
         var r = await new IngestStage(c.D.Ingest).RunAsync(PromptSource.ReadAsync(prompts, cancellationToken: ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(PipelineStage.Ingest), progress, ct).ConfigureAwait(false);
         return StageOutcome.From(r);
     }
@@ -81,7 +83,9 @@ internal static class StageUnits
     public static async Task<StageOutcome> DpoAsync(StageContext c, CancellationToken ct)
     {
         var pairs = c.D.Training.Plan == TrainingPlan.Dpo ? c.Artifact(PipelineStage.Rank, "preferences.parquet") : c.Artifact(PipelineStage.Split, "easy.parquet");
-        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  step {p.Step}/{p.TotalSteps}  {DpoStage.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps));
+        var rate = new ProgressRate("steps");
+        var progress = new Throttled<TrainProgress>(p => { string r = rate.Describe(p.Step, p.TotalSteps); if (p.Metrics.Count > 0) c.Log(Line($"  step {p.Step}/{p.TotalSteps}  {DpoStage.Describe(p.Metrics)}", r)); },
+            p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps));
         var r = await new DpoStage(c.D.Training.Dpo).RunAsync(pairs, c.Resolve(c.D.Models.Policy), Reference(c.Pipeline), Format(c.D),
             c.Store, c.Prefix(PipelineStage.Dpo), c.Work(PipelineStage.Dpo), progress, line => c.Log($"  {line}"), ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Trained, r.Rejects.Rows,
@@ -95,7 +99,9 @@ internal static class StageUnits
         bool mpo = c.D.Training.Plan != TrainingPlan.Ppo;
         string start = mpo ? await ModelOfAsync(c, PipelineStage.Dpo, ct).ConfigureAwait(false) : c.Resolve(c.D.Models.Policy);
         var prompts = mpo ? c.Artifact(PipelineStage.Split, "difficult.parquet") : c.Artifact(PipelineStage.Ingest, "prompts.parquet");
-        var progress = new Throttled<TrainProgress>(p => { if (p.Metrics.Count > 0) c.Log($"  ppo step {p.Step}/{p.TotalSteps}  {PpoStage.Describe(p.Metrics)}"); }, p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps));
+        var rate = new ProgressRate("steps");
+        var progress = new Throttled<TrainProgress>(p => { string r = rate.Describe(p.Step, p.TotalSteps); if (p.Metrics.Count > 0) c.Log(Line($"  ppo step {p.Step}/{p.TotalSteps}  {PpoStage.Describe(p.Metrics)}", r)); },
+            p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps));
         var r = await new PpoStage(c.D.Training.Ppo).RunAsync(prompts, start, start, c.Resolve(c.D.Models.Reward), Format(c.D), c.Resolve(c.D.Models.Policy),
             c.Store, c.Prefix(PipelineStage.Ppo), c.Work(PipelineStage.Ppo), progress, ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows,
@@ -116,6 +122,8 @@ internal static class StageUnits
             string.Create(CultureInfo.InvariantCulture, $"win rate {s.WinRate:P1}, mean reward {s.MeanRewardStart:F3} → {s.MeanRewardFinal:F3}, KL {s.MeanKl:F3}"));
     }
 
+    private static string Line(string line, string rate) => rate.Length == 0 ? line : $"{line}  ({rate})";
+
     /// <summary>The latest checkpoint a training stage of this run made (restored from a remote store when only there).</summary>
     private static async Task<string> ModelOfAsync(StageContext c, PipelineStage stage, CancellationToken ct) =>
         await TrainedModel.LatestAsync(c.Store, c.Prefix(stage), c.Work(stage), ct).ConfigureAwait(false)
@@ -127,6 +135,38 @@ internal static class StageUnits
         foreach (var m in metrics.Where(m => m.Step == steps)) summary[m.Name] = m.Value;
         return summary;
     }
+}
+
+/// <summary>
+/// Throughput and time left of a long step, for the plain progress lines (redirected output): the rate over the time
+/// since the first report, and the remaining units at that rate.
+/// </summary>
+internal sealed class ProgressRate(string unit, TimeProvider? clock = null)
+{
+    private readonly TimeProvider _clock = clock ?? TimeProvider.System;
+    private long _startTicks = -1, _startDone;
+
+    /// <summary>"12.5 prompts/s, about 20 s left" (or "…, done"); empty until a second report shows any progress.</summary>
+    public string Describe(long done, long total)
+    {
+        if (_startTicks < 0)
+        {
+            (_startTicks, _startDone) = (_clock.GetTimestamp(), done);
+            return "";
+        }
+        double seconds = _clock.GetElapsedTime(_startTicks).TotalSeconds;
+        if (seconds <= 0 || done <= _startDone) return "";
+        double rate = (done - _startDone) / seconds;
+        string left = done >= total ? "done" : $"about {Duration((total - done) / rate)} left";
+        return string.Create(CultureInfo.InvariantCulture, $"{rate:G3} {unit}/s, {left}");
+    }
+
+    private static string Duration(double seconds) => seconds switch
+    {
+        < 60 => string.Create(CultureInfo.InvariantCulture, $"{Math.Ceiling(seconds):F0} s"),
+        < 3600 => string.Create(CultureInfo.InvariantCulture, $"{(int)(seconds / 60)} min {(int)(seconds % 60)} s"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{(int)(seconds / 3600)} h {(int)(seconds % 3600 / 60)} min"),
+    };
 }
 
 /// <summary>Reports at most once every two seconds (and passes every value to <paramref name="every"/>), so logs stay short.</summary>

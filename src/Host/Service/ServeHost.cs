@@ -1,4 +1,10 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -40,11 +46,16 @@ internal static class ServeHost
         bool scheduleHere = wantSchedule && triggers.Schedule is not null && (!settings.Once || settings.Trigger == "schedule" || blobs is null);
         var schedule = scheduleHere ? new ScheduleTrigger(triggers, d.Name) : null;
 
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
+        // With --health-port, a Kestrel listener answers the probes beside the trigger loops; without it, the plain generic host.
+        // Both builders start empty: the stages' options come from the pipeline file only, never from the environment.
+        WebApplicationBuilder? web = settings.HealthPort is null ? null : WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
+        IHostApplicationBuilder builder = (IHostApplicationBuilder?)web ?? Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, Args = [] });
         builder.Logging.ClearProviders();
         if (logging is not null) logging(builder.Logging);
         else if (settings.JsonLogs) builder.Logging.AddJsonConsole(o => { o.TimestampFormat = "O"; o.UseUtcTimestamp = true; });
         else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ "; o.UseUtcTimestamp = true; o.ColorBehavior = LoggerColorBehavior.Disabled; });
+        // Log records also go to the OpenTelemetry exporters the environment configures (none by default).
+        PrefPipe.Host.Telemetry.PipelineTelemetry.AddLogging(builder.Logging, new ConfigurationBuilder().AddEnvironmentVariables().Build());
         RedactingLoggerProvider.Wrap(builder.Logging); // no secret in a log line, whatever an SDK puts in its errors
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Services.Configure<HostOptions>(o =>
@@ -78,6 +89,48 @@ internal static class ServeHost
             if (blobs is not null) builder.Services.AddHostedService<BlobPollService>();
             if (queue is not null) builder.Services.AddHostedService<QueueService>();
         }
-        return builder.Build();
+        if (web is null) return ((HostApplicationBuilder)builder).Build();
+        return BuildWithHealth(web, settings.HealthPort!.Value);
+    }
+
+    /// <summary>Liveness and readiness paths (Kubernetes and Container Apps probes).</summary>
+    public const string LivePath = "/healthz/live", ReadyPath = "/healthz/ready";
+
+    /// <summary>
+    /// The host with ASP.NET Core health checks on <paramref name="port"/> (0: any free port): <see cref="LivePath"/> reports the
+    /// trigger loops (a stopped loop: restart), <see cref="ReadyPath"/> the trigger loops and the run store (unreachable: send no
+    /// work). 200 when healthy, 503 otherwise, with a JSON body per check.
+    /// </summary>
+    private static WebApplication BuildWithHealth(WebApplicationBuilder web, int port)
+    {
+        web.WebHost.UseKestrelCore().ConfigureKestrel(o => o.ListenAnyIP(port));
+        web.Services.AddRoutingCore();
+        web.Services.AddHealthChecks()
+            .AddCheck<TriggerLoopsHealthCheck>("trigger_loops", tags: ["live", "ready"])
+            .AddCheck<StorageHealthCheck>("storage", tags: ["ready"], timeout: TimeSpan.FromSeconds(10));
+        var app = web.Build();
+        app.MapHealthChecks(LivePath, new HealthCheckOptions { Predicate = c => c.Tags.Contains("live"), ResponseWriter = WriteHealthAsync });
+        app.MapHealthChecks(ReadyPath, new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready"), ResponseWriter = WriteHealthAsync });
+        return app;
+    }
+
+    private static async Task WriteHealthAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        await using var json = new Utf8JsonWriter(context.Response.Body);
+        json.WriteStartObject();
+        json.WriteString("status", report.Status.ToString());
+        json.WriteStartObject("checks");
+        foreach (var (name, entry) in report.Entries)
+        {
+            json.WriteStartObject(name);
+            json.WriteString("status", entry.Status.ToString());
+            json.WriteString("description", entry.Description);
+            foreach (var (key, value) in entry.Data) json.WriteString(key, value?.ToString());
+            json.WriteEndObject();
+        }
+        json.WriteEndObject();
+        json.WriteEndObject();
+        await json.FlushAsync(context.RequestAborted).ConfigureAwait(false);
     }
 }

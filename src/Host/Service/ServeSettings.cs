@@ -12,6 +12,10 @@ internal sealed record ServeSettings(LoadedPipeline Pipeline, IReadOnlyList<stri
     /// <summary>Which triggers to serve: all, schedule or blob.</summary>
     public string Trigger { get; init; } = "all";
 
+    /// <summary>The port that answers liveness and readiness probes over HTTP (<c>/healthz/live</c>, <c>/healthz/ready</c>), or
+    /// null for none; 0 takes any free port.</summary>
+    public int? HealthPort { get; init; }
+
     /// <summary>How long a shutdown waits for runs to reach a boundary and record themselves as cancelled.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(25);
 }

@@ -177,6 +177,10 @@ internal sealed class ShardWorker(LoadedPipeline pipeline, IArtifactStore store,
         // Its last holder may have committed it just before releasing.
         if (await store.ExistsAsync(Marker(shard, shardsRoot), cancellationToken).ConfigureAwait(false)) return false;
         report(new WorkerEvent("claimed", plan.Stage, shard.ToString()));
+        using var span = PrefPipe.Host.Telemetry.PipelineTelemetry.Source.StartActivity("shard");
+        span?.SetTag("prefpipe.run_id", runId);
+        span?.SetTag("prefpipe.stage", plan.Stage.Name());
+        span?.SetTag("prefpipe.shard", shard.ToString());
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, claim.Lost);

@@ -7,6 +7,7 @@ using PrefPipe.Models.Runtime;
 using PrefPipe.Reporting;
 using PrefPipe.Text.Tokenizers;
 using PrefPipe.Trainer.Data;
+using PrefPipe.Trainer.Logging;
 using PrefPipe.Trainer.Optimization;
 using static TorchSharp.torch;
 
@@ -74,6 +75,8 @@ internal sealed class PpoTrainer(PpoOptions options)
         var generator = new TextGenerator(policy, pad, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
         var metrics = new List<MetricRow>(state?.LogHistory ?? []);
         long step = state?.GlobalStep ?? 0;
+        // TensorBoard curves under TRL's names (train/objective/kl, …), written as each iteration is logged.
+        using var board = new TensorBoardEventWriter(Path.Combine(outputDirectory, TensorBoardEventWriter.Folder));
 
         void Save()
         {
@@ -172,6 +175,7 @@ internal sealed class PpoTrainer(PpoOptions options)
             kl.Update(meanKl, b);
             step++;
             foreach (var (k, v) in logged) metrics.Add(new MetricRow { Stage = "ppo", Step = step, Name = k, Value = v });
+            board.AddScalars(step, logged);
             if (logged.Values.Any(double.IsNaN))
                 throw new InvalidOperationException($"PPO diverged at iteration {step}: {string.Join(", ", logged.Where(kv => double.IsNaN(kv.Value)).Select(kv => kv.Key))} is NaN; lower learning_rate.");
             progress?.Report(new TrainProgress(step, options.MaxSteps, logged));

@@ -116,6 +116,7 @@ public sealed class DpoStage
         log?.Invoke($"reference log-probs for {encoded.Pairs.Count} pairs {(reused ? "reused" : "computed")}: {store.UriOf(referencePath)}");
         var result = new DpoTrainer(options).Train(policyDirectory, encoded.Pairs, reference, workDirectory, progress, cancellationToken);
         var metrics = await ParquetArtifacts.WriteAsync(store, StagePaths.Join(prefix, "metrics.parquet"), result.Metrics, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await StagePaths.KeepTensorBoardAsync(store, prefix, workDirectory, cancellationToken).ConfigureAwait(false);
         var model = await TrainedModel.KeepAsync(store, result.FinalCheckpoint, StagePaths.Join(prefix, "model"), cancellationToken).ConfigureAwait(false);
         return new DpoStageResult(encoded.RowsIn, encoded.Pairs.Count, rejects, metrics, model, result.Steps, result.Metrics, referencePath, reused);
     }

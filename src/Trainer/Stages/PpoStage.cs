@@ -64,6 +64,7 @@ public sealed class PpoStage
             throw new InvalidDataException($"{prompts.Uri}: no usable prompts for PPO ({set.Rejects.Count} of {set.RowsIn} rows rejected, reasons in {rejects.Uri}).");
         var result = new PpoTrainer(options).Train(policyDirectory, referenceDirectory, rewardDirectory, set.Prompts, workDirectory, progress, cancellationToken);
         var metrics = await ParquetArtifacts.WriteAsync(store, StagePaths.Join(prefix, "metrics.parquet"), result.Metrics, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await StagePaths.KeepTensorBoardAsync(store, prefix, workDirectory, cancellationToken).ConfigureAwait(false);
         var model = await TrainedModel.KeepAsync(store, result.FinalCheckpoint, StagePaths.Join(prefix, "model"), cancellationToken).ConfigureAwait(false);
         return new PpoStageResult(set.RowsIn, set.Prompts.Count, rejects, metrics, model, result.Steps, result.Metrics);
     }

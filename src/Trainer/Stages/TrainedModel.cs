@@ -77,12 +77,25 @@ internal static class StagePaths
     /// <summary><paramref name="prefix"/>/<paramref name="name"/>, or the name alone under an empty prefix.</summary>
     public static string Join(string prefix, string name) => prefix.Length == 0 ? name : $"{prefix}/{name}";
 
-    /// <summary>Removes a training unit's checkpoints (the local folder, and the copy kept in a remote store).</summary>
+    /// <summary>Removes a training unit's checkpoints and TensorBoard event files (the local folder, and the copies kept in a
+    /// remote store): a fresh attempt draws its curves from step 1.</summary>
     public static async Task ClearCheckpointsAsync(IArtifactStore store, string prefix, string workDirectory, CancellationToken cancellationToken)
     {
         if (System.IO.Directory.Exists(workDirectory))
-            foreach (string dir in System.IO.Directory.EnumerateDirectories(workDirectory, "checkpoint-*"))
+            foreach (string dir in System.IO.Directory.EnumerateDirectories(workDirectory, "checkpoint-*")
+                         .Append(System.IO.Path.Combine(workDirectory, Logging.TensorBoardEventWriter.Folder)).Where(System.IO.Directory.Exists))
                 System.IO.Directory.Delete(dir, recursive: true);
         await ModelSync.RemoveAsync(store, Join(prefix, "model"), cancellationToken: cancellationToken).ConfigureAwait(false);
+        await ModelSync.RemoveAsync(store, Join(prefix, Logging.TensorBoardEventWriter.Folder), cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>On a remote store, uploads the training's TensorBoard event files to <paramref name="prefix"/>/tensorboard/ (on a
+    /// local store they are already in the run folder).</summary>
+    public static async Task KeepTensorBoardAsync(IArtifactStore store, string prefix, string workDirectory, CancellationToken cancellationToken)
+    {
+        string folder = System.IO.Path.Combine(workDirectory, Logging.TensorBoardEventWriter.Folder);
+        if (!ModelSync.IsRemote(store) || !System.IO.Directory.Exists(folder)) return;
+        foreach (string file in System.IO.Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal))
+            await store.CommitAsync(Join(prefix, $"{Logging.TensorBoardEventWriter.Folder}/{System.IO.Path.GetFileName(file)}"), file, cancellationToken).ConfigureAwait(false);
     }
 }

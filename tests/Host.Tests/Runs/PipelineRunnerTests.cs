@@ -11,7 +11,7 @@ public sealed class PipelineRunnerTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
 
-    private static string Pipeline(string storage)
+    internal static string Pipeline(string storage)
     {
         string yaml = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "pipelines", "demo.yaml"))
             // Relative, as users write them: resume and rerun must resolve them against this folder, not the saved copy's.
@@ -22,7 +22,7 @@ public sealed class PipelineRunnerTests
         return path;
     }
 
-    private static readonly string[] Small =
+    internal static readonly string[] Small =
     [
         "--set", "ingest.candidates_per_prompt=2", "--set", "ingest.max_new_tokens=24",
         "--set", "training.dpo.num_train_epochs=1", "--set", "training.ppo.max_steps=2", "--set", "training.ppo.response_length=24",

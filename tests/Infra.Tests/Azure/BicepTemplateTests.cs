@@ -104,7 +104,11 @@ public sealed partial class BicepTemplateTests(BicepBuild build) : IClassFixture
         Assert.Equal(["run", "/config/pipeline.yaml"], Args(jobs["scheduled"]));
         Assert.Equal("Schedule", (string?)jobs["scheduled"]["triggerType"]!["value"]);
 
-        Assert.Equal(["serve", "--config", "/config/pipeline.yaml", "--once"], Args(jobs["blob"]));
+        Assert.Equal(["serve", "--config", "/config/pipeline.yaml", "--once", "--health-port", "[string(parameters('healthPort'))]"], Args(jobs["blob"]));
+        // Probes on serve's health endpoints, on the port it is told to listen on.
+        var probes = jobs["blob"]["probes"]!["value"]!.AsArray();
+        Assert.Equal([("Liveness", "/healthz/live", "[parameters('healthPort')]"), ("Readiness", "/healthz/ready", "[parameters('healthPort')]")],
+            probes.Select(p => ((string?)p!["type"], (string?)p["httpGet"]!["path"], (string?)p["httpGet"]!["port"])));
         Assert.Equal("Event", (string?)jobs["blob"]["triggerType"]!["value"]);
         var rule = jobs["blob"]["scaleRules"]!["value"]![0]!;
         Assert.Equal("azure-queue", (string?)rule["type"]);

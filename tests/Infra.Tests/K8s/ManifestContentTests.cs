@@ -77,7 +77,13 @@ public sealed class ManifestContentTests
     public void CronJobAndScaledJob_RunThePipelineFile()
     {
         Assert.Equal(["run", "/config/pipeline.yaml"], Args(Node(PodTemplates().First(t => t.Where == "cronjob").Template, "spec")));
-        Assert.Equal(["serve", "--config", "/config/pipeline.yaml", "--once"], Args(Node(PodTemplates().First(t => t.Where == "scaledjob").Template, "spec")));
+        var serve = Node(PodTemplates().First(t => t.Where == "scaledjob").Template, "spec");
+        Assert.Equal(["serve", "--config", "/config/pipeline.yaml", "--once", "--health-port", "8080"], Args(serve));
+        // The probes ask serve's health endpoints on the port it listens on.
+        var container = Node(serve, "containers", "0");
+        Assert.Equal(("health", "8080"), (Scalar(container, "ports", "0", "name"), Scalar(container, "ports", "0", "containerPort")));
+        Assert.Equal(("/healthz/live", "health"), (Scalar(container, "livenessProbe", "httpGet", "path"), Scalar(container, "livenessProbe", "httpGet", "port")));
+        Assert.Equal(("/healthz/ready", "health"), (Scalar(container, "readinessProbe", "httpGet", "path"), Scalar(container, "readinessProbe", "httpGet", "port")));
 
         var trigger = Node(Single("scaledjob.yaml", "ScaledJob"), "spec", "triggers", "0");
         Assert.Equal("azure-queue", Scalar(trigger, "type"));

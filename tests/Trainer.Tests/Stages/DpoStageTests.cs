@@ -76,7 +76,8 @@ public sealed class DpoStageTests
         var pairs = await WritePairs(Rows());
         var store = NewStore();
 
-        var result = await Run(pairs, store, "dpo", NewWorkDirectory());
+        string work = NewWorkDirectory();
+        var result = await Run(pairs, store, "dpo", work);
 
         Assert.Equal(9, result.RowsIn);
         Assert.Equal(8, result.Trained);
@@ -89,6 +90,11 @@ public sealed class DpoStageTests
         Assert.Equal([1L, 2L, 3L], metrics.Where(m => m.Name == "loss").Select(m => m.Step));
         Assert.All(metrics, m => Assert.Equal(DpoStage.Name, m.Stage));
         Assert.Equal(3, result.Steps);
+        // TensorBoard: every logged metric under TRL's train/ names, the values metrics.parquet holds (as float32).
+        var events = Logging.TfEventReader.Read(Assert.Single(Directory.GetFiles(Path.Combine(work, "tensorboard"))));
+        Assert.Equal(metrics.Select(m => (m.Step, "train/" + m.Name, (float)m.Value)), events.Scalars.Select(e => (e.Step, e.Tag, e.Value)));
+        Assert.Contains(events.Scalars, e => e.Tag == "train/loss");
+        Assert.Contains(events.Scalars, e => e.Tag == "train/rewards/chosen");
 
         Assert.Equal(TrainedModel.Of(result.Model.Directory).Sha256, result.Model.Sha256);
         Assert.NotEqual(TrainedModel.Of(Policy).Sha256, result.Model.Sha256);
@@ -228,11 +234,14 @@ public sealed class DpoStageTests
         }
         await File.WriteAllTextAsync(Path.Combine(work, "loss.png"), "png");
         Directory.CreateDirectory(Path.Combine(work, "notes"));
+        Directory.CreateDirectory(Path.Combine(work, "tensorboard"));
+        await File.WriteAllTextAsync(Path.Combine(work, "tensorboard", "events.out.tfevents.1.host.1.1"), "");
         Assert.Equal(Path.Combine(work, "checkpoint-2"), await TrainedModel.LatestAsync(store, "dpo", work));
 
         await DpoStage.ClearAsync(store, "dpo", work);
 
         Assert.Empty(Directory.EnumerateDirectories(work, "checkpoint-*"));
+        Assert.False(Directory.Exists(Path.Combine(work, "tensorboard"))); // a fresh attempt draws its curves from step 1
         Assert.True(File.Exists(Path.Combine(work, "loss.png")));
         Assert.True(Directory.Exists(Path.Combine(work, "notes")));
         Assert.Null(await TrainedModel.LatestAsync(store, "dpo", work));

@@ -50,6 +50,9 @@ public sealed class PpoStageTests
         // The first rollout comes from the untrained policy, which is the reference: nothing to penalise yet.
         Assert.Equal(0, metrics.Single(m => m.Step == 1 && m.Name == "objective/kl").Value, 5);
         Assert.All(metrics, m => Assert.True(double.IsFinite(m.Value), $"{m.Name} at {m.Step} is {m.Value}"));
+        var events = Logging.TfEventReader.Read(Assert.Single(Directory.GetFiles(Path.Combine(work, "tensorboard"))));
+        Assert.Equal(metrics.Select(m => (m.Step, "train/" + m.Name, (float)m.Value)), events.Scalars.Select(e => (e.Step, e.Tag, e.Value)));
+        Assert.Contains(events.Scalars, e => e.Tag == "train/objective/kl");
 
         Assert.Equal(TrainedModel.Of(result.Model.Directory).Sha256, result.Model.Sha256);
         Assert.NotEqual(TrainedModel.Of(Policy).Sha256, result.Model.Sha256);
