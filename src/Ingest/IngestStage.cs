@@ -163,7 +163,7 @@ public sealed class IngestStage
 
     /// <summary>
     /// Moves prompts the generator failed from prompts.parquet to rejects.parquet (after the validation rejects, in input
-    /// order), so rows in = prompts + rejects still holds. With no prompt left the stage fails: the endpoint is down or
+    /// order, among the validation rejects), so rows in = prompts + rejects still holds. With no prompt left the stage fails: the endpoint is down or
     /// refuses every request, which no downstream stage can work around.
     /// </summary>
     private static async Task<(ArtifactInfo Prompts, ArtifactInfo Rejects)> MoveFailedAsync(IArtifactStore store, string prefix, ValidatedInput input,
@@ -173,7 +173,7 @@ public sealed class IngestStage
         var kept = input with
         {
             PromptRows = [.. input.PromptRows.Where(p => !ids.Contains(p.PromptId))],
-            Rejects = [.. input.Rejects, .. failed.OrderBy(f => f.Row)],
+            Rejects = [.. input.Rejects.Concat(failed).OrderBy(r => r.Row)], // stable: input order
         };
         var written = await WritePromptsAsync(store, prefix, kept, cancellationToken).ConfigureAwait(false);
         if (kept.PromptRows.Count == 0)
