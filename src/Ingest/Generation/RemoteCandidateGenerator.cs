@@ -56,9 +56,10 @@ internal sealed class RemoteCandidateGenerator(OpenAICompatibleClient client, In
                         return new(prompt, null, $"generator: the server returned {reply.Choices.Count} of n={k} choices; set ingest.generator.n_supported to false (or leave it unset to detect)");
                     else Interlocked.Exchange(ref _n, -1);
                 }
-                catch (HttpRequestException ex) when (options.Generator.NSupported is null && ex.StatusCode is System.Net.HttpStatusCode.BadRequest or System.Net.HttpStatusCode.UnprocessableEntity)
+                catch (HttpRequestException) when (options.Generator.NSupported is null && Volatile.Read(ref _n) == 0)
                 {
-                    // Perhaps n itself is refused: try one choice per request below; if that fails too, the prompt fails.
+                    // Perhaps n itself is refused (llama.cpp server: "only one completion choice is allowed", HTTP 400, or
+                    // 500 in older versions): try one choice per request; if that fails too, the prompt fails.
                     var first = await RequestAsync(prompt, 1, seeds[0], cancellationToken).ConfigureAwait(false);
                     rows.Add(Row(prompt, 0, seeds[0], first.Choices[0], first));
                     Interlocked.CompareExchange(ref _n, -1, 0);
@@ -125,12 +126,15 @@ internal sealed class RemoteCandidateGenerator(OpenAICompatibleClient client, In
 
     /// <summary>
     /// The local engine's finish reasons: length; eos (ended by an end-of-sequence token); stop (a stop string). OpenAI's
-    /// "stop" covers both: vLLM and SGLang's stop_reason tells them apart (null or a token id: eos; a string: stop); without
-    /// it, "stop" is eos when no stop strings are configured and stop otherwise.
+    /// "stop" covers both: vLLM's stop_reason and SGLang's matched_stop tell them apart (null or a token id: eos; a string:
+    /// stop); without
+    /// it, "stop" is eos when no stop strings are configured and stop otherwise. TGI names them eos_token and stop_sequence.
     /// </summary>
     private string FinishReason(OpenAIChoice choice) => choice.FinishReason switch
     {
         "length" => "length",
+        "eos_token" => "eos", // TGI's /v1/completions
+        "stop_sequence" => "stop", // TGI
         "stop" => choice.StopReason.ValueKind switch
         {
             JsonValueKind.String => "stop",

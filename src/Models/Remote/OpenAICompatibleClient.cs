@@ -133,17 +133,35 @@ public sealed class OpenAICompatibleClient : IDisposable
             {
                 var c = choices[i];
                 string content = (chat ? c.Message?.Content : c.Text) ?? throw new InvalidDataException(chat ? $"no choices[{i}].message.content" : $"no choices[{i}].text");
-                // Chat: logprobs.content[].logprob; text: logprobs.token_logprobs[] (null entries only for echoed prompt tokens).
-                IReadOnlyList<double>? logprobs = chat
-                    ? c.Logprobs?.Content?.Select(e => e.Logprob ?? double.NaN).ToList()
-                    : c.Logprobs?.TokenLogprobs?.Select(l => l ?? double.NaN).ToList();
-                result.Add(new OpenAIChoice(c.Index ?? i, content, c.FinishReason, c.StopReason, logprobs));
+                var stopReason = c.StopReason.ValueKind != JsonValueKind.Undefined ? c.StopReason : c.MatchedStop;
+                result.Add(new OpenAIChoice(c.Index ?? i, content, c.FinishReason, stopReason.ValueKind == JsonValueKind.Undefined ? default : stopReason.Clone(), TokenLogprobs(c.Logprobs)));
             }
             return new OpenAICompletion([.. result.OrderBy(c => c.Index)], parsed.Usage?.CompletionTokens);
         }
         catch (Exception ex) when (ex is JsonException or InvalidDataException)
         {
             throw new InvalidDataException($"{where}: reply is not a {(chat ? "chat completion" : "text completion")} ({ex.Message}): {Truncate(text)}", ex);
+        }
+    }
+
+    /// <summary>
+    /// A choice's per-token log-probs, from whichever shape the server sent: chat's <c>{"content": [{"logprob": x}, …]}</c>,
+    /// the text API's <c>{"token_logprobs": [x, …]}</c>, or a bare array of numbers (TGI's /v1/completions declares one);
+    /// null when absent or null. A null entry (an echoed first prompt token) reads as NaN.
+    /// </summary>
+    internal static IReadOnlyList<double>? TokenLogprobs(JsonElement logprobs)
+    {
+        static double Value(JsonElement e) => e.ValueKind == JsonValueKind.Number ? e.GetDouble() : double.NaN;
+        switch (logprobs.ValueKind)
+        {
+            case JsonValueKind.Array:
+                return [.. logprobs.EnumerateArray().Select(Value)];
+            case JsonValueKind.Object when logprobs.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.Array:
+                return [.. content.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Object && e.TryGetProperty("logprob", out var l) ? Value(l) : double.NaN)];
+            case JsonValueKind.Object when logprobs.TryGetProperty("token_logprobs", out var tokens) && tokens.ValueKind == JsonValueKind.Array:
+                return [.. tokens.EnumerateArray().Select(Value)];
+            default:
+                return null;
         }
     }
 

@@ -80,8 +80,9 @@ public sealed record TextCompletionRequest
 /// <param name="Index">The choice's index in the reply.</param>
 /// <param name="Text">The generated text (choices[].text, or choices[].message.content).</param>
 /// <param name="FinishReason">stop, length, or what the server says; null when absent.</param>
-/// <param name="StopReason">vLLM and SGLang's <c>stop_reason</c>: the stop string or token that ended it, null for EOS;
-/// <see cref="JsonValueKind.Undefined"/> when the server does not send it.</param>
+/// <param name="StopReason">What ended a "stop" choice, where the server says: vLLM's <c>stop_reason</c> or SGLang's
+/// <c>matched_stop</c> (a stop string, or a token id; vLLM: null for EOS); <see cref="JsonValueKind.Undefined"/> when the
+/// server sends neither.</param>
 /// <param name="TokenLogprobs">The log-prob of each generated token, when the server returned them; else null.</param>
 public sealed record OpenAIChoice(int Index, string Text, string? FinishReason, JsonElement StopReason, IReadOnlyList<double>? TokenLogprobs);
 
@@ -89,12 +90,6 @@ public sealed record OpenAIChoice(int Index, string Text, string? FinishReason, 
 /// <param name="Choices">The choices, in index order.</param>
 /// <param name="CompletionTokens">usage.completion_tokens, when sent.</param>
 public sealed record OpenAICompletion(IReadOnlyList<OpenAIChoice> Choices, int? CompletionTokens);
-
-internal sealed record WireLogprobEntry([property: JsonPropertyName("logprob")] double? Logprob);
-
-internal sealed record WireLogprobs(
-    [property: JsonPropertyName("token_logprobs")] IReadOnlyList<double?>? TokenLogprobs,
-    [property: JsonPropertyName("content")] IReadOnlyList<WireLogprobEntry>? Content);
 
 internal sealed record WireMessage([property: JsonPropertyName("content")] string? Content);
 
@@ -104,7 +99,8 @@ internal sealed record WireChoice(
     [property: JsonPropertyName("message")] WireMessage? Message,
     [property: JsonPropertyName("finish_reason")] string? FinishReason,
     [property: JsonPropertyName("stop_reason")] JsonElement StopReason,
-    [property: JsonPropertyName("logprobs")] WireLogprobs? Logprobs);
+    [property: JsonPropertyName("matched_stop")] JsonElement MatchedStop,
+    [property: JsonPropertyName("logprobs")] JsonElement Logprobs);
 
 internal sealed record WireUsage([property: JsonPropertyName("completion_tokens")] int? CompletionTokens);
 

@@ -139,6 +139,26 @@ public sealed class RemoteGenerationTests
     }
 
     [Fact]
+    public async Task RunAsync_ServerRefusesN_LikeLlamaCppServer_FallsBackToKSeededRequests()
+    {
+        // llama.cpp's server answers n > 1 with an error ("only one completion choice is allowed").
+        await using var server = new OpenAIReferenceServer
+        {
+            Faults = r => r.Body["n"] is { } n && n.GetValue<int>() > 1 ? new OpenAIReferenceServer.Fault(400, Message: "Illegal param: only one completion choice is allowed") : null,
+        };
+        var store = Store();
+        string prompts = DemoPrompts(20);
+
+        var result = await new IngestStage(Options(server)).RunAsync(PromptSource.ReadAsync(prompts), prompts, Path.Combine(Demo, "policy"), store, "i");
+
+        Assert.Equal(80, result.Candidates.Rows);
+        Assert.Equal(0, result.Rejects.Rows);
+        var candidates = await ParquetArtifacts.ReadAllAsync<CandidateRow>(store, "i/candidates.parquet");
+        Assert.All(candidates, c => Assert.Equal(SentSeed(c.PromptId, c.CandidateIndex), c.Seed));
+        Assert.Contains(server.Requests, r => r.Body["n"] is null);
+    }
+
+    [Fact]
     public async Task RunAsync_NSupportedFalse_NeverSendsN()
     {
         await using var server = new OpenAIReferenceServer();

@@ -114,6 +114,18 @@ public sealed class OpenAICompatibleClientTests
         Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(950), TimeSpan.FromSeconds(8));
     }
 
+    [Theory]
+    [InlineData("""{"content": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.25}]}""", new[] { -0.5, -1.25 })] // chat
+    [InlineData("""{"tokens": ["a", "b"], "token_logprobs": [-0.5, -1.25], "top_logprobs": null}""", new[] { -0.5, -1.25 })] // text
+    [InlineData("""[-0.5, -1.25]""", new[] { -0.5, -1.25 })] // TGI's /v1/completions declares a bare array
+    [InlineData("""null""", null)]
+    public void TokenLogprobs_EveryShapeServersSend(string json, double[]? expected)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+
+        Assert.Equal(expected, OpenAICompatibleClient.TokenLogprobs(document.RootElement));
+    }
+
     [Fact]
     public void RetryAfter_HttpDate_IsTheTimeUntilThen_AndLongWaitsFallBackToTheBackOff()
     {
