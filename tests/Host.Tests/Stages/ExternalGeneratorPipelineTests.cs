@@ -17,7 +17,8 @@ namespace PrefPipe.Host.Tests.Stages;
 /// </summary>
 public sealed class ExternalGeneratorPipelineTests
 {
-    private const string SecretKey = "sk-pipeline-test-91c4e0d2-secret";
+    /// <summary>The key every test of this assembly puts in PREFPIPE_GENERATOR_API_KEY (one process: one value).</summary>
+    internal const string SecretKey = "sk-pipeline-test-91c4e0d2-secret";
     private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "fixtures");
     private static readonly string Demo = Path.Combine(Fixtures, "demo");
 

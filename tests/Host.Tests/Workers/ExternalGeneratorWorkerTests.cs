@@ -11,7 +11,7 @@ namespace PrefPipe.Host.Tests.Workers;
 /// <summary>Ingest shard workers generating through an OpenAI-compatible server, a failing prompt included.</summary>
 public sealed class ExternalGeneratorWorkerTests
 {
-    static ExternalGeneratorWorkerTests() => Environment.SetEnvironmentVariable("PREFPIPE_GENERATOR_API_KEY", "sk-worker-test-secret");
+    static ExternalGeneratorWorkerTests() => Environment.SetEnvironmentVariable("PREFPIPE_GENERATOR_API_KEY", Stages.ExternalGeneratorPipelineTests.SecretKey);
 
     [Fact]
     public async Task Worker_IngestShardsWithExternalGenerator_MergeToWhatTheUnshardedStageWrites()
