@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
+using PrefPipe.Ingest.Generation;
 using PrefPipe.Models;
 using PrefPipe.Text.Templates;
 
@@ -76,6 +77,11 @@ public sealed class IngestOptions : IValidatableObject
     [Required]
     public IList<string> StopStrings { get; init; } = [];
 
+    /// <summary>The engine that generates candidates: local (default) or an OpenAI-compatible server.</summary>
+    [Required]
+    [ValidateObjectMembers]
+    public GeneratorOptions Generator { get; set; } = new();
+
     /// <summary>Throws when an option is out of range, naming every one and what it expects.</summary>
     /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
     /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
@@ -90,5 +96,13 @@ public sealed class IngestOptions : IValidatableObject
     {
         if (StopStrings?.Any(string.IsNullOrEmpty) == true)
             yield return new ValidationResult("stop strings must not be empty.", OptionsMembers.Under(validationContext, nameof(StopStrings)));
+        if (Generator?.Type == GeneratorType.OpenAI)
+        {
+            // The OpenAI API has no top_k, and a server cannot be sent a prompt cut to its last tokens as text.
+            if (TopK != 0)
+                yield return new ValidationResult("top_k is not part of the OpenAI API; set it to 0 with generator type openai.", OptionsMembers.Under(validationContext, nameof(TopK)));
+            if (OverLong == OverLongPolicy.Truncate)
+                yield return new ValidationResult("over_long: truncate cuts prompts to their last tokens, which an external server cannot be sent; use reject with generator type openai.", OptionsMembers.Under(validationContext, nameof(OverLong)));
+        }
     }
 }

@@ -5,9 +5,11 @@ using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Sharding;
 using PrefPipe.Artifacts.Storage;
+using PrefPipe.Ingest.Generation;
 using PrefPipe.Ingest.Prompts;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Remote;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
 
@@ -32,19 +34,42 @@ public sealed record IngestResult(ArtifactInfo Prompts, ArtifactInfo Candidates,
 /// Generation is committed per batch (parts-KEY/batch-NNNNN.parquet, KEY a hash of the prompts, options and policy): a
 /// stopped run with the same inputs resumes at the first missing batch without duplicating rows, and other inputs never
 /// meet its parts; candidates are reproducible (per-candidate seeds from the run seed, prompt id and index).
+/// With <c>generator.type: openai</c> the candidates come from an OpenAI-compatible server instead; a prompt the server
+/// still fails after the retries is moved from the prompts to the rejects, with the reason.
 /// </summary>
 public sealed class IngestStage
 {
+    /// <summary>The external generator's resilience pipeline name, for telemetry.</summary>
+    public const string GeneratorPipelineName = "prefpipe-generator";
+
     private readonly IngestOptions _options;
+    private readonly Func<OpenAICompatibleClient>? _client;
 
     /// <summary>Creates the stage; the options are checked here, so a bad value fails before any input is read.</summary>
     /// <param name="options">The stage's options.</param>
     /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is invalid; the message names each.</exception>
-    public IngestStage(IngestOptions options)
+    public IngestStage(IngestOptions options) : this(options, null)
+    {
+    }
+
+    /// <summary>Creates the stage with the external generator's client made by <paramref name="client"/> (tests: another
+    /// handler or credential); null makes it from <see cref="IngestOptions.Generator"/> and the environment.</summary>
+    internal IngestStage(IngestOptions options, Func<OpenAICompatibleClient>? client)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
+        _client = client;
+    }
+
+    /// <summary>The external generator's client: the key from <see cref="GeneratorOptions.ApiKeyVariable"/> (Azure OpenAI
+    /// without one: managed identity); HttpClient's own timeout off, the pipeline's attempt timeout rules.</summary>
+    private OpenAICompatibleClient CreateClient()
+    {
+        if (_client is not null) return _client();
+        var g = _options.Generator;
+        return new OpenAICompatibleClient(new HttpClient { Timeout = Timeout.InfiniteTimeSpan }, g.ToClientOptions(),
+            OpenAIAuthentication.FromEnvironment(GeneratorOptions.ApiKeyVariable, g.Api), GeneratorPipelineName, "generator");
     }
 
     /// <summary>Runs the stage.</summary>
@@ -65,9 +90,11 @@ public sealed class IngestStage
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
         await RequireAcceptedAsync(store, prefix, input, source, cancellationToken).ConfigureAwait(false);
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
-        var (generated, resumed, partsFolder) = await GenerateAsync(input, input.Valid, policyDirectory, store, prefix, progress, cancellationToken).ConfigureAwait(false);
+        var (generated, resumed, partsFolder, failed) = await GenerateAsync(input, input.Valid, source, policyDirectory, store, prefix, progress, cancellationToken).ConfigureAwait(false);
         var parts = generated.Select((rows, b) => new CandidatePart(PartPath(partsFolder, b), rows));
         var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
+        if (failed.Count > 0)
+            (promptsInfo, rejectsInfo) = await MoveFailedAsync(store, prefix, input, failed, source, cancellationToken).ConfigureAwait(false);
         return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, resumed);
     }
 
@@ -86,9 +113,12 @@ public sealed class IngestStage
         ArgumentNullException.ThrowIfNull(store);
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
         var mine = input.Valid.Where(p => shard.Contains(p.PromptId)).ToList();
-        var (generated, _, partsFolder) = await GenerateAsync(input, mine, policyDirectory, store, shardPrefix, progress, cancellationToken).ConfigureAwait(false);
+        var (generated, _, partsFolder, failed) = await GenerateAsync(input, mine, source, policyDirectory, store, shardPrefix, progress, cancellationToken).ConfigureAwait(false);
         var parts = generated.Select((rows, b) => new CandidatePart(PartPath(partsFolder, b), rows));
         var info = await MergeCandidatesAsync(store, input, parts, $"{shardPrefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
+        // The prompts an external generator failed, for the merge to move to the rejects (written whole each attempt).
+        if (_options.Generator.Type == GeneratorType.OpenAI)
+            await ParquetArtifacts.WriteAsync(store, FailedPath(shardPrefix), failed, cancellationToken: cancellationToken).ConfigureAwait(false);
         return (mine.Count, info);
     }
 
@@ -105,10 +135,17 @@ public sealed class IngestStage
         var input = await ValidateAsync(prompts, source, policyDirectory, cancellationToken).ConfigureAwait(false);
         await RequireAcceptedAsync(store, prefix, input, source, cancellationToken).ConfigureAwait(false);
         var (promptsInfo, rejectsInfo) = await WritePromptsAsync(store, prefix, input, cancellationToken).ConfigureAwait(false);
-        var parts = shardPrefixes.Select(p => new CandidatePart($"{p}/candidates.parquet", null)).ToList();
+        var folders = shardPrefixes.ToList();
+        var parts = folders.Select(p => new CandidatePart($"{p}/candidates.parquet", null)).ToList();
         var candidatesInfo = await MergeCandidatesAsync(store, input, parts, $"{prefix}/candidates.parquet", cancellationToken).ConfigureAwait(false);
-        if (candidatesInfo.Rows != (long)input.Valid.Count * _options.CandidatesPerPrompt)
-            throw new InvalidDataException($"{store.UriOf($"{prefix}/candidates.parquet")}: {candidatesInfo.Rows} candidates merged from {parts.Count} shards, expected {input.Valid.Count} prompts × {_options.CandidatesPerPrompt}");
+        var failed = new List<RejectRow>();
+        foreach (string folder in folders)
+            if (await store.ExistsAsync(FailedPath(folder), cancellationToken).ConfigureAwait(false))
+                failed.AddRange(await ParquetArtifacts.ReadAllAsync<RejectRow>(store, FailedPath(folder), cancellationToken).ConfigureAwait(false));
+        if (failed.Count > 0)
+            (promptsInfo, rejectsInfo) = await MoveFailedAsync(store, prefix, input, failed, source, cancellationToken).ConfigureAwait(false);
+        if (candidatesInfo.Rows != (long)(input.Valid.Count - failed.Count) * _options.CandidatesPerPrompt)
+            throw new InvalidDataException($"{store.UriOf($"{prefix}/candidates.parquet")}: {candidatesInfo.Rows} candidates merged from {parts.Count} shards, expected {input.Valid.Count - failed.Count} prompts × {_options.CandidatesPerPrompt}");
         return new IngestResult(promptsInfo, candidatesInfo, rejectsInfo, input.RowsIn, 0);
     }
 
@@ -119,6 +156,31 @@ public sealed class IngestStage
 
     private static string PartPath(string partsFolder, int batch) => string.Create(CultureInfo.InvariantCulture, $"{partsFolder}/batch-{batch:D5}.parquet");
 
+    /// <summary>A batch's prompts the external generator failed; written before the batch's part, which commits both.</summary>
+    private static string FailedPartPath(string partsFolder, int batch) => string.Create(CultureInfo.InvariantCulture, $"{partsFolder}/batch-{batch:D5}.failed.parquet");
+
+    private static string FailedPath(string shardPrefix) => $"{shardPrefix}/generation_failed.parquet";
+
+    /// <summary>
+    /// Moves prompts the generator failed from prompts.parquet to rejects.parquet (after the validation rejects, in input
+    /// order, among the validation rejects), so rows in = prompts + rejects still holds. With no prompt left the stage fails: the endpoint is down or
+    /// refuses every request, which no downstream stage can work around.
+    /// </summary>
+    private static async Task<(ArtifactInfo Prompts, ArtifactInfo Rejects)> MoveFailedAsync(IArtifactStore store, string prefix, ValidatedInput input,
+        List<RejectRow> failed, string source, CancellationToken cancellationToken)
+    {
+        var ids = failed.Select(f => f.Key).ToHashSet(StringComparer.Ordinal);
+        var kept = input with
+        {
+            PromptRows = [.. input.PromptRows.Where(p => !ids.Contains(p.PromptId))],
+            Rejects = [.. input.Rejects.Concat(failed).OrderBy(r => r.Row)], // stable: input order
+        };
+        var written = await WritePromptsAsync(store, prefix, kept, cancellationToken).ConfigureAwait(false);
+        if (kept.PromptRows.Count == 0)
+            throw new HttpRequestException($"{source}: the generator failed every one of {failed.Count} prompts (reasons in {written.Rejects.Uri}); first: {failed.OrderBy(f => f.Row).First().Reason}");
+        return written;
+    }
+
     /// <summary>
     /// The folder of the batch parts for exactly this work: named by a hash of the options, the prompts (ids and token ids,
     /// in batch order) and the policy's files (names, sizes, times), so a resumed attempt finds its own parts and an attempt
@@ -128,7 +190,10 @@ public sealed class IngestStage
     {
         using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         void Add(string text) => sha.AppendData(System.Text.Encoding.UTF8.GetBytes(text + "\u001f"));
-        Add(JsonSerializer.Serialize(_options));
+        // The local generator's parts keep the names they had before generator options existed.
+        var options = JsonSerializer.SerializeToNode(_options)!.AsObject();
+        if (_options.Generator.Type == GeneratorType.Local) options.Remove(nameof(IngestOptions.Generator));
+        Add(options.ToJsonString());
         foreach (var p in ordered) Add($"{p.PromptId}:{string.Join(',', p.PromptIds)}");
         foreach (var file in new DirectoryInfo(policyDirectory).EnumerateFiles().OrderBy(f => f.Name, StringComparer.Ordinal))
             Add(string.Create(CultureInfo.InvariantCulture, $"{file.Name}:{file.Length}:{file.LastWriteTimeUtc.Ticks}"));
@@ -197,8 +262,8 @@ public sealed class IngestStage
     /// Generates K candidates for each of <paramref name="valid"/> into per-batch parts; returns, per batch, the rows generated
     /// now (null for a batch already committed by an earlier attempt), and how many batches were already there.
     /// </summary>
-    private async Task<(List<CandidateRow>?[] Generated, int Resumed, string PartsFolder)> GenerateAsync(ValidatedInput input, List<ValidPrompt> valid, string policyDirectory, IArtifactStore store, string prefix,
-        IProgress<IngestProgress>? progress, CancellationToken cancellationToken)
+    private async Task<(List<CandidateRow>?[] Generated, int Resumed, string PartsFolder, List<RejectRow> Failed)> GenerateAsync(ValidatedInput input, List<ValidPrompt> valid,
+        string source, string policyDirectory, IArtifactStore store, string prefix, IProgress<IngestProgress>? progress, CancellationToken cancellationToken)
     {
         var encoder = input.Encoder;
         var tokenizer = encoder.Tokenizer;
@@ -211,7 +276,12 @@ public sealed class IngestStage
         int resumed = 0;
         long candidates = 0;
         int done = 0;
+        var failed = new List<RejectRow>();
+        var raw = input.PromptRows.ToDictionary(p => p.PromptId, p => p.Extra, StringComparer.Ordinal);
+        bool remote = _options.Generator.Type == GeneratorType.OpenAI;
         CausalLM? model = null;
+        OpenAICompatibleClient? client = null;
+        RemoteCandidateGenerator? remoteGenerator = null;
         try
         {
             for (int b = 0; b < batches.Count; b++)
@@ -220,9 +290,40 @@ public sealed class IngestStage
                 string part = PartPath(partsFolder, b);
                 if (await store.ExistsAsync(part, cancellationToken).ConfigureAwait(false))
                 {
+                    int failedHere = 0;
+                    if (remote && await store.ExistsAsync(FailedPartPath(partsFolder, b), cancellationToken).ConfigureAwait(false))
+                    {
+                        var kept = await ParquetArtifacts.ReadAllAsync<RejectRow>(store, FailedPartPath(partsFolder, b), cancellationToken).ConfigureAwait(false);
+                        failed.AddRange(kept);
+                        failedHere = kept.Count;
+                    }
                     resumed++;
                     done += batches[b].Length;
-                    candidates += (long)batches[b].Length * _options.CandidatesPerPrompt;
+                    candidates += (long)(batches[b].Length - failedHere) * _options.CandidatesPerPrompt;
+                    progress?.Report(new IngestProgress(done, valid.Count, candidates));
+                    continue;
+                }
+                if (remote)
+                {
+                    client ??= CreateClient();
+                    remoteGenerator ??= new RemoteCandidateGenerator(client, _options, encoder);
+                    var outcomes = await remoteGenerator.GenerateAsync(batches[b], cancellationToken).ConfigureAwait(false);
+                    var remoteRows = outcomes.Where(o => o.Rows is not null).SelectMany(o => o.Rows!).ToList();
+                    var batchFailed = outcomes.Where(o => o.Failure is not null).Select(o => new RejectRow
+                    {
+                        Stage = "ingest", Source = source, Row = o.Prompt.Row, Key = o.Prompt.PromptId,
+                        Reason = $"generation failed: {o.Failure}", Raw = raw.GetValueOrDefault(o.Prompt.PromptId),
+                    }).ToList();
+                    if (batchFailed.Count > 0)
+                        await ParquetArtifacts.WriteAsync(store, FailedPartPath(partsFolder, b), batchFailed, cancellationToken: cancellationToken).ConfigureAwait(false);
+                    else
+                        await store.DeleteAsync(FailedPartPath(partsFolder, b), cancellationToken).ConfigureAwait(false); // an earlier attempt's, for this batch
+
+                    await ParquetArtifacts.WriteAsync(store, part, remoteRows, cancellationToken: cancellationToken).ConfigureAwait(false);
+                    failed.AddRange(batchFailed);
+                    generated[b] = remoteRows;
+                    done += batches[b].Length;
+                    candidates += remoteRows.Count;
                     progress?.Report(new IngestProgress(done, valid.Count, candidates));
                     continue;
                 }
@@ -267,9 +368,10 @@ public sealed class IngestStage
         finally
         {
             model?.Dispose();
+            client?.Dispose();
         }
 
-        return (generated, resumed, partsFolder);
+        return (generated, resumed, partsFolder, failed);
     }
 
     /// <summary>

@@ -147,13 +147,19 @@ public static class PreferenceSource
         return new(row, WithIds(Pair(promptId, promptText, promptTurns, chosenRest[0].Content, rejectedRest[0].Content, scoreChosen, scoreRejected), values), null, null);
     }
 
-    /// <summary>Token ids as generation made them (our pairs; TRL's tokenized columns): kept when all three are there.</summary>
+    /// <summary>
+    /// Token ids as generation made them (our pairs; TRL's tokenized columns): kept when all three are there; the prompt's
+    /// alone when neither completion has ids (candidates from an external server: text only, the prompt's ids known).
+    /// </summary>
     private static PreferenceRow WithIds(PreferenceRow pair, Dictionary<string, object?> values)
     {
         var (promptIds, chosenIds, rejectedIds) = (Ids(values, "prompt_input_ids"), Ids(values, "chosen_input_ids"), Ids(values, "rejected_input_ids"));
-        return promptIds is { Count: > 0 } && chosenIds is not null && rejectedIds is not null
-            ? pair with { PromptInputIds = promptIds, ChosenInputIds = chosenIds, RejectedInputIds = rejectedIds }
-            : pair;
+        return (promptIds, chosenIds, rejectedIds) switch
+        {
+            ({ Count: > 0 }, not null, not null) => pair with { PromptInputIds = promptIds, ChosenInputIds = chosenIds, RejectedInputIds = rejectedIds },
+            ({ Count: > 0 }, null, null) => pair with { PromptInputIds = promptIds },
+            _ => pair,
+        };
     }
 
     /// <summary>A list&lt;int&gt; column's value, or null when the column is absent, null or not a list of integers.</summary>

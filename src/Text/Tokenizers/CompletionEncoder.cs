@@ -105,6 +105,14 @@ public sealed class CompletionEncoder
         return new EncodedCompletion(promptIds, Terminate(_tokenizer.Encode(completion, addSpecialTokens: false)));
     }
 
+    /// <summary>A completion's text as ids, without specials and unterminated (<see cref="Terminate"/> ends them): how a
+    /// completion generated elsewhere, known only as text, is scored after its prompt's ids.</summary>
+    public IReadOnlyList<int> EncodeCompletionText(string completion)
+    {
+        ArgumentNullException.ThrowIfNull(completion);
+        return _tokenizer.Encode(completion, addSpecialTokens: false);
+    }
+
     /// <summary>
     /// A completion exactly as it is trained and scored: the ids up to and including the first end-of-turn id, or all of
     /// them followed by <see cref="EosTokenId"/> when none ends them (a sample cut by max_new_tokens; TRL appends EOS too).

@@ -79,6 +79,17 @@ public sealed class PromptEncoder
         return new PromptEncoder(tokenizer, template, systemPrompt, eos, pad);
     }
 
+    /// <summary>Whether prompts are rendered with a chat template (the policy has one and it is not turned off).</summary>
+    public bool Templated => _template is not null;
+
+    /// <summary>The conversation a templated prompt is rendered from: <paramref name="turns"/> with the system prompt, if
+    /// any, prepended (when the conversation has no system turn of its own). What a chat-completions server is sent.</summary>
+    public IReadOnlyList<Turn> Conversation(IReadOnlyList<Turn> turns)
+    {
+        ArgumentNullException.ThrowIfNull(turns);
+        return WithSystemPrompt(turns);
+    }
+
     /// <summary>Renders and encodes a conversation ending with the user turn to answer.</summary>
     /// <exception cref="InvalidDataException">A conversation of several turns and no chat template; a template error.</exception>
     public EncodedPrompt Encode(IReadOnlyList<Turn> turns) => _completions.EncodePrompt(turns);

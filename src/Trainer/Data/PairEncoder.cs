@@ -41,14 +41,21 @@ internal sealed class PairEncoder(CompletionEncoder encoder, int maxLength, int 
     /// <summary>
     /// Encodes a pair made by the data stages. When it carries the ids generation used (prompt_input_ids,
     /// chosen_input_ids, rejected_input_ids) those are trained on as they are, so training scores exactly what the policy
-    /// generated; otherwise its rendered prompt and texts are encoded.
+    /// generated. With the prompt's ids but no completion ids (candidates from an external server, which returns text) the
+    /// prompt ids are kept and the completion texts are encoded with the policy's tokenizer after them. Otherwise its
+    /// rendered prompt and texts are encoded.
     /// </summary>
     public (EncodedPair? Pair, PairRejection? Rejection) Encode(PreferenceRow row)
     {
         ArgumentNullException.ThrowIfNull(row);
-        return row is { PromptInputIds.Count: > 0, ChosenInputIds: not null, RejectedInputIds: not null }
-            ? EncodeIds(row.PromptId, row.PromptInputIds, row.ChosenInputIds, row.RejectedInputIds)
-            : EncodeRendered(row.PromptId, row.Prompt, row.Chosen, row.Rejected);
+        return row switch
+        {
+            { PromptInputIds.Count: > 0, ChosenInputIds: not null, RejectedInputIds: not null } =>
+                EncodeIds(row.PromptId, row.PromptInputIds, row.ChosenInputIds, row.RejectedInputIds),
+            { PromptInputIds.Count: > 0, ChosenInputIds: null, RejectedInputIds: null } =>
+                EncodeIds(row.PromptId, row.PromptInputIds, encoder.EncodeCompletionText(row.Chosen), encoder.EncodeCompletionText(row.Rejected)),
+            _ => EncodeRendered(row.PromptId, row.Prompt, row.Chosen, row.Rejected),
+        };
     }
 
     /// <summary>

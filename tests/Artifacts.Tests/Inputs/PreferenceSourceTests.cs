@@ -43,6 +43,28 @@ public sealed class PreferenceSourceTests
         Assert.Equal(("p-002", "Hi!", "No.", 7.0, 1.5), (second.PromptId, second.Chosen, second.Rejected, second.ScoreChosen, second.ScoreRejected));
     }
 
+    [Fact]
+    public async Task ReadAsync_PromptIdsWithoutCompletionIds_KeepsThePromptIds_PartialCompletionIdsKeepNone()
+    {
+        // Pairs from an external generator carry prompt ids only; a file with one completion's ids but not the other's is
+        // inconsistent and is read as text.
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-pref-ids-").FullName);
+        PreferenceRow[] pairs =
+        [
+            new() { PromptId = "a", Prompt = "p", Chosen = "x", Rejected = "y", PromptInputIds = [1, 2] },
+            new() { PromptId = "b", Prompt = "p", Chosen = "x", Rejected = "y", PromptInputIds = [1, 2], ChosenInputIds = [3] },
+        ];
+        await PreferenceArtifacts.WriteAsync(store, "pairs.parquet", pairs);
+
+        var rows = new List<PreferenceInput>();
+        await foreach (var input in PreferenceSource.ReadAsync(store, "pairs.parquet")) rows.Add(input);
+
+        Assert.Equal([1, 2], rows[0].Pair!.PromptInputIds);
+        Assert.Null(rows[0].Pair!.ChosenInputIds);
+        Assert.Null(rows[1].Pair!.PromptInputIds);
+        Assert.Null(rows[1].Pair!.ChosenInputIds);
+    }
+
     [Theory]
     [InlineData(false, "'chosen' has no assistant turn after the prompt (its last turn is user)")]
     [InlineData(true, "'rejected' has no assistant turn after the prompt (its last turn is user)")]

@@ -22,6 +22,21 @@ public sealed class PairEncoderTests
         Assert.Equal(Tokenizer.EosTokenId, pair.RejectedIds[^1]);
     }
 
+    [Fact]
+    public void Encode_RowWithPromptIdsButNoCompletionIds_KeepsThePromptIdsAndEncodesTheTexts()
+    {
+        // Candidates from an external server: the prompt's ids are known, the responses only as text.
+        int[] promptIds = [7, 8, 9];
+        var row = new PrefPipe.Artifacts.Rows.PreferenceRow { PromptId = "p1", Prompt = "not re-encoded", Chosen = " A joy to watch.", Rejected = " I hated it.", PromptInputIds = [.. promptIds] };
+
+        var (pair, rejection) = Encoder().Encode(row);
+
+        Assert.Null(rejection);
+        Assert.Equal(promptIds, pair!.PromptIds);
+        Assert.Equal([.. Tokenizer.Encode(" A joy to watch.", addSpecialTokens: false), Tokenizer.EosTokenId!.Value], pair.ChosenIds);
+        Assert.Equal([.. Tokenizer.Encode(" I hated it.", addSpecialTokens: false), Tokenizer.EosTokenId!.Value], pair.RejectedIds);
+    }
+
     [Theory]
     [InlineData("", " I hated it.", "empty chosen completion")]
     [InlineData(" A joy.", "   ", "empty rejected completion")]
