@@ -66,6 +66,30 @@ public sealed class ChartsTests
     }
 
     [Fact]
+    public void Intervals_ManyCellsInSweeps_GrowsSoEveryLabelHasItsRow()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "win_rate.png");
+        var cells = Enumerable.Range(0, 22).Select(i => new ChartInterval($"dpo-loss{i / 3}-beta{i % 3}", 0.5 + i / 100.0, 0.4, 0.7, $"dpo-loss{i / 3}")).ToList();
+
+        Charts.Intervals(path, "22 cells, 8 sweeps", "win rate", cells);
+
+        Assert.Equal((Charts.Width, Charts.RowMargin + (Charts.RowHeight * 22)), PngSize(path));
+    }
+
+    [Fact]
+    public void Points_ManySeriesOfOneGroup_LegendKeepsOneColumn()
+    {
+        string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "frontier.png");
+
+        Charts.Points(path, "Reward against KL", "KL", "reward",
+            [.. Enumerable.Range(0, 25).Select(i => new ChartSeries($"mipo-beta{i}", [i * 10.0, i * 11.0], [1.0, 1.5], "mipo"))]);
+
+        // 25 entries: taller than the default so the legend stays one column beside the plot.
+        Assert.Equal((Charts.Width + Charts.LegendWidth, Charts.RowMargin + (Charts.LegendRowHeight * 25)), PngSize(path));
+        Assert.True(new FileInfo(path).Length > 5_000);
+    }
+
+    [Fact]
     public void Intervals_NoCells_StillWritesAChart()
     {
         string path = Path.Combine(Directory.CreateTempSubdirectory("prefpipe-chart-").FullName, "empty.png");
@@ -83,7 +107,7 @@ public sealed class ChartsTests
         Charts.Points(path, "Reward against KL", "KL to the start policy", "mean reward",
             [new ChartSeries("dpo", [10.0, 12.5, 11.0], [2.1, 2.3, 2.2]), new ChartSeries("ppo", [20.0, 22.0], [2.5, 2.6]), new ChartSeries("none", [], [])]);
 
-        Assert.Equal((Charts.Width, Charts.Height), PngSize(path));
+        Assert.Equal((Charts.Width + Charts.LegendWidth, Charts.Height), PngSize(path)); // the legend beside the plot, not over points
         Assert.True(new FileInfo(path).Length > 5_000, "a chart with points, axes and a legend is more than a blank image");
     }
 

@@ -32,7 +32,8 @@ internal static class StudyCommand
         mean_reward_start/final, mean_kl, train_seconds, per_seed), paired_differences against the reference over shared
         seeds, best_per_sweep. Intervals are 95% percentile bootstraps over seeds and, within each drawn seed, held-out
         prompts (2000 resamples, fixed RNG seed). A completed run is kept and a stopped one continues: run the same
-        command again to resume a killed study.
+        command again to resume a killed study. `prefpipe study --render PATH/study.json` writes study.md and the charts
+        beside an existing study.json again without running anything.
         """;
 
     public static Command Create(IAnsiConsole? console)
@@ -41,12 +42,21 @@ internal static class StudyCommand
         var storage = new Option<string?>("--storage") { Description = "Artifact store for the study's runs and report, instead of the base pipeline's storage." };
         var set = new Option<string[]>("--set") { Description = "Override a value of the base pipeline for every cell: key.path=value (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         var json = new Option<bool>("--json") { Description = "Print study.json instead of the table." };
-        var command = new Command("study", Help) { file, storage, set, json };
+        var render = new Option<bool>("--render") { Description = "FILE is an existing study.json: write study.md, win_rate.png and frontier.png beside it again, running nothing." };
+        var command = new Command("study", Help) { file, storage, set, json, render };
         command.SetAction(async (parse, ct) =>
         {
             var output = console ?? AnsiConsole.Console;
             try
             {
+                if (parse.GetValue(render))
+                {
+                    string path = parse.GetValue(file)!;
+                    var rendered = StudyRunner.Render(path);
+                    output.WriteLine(StudyRunner.Markdown(rendered));
+                    output.MarkupLine($"written beside [bold]{Markup.Escape(Path.GetFullPath(path))}[/]: study.md, win_rate.png, frontier.png");
+                    return Cli.ExitCodes.Ok;
+                }
                 var study = StudyFile.Load(parse.GetValue(file)!);
                 var overrides = (parse.GetValue(set) ?? []).ToList();
                 if (parse.GetValue(storage) is { } location)

@@ -249,10 +249,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         try
         {
             string win = Path.Combine(temp, "win_rate.png"), frontier = Path.Combine(temp, "frontier.png");
-            Charts.Intervals(win, $"{report.Study}: win rate over the start policy (95% bootstrap interval)", "win rate",
-                [.. report.Cells.Select(c => new ChartInterval(c.Name, c.WinRateMean, c.WinRateCi95Low, c.WinRateCi95High))]);
-            Charts.Points(frontier, $"{report.Study}: reward–KL frontier (a point per seed)", "KL(final ‖ start) per sample", "mean reward (final policy)",
-                [.. report.Cells.Select(c => new ChartSeries(c.Name, [.. c.PerSeed.Select(s => s.MeanKl)], [.. c.PerSeed.Select(s => s.MeanRewardFinal)]))]);
+            WriteCharts(report, win, frontier);
             await store.CommitAsync($"{prefix}/win_rate.png", win, cancellationToken).ConfigureAwait(false);
             await store.CommitAsync($"{prefix}/frontier.png", frontier, cancellationToken).ConfigureAwait(false);
         }
@@ -260,6 +257,42 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         {
             Directory.Delete(temp, recursive: true);
         }
+    }
+
+    /// <summary>win_rate.png (a cell per row, coloured by sweep) and frontier.png (reward against KL, a point per seed).</summary>
+    internal static void WriteCharts(StudyReport report, string winRatePath, string frontierPath)
+    {
+        Charts.Intervals(winRatePath, $"{report.Study}: win rate over the start policy (95% bootstrap interval)", "win rate",
+            [.. report.Cells.Select(c => new ChartInterval(c.Name, c.WinRateMean, c.WinRateCi95Low, c.WinRateCi95High, c.Group))]);
+        Charts.Points(frontierPath, $"{report.Study}: reward–KL frontier (a point per seed)", "KL(final ‖ start) per sample", "mean reward (final policy)",
+            [.. report.Cells.Select(c => new ChartSeries(c.Name, [.. c.PerSeed.Select(s => s.MeanKl)], [.. c.PerSeed.Select(s => s.MeanRewardFinal)], c.Group))]);
+    }
+
+    /// <summary>
+    /// Writes study.md, win_rate.png and frontier.png again beside an existing study.json (a local file), running nothing:
+    /// for a study whose runs were made by another code version, or after the report format changed.
+    /// </summary>
+    internal static StudyReport Render(string studyJson)
+    {
+        string full = Path.GetFullPath(studyJson);
+        StudyReport report;
+        try
+        {
+            report = JsonSerializer.Deserialize<StudyReport>(File.ReadAllBytes(full), Json)
+                ?? throw new InvalidDataException($"{full}: empty study.json");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{full}: not a study.json ({ex.Message})", ex);
+        }
+        if (report.Cells.Count == 0)
+            throw new InvalidDataException($"{full}: study.json has no cells");
+        string dir = Path.GetDirectoryName(full)!;
+        string md = Path.Combine(dir, "study.md");
+        File.WriteAllText(md + ".partial", Markdown(report));
+        File.Move(md + ".partial", md, overwrite: true);
+        WriteCharts(report, Path.Combine(dir, "win_rate.png"), Path.Combine(dir, "frontier.png"));
+        return report;
     }
 
     /// <summary>study.md: the cells table and the paired differences.</summary>

@@ -56,10 +56,12 @@ internal sealed class RemoteCandidateGenerator(OpenAICompatibleClient client, In
                         return new(prompt, null, $"generator: the server returned {reply.Choices.Count} of n={k} choices; set ingest.generator.n_supported to false (or leave it unset to detect)");
                     else Interlocked.Exchange(ref _n, -1);
                 }
-                catch (HttpRequestException) when (options.Generator.NSupported is null && Volatile.Read(ref _n) == 0)
+                catch (HttpRequestException) when (options.Generator.NSupported is null && Volatile.Read(ref _n) <= 0)
                 {
                     // Perhaps n itself is refused (llama.cpp server: "only one completion choice is allowed", HTTP 400, or
-                    // 500 in older versions): try one choice per request; if that fails too, the prompt fails.
+                    // 500 in older versions): try one choice per request; if that fails too, the prompt fails. The prompts
+                    // of a batch go out at once, so other prompts' n requests may fail after one of them found n refused
+                    // (_n is then -1): they fall back the same way.
                     var first = await RequestAsync(prompt, 1, seeds[0], cancellationToken).ConfigureAwait(false);
                     rows.Add(Row(prompt, 0, seeds[0], first.Choices[0], first));
                     Interlocked.CompareExchange(ref _n, -1, 0);

@@ -106,6 +106,23 @@ public sealed class StudyCommandTests
         Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(dir, "runs", "losses-mipo-s3", "run.json")));
         // A study resumed with nothing left to run still reports what its runs cost.
         Assert.Equal(runSeconds, RunSeconds(report));
+
+        // --render writes study.md and the charts again from study.json alone: the same study.md, running nothing.
+        string md = File.ReadAllText(Path.Combine(report, "study.md"));
+        foreach (string f in new[] { "study.md", "win_rate.png", "frontier.png" })
+            File.Delete(Path.Combine(report, f));
+        var (rendered, third) = await Cli(["study", "--render", Path.Combine(report, "study.json")]);
+        Assert.True(rendered == 0, third);
+        Assert.Equal(md, File.ReadAllText(Path.Combine(report, "study.md")));
+        Assert.True(new FileInfo(Path.Combine(report, "win_rate.png")).Length > 5_000);
+        Assert.True(new FileInfo(Path.Combine(report, "frontier.png")).Length > 5_000);
+        Assert.DoesNotContain(": running", third, StringComparison.Ordinal);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(dir, "runs", "losses-mipo-s3", "run.json")));
+
+        File.WriteAllText(Path.Combine(dir, "not-a-study.json"), "{\"cells\": 3}");
+        var (bad, _) = await Cli(["study", "--render", Path.Combine(dir, "not-a-study.json")]);
+        Assert.Equal(2, bad);
+        Assert.False(File.Exists(Path.Combine(dir, "study.md")));
     }
 
     private static double RunSeconds(string reportFolder)
