@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using PrefPipe.Artifacts.Tests.Storage;
 using SkiaSharp;
 
 namespace PrefPipe.Host.Tests;
@@ -10,64 +13,52 @@ internal sealed record RenderedPage(string Dom, IReadOnlyList<string> ConsoleMes
 }
 
 /// <summary>
-/// Renders a local HTML file in Debian's <c>chromium</c>, headless (<c>.ci/run</c> installs it; here: <c>apt-get install
-/// chromium</c>). Two runs of the browser: <c>--dump-dom</c> for the DOM and <c>--screenshot</c> for the pixels, both with
-/// console messages logged to stderr, where they are collected.
+/// Renders a local HTML file in headless Chromium through <c>tools/render-page.mjs</c>: puppeteer-core drives the Chromium
+/// headless shell of the npm package @sparticuz/chromium, both installed by the build's <c>npm ci</c> in tools/
+/// (build/NodeTools.targets), so a fresh machine needs only Node.js; <c>$CHROMIUM</c> names another browser (e.g. Debian's
+/// /usr/bin/chromium). The DOM after load, every console message (log, warning, error, CSP refusals), uncaught page
+/// errors and failed requests, and a screenshot of the viewport.
 /// </summary>
 internal static class HeadlessChromium
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
 
-    /// <summary>The browser: <c>$CHROMIUM</c>, else <c>chromium</c> or <c>chromium-browser</c> on the PATH.</summary>
-    public static string Executable()
-    {
-        if (Environment.GetEnvironmentVariable("CHROMIUM") is { Length: > 0 } configured) return configured;
-        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-            foreach (string name in new[] { "chromium", "chromium-browser" })
-                if (File.Exists(Path.Combine(dir, name))) return Path.Combine(dir, name);
-        throw new InvalidOperationException("chromium is not installed: the report.html tests render the page in a real browser; install it with `apt-get install chromium` (.ci/run does), or set CHROMIUM to its path");
-    }
-
     public static async Task<RenderedPage> RenderAsync(string htmlFile, int width = 1280, int height = 4000)
     {
-        string profile = Directory.CreateTempSubdirectory("prefpipe-chromium-").FullName;
-        string screenshot = Path.Combine(profile, "screenshot.png");
+        string script = Path.Combine(AzuriteFixture.RepoRoot(), "tools", "render-page.mjs");
+        string work = Directory.CreateTempSubdirectory("prefpipe-chromium-").FullName;
+        string screenshot = Path.Combine(work, "screenshot.png");
         try
         {
-            string url = new Uri(Path.GetFullPath(htmlFile)).AbsoluteUri;
-            var (dom, domLog) = await RunAsync(profile, ["--dump-dom", url]);
-            var (_, shotLog) = await RunAsync(profile, [$"--screenshot={screenshot}", $"--window-size={width},{height}", url]);
-            var console = (domLog + shotLog).Split('\n').Where(l => l.Contains(":CONSOLE", StringComparison.Ordinal)).ToList();
-            var bitmap = SKBitmap.Decode(screenshot) ?? throw new InvalidOperationException($"chromium wrote no readable screenshot; its log:\n{shotLog}");
+            var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (string a in new[] { script, Path.GetFullPath(htmlFile), screenshot, width.ToString(CultureInfo.InvariantCulture), height.ToString(CultureInfo.InvariantCulture) })
+                start.ArgumentList.Add(a);
+            start.Environment["TMPDIR"] = work; // the browser unpacks here: runs never share a half-unpacked one
+            using var process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            using var cts = new CancellationTokenSource(Timeout);
+            try
+            {
+                await process.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"{script} did not finish within {Timeout}");
+            }
+            string output = await stdout, log = await stderr;
+            if (process.ExitCode != 0)
+                throw new InvalidOperationException($"{script} exited with {process.ExitCode} (the build installs its packages with npm ci in tools/):\n{log}");
+            using var json = JsonDocument.Parse(output);
+            string dom = json.RootElement.GetProperty("dom").GetString()!;
+            var console = json.RootElement.GetProperty("console").EnumerateArray().Select(m => m.GetString()!).ToList();
+            var bitmap = SKBitmap.Decode(screenshot) ?? throw new InvalidOperationException($"the browser wrote no readable screenshot; its log:\n{log}");
             return new RenderedPage(dom, console, bitmap);
         }
         finally
         {
-            Directory.Delete(profile, recursive: true);
+            Directory.Delete(work, recursive: true);
         }
-    }
-
-    private static async Task<(string Stdout, string Stderr)> RunAsync(string profile, IEnumerable<string> args)
-    {
-        var start = new ProcessStartInfo(Executable()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        // --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start.
-        foreach (string a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--enable-logging=stderr", "--v=0", $"--user-data-dir={Path.Combine(profile, "user")}" }.Concat(args))
-            start.ArgumentList.Add(a);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("chromium did not start");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(Timeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"chromium did not finish within {Timeout}");
-        }
-        string output = await stdout, log = await stderr;
-        if (process.ExitCode != 0) throw new InvalidOperationException($"chromium exited with {process.ExitCode}:\n{log}");
-        return (output, log);
     }
 }
