@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using PrefPipe.Models.Decoders;
 using static TorchSharp.torch;
 
@@ -32,10 +33,12 @@ public static class ModelShapes
         _ => throw new ArgumentException($"unknown model shape '{name}'; expected one of {string.Join(", ", Names)}", nameof(name)),
     };
 
-    /// <summary>The parsed config of a shape.</summary>
-    public static DecoderConfig Config(string name)
+    /// <summary>The parsed config of a shape; <paramref name="layers"/> replaces its number of decoder layers.</summary>
+    public static DecoderConfig Config(string name, int? layers = null)
     {
-        using var doc = JsonDocument.Parse(Json(name));
+        var json = JsonNode.Parse(Json(name))!.AsObject();
+        if (layers is int n) json["num_hidden_layers"] = n;
+        using var doc = JsonDocument.Parse(json.ToJsonString());
         return DecoderConfig.Parse(doc.RootElement.Clone(), $"shape '{name}'");
     }
 

@@ -296,6 +296,19 @@ public static class PerfSuite
             double prefillMs = ctx.TimeMs(() => generator.Generate(requests, one, ctx.Cancel), steps: 3, warmup: 1);
             figures.Add(new("generate", label, "prefill+1", prefillMs, "ms"));
             if (o.NewTokens > 1) figures.Add(new("generate", label, "decode step", (ms - prefillMs) / (o.NewTokens - 1), "ms"));
+            // Tensor operations per decoding step (tensors created, views included, in-place operations not: TensorOps).
+            double ops = TensorOps.PerDecodingStep(generator, requests);
+            figures.Add(new("generate", label, "tensor ops per decoding step", ops, "tensors"));
+            string line = $"  generate {label}: {ops:F1} tensor ops per decoding step";
+            if (b == o.GenerationBatches[0])
+            {
+                // Per layer: the same shape with 2 and 1 layers, so embedding, head, sampling and masks cancel.
+                double perLayer = TensorOps.PerLayerPerDecodingStep(
+                    n => ModelShapes.Create(ModelShapes.Config(o.Model, n), ctx.DType, ctx.Device, 1), ctx.Config.PadTokenId ?? 0, requests);
+                figures.Add(new("generate", label, "tensor ops per layer per decoding step", perLayer, "tensors"));
+                line += $", {perLayer:F1} per layer ({ctx.Config.NumHiddenLayers} layers), {ops - ctx.Config.NumHiddenLayers * perLayer:F1} outside the layers";
+            }
+            ctx.Log(line);
         }
         return figures;
     }

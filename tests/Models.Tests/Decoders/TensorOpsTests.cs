@@ -1,0 +1,70 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Generation;
+using PrefPipe.Models.Runtime;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Models.Tests.Decoders;
+
+/// <summary>Tensor operations per decoding step (<see cref="TensorOps"/>) on the demo policy's shape with random weights.</summary>
+public sealed class TensorOpsTests
+{
+    private static readonly string DemoDir = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo", "policy");
+
+    /// <summary>The demo policy's config with <paramref name="layers"/> layers, random weights N(0, 0.02²).</summary>
+    private static CausalLM Demo(int layers)
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(DemoDir, "config.json")))!.AsObject();
+        json["num_hidden_layers"] = layers;
+        using var doc = JsonDocument.Parse(json.ToJsonString());
+        var config = DecoderConfig.Parse(doc.RootElement.Clone(), "demo config");
+        manual_seed(5);
+        var model = new CausalLM(config, ScalarType.Float32, CPU);
+        using (no_grad())
+        {
+            foreach (var (_, p) in model.named_parameters())
+            {
+                if (p.dim() >= 2) p.normal_(0, 0.02);
+                else p.fill_(1);
+            }
+        }
+        model.eval();
+        return model;
+    }
+
+    // Same-length prompts (no padding mask) and mixed lengths (left padding, additive masks).
+    public static TheoryData<bool> Padding => new() { false, true };
+
+    private static List<GenerationRequest> Requests(bool padded) =>
+        Enumerable.Range(0, 3).Select(r => new GenerationRequest(
+            Enumerable.Range(0, padded ? 5 + 3 * r : 8).Select(i => 2 + (7 * i + r) % 500).ToList(), r)).ToList();
+
+    [Theory]
+    [MemberData(nameof(Padding))]
+    public void PerDecodingStep_IsPositiveAndTheSameForEveryStep(bool padded)
+    {
+        using var model = Demo(4);
+        var generator = new TextGenerator(model, padTokenId: 1);
+        var requests = Requests(padded);
+
+        double over4 = TensorOps.PerDecodingStep(generator, requests, steps: 4);
+        double over12 = TensorOps.PerDecodingStep(generator, requests, steps: 12);
+
+        Assert.True(over4 > 0);
+        Assert.Equal(over4, over12);
+        Assert.Equal(Math.Floor(over4), over4); // a whole number: every step creates the same tensors
+    }
+
+    [Theory]
+    [MemberData(nameof(Padding))]
+    public void PerLayer_IsLinearInTheNumberOfLayers(bool padded)
+    {
+        var requests = Requests(padded);
+        double oneToTwo = TensorOps.PerLayerPerDecodingStep(Demo, 1, requests, layers: 1, steps: 4);
+        double threeToFour = TensorOps.PerLayerPerDecodingStep(Demo, 1, requests, layers: 3, steps: 4);
+
+        Assert.True(oneToTwo > 0);
+        Assert.Equal(oneToTwo, threeToFour);
+    }
+}
