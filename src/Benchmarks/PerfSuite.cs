@@ -299,14 +299,25 @@ public static class PerfSuite
             // Tensor operations per decoding step (tensors created, views included, in-place operations not: TensorOps).
             double ops = TensorOps.PerDecodingStep(generator, requests);
             figures.Add(new("generate", label, "tensor ops per decoding step", ops, "tensors"));
-            string line = $"  generate {label}: {ops:F1} tensor ops per decoding step";
+            // Mixed prompt lengths (left padding: an additive mask each step), as ingest's batches have.
+            var mixed = requests.Select((r, i) => r with { PromptIds = r.PromptIds.Take(Math.Max(1, o.PromptTokens - i % 4 * o.PromptTokens / 8)).ToList() }).ToList();
+            double mixedOps = b > 1 ? TensorOps.PerDecodingStep(generator, mixed) : ops;
+            if (b > 1) figures.Add(new("generate", label, "tensor ops per decoding step, mixed prompt lengths", mixedOps, "tensors"));
+            string line = $"  generate {label}: {ops:F1} tensor ops per decoding step ({mixedOps:F1} with mixed prompt lengths)";
             if (b == o.GenerationBatches[0])
             {
                 // Per layer: the same shape with 2 and 1 layers, so embedding, head, sampling and masks cancel.
                 double perLayer = TensorOps.PerLayerPerDecodingStep(
                     n => ModelShapes.Create(ModelShapes.Config(o.Model, n), ctx.DType, ctx.Device, 1), ctx.Config.PadTokenId ?? 0, requests);
                 figures.Add(new("generate", label, "tensor ops per layer per decoding step", perLayer, "tensors"));
-                line += $", {perLayer:F1} per layer ({ctx.Config.NumHiddenLayers} layers), {ops - ctx.Config.NumHiddenLayers * perLayer:F1} outside the layers";
+                line += $"; {perLayer:F1} per layer ({ctx.Config.NumHiddenLayers} layers), {ops - ctx.Config.NumHiddenLayers * perLayer:F1} outside the layers";
+                if (b > 1)
+                {
+                    double mixedPerLayer = TensorOps.PerLayerPerDecodingStep(
+                        n => ModelShapes.Create(ModelShapes.Config(o.Model, n), ctx.DType, ctx.Device, 1), ctx.Config.PadTokenId ?? 0, mixed);
+                    figures.Add(new("generate", label, "tensor ops per layer per decoding step, mixed prompt lengths", mixedPerLayer, "tensors"));
+                    line += $"; mixed prompt lengths: {mixedPerLayer:F1} per layer";
+                }
             }
             ctx.Log(line);
         }
