@@ -14,7 +14,8 @@ namespace PrefPipe.Models.Decoders;
 /// <param name="AttentionMask">1 for tokens, 0 for padding, covering cached positions too. [batch, past + seq]; null = all ones.</param>
 /// <param name="PositionIds">Positions. [batch, seq]; null = past … past + seq − 1 (right padding or none).</param>
 /// <param name="Cache">KV cache to read and extend, or null.</param>
-public sealed record CausalLMInput(Tensor InputIds, Tensor? AttentionMask = null, Tensor? PositionIds = null, KvCache? Cache = null);
+/// <param name="Fused">Fused projections from <see cref="CausalLM.FuseProjections"/> (inference only), or null.</param>
+public sealed record CausalLMInput(Tensor InputIds, Tensor? AttentionMask = null, Tensor? PositionIds = null, KvCache? Cache = null, InferenceWeights? Fused = null);
 
 /// <summary>
 /// A decoder-only causal LM of any registered family (<see cref="ModelFamilies"/>: Llama, Qwen2/3, Mistral, Gemma 2/3,
@@ -141,9 +142,31 @@ public sealed class CausalLM : nn.Module
         var sliding = full;
         if (Config.SlidingWindow is int window && past + t > window)
             sliding = new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType, window), false);     // [b, 1, t, keys]
-        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache));
+        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache, input.Fused));
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Stacks each layer's q_proj, k_proj, v_proj into one [q; k; v] matrix and gate_proj, up_proj into one [gate; up]
+    /// (families that store them fused, Phi-3, need no copy), for forwards that pass the result in
+    /// <see cref="CausalLMInput.Fused"/>. A snapshot of the current weights, detached from autograd: build it again after
+    /// the weights change, and use it for inference only. Costs one more copy of those matrices while it lives.
+    /// </summary>
+    public InferenceWeights FuseProjections()
+    {
+        int layers = Config.NumHiddenLayers;
+        var qkv = new LinearWeights?[layers];
+        var gateUp = new LinearWeights?[layers];
+        foreach (var (name, module) in named_modules())
+        {
+            // model.layers.N.self_attn / model.layers.N.mlp
+            var parts = name.Split('.');
+            if (parts.Length != 4 || parts[0] != "model" || parts[1] != "layers" || !int.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out int layer)) continue;
+            if (module is Attention attention) qkv[layer] = attention.StackQkv();
+            else if (module is GatedMlp mlp) gateUp[layer] = mlp.StackGateUp();
+        }
+        return new InferenceWeights(qkv, gateUp);
     }
 
     /// <summary>

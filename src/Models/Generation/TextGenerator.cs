@@ -14,6 +14,12 @@ namespace PrefPipe.Models.Generation;
 /// </summary>
 public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnlyList<int>, string>? decode = null)
 {
+    /// <summary>
+    /// Whether each call stacks q/k/v and gate/up into one matrix each for its forwards (<see cref="CausalLM.FuseProjections"/>;
+    /// the same outputs, fewer operations per step, one more copy of those weights while the call runs). Default true.
+    /// </summary>
+    public bool FuseProjections { get; init; } = true;
+
     /// <summary>Generates one sample per request.</summary>
     /// <exception cref="OperationCanceledException">Cancelled; checked every decoding step.</exception>
     /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is out of range.</exception>
@@ -57,13 +63,14 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
         var reasons = new FinishReason?[b];
         var texts = new string?[b];
         using var cache = new KvCache(model.Config, b, promptLength + maxNew, model.DType, device);
+        using var fused = FuseProjections ? model.FuseProjections() : null;
 
         // Tokens and log-probs stay on the device; the host reads them every few steps (every step with stop strings,
         // which need the text), so the GPU is not drained by a copy after each token.
         var tokenOut = full(new long[] { b, maxNew }, padTokenId, int64, device);          // [b, N] int64
         var logpOut = zeros(new long[] { b, maxNew }, float32, device);                     // [b, N] float32
         var finished = zeros(new long[] { b }, ScalarType.Bool, device);                    // [b] bool: eos seen
-        var eosIds = eos.Count > 0 ? tensor(eos.Select(e => (long)e).ToArray(), int64, device) : null; // [E] int64
+        var eosIds = eos.Count > 0 ? tensor(eos.Select(e => (long)e).ToArray(), int64, device).unsqueeze(0) : null; // [1, E] int64
         int readEvery = options.StopStrings.Count > 0 || device.type != DeviceType.CUDA ? 1 : 16;
         int hostStep = 0;
 
@@ -86,15 +93,16 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
                     current = cat([inputIds, tokenOut.narrow(1, 0, step)], 1);                                   // [b, seen]
                     if (padded) positions = (attention.narrow(1, 0, seen).cumsum(1) - 1).clamp_min(0);           // [b, seen]
                 }
-                var hidden = model.Hidden(new CausalLMInput(current, padded ? attention.narrow(1, 0, seen) : null, positions, cache)); // [b, t, h]
-                var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1).to(float32);           // [b, vocab]
+                var hidden = model.Hidden(new CausalLMInput(current, padded ? attention.narrow(1, 0, seen) : null, positions, cache, fused)); // [b, t, h]
+                var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1);                        // [b, vocab]
+                if (logits.dtype != float32) logits = logits.to(float32);
                 var logp = logits.log_softmax(-1);                                                                   // [b, vocab]
                 var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, generators);             // [b] int64
                 chosen = chosen.masked_fill(finished, padTokenId);                                                  // finished rows feed pads
                 var chosenLogp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1);                                    // [b]
                 tokenOut.select(1, step).copy_(chosen);
                 logpOut.select(1, step).copy_(chosenLogp);
-                if (eosIds is not null) finished.logical_or_(chosen.unsqueeze(1).eq(eosIds.unsqueeze(0)).any(1));
+                if (eosIds is not null) finished.logical_or_(chosen.unsqueeze(1).eq(eosIds).any(1));
 
                 // Next step: one new token per row, attended, at the next position.
                 if (padded)

@@ -91,6 +91,28 @@ public sealed class FamilyFixtureTests
 
     [Theory]
     [MemberData(nameof(Families))]
+    public void Generate_FusedProjections_EqualTheModulesProjectionsBitForBit(string name)
+    {
+        // Sampled, three prompts of different lengths (left padding, masks): the fused q/k/v and gate/up fast path must
+        // give the same tokens and the same float32 log-probs as the modules' own projections.
+        using var model = CausalLM.Load(Dir(name), CPU);
+        int vocab = model.Config.VocabSize;
+        var requests = Enumerable.Range(0, 3)
+            .Select(r => new GenerationRequest(Enumerable.Range(0, 4 + 3 * r).Select(i => 4 + (31 * i + 7 * r) % (vocab - 4)).ToList(), 100 + r)).ToList();
+        var options = new GenerationOptions { MaxNewTokens = 12, Temperature = 1.0, EosTokenIds = [] };
+
+        var fused = new TextGenerator(model, padTokenId: 3).Generate(requests, options);
+        var modules = new TextGenerator(model, padTokenId: 3) { FuseProjections = false }.Generate(requests, options);
+
+        for (int r = 0; r < requests.Count; r++)
+        {
+            Assert.Equal(modules[r].NewIds, fused[r].NewIds);
+            Assert.Equal(modules[r].Logprobs, fused[r].Logprobs);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
     public void KvCache_DecodingPastTheWindow_EqualsTheFullForward(string name)
     {
         using var scope = NewDisposeScope();

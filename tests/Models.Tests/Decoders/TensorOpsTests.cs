@@ -56,6 +56,31 @@ public sealed class TensorOpsTests
         Assert.Equal(Math.Floor(over4), over4); // a whole number: every step creates the same tensors
     }
 
+    // Tensors one Llama-style layer creates per decoding step (float32, one new token, grouped kv heads), fused path,
+    // counted from the code: input norm 6 (square, mean, +eps, rsqrt, x·, w·); attention 17 (qkv product, view, transpose,
+    // narrow q+k, RoPE 4 (x·cos, roll, ·sin, +), narrow q, k, v; 2 cache views (index_copy_ writes in place); SDPA with
+    // the query groups folded: reshape, sdpa, reshape; o_proj); residual 1; norm 6; MLP 8 (reshape, batched [gate, up]
+    // product, 2 selects, silu, ·up, down_proj, view back); residual 1. With prompts of mixed lengths the padding mask
+    // sends attention through repeat_interleave of k and v (2), sdpa, transpose, reshape: 2 more.
+    // The modules' own projections (FuseProjections = false): 3 products and 2 RoPE passes (q, k: 17 tensors for
+    // projections + RoPE instead of 11), MLP 5 (gate, up, silu, ·, down) instead of 8.
+    [Theory]
+    [InlineData(false, true, 39)]
+    [InlineData(true, true, 41)]
+    [InlineData(false, false, 42)]
+    [InlineData(true, false, 44)]
+    public void PerLayer_IsWhatTheLayerCodeCreates(bool padded, bool fuse, int expected)
+    {
+        var requests = Requests(padded);
+        double Step(int layers)
+        {
+            using var model = Demo(layers);
+            return TensorOps.PerDecodingStep(new TextGenerator(model, 1) { FuseProjections = fuse }, requests, steps: 4);
+        }
+
+        Assert.Equal(expected, Step(2) - Step(1));
+    }
+
     [Theory]
     [MemberData(nameof(Padding))]
     public void PerLayer_IsLinearInTheNumberOfLayers(bool padded)

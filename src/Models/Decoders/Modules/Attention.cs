@@ -1,3 +1,4 @@
+using PrefPipe.Models.Decoders;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -97,42 +98,60 @@ internal sealed class Attention : nn.Module
         long b = hidden.shape[0], t = hidden.shape[1];
         int heads = _spec.Heads, kvHeads = _spec.KvHeads, d = _spec.HeadDim;
         Tensor q, k, v;
-        if (qkv_proj is not null)
+        var (cos, sin) = _spec.Sliding ? state.SlidingRope : state.FullRope;
+        // One [q; k; v] product: the module's own qkv_proj (Phi-3), or the inference-time stack of q/k/v_proj.
+        Tensor? qkv = qkv_proj?.forward(hidden)
+            ?? (state.Fused?.Qkv(_spec.Layer) is { } fused ? nn.functional.linear(hidden, fused.Weight, fused.Bias) : null); // [b, t, (heads + 2·kv)·d]
+        if (qkv is not null && _spec.QkNorm == QkNorm.None)
         {
-            var qkv = qkv_proj.forward(hidden);                                   // [b, t, (heads + 2·kv)·d]
-            q = qkv.narrow(-1, 0, (long)heads * d);
-            k = qkv.narrow(-1, (long)heads * d, (long)kvHeads * d);
-            v = qkv.narrow(-1, (long)(heads + kvHeads) * d, (long)kvHeads * d);
+            // Heads of q, k and v side by side: RoPE rotates the q and k heads in one pass (it acts per head, with the
+            // same cos/sin for every head), then q, k, v are views of the result and of the product.
+            var all = qkv.view(b, t, heads + 2 * kvHeads, d).transpose(1, 2);   // [b, heads + 2·kv, t, d]
+            var qk = RotaryEmbedding.Apply(all.narrow(1, 0, heads + kvHeads), cos, sin); // [b, heads + kv, t, d]
+            q = qk.narrow(1, 0, heads);                                           // [b, heads, t, d]
+            k = qk.narrow(1, heads, kvHeads);                                     // [b, kv, t, d]
+            v = all.narrow(1, heads + kvHeads, kvHeads);                          // [b, kv, t, d]
         }
         else
         {
-            q = q_proj!.forward(hidden);                                          // [b, t, heads·d]
-            k = k_proj!.forward(hidden);                                          // [b, t, kv·d]
-            v = v_proj!.forward(hidden);
+            if (qkv is not null)
+            {
+                q = qkv.narrow(-1, 0, (long)heads * d);                           // [b, t, heads·d]
+                k = qkv.narrow(-1, (long)heads * d, (long)kvHeads * d);           // [b, t, kv·d]
+                v = qkv.narrow(-1, (long)(heads + kvHeads) * d, (long)kvHeads * d);
+            }
+            else
+            {
+                q = q_proj!.forward(hidden);                                      // [b, t, heads·d]
+                k = k_proj!.forward(hidden);                                      // [b, t, kv·d]
+                v = v_proj!.forward(hidden);
+            }
+            if (_spec.QkNorm == QkNorm.WholeProjection)
+            {
+                q = q_norm!.forward(q);
+                k = k_norm!.forward(k);
+            }
+            q = q.view(b, t, heads, d);
+            k = k.view(b, t, kvHeads, d);
+            if (_spec.QkNorm == QkNorm.PerHead)
+            {
+                q = q_norm!.forward(q);                                           // over head_dim
+                k = k_norm!.forward(k);
+            }
+            q = q.transpose(1, 2);                                                // [b, heads, t, d]
+            k = k.transpose(1, 2);                                                // [b, kv, t, d]
+            v = v.view(b, t, kvHeads, d).transpose(1, 2);                         // [b, kv, t, d]
+            q = RotaryEmbedding.Apply(q, cos, sin);
+            k = RotaryEmbedding.Apply(k, cos, sin);
         }
-        if (_spec.QkNorm == QkNorm.WholeProjection)
-        {
-            q = q_norm!.forward(q);
-            k = k_norm!.forward(k);
-        }
-        q = q.view(b, t, heads, d);
-        k = k.view(b, t, kvHeads, d);
-        if (_spec.QkNorm == QkNorm.PerHead)
-        {
-            q = q_norm!.forward(q);                                               // over head_dim
-            k = k_norm!.forward(k);
-        }
-        q = q.transpose(1, 2);                                                    // [b, heads, t, d]
-        k = k.transpose(1, 2);                                                    // [b, kv, t, d]
-        v = v.view(b, t, kvHeads, d).transpose(1, 2);                             // [b, kv, t, d]
-        var (cos, sin) = _spec.Sliding ? state.SlidingRope : state.FullRope;
-        q = RotaryEmbedding.Apply(q, cos, sin);
-        k = RotaryEmbedding.Apply(k, cos, sin);
         if (state.Cache is not null) (k, v) = state.Cache.Update(_spec.Layer, k, v); // [b, kv, keys, d]
         var mask = _spec.Sliding ? state.SlidingMask : state.FullMask;
         var merged = _spec.Softcap is double cap ? Eager(q, k, v, mask, cap) : Sdpa(q, k, v, mask); // [b, t, heads·d]
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }
+
+    /// <summary>q_proj, k_proj, v_proj stacked as one [q; k; v] matrix, or null where the module holds qkv_proj already.</summary>
+    internal LinearWeights? StackQkv() => q_proj is null ? null : InferenceWeights.Stack([q_proj, k_proj!, v_proj!]);
 
     private Tensor Sdpa(Tensor q, Tensor k, Tensor v, AttentionMasking mask)
     {
@@ -141,13 +160,13 @@ internal sealed class Attention : nn.Module
         // SDPA scales by 1/√d; a family with another scale (Gemma's query_pre_attn_scalar) pre-scales the queries.
         double defaultScale = 1.0 / Math.Sqrt(d);
         if (Math.Abs(_spec.Scale - defaultScale) > 1e-12 * defaultScale) q = q * (_spec.Scale / defaultScale);
-        if (t == 1 && mask.Additive is null && heads != kvHeads)
+        if (t == 1 && heads != kvHeads && mask.Additive is null)
         {
-            // One query per row sees every key: fold each kv head's query group into the query axis, so grouped heads
-            // read the cache in place instead of copying it groups× per step.
+            // One query per row: fold each kv head's query group into the query axis, so grouped heads read the cache
+            // in place instead of copying it groups× per step. A padding mask [b, 1, 1, keys] broadcasts over the groups.
             int groups = heads / kvHeads;
             var folded = q.reshape(b, kvHeads, groups, d);                               // [b, kv, groups, d]
-            var attendedFolded = nn.functional.scaled_dot_product_attention(folded, k, v, null, 0.0, false); // [b, kv, groups, d]
+            var attendedFolded = nn.functional.scaled_dot_product_attention(folded, k, v, mask.Additive, 0.0, false); // [b, kv, groups, d]
             return attendedFolded.reshape(b, 1, (long)heads * d);                       // [b, 1, heads·d]
         }
         (k, v) = RepeatKv(k, v);
@@ -195,5 +214,6 @@ internal readonly record struct AttentionMasking(Tensor? Additive, bool Causal);
 /// <param name="FullMask">Causal + padding masking.</param>
 /// <param name="SlidingMask">Causal + padding + sliding-window masking.</param>
 /// <param name="Cache">KV cache, or null.</param>
+/// <param name="Fused">Fused q/k/v and gate/up projections for inference, or null (the modules' own projections).</param>
 internal sealed record DecoderState((Tensor Cos, Tensor SignedSin) FullRope, (Tensor Cos, Tensor SignedSin) SlidingRope,
-    AttentionMasking FullMask, AttentionMasking SlidingMask, KvCache? Cache);
+    AttentionMasking FullMask, AttentionMasking SlidingMask, KvCache? Cache, InferenceWeights? Fused = null);

@@ -6,6 +6,9 @@ namespace PrefPipe.Models.Decoders.Modules;
 /// <summary>One decoder layer (checkpoint prefix model.layers.N); each family arranges attention, MLP and norms its way.</summary>
 internal abstract class DecoderLayer(int index) : nn.Module($"{index}")
 {
+    /// <summary>The layer's index (model.layers.N).</summary>
+    protected int Index { get; } = index;
+
     /// <summary>[batch, seq, hidden] → [batch, seq, hidden].</summary>
     public abstract Tensor Forward(Tensor hidden, DecoderState state);
 }
@@ -31,6 +34,6 @@ internal sealed class PreNormDecoderLayer : DecoderLayer
     {
         using var scope = NewDisposeScope();
         var h = hidden + self_attn.Forward(input_layernorm.forward(hidden), state);
-        return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        return (h + mlp.Forward(post_attention_layernorm.forward(h), state.Fused?.GateUp(Index))).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using PrefPipe.Models.Decoders;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -39,20 +40,47 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>[..., hidden] → [..., hidden].</summary>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    /// <summary>
+    /// gate_proj and up_proj stacked as [2, hidden, intermediate] (a transposed view of [gate; up], the layout of the
+    /// batched product in <see cref="Forward"/>), or null where the module holds gate_up_proj already or has biases.
+    /// </summary>
+    internal LinearWeights? StackGateUp()
+    {
+        if (gate_proj is null || gate_proj.Bias is not null) return null;
+        using var _ = no_grad();
+        using var stacked = stack([gate_proj.Weight, up_proj!.Weight]);                 // [2, intermediate, hidden]
+        return new LinearWeights(stacked.transpose(1, 2).DetachFromDisposeScope(), null); // [2, hidden, intermediate]
+    }
+
+    /// <summary>[..., hidden] → [..., hidden], with the inference-time stack of <see cref="StackGateUp"/> when given.</summary>
+    public Tensor Forward(Tensor x, LinearWeights? fused)
     {
         using var scope = NewDisposeScope();
         Tensor gate, up;
+        if (fused is { } f && gate_up_proj is null)
+        {
+            // One batched product into [2, rows, intermediate]: gate and up each come out contiguous, so the activation
+            // runs over the same memory layout as with two products (on CPU a strided half would take libtorch's scalar
+            // tail path for some elements and change the last bits of silu/gelu).
+            long hidden = x.shape[^1];
+            var rows = x.reshape(1, -1, hidden);                                 // [1, rows, hidden]
+            var pair = matmul(rows, f.Weight);                                   // [2, rows, intermediate]
+            var activatedPair = Activate(pair.select(0, 0)) * pair.select(0, 1); // [rows, intermediate]
+            return down_proj.forward(activatedPair).view(x.shape).MoveToOuterDisposeScope();
+        }
         if (gate_up_proj is not null)
         {
-            var both = gate_up_proj.forward(x);                         // [..., 2·intermediate]
+            var both = gate_up_proj.forward(x);                                  // [..., 2·intermediate]
             long n = both.shape[^1] / 2;
             (gate, up) = (both.narrow(-1, 0, n), both.narrow(-1, n, n));
         }
         else (gate, up) = (gate_proj!.forward(x), up_proj!.forward(x)); // [..., intermediate] each
-        var activated = _activation == GateActivation.GeluTanh
-            ? nn.functional.gelu(gate, TorchSharp.Modules.GELU.Approximate.tanh)
-            : nn.functional.silu(gate);
-        return down_proj.forward(activated * up).MoveToOuterDisposeScope();
+        return down_proj.forward(Activate(gate) * up).MoveToOuterDisposeScope();
     }
+
+    private Tensor Activate(Tensor gate) => _activation == GateActivation.GeluTanh
+        ? nn.functional.gelu(gate, TorchSharp.Modules.GELU.Approximate.tanh)
+        : nn.functional.silu(gate);
 }

@@ -19,6 +19,8 @@ internal sealed class HfLinear : nn.Module<Tensor, Tensor>
 
     public Parameter Weight => weight;
 
+    public Parameter? Bias => bias;
+
     public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
 }
 
@@ -54,13 +56,16 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var x = input.to(float32);
+        // Casts to the dtype a tensor already has are skipped: libtorch returns the same tensor for them anyway, but each
+        // call still costs a native round trip and a managed handle per norm per step.
+        static Tensor To(Tensor t, ScalarType dtype) => t.dtype == dtype ? t : t.to(dtype);
+        var x = To(input, float32);
         var normed = x * (x.square().mean([-1L], keepdim: true) + _eps).rsqrt(); // float32
         var result = _style switch
         {
-            RmsNormStyle.UnitOffset => (normed * (weight.to(float32) + 1.0)).to(input.dtype),
-            RmsNormStyle.WeightInFloat32 => (weight * normed).to(input.dtype),
-            _ => weight * normed.to(input.dtype),
+            RmsNormStyle.UnitOffset => To(normed * (To(weight, float32) + 1.0), input.dtype),
+            RmsNormStyle.WeightInFloat32 => To(weight * normed, input.dtype),
+            _ => weight * To(normed, input.dtype),
         };
         return result.MoveToOuterDisposeScope();
     }

@@ -10,6 +10,8 @@ public sealed class KvCache : IDisposable
 {
     private readonly Tensor[] _keys;
     private readonly Tensor[] _values;
+    private Tensor? _stepIndex;
+    private long _stepStart = -1;
 
     /// <summary>Allocates a cache for <paramref name="capacity"/> positions.</summary>
     public KvCache(DecoderConfig config, long batch, long capacity, ScalarType dtype, Device device)
@@ -37,8 +39,15 @@ public sealed class KvCache : IDisposable
         long t = keys.shape[2];
         if (Length + t > Capacity)
             throw new InvalidOperationException($"KV cache holds {Capacity} positions; {Length + t} needed.");
-        using (var k = _keys[layer].narrow(2, Length, t)) k.copy_(keys);
-        using (var v = _values[layer].narrow(2, Length, t)) v.copy_(values);
+        if (_stepIndex is null || _stepStart != Length || _stepIndex.shape[0] != t)
+        {
+            // Positions written this step, made once per step and shared by every layer: [t] int64.
+            _stepIndex?.Dispose();
+            _stepIndex = arange(Length, Length + t, ScalarType.Int64, _keys[layer].device).DetachFromDisposeScope();
+            _stepStart = Length;
+        }
+        _keys[layer].index_copy_(2, _stepIndex, keys);
+        _values[layer].index_copy_(2, _stepIndex, values);
         return (_keys[layer].narrow(2, 0, Length + t), _values[layer].narrow(2, 0, Length + t));
     }
 
@@ -53,5 +62,6 @@ public sealed class KvCache : IDisposable
     {
         foreach (var t in _keys) t.Dispose();
         foreach (var t in _values) t.Dispose();
+        _stepIndex?.Dispose();
     }
 }

@@ -157,8 +157,9 @@ internal sealed class RotaryEmbedding : IDisposable
             cos = cos * AttentionScaling;
             sin = sin * AttentionScaling;
         }
-        var cosFull = cat([cos, cos], -1).unsqueeze(1).to(dtype);        // [batch, 1, seq, rotary_dim]
-        var signedSin = cat([-sin, sin], -1).unsqueeze(1).to(dtype);     // [batch, 1, seq, rotary_dim]
+        var cosFull = cat([cos, cos], -1).unsqueeze(1);                  // [batch, 1, seq, rotary_dim]
+        var signedSin = cat([-sin, sin], -1).unsqueeze(1);               // [batch, 1, seq, rotary_dim]
+        if (dtype != float32) (cosFull, signedSin) = (cosFull.to(dtype), signedSin.to(dtype));
         return (cosFull.MoveToOuterDisposeScope(), signedSin.MoveToOuterDisposeScope());
     }
 

@@ -33,6 +33,6 @@ internal sealed class GemmaDecoderLayer : DecoderLayer
     {
         using var scope = NewDisposeScope();
         var h = hidden + post_attention_layernorm.forward(self_attn.Forward(input_layernorm.forward(hidden), state));
-        return (h + post_feedforward_layernorm.forward(mlp.forward(pre_feedforward_layernorm.forward(h)))).MoveToOuterDisposeScope();
+        return (h + post_feedforward_layernorm.forward(mlp.Forward(pre_feedforward_layernorm.forward(h), state.Fused?.GateUp(Index)))).MoveToOuterDisposeScope();
     }
 }

@@ -25,6 +25,6 @@ internal sealed class Olmo2DecoderLayer : DecoderLayer
     {
         using var scope = NewDisposeScope();
         var h = hidden + post_attention_layernorm.forward(self_attn.Forward(hidden, state));
-        return (h + post_feedforward_layernorm.forward(mlp.forward(h))).MoveToOuterDisposeScope();
+        return (h + post_feedforward_layernorm.forward(mlp.Forward(h, state.Fused?.GateUp(Index)))).MoveToOuterDisposeScope();
     }
 }
