@@ -44,6 +44,19 @@ public sealed class InferenceWeights : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether every one of <paramref name="parts"/> computes exactly x·Wᵀ + b from its own weight and bias and is still
+    /// the module its parent runs under that name: no child modules or extra parameters (an adapter such as LoRA hooked
+    /// into the projection) and not replaced in the parent. Only then is a stack of the weights the same computation;
+    /// otherwise the layer keeps its modules' own projections.
+    /// </summary>
+    internal static bool Plain(TorchSharp.torch.nn.Module parent, IReadOnlyList<HfLinear> parts)
+    {
+        var registered = parent.named_children().ToDictionary(c => c.name, c => c.module, StringComparer.Ordinal);
+        return parts.All(p => registered.TryGetValue(p.GetName(), out var m) && ReferenceEquals(m, p)
+            && !p.named_children().Any() && p.named_parameters().Count() == (p.Bias is null ? 1 : 2));
+    }
+
     /// <summary>Stacks the rows of <paramref name="parts"/> ([out_i, in] weights, [out_i] biases) into one detached matrix.</summary>
     internal static LinearWeights Stack(IReadOnlyList<HfLinear> parts)
     {

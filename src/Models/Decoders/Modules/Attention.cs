@@ -150,8 +150,12 @@ internal sealed class Attention : nn.Module
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }
 
-    /// <summary>q_proj, k_proj, v_proj stacked as one [q; k; v] matrix, or null where the module holds qkv_proj already.</summary>
-    internal LinearWeights? StackQkv() => q_proj is null ? null : InferenceWeights.Stack([q_proj, k_proj!, v_proj!]);
+    /// <summary>
+    /// q_proj, k_proj, v_proj stacked as one [q; k; v] matrix, or null where the module holds qkv_proj already or a
+    /// projection is not a plain linear map any more (<see cref="InferenceWeights.Plain"/>).
+    /// </summary>
+    internal LinearWeights? StackQkv() =>
+        q_proj is null || !InferenceWeights.Plain(this, [q_proj, k_proj!, v_proj!]) ? null : InferenceWeights.Stack([q_proj, k_proj!, v_proj!]);
 
     private Tensor Sdpa(Tensor q, Tensor k, Tensor v, AttentionMasking mask)
     {

@@ -44,11 +44,12 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// gate_proj and up_proj stacked as [2, hidden, intermediate] (a transposed view of [gate; up], the layout of the
-    /// batched product in <see cref="Forward"/>), or null where the module holds gate_up_proj already or has biases.
+    /// batched product in <see cref="Forward"/>), or null where the module holds gate_up_proj already, has biases, or a projection is not a plain linear map
+    /// any more (<see cref="InferenceWeights.Plain"/>).
     /// </summary>
     internal LinearWeights? StackGateUp()
     {
-        if (gate_proj is null || gate_proj.Bias is not null) return null;
+        if (gate_proj is null || gate_proj.Bias is not null || !InferenceWeights.Plain(this, [gate_proj, up_proj!])) return null;
         using var _ = no_grad();
         using var stacked = stack([gate_proj.Weight, up_proj!.Weight]);                 // [2, intermediate, hidden]
         return new LinearWeights(stacked.transpose(1, 2).DetachFromDisposeScope(), null); // [2, hidden, intermediate]
