@@ -56,7 +56,18 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
         bool padded = requests.Any(r => r.PromptIds.Count != promptLength);
         var attention = zeros(new long[] { b, promptLength + maxNew }, int64, device);      // [b, P + N] int64
         attention.narrow(1, 0, promptLength).copy_(tensor(mask, new long[] { b, promptLength }, int64, device));
-        var generators = requests.Select(r => new torch.Generator((ulong)r.Seed, CPU)).ToArray();
+        // Each row's uniform draws for every step at once, from its own seeded generator: the same numbers as one draw
+        // per step (CPU uniform_ fills serially, one generator call per element), without b tensors and a stack per step.
+        Tensor? uniforms = null;                                                            // [b, N] float32
+        if (!options.Greedy)
+        {
+            using var draws = NewDisposeScope();
+            uniforms = stack(requests.Select(r =>
+            {
+                using var g = new torch.Generator((ulong)r.Seed, CPU);
+                return rand(maxNew, float32, CPU, generator: g);
+            }).ToArray()).to(device).MoveToOuterDisposeScope();
+        }
 
         var newIds = Enumerable.Range(0, b).Select(_ => new List<int>(maxNew)).ToArray();
         var logprobs = Enumerable.Range(0, b).Select(_ => new List<float>(maxNew)).ToArray();
@@ -97,7 +108,7 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
                 var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1);                        // [b, vocab]
                 if (logits.dtype != float32) logits = logits.to(float32);
                 var logp = logits.log_softmax(-1);                                                                   // [b, vocab]
-                var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, generators);             // [b] int64
+                var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, uniforms!.narrow(1, step, 1));             // [b] int64
                 chosen = chosen.masked_fill(finished, padTokenId);                                                  // finished rows feed pads
                 var chosenLogp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1);                                    // [b]
                 tokenOut.select(1, step).copy_(chosen);
@@ -147,7 +158,6 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
                 finished.logical_or_(stopped);
             }
         }
-        foreach (var g in generators) g.Dispose();
 
         var results = new GenerationResult[b];
         for (int r = 0; r < b; r++)
@@ -159,8 +169,11 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
         return results;
     }
 
-    /// <summary>Temperature, top-k, top-p (in that order, as transformers), then inverse-CDF sampling with each row's generator.</summary>
-    private static Tensor Sample(Tensor logits, GenerationOptions options, torch.Generator[] generators)
+    /// <summary>Temperature, top-k, top-p (in that order, as transformers), then inverse-CDF sampling with each row's uniform draw.</summary>
+    /// <param name="logits">[b, vocab] float32</param>
+    /// <param name="options">Temperature, top-k, top-p.</param>
+    /// <param name="u">This step's uniform draw per row, [b, 1] float32 on the logits' device.</param>
+    private static Tensor Sample(Tensor logits, GenerationOptions options, Tensor u)
     {
         var scaled = logits / options.Temperature;                               // [b, vocab] float32
         if (options.TopK > 0 && options.TopK < scaled.shape[1])
@@ -178,7 +191,6 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
             probs = probs / probs.sum(-1, keepdim: true);
         }
         var cdf = probs.cumsum(-1);                                               // [b, vocab]
-        var u = stack(generators.Select(g => rand(1, float32, CPU, generator: g)).ToArray()).to(cdf.device); // [b, 1] one draw per row
         var index = searchsorted(cdf, u * cdf.narrow(1, cdf.shape[1] - 1, 1)).clamp_max(cdf.shape[1] - 1); // [b, 1]
         return order.gather(1, index).squeeze(1);                                  // [b] int64
     }

@@ -34,16 +34,20 @@ public static class TensorOps
     /// <summary>
     /// Tensors one decoding step of <paramref name="generator"/> creates: generation of 1 + <paramref name="steps"/> new
     /// tokens minus generation of 1 (prompt, prefill and first token cancel out), divided by <paramref name="steps"/>.
-    /// Greedy, no end-of-sequence ids, so every request runs every step. The host reads of generated tokens count where
+    /// Greedy unless <paramref name="sample"/>; no end-of-sequence ids, so every request runs every step. The host reads of generated tokens count where
     /// they happen (every step on CPU, every 16 on CUDA): use a multiple of 16 for <paramref name="steps"/>.
     /// </summary>
+    /// <param name="generator">The generator to measure.</param>
+    /// <param name="requests">The batch.</param>
+    /// <param name="steps">Decoding steps the difference covers.</param>
+    /// <param name="sample">Sample at temperature 1 (no top-k/top-p) instead of greedy.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="steps"/> is not positive.</exception>
-    public static double PerDecodingStep(TextGenerator generator, IReadOnlyList<GenerationRequest> requests, int steps = 16)
+    public static double PerDecodingStep(TextGenerator generator, IReadOnlyList<GenerationRequest> requests, int steps = 16, bool sample = false)
     {
         ArgumentNullException.ThrowIfNull(generator);
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
-        var one = new GenerationOptions { MaxNewTokens = 1, Greedy = true, EosTokenIds = [] };
-        var more = new GenerationOptions { MaxNewTokens = 1 + steps, Greedy = true, EosTokenIds = [] };
+        var one = new GenerationOptions { MaxNewTokens = 1, Greedy = !sample, EosTokenIds = [] };
+        var more = new GenerationOptions { MaxNewTokens = 1 + steps, Greedy = !sample, EosTokenIds = [] };
         long first = Count(() => generator.Generate(requests, one));
         long all = Count(() => generator.Generate(requests, more));
         return (double)(all - first) / steps;

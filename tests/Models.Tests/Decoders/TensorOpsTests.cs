@@ -81,6 +81,22 @@ public sealed class TensorOpsTests
         Assert.Equal(expected, Step(2) - Step(1));
     }
 
+    [Fact]
+    public void PerDecodingStep_Sampled_DoesNotGrowWithTheBatch()
+    {
+        // Each row's uniform draws are made once per call, not one tensor per row per step.
+        using var model = Demo(2);
+        var generator = new TextGenerator(model, padTokenId: 1);
+        var three = Requests(padded: true);
+        var twelve = Enumerable.Range(0, 4).SelectMany(i => three.Select(r => r with { Seed = r.Seed + 10 * i })).ToList();
+
+        double small = TensorOps.PerDecodingStep(generator, three, steps: 4, sample: true);
+        double large = TensorOps.PerDecodingStep(generator, twelve, steps: 4, sample: true);
+
+        Assert.True(small > TensorOps.PerDecodingStep(generator, three, steps: 4));
+        Assert.Equal(small, large);
+    }
+
     [Theory]
     [MemberData(nameof(Padding))]
     public void PerLayer_IsLinearInTheNumberOfLayers(bool padded)

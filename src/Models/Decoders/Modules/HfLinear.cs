@@ -21,6 +21,9 @@ internal sealed class HfLinear : nn.Module<Tensor, Tensor>
 
     public Parameter? Bias => bias;
 
+    // Generation stacks the weights of plain projections (InferenceWeights.Plain / CausalLM.FuseProjections) and then
+    // never calls this forward: a term added here outside the registered submodules and parameters (an adapter's Δ(x)
+    // kept in a property) must also make InferenceWeights.Plain return false, or generation would drop it.
     public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
 }
 
