@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using PrefPipe.Artifacts.Rows;
-using PrefPipe.Models.Llama;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Reporting;
@@ -52,9 +52,15 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
             string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));
         var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
-        using var model = LlamaForCausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
+        if (options.Lora is not null && AdapterConfig.IsAdapter(policyDirectory))
+            throw new InvalidDataException($"{policyDirectory} is a LoRA adapter: LoRA training starts from a full model. Merge it first (prefpipe model merge-lora --model BASE --adapter {policyDirectory} --output DIR).");
+        // LoRA: the frozen start with fresh adapters (a resume loads its adapters); otherwise every weight, from the checkpoint on resume.
+        using var model = AdapterModels.Load(options.Lora is null ? resumeFrom ?? policyDirectory : policyDirectory, device, dtype);
         model.train();
-        using var optimizer = new FlatAdamW(model.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings(WeightDecay: options.WeightDecay));
+        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(model, options.Lora);
+        if (adapter is not null && resumeFrom is not null) adapter.LoadWeights(resumeFrom);
+        var trainable = adapter?.Parameters().ToList() ?? [.. model.named_parameters().Select(p => (p.name, p.parameter))];
+        using var optimizer = new FlatAdamW(trainable, new AdamWSettings(WeightDecay: options.WeightDecay));
         if (resumeFrom is not null) Checkpoint.LoadOptimizer(resumeFrom, optimizer);
         var dpoStep = new DpoStep(model, optimizer, objective, options.GradientAccumulationSteps, options.MaxGradNorm);
 
@@ -74,11 +80,12 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
             // The per-step check keeps NaN gradients out of the weights; this also refuses weights an update made infinite.
             using (var check = NewDisposeScope())
             using (no_grad())
-                foreach (var (name, parameter) in model.named_parameters())
+                foreach (var (name, parameter) in trainable)
                     if (!isfinite(parameter).all().item<bool>())
                         throw new InvalidOperationException($"training diverged at step {step}: {name} is not finite; no checkpoint was written. Lower the learning rate.");
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
-                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo", TrainingFingerprint = fingerprint, LogHistory = [.. metrics] }, policyDirectory);
+                new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo", TrainingFingerprint = fingerprint, LogHistory = [.. metrics] }, policyDirectory,
+                adapter: adapter, adapterBase: policyDirectory);
         }
 
         var clock = Stopwatch.StartNew();
@@ -97,6 +104,8 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
                 var batch = epochBatches[position.Batch].Select(i => pairs[i]).ToList();
                 position = Checkpoint.Advance(position, sampler.BatchesPerEpoch, 1);
                 using var scope = NewDisposeScope();
+                // LoRA dropout draws from torch's generator: seeded per micro-batch, so a resumed run draws what an uninterrupted one does.
+                if (options.Lora is { Dropout: > 0 }) TorchSharp.torch.manual_seed(options.Seed + (step * options.GradientAccumulationSteps + micro + 1) * 1_000_003);
                 var items = batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
                     .Concat(batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
                 using var inputs = CompletionBatch.Build(items, pad, device);

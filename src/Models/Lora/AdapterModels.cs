@@ -35,11 +35,9 @@ public static class AdapterModels
         return model;
     }
 
-    /// <summary>The folder whose tokenizer and config describe <paramref name="directory"/>: itself, or an adapter's base when the adapter folder has no tokenizer.</summary>
+    /// <summary>The full model folder whose config, tokenizer and generation settings describe <paramref name="directory"/>: itself, or an adapter's base (an adapter folder has no config.json).</summary>
     public static string ModelFolder(string directory) =>
-        AdapterConfig.IsAdapter(directory) && !File.Exists(Path.Combine(directory, "tokenizer.json"))
-            ? ModelFolder(AdapterConfig.Read(directory).ResolveBase(directory))
-            : directory;
+        AdapterConfig.IsAdapter(directory) ? ModelFolder(AdapterConfig.Read(directory).ResolveBase(directory)) : directory;
 
     /// <summary>
     /// Writes the base of <paramref name="adapterDirectory"/> with the adapter merged in to <paramref name="outputDirectory"/>:
