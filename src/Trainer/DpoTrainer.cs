@@ -57,6 +57,8 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
         // LoRA: the frozen start with fresh adapters (a resume loads its adapters); otherwise every weight, from the checkpoint on resume.
         using var model = AdapterModels.Load(options.Lora is null ? resumeFrom ?? policyDirectory : policyDirectory, device, dtype);
         model.train();
+        model.GradientCheckpointing = options.GradientCheckpointing;
+        CheckpointingDropout.Check(options.GradientCheckpointing, options.Lora, device);
         using var adapter = options.Lora is null ? null : LoraAdapter.Inject(model, options.Lora);
         if (adapter is not null && resumeFrom is not null) adapter.LoadWeights(resumeFrom);
         var trainable = adapter?.Parameters().ToList() ?? [.. model.named_parameters().Select(p => (p.name, p.parameter))];

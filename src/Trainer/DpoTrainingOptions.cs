@@ -111,6 +111,14 @@ public sealed class DpoTrainingOptions : IValidatableObject
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] // off, it leaves the training fingerprint as it was
     public LoraOptions? Lora { get; set; }
 
+    /// <summary>
+    /// Recompute each decoder layer's activations in the backward pass instead of keeping them (activation
+    /// checkpointing): less memory for about one more forward pass of time; the same losses and gradients.
+    /// </summary>
+    /// <value>Default false.</value>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] // off, it leaves the training fingerprint as it was
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Throws when an option (the objective's included) is out of range or inconsistent, naming every one.</summary>
     /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
     /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>

@@ -51,6 +51,8 @@ internal static class TrainCommand
         var command = new Command("dpo", "The dpo stage: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
             { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output, chatTemplate, dryRun, json };
         lora.AddTo(command);
+        var checkpointing = GradientCheckpointingOption();
+        command.Options.Add(checkpointing);
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
@@ -59,7 +61,7 @@ internal static class TrainCommand
                 Objective = new ObjectiveOptions { LossType = parse.GetValue(loss)!, Beta = parse.GetValue(beta) },
                 LearningRate = parse.GetValue(lr), NumTrainEpochs = parse.GetValue(epochs), MaxSteps = parse.GetValue(maxSteps),
                 PerDeviceTrainBatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength), MaxPromptLength = parse.GetValue(maxPrompt),
-                SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1, Lora = lora.Read(parse),
+                SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1, Lora = lora.Read(parse), GradientCheckpointing = parse.GetValue(checkpointing),
             };
             options.Validate();
             string policy = parse.GetValue(model)!;
@@ -113,13 +115,15 @@ internal static class TrainCommand
         var command = new Command("ppo", "The ppo stage: PPO against the ONNX reward model with a KL penalty to the reference.")
             { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, chatTemplate };
         lora.AddTo(command);
+        var checkpointing = GradientCheckpointingOption();
+        command.Options.Add(checkpointing);
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
             var options = new PpoOptions
             {
                 MaxSteps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), KlCoef = parse.GetValue(klCoef), TargetKl = parse.GetValue(targetKl),
-                RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length), Lora = lora.Read(parse),
+                RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length), Lora = lora.Read(parse), GradientCheckpointing = parse.GetValue(checkpointing),
             };
             options.Validate();
             var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);
@@ -134,6 +138,9 @@ internal static class TrainCommand
         }));
         return command;
     }
+
+    private static Option<bool> GradientCheckpointingOption() =>
+        new("--gradient-checkpointing") { Description = "Recompute each decoder layer's activations in the backward pass: less memory, about one more forward pass of time." };
 
     /// <summary>The LoRA options of <c>train dpo|ppo</c>: --lora-r turns LoRA on; the others need it.</summary>
     private sealed class LoraArguments

@@ -47,6 +47,12 @@ public sealed class LlamaForCausalLM : nn.Module
     /// <summary>Device of the parameters.</summary>
     public Device Device { get; }
 
+    /// <summary>
+    /// In training mode with gradients on (and no KV cache), recompute each decoder layer's activations in the backward
+    /// pass instead of keeping them (<see cref="ActivationCheckpoint"/>): the same losses and gradients in less memory.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Loads config.json and safetensors weights from a Hugging Face model folder.</summary>
     /// <param name="directory">The model folder.</param>
     /// <param name="device">Target device; default CUDA when available, else CPU.</param>
@@ -133,7 +139,7 @@ public sealed class LlamaForCausalLM : nn.Module
             additive = CausalPaddingMask(mask!.to(Device), past, t, DType);                        // [b, 1, t, keys]
         else
             causal = t > 1;
-        var hidden = model.Forward(input.InputIds, cos, sin, new AttentionMasking(additive, causal), input.Cache);
+        var hidden = model.Forward(input.InputIds, cos, sin, new AttentionMasking(additive, causal), input.Cache, GradientCheckpointing);
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
     }
@@ -205,11 +211,21 @@ internal sealed class LlamaModel : nn.Module
 
     public Parameter EmbedWeight => embed_tokens.Weight;
 
-    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache)
+    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, AttentionMasking mask, KvCache? cache, bool gradientCheckpointing = false)
     {
         using var scope = NewDisposeScope();
         var hidden = embed_tokens.forward(inputIds); // [b, t, hidden]
-        foreach (var layer in layers) hidden = layer.Forward(hidden, cos, sin, mask, cache);
+        if (gradientCheckpointing && training && cache is null && is_grad_enabled())
+        {
+            // The recomputation in the backward pass reads these after this scope ends: handles of their own.
+            var (keptCos, keptSin) = (ActivationCheckpoint.Keep(cos)!, ActivationCheckpoint.Keep(sin)!);
+            var keptMask = mask with { Additive = ActivationCheckpoint.Keep(mask.Additive) };
+            foreach (var layer in layers) hidden = ActivationCheckpoint.Apply(h => layer.Forward(h, keptCos, keptSin, keptMask, null), hidden);
+        }
+        else
+        {
+            foreach (var layer in layers) hidden = layer.Forward(hidden, cos, sin, mask, cache);
+        }
         return norm.forward(hidden).MoveToOuterDisposeScope();
     }
 }

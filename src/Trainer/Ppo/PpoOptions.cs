@@ -122,6 +122,14 @@ public sealed class PpoOptions
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] // off, it leaves the training fingerprint as it was
     public LoraOptions? Lora { get; set; }
 
+    /// <summary>
+    /// Recompute each decoder layer's activations in the backward pass of the PPO updates instead of keeping them
+    /// (activation checkpointing): less memory for about one more forward pass of time; the same losses and gradients.
+    /// </summary>
+    /// <value>Default false.</value>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] // off, it leaves the training fingerprint as it was
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Throws when an option is out of range, naming every one and what it expects.</summary>
     /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>
     /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>

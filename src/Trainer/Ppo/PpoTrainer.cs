@@ -62,6 +62,9 @@ internal sealed class PpoTrainer(PpoOptions options)
         using var reference = sharedReference ? null : AdapterModels.Load(referenceDirectory, device, dtype);
         using var value = adapter is not null ? ValueModel.SharedWith(policy) : new ValueModel(AdapterModels.Load(policyDirectory, device, dtype));
         int pad = encoder.PadTokenId;
+        CheckpointingDropout.Check(options.GradientCheckpointing, options.Lora, device);
+        policy.GradientCheckpointing = options.GradientCheckpointing;
+        if (adapter is null) value.Body!.GradientCheckpointing = options.GradientCheckpointing;
         policy.train();
         value.train();
         reference?.eval();

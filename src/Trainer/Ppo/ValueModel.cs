@@ -35,6 +35,9 @@ internal sealed class ValueModel : nn.Module
     /// <summary>A critic head on <paramref name="policy"/>'s hidden states; the policy is not owned and not among <see cref="Trainable"/>.</summary>
     public static ValueModel SharedWith(LlamaForCausalLM policy) => new(policy, owned: false);
 
+    /// <summary>The owned body, or null when the critic shares the policy's.</summary>
+    public LlamaForCausalLM? Body => body;
+
     /// <summary>The model config of the body.</summary>
     public LlamaConfig Config => _config;
 
