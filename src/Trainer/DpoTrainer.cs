@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using PrefPipe.Artifacts.Rows;
+using PrefPipe.Models.Llama;
 using PrefPipe.Models.Lora;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
@@ -144,6 +145,25 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
         string final = Path.Combine(outputDirectory, $"checkpoint-{step}");
         WriteChart(Path.Combine(outputDirectory, "loss.png"), metrics);
         return new TrainResult(final, step, metrics, resumeFrom);
+    }
+
+    /// <summary>
+    /// A warning when the memory plan of this training's step (<see cref="MemoryPlan"/>) exceeds the memory the process
+    /// may use (the machine's or the container's limit on CPU; on CUDA the device memory libtorch cannot tell us here, so
+    /// $PREFPIPE_DEVICE_MEMORY_GIB gives it); null when it fits or nothing is known.
+    /// </summary>
+    internal static string? MemoryWarning(DpoTrainingOptions options, string policyDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        bool cuda = TorchRuntime.DefaultDevice().type == TorchSharp.DeviceType.CUDA;
+        double? available = double.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB"), NumberStyles.Float, CultureInfo.InvariantCulture, out double gib)
+            ? gib * (1L << 30)
+            : cuda ? null : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (available is not double bytes) return null;
+        var config = LlamaConfig.Load(AdapterModels.ModelFolder(policyDirectory));
+        var plan = MemoryPlan.Estimate(config, new MemoryPlanInput(options.PerDeviceTrainBatchSize, options.MaxLength, options.MaxPromptLength, cuda, options.Lora, options.GradientCheckpointing));
+        return plan.Fits(bytes) ? null
+            : $"warning: the memory plan says this training will not fit: it {MemoryPlan.Describe(plan, bytes)} (see prefpipe plan); lower per_device_train_batch_size or max_length, or use lora / gradient_checkpointing.";
     }
 
     /// <summary>Loss and reward margin over steps.</summary>

@@ -1,0 +1,108 @@
+using System.Globalization;
+using PrefPipe.Models.Llama;
+using PrefPipe.Models.Lora;
+
+namespace PrefPipe.Models.Runtime;
+
+/// <summary>What a DPO-family training step is planned on.</summary>
+/// <param name="Pairs">Pairs per micro-batch (2 × this sequences: chosen and rejected).</param>
+/// <param name="MaxLength">Tokens per sequence (prompt + completion).</param>
+/// <param name="PromptLength">Prompt tokens per sequence (not scored: no LM-head activations for them).</param>
+/// <param name="Cuda">bfloat16 weights on CUDA, else float32 on CPU.</param>
+/// <param name="Lora">LoRA options, or null for full fine-tuning.</param>
+/// <param name="GradientCheckpointing">Whether decoder layers recompute their activations in the backward pass.</param>
+public sealed record MemoryPlanInput(int Pairs, int MaxLength, int PromptLength, bool Cuda, LoraOptions? Lora, bool GradientCheckpointing);
+
+/// <summary>Estimated peak memory of one training step, by part, in bytes.</summary>
+/// <param name="Parameters">Model parameters.</param>
+/// <param name="Trainable">Trainable parameters (all, or the adapters').</param>
+/// <param name="Weights">The model's weights (the adapters' included).</param>
+/// <param name="Gradients">Gradients of the trainable parameters.</param>
+/// <param name="OptimizerStates">AdamW's two moments per trainable parameter.</param>
+/// <param name="Activations">Decoder activations kept for the backward pass.</param>
+/// <param name="Logits">LM-head outputs at the scored positions (and their log-softmax) kept for the backward pass.</param>
+/// <param name="Runtime">The runtime itself: libtorch and .NET on CPU, the CUDA context on a GPU.</param>
+public sealed record MemoryPlanEstimate(long Parameters, long Trainable, double Weights, double Gradients, double OptimizerStates, double Activations, double Logits, double Runtime)
+{
+    /// <summary>The estimated peak, bytes.</summary>
+    public double Total => Weights + Gradients + OptimizerStates + Activations + Logits + Runtime;
+
+    /// <summary>The parts as (name, bytes) rows, the total last.</summary>
+    public IReadOnlyList<(string Part, double Bytes)> Rows() =>
+    [
+        ("weights", Weights), ("gradients", Gradients), ("optimizer states", OptimizerStates),
+        ("activations", Activations), ("logits", Logits), ("runtime", Runtime), ("total", Total),
+    ];
+
+    /// <summary>Whether the peak fits in <paramref name="deviceBytes"/>.</summary>
+    public bool Fits(double deviceBytes) => Total <= deviceBytes;
+}
+
+/// <summary>
+/// A peak-memory estimate of the DPO step as this trainer runs it (stored reference log-probs, FlatAdamW, chunked LM
+/// head): weights, gradients and AdamW moments of what trains, the activations autograd keeps per decoder layer (or only
+/// each layer's input with activation checkpointing, plus one layer's while it is recomputed), and the LM head's outputs
+/// at scored positions. Checked against measured peaks on CPU (bench/RESULTS.md).
+/// </summary>
+public static class MemoryPlan
+{
+    private const double GiB = 1024.0 * 1024 * 1024;
+
+    /// <summary>Estimates one step of <paramref name="config"/> under <paramref name="input"/>.</summary>
+    public static MemoryPlanEstimate Estimate(LlamaConfig config, MemoryPlanInput input)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(input);
+        double w = input.Cuda ? 2 : 4;                    // weight bytes: bf16 on CUDA, float32 on CPU
+        long h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize, layers = config.NumHiddenLayers;
+        long q = (long)config.NumAttentionHeads * config.HeadDim, kv = (long)config.NumKeyValueHeads * config.HeadDim;
+        var linears = new List<(string Name, long In, long Out)>
+        {
+            ("q_proj", h, q), ("k_proj", h, kv), ("v_proj", h, kv), ("o_proj", q, h), ("gate_proj", h, inter), ("up_proj", h, inter), ("down_proj", inter, h),
+        };
+        long perLayer = linears.Sum(l => l.In * l.Out) + 2 * h
+            + (config.AttentionQkvBias ? q + 2 * kv : 0) + (config.AttentionOutputBias ? h : 0) + (config.MlpBias ? 2 * inter + h : 0);
+        long parameters = v * h * (config.TieWordEmbeddings ? 1 : 2) + layers * perLayer + h;
+
+        long adapter = 0;
+        if (input.Lora is { } lora)
+        {
+            var targets = lora.TargetModules.ToList();
+            adapter = layers * linears.Where(l => LoraTargets.Matches(targets, $"model.layers.0.{l.Name}")).Sum(l => (long)lora.R * (l.In + l.Out));
+            if (!config.TieWordEmbeddings && LoraTargets.Matches(targets, "lm_head")) adapter += (long)lora.R * (h + v);
+        }
+        long trainable = input.Lora is null ? parameters : adapter;
+        double a = input.Lora is null ? w : 4;             // adapters train in float32 (PEFT's choice beside a bf16 base)
+        double weights = parameters * w + adapter * 4;
+        double gradients = trainable * a;
+        double optimizer = 2 * trainable * a;
+
+        // Activations autograd keeps per token of one decoder layer, in elements: each RMSNorm's input, float32 copy and
+        // normalised output (3h, two norms); attention's q, k, v (repeated to all heads), output and o_proj's input (5 q);
+        // the MLP's gate and up outputs, SiLU output and their product (4 intermediate). LoRA's branch adds the adapters'
+        // rank-r intermediate per adapted layer (its input is the base layer's, already kept).
+        long tokens = 2L * input.Pairs * input.MaxLength;
+        double perToken = 6 * h + 5 * q + 4 * inter + (input.Lora is { } l2 ? 7 * l2.R : 0);
+        double layerBytes = tokens * perToken * w;
+        double activations = input.GradientCheckpointing
+            ? layers * tokens * h * w + layerBytes           // each layer's input, plus one layer recomputed
+            : layers * layerBytes;
+        activations += tokens * h * w * 2;                   // the embedding output and final norm's output
+
+        // The LM head at scored positions: its output and the float32 log-softmax kept for backward (and a float32 copy of a bf16 output).
+        long scored = 2L * input.Pairs * Math.Max(1, input.MaxLength - input.PromptLength);
+        double logits = scored * (double)v * (w + 4 + (input.Cuda ? 4 : 0));
+        double runtime = (input.Cuda ? 0.6 : 0.45) * GiB;     // CUDA context / libtorch + .NET, measured on the bench machines
+        return new MemoryPlanEstimate(parameters, trainable, weights, gradients, optimizer, activations, logits, runtime);
+    }
+
+    /// <summary>One line: the estimate against the device's memory, e.g. "needs 61.2 GiB of 80 GiB: fits".</summary>
+    public static string Describe(MemoryPlanEstimate estimate, double? deviceBytes)
+    {
+        ArgumentNullException.ThrowIfNull(estimate);
+        string needs = string.Create(CultureInfo.InvariantCulture, $"needs about {estimate.Total / GiB:F1} GiB");
+        return deviceBytes is double d
+            ? string.Create(CultureInfo.InvariantCulture, $"{needs} of {d / GiB:F1} GiB: {(estimate.Fits(d) ? "fits" : "does not fit")}")
+            : needs;
+    }
+}
