@@ -142,6 +142,28 @@ public sealed class LoraTrainingTests
         Assert.Contains(final.named_parameters().Zip(start.named_parameters()), p => (p.First.parameter - p.Second.parameter).abs().max().item<float>() > 0);
     }
 
+    [Fact]
+    public void MemoryWarning_PlanAboveTheGivenMemory_SaysSoAndWhatToChange()
+    {
+        string? before = Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB");
+        try
+        {
+            Environment.SetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB", "0.01");
+            string? warning = DpoTrainer.MemoryWarning(Options(), Policy);
+            Environment.SetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB", "64");
+            string? none = DpoTrainer.MemoryWarning(Options(), Policy);
+
+            Assert.NotNull(warning);
+            Assert.Contains("will not fit", warning, StringComparison.Ordinal);
+            Assert.Contains("of 0.0 GiB: does not fit", warning, StringComparison.Ordinal);
+            Assert.Null(none);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB", before);
+        }
+    }
+
     private sealed class Sync(Action<TrainProgress> report) : IProgress<TrainProgress>
     {
         public void Report(TrainProgress value) => report(value);

@@ -18,7 +18,7 @@ public sealed record MemoryPlanInput(int Pairs, int MaxLength, int PromptLength,
 /// <param name="Trainable">Trainable parameters (all, or the adapters').</param>
 /// <param name="Weights">The model's weights (the adapters' included).</param>
 /// <param name="Gradients">Gradients of the trainable parameters.</param>
-/// <param name="OptimizerStates">AdamW's two moments per trainable parameter.</param>
+/// <param name="OptimizerStates">AdamW's two moments per trainable parameter, and the allocator's copy of them left by flattening.</param>
 /// <param name="Activations">Decoder activations kept for the backward pass.</param>
 /// <param name="Logits">LM-head outputs at the scored positions (and their log-softmax) kept for the backward pass.</param>
 /// <param name="Runtime">The runtime itself: libtorch and .NET on CPU, the CUDA context on a GPU.</param>
@@ -75,7 +75,9 @@ public static class MemoryPlan
         double a = input.Lora is null ? w : 4;             // adapters train in float32 (PEFT's choice beside a bf16 base)
         double weights = parameters * w + adapter * 4;
         double gradients = trainable * a;
-        double optimizer = 2 * trainable * a;
+        // AdamW's two moments, and FlatAdamW's flat copy of the trainable weights: their first storage is freed into the
+        // allocator (glibc's heap on CPU, the caching allocator on CUDA), which keeps it.
+        double optimizer = 2 * trainable * a + trainable * a;
 
         // Activations autograd keeps per token of one decoder layer, in elements: each RMSNorm's input, float32 copy and
         // normalised output (3h, two norms); attention's q, k, v (repeated to all heads), output and o_proj's input (5 q);
