@@ -5,6 +5,7 @@ using System.Text.Json;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Decoders;
 using PrefPipe.Models.Lora;
+using PrefPipe.Models.SafeTensors;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
@@ -34,13 +35,19 @@ internal static class ModelCommand
         var model = new Option<string?>("--model") { Description = "The base model folder (default: the adapter's base_model_name_or_path)." };
         var adapter = new Option<string>("--adapter") { Description = "The PEFT LoRA adapter folder.", Required = true };
         var output = new Option<string>("--output") { Description = "Where the merged model goes: a full Hugging Face checkpoint (config.json, safetensors in the base's dtype, tokenizer).", Required = true };
-        var command = new Command("merge-lora", "Merge a LoRA adapter into its base model's weights (W + scaling·B·A) and write a full checkpoint.") { model, adapter, output };
+        var maxShardSize = new Option<string>("--max-shard-size")
+        {
+            Description = "Largest weight file of the merged model, as transformers' max_shard_size (bytes, or e.g. 500MB, 5GB, 2GiB); larger weights are sharded with model.safetensors.index.json.",
+            DefaultValueFactory = _ => "5GB",
+        };
+        var command = new Command("merge-lora", "Merge a LoRA adapter into its base model's weights (W + scaling·B·A) and write a full checkpoint.") { model, adapter, output, maxShardSize };
         command.SetAction(parse => Run(() =>
         {
             string adapterDir = parse.GetValue(adapter)!;
             string baseDir = parse.GetValue(model) ?? AdapterConfig.Read(adapterDir).ResolveBase(adapterDir);
             string outDir = parse.GetValue(output)!;
-            AdapterModels.MergeToFolder(baseDir, adapterDir, outDir);
+            long shardBytes = SafeTensorsWriter.ParseShardSize(parse.GetValue(maxShardSize)!);
+            AdapterModels.MergeToFolder(baseDir, adapterDir, outDir, maxShardBytes: shardBytes);
             (console ?? AnsiConsole.Console).MarkupLine($"[green]merged[/] {Markup.Escape(adapterDir)} into {Markup.Escape(baseDir)}: {Markup.Escape(Path.GetFullPath(outDir))}");
             return Cli.ExitCodes.Ok;
         }));

@@ -47,7 +47,9 @@ public static class AdapterModels
     /// <param name="adapterDirectory">The PEFT adapter.</param>
     /// <param name="outputDirectory">Created; the model's files are replaced.</param>
     /// <param name="device">Where to merge; default CPU.</param>
-    public static void MergeToFolder(string baseDirectory, string adapterDirectory, string outputDirectory, Device? device = null)
+    /// <param name="maxShardBytes">Largest weight file; above it the weights are sharded with an index (transformers' max_shard_size).</param>
+    public static void MergeToFolder(string baseDirectory, string adapterDirectory, string outputDirectory, Device? device = null,
+        long maxShardBytes = SafeTensorsWriter.DefaultMaxShardBytes)
     {
         ArgumentException.ThrowIfNullOrEmpty(baseDirectory);
         ArgumentException.ThrowIfNullOrEmpty(outputDirectory);
@@ -60,7 +62,7 @@ public static class AdapterModels
         Directory.CreateDirectory(outputDirectory);
         foreach (string stale in Directory.EnumerateFiles(outputDirectory, "*.safetensors").Append(Path.Combine(outputDirectory, "model.safetensors.index.json")))
             File.Delete(stale);
-        model.Save(outputDirectory);
+        model.Save(outputDirectory, maxShardBytes);
         foreach (string file in Directory.EnumerateFiles(baseDirectory))
         {
             string name = Path.GetFileName(file);

@@ -55,7 +55,7 @@ internal sealed class PpoTrainer(PpoOptions options)
 
         // LoRA: a new adapter on the frozen start (a LoRA start merged into its base, on disk: the adapter's base); the
         // reference is the start with the adapter off when it is the same model, and the critic a head on the policy.
-        string? adapterBase = options.Lora is null ? null : LoraStart(policyDirectory, outputDirectory);
+        string? adapterBase = options.Lora is null ? null : LoraStart(policyDirectory, outputDirectory, options.MaxShardBytes);
         bool sharedReference = adapterBase is not null && ReferencePass.ModelFingerprint(referenceDirectory) == ReferencePass.ModelFingerprint(policyDirectory);
         using var policy = AdapterModels.Load(adapterBase ?? resumeFrom ?? policyDirectory, device, dtype);
         using var adapter = options.Lora is null ? null : LoraAdapter.Inject(policy, options.Lora);
@@ -208,7 +208,7 @@ internal sealed class PpoTrainer(PpoOptions options)
     /// LoRA dpo stage), that adapter merged into its base, written once to <paramref name="outputDirectory"/>/merged-start
     /// (the checkpoints' base_model_name_or_path; a resume reuses it).
     /// </summary>
-    private static string LoraStart(string policyDirectory, string outputDirectory)
+    private static string LoraStart(string policyDirectory, string outputDirectory, long maxShardBytes)
     {
         if (!AdapterConfig.IsAdapter(policyDirectory)) return policyDirectory;
         string merged = Path.Combine(outputDirectory, "merged-start");
@@ -217,7 +217,7 @@ internal sealed class PpoTrainer(PpoOptions options)
         if (File.Exists(stamp) && File.ReadAllText(stamp) == source) return merged;
         string staging = merged + ".partial";
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        AdapterModels.MergeToFolder(AdapterConfig.Read(policyDirectory).ResolveBase(policyDirectory), policyDirectory, staging);
+        AdapterModels.MergeToFolder(AdapterConfig.Read(policyDirectory).ResolveBase(policyDirectory), policyDirectory, staging, maxShardBytes: maxShardBytes);
         File.WriteAllText(Path.Combine(staging, "merged_from.txt"), source);
         if (Directory.Exists(merged)) Directory.Delete(merged, recursive: true);
         Directory.Move(staging, merged);

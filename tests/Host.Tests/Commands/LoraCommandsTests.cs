@@ -50,8 +50,10 @@ public sealed class LoraCommandsTests
         double adapted = LogprobSum((await Run([.. score, "--model", Policy, "--adapter", checkpoint])).Output);
         double fromCheckpoint = LogprobSum((await Run([.. score, "--model", checkpoint])).Output); // base_model_name_or_path + adapter
         string merged = Path.Combine(folder, "merged");
-        var merge = await Run("model", "merge-lora", "--model", Policy, "--adapter", checkpoint, "--output", merged);
+        var merge = await Run("model", "merge-lora", "--model", Policy, "--adapter", checkpoint, "--output", merged, "--max-shard-size", "1MB");
         Assert.True(merge.Exit == 0, merge.Error);
+        Assert.True(File.Exists(Path.Combine(merged, "model.safetensors.index.json")));  // the 3.2 MB demo policy in 1 MB shards
+        Assert.True(Directory.GetFiles(merged, "model-*-of-*.safetensors").Length > 1);
         double fromMerged = LogprobSum((await Run([.. score, "--model", merged])).Output);
 
         Assert.NotEqual(start, adapted, 3);
