@@ -14,6 +14,11 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 PEAK = 989e12
 SHAPES = {
+    "8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5, rope_theta=500000.0,
+               rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192},
+               max_position_embeddings=131072, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001),
     "1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, rope_theta=500000.0,
                rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -147,6 +152,72 @@ def dpo(c, a):
         del policy, ref, opt
         torch.cuda.empty_cache()
     return out
+
+
+class LoraLinear(torch.nn.Module):
+    """Plain-torch LoRA on a frozen nn.Linear, as PEFT's LoraLayer computes it (PEFT is not installed on the GPU host):
+    y = W x + scaling * B(A(dropout(x))), A [r, in] kaiming-uniform(a=sqrt 5), B [out, r] zeros, both float32 beside a bf16 base."""
+
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.scaling, self.enabled = base, alpha / r, True
+        self.lora_A = torch.nn.Parameter(torch.empty(r, base.in_features, device=base.weight.device, dtype=torch.float32))
+        self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, r, device=base.weight.device, dtype=torch.float32))
+        torch.nn.init.kaiming_uniform_(self.lora_A, a=5 ** 0.5)
+
+    def forward(self, x):
+        y = self.base(x)
+        if not self.enabled:
+            return y
+        return y + (F.linear(F.linear(x.float(), self.lora_A), self.lora_B) * self.scaling).to(y.dtype)
+
+
+def add_lora(model, r, alpha, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")):
+    model.requires_grad_(False)
+    layers = []
+    for name, module in list(model.named_modules()):
+        for child, sub in list(module.named_children()):
+            if isinstance(sub, torch.nn.Linear) and child in targets:
+                wrapped = LoraLinear(sub, r, alpha)
+                setattr(module, child, wrapped)
+                layers.append(wrapped)
+    return layers
+
+
+def lora(c, a):
+    """DPO with LoRA (all-linear, alpha 2r) on the frozen bf16 model, the reference = the same model with the adapters off
+    in every step (TRL + PEFT's default), optionally with gradient checkpointing (non-reentrant, as TRL's default)."""
+    b, s = a.batch, a.seq
+    pairs = b // 2
+    ids = rand_ids(c, b, s, 11)
+    mem = Nvml()
+    torch.cuda.reset_peak_memory_stats()
+    policy = make_model(c)
+    layers = add_lora(policy, a.lora_r, 2 * a.lora_r)
+    policy.train()
+    if a.gradient_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        policy.enable_input_require_grads()
+    params = [p for l in layers for p in (l.lora_A, l.lora_B)]
+    opt = torch.optim.AdamW(params, lr=1e-6, weight_decay=0.0, foreach=True)
+
+    def step():
+        with torch.no_grad():
+            for l in layers:
+                l.enabled = False
+            r = seq_logps(policy, ids, s // 2)[0]
+            for l in layers:
+                l.enabled = True
+        p = seq_logps(policy, ids, s // 2)[0]
+        h = 0.1 * ((p[:pairs] - r[:pairs]) - (p[pairs:] - r[pairs:]))
+        (-F.logsigmoid(h)).mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    ms = time_ms(step, a.steps)
+    f = fwd_flops(c, b, s)
+    case = f"lora-r{a.lora_r}{'+ckpt' if a.gradient_checkpointing else ''} ref-every-step {b}x{s}"
+    return figures("lora", case, ms, b * s, 3 * f + (f if a.gradient_checkpointing else 0), mem)
 
 
 def sft(c, a):
@@ -311,6 +382,8 @@ def main():
     p.add_argument("--new", type=int, default=128)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--gen-batches", type=int, nargs="*", default=[1, 8, 32, 64])
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--gradient-checkpointing", action="store_true")
     a = p.parse_args()
     c = make_config(a.model)
     import transformers

@@ -9,11 +9,22 @@ namespace PrefPipe.Benchmarks;
 public static class ModelShapes
 {
     /// <summary>Names accepted by <see cref="Config"/>.</summary>
-    public static readonly IReadOnlyList<string> Names = ["1b", "small", "demo"];
+    public static readonly IReadOnlyList<string> Names = ["8b", "1b", "100m", "small", "demo"];
 
-    /// <summary>config.json text for a shape: "1b" (Llama-3.2-1B), "small" (~45M), "demo" (the 0.8M demo policy).</summary>
+    /// <summary>config.json text for a shape: "8b" (Llama-3.1-8B), "1b" (Llama-3.2-1B), "100m" (~100M, 12 layers), "small" (~45M), "demo" (the 0.8M demo policy).</summary>
     public static string Json(string name) => name switch
     {
+        "8b" => """
+            {"model_type":"llama","vocab_size":128256,"hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,
+             "num_attention_heads":32,"num_key_value_heads":8,"head_dim":128,"rms_norm_eps":1e-5,"rope_theta":500000.0,
+             "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192},
+             "max_position_embeddings":131072,"tie_word_embeddings":false,"bos_token_id":128000,"eos_token_id":128001}
+            """,
+        "100m" => """
+            {"model_type":"llama","vocab_size":32000,"hidden_size":768,"intermediate_size":2048,"num_hidden_layers":12,
+             "num_attention_heads":12,"num_key_value_heads":4,"head_dim":64,"rms_norm_eps":1e-5,"rope_theta":10000.0,
+             "max_position_embeddings":4096,"tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2}
+            """,
         "1b" => """
             {"model_type":"llama","vocab_size":128256,"hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
              "num_attention_heads":32,"num_key_value_heads":8,"head_dim":64,"rms_norm_eps":1e-5,"rope_theta":500000.0,

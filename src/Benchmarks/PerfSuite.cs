@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer;
@@ -29,8 +30,8 @@ public sealed class PerfOptions
     [Required, RegularExpression("^(cpu|cuda)$", ErrorMessage = "device must be cpu or cuda")]
     public string Device { get; set; } = "cpu";
 
-    /// <summary>Model shape: 1b, small or demo.</summary>
-    [Required, RegularExpression("^(1b|small|demo)$", ErrorMessage = "model must be 1b, small or demo")]
+    /// <summary>Model shape: 8b, 1b, 100m, small or demo.</summary>
+    [Required, RegularExpression("^(8b|1b|100m|small|demo)$", ErrorMessage = "model must be 8b, 1b, 100m, small or demo")]
     public string Model { get; set; } = "small";
 
     /// <summary>Sequences per training / scoring batch (DPO: chosen + rejected, so pairs = half).</summary>
@@ -60,6 +61,16 @@ public sealed class PerfOptions
     [Range(0, 100)]
     public int Warmup { get; set; } = 2;
 
+    /// <summary>LoRA rank for the "lora" benchmark's LoRA case (alpha 2r, all-linear); 0 runs full fine-tuning.</summary>
+    [Range(0, 4096)]
+    public int LoraR { get; set; }
+
+    /// <summary>Activation checkpointing in the "lora" benchmark.</summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>The "lora" benchmark runs the reference forward (the base with the adapters off) in every step, as TRL + PEFT do by default, instead of reading stored log-probs as our trainer does.</summary>
+    public bool ReferenceEveryStep { get; set; }
+
     /// <summary>Throws when an option is out of range, naming every one.</summary>
     /// <exception cref="OptionsValidationException">Some option is invalid; <see cref="OptionsValidationException.Failures"/> has one line each.</exception>
     public void Validate()
@@ -85,7 +96,7 @@ public static class PerfSuite
     public const double PeakFlops = 989e12;
 
     /// <summary>Benchmark names, in run order.</summary>
-    public static readonly IReadOnlyList<string> Names = ["dpo", "sft", "optimizer", "ppo", "generate", "refpass", "reward", "overhead"];
+    public static readonly IReadOnlyList<string> Names = ["dpo", "sft", "optimizer", "ppo", "generate", "refpass", "reward", "overhead", "lora"];
 
     /// <summary>Runs one benchmark by name.</summary>
     /// <exception cref="ArgumentException">Unknown name.</exception>
@@ -109,6 +120,7 @@ public static class PerfSuite
             "refpass" => RefPass(ctx),
             "reward" => Reward(ctx),
             "overhead" => Overhead(ctx),
+            "lora" => Lora(ctx),
             _ => throw new ArgumentException($"unknown benchmark '{name}'; expected one of {string.Join(", ", Names)} or all", nameof(name)),
         };
     }
@@ -222,6 +234,62 @@ public static class PerfSuite
             figures.AddRange(ctx.Figures("dpo", $"{(storedRef ? "stored-ref" : "ref-every-step")} {ctx.Size}", ms, 2.0 * pairs * o.SeqLen, flops, memory));
             stored.Dispose();
         }
+        return figures;
+    }
+
+    /// <summary>
+    /// One DPO step as the trainer runs it (stored reference log-probs, prompt = first half) with full fine-tuning, or
+    /// LoRA of rank <see cref="PerfOptions.LoraR"/> (alpha 2r, all-linear) on the frozen model, with or without activation
+    /// checkpointing; reports the memory plan's estimate beside the measured peak. One case per process, so the peak is the case's.
+    /// </summary>
+    private static List<PerfFigure> Lora(Context ctx)
+    {
+        var o = ctx.Options;
+        long pairs = o.Batch / 2;
+        var lora = o.LoraR > 0 ? new LoraOptions { R = o.LoraR, Alpha = 2 * o.LoraR, TargetModules = [LoraTargets.AllLinear] } : null;
+        string @case = $"{(lora is null ? "full" : $"lora-r{o.LoraR}")}{(o.GradientCheckpointing ? "+ckpt" : "")}{(o.ReferenceEveryStep ? " ref-every-step" : "")} {ctx.Size}";
+        var plan = MemoryPlan.Estimate(ctx.Config, new MemoryPlanInput((int)pairs, o.SeqLen, o.SeqLen / 2, ctx.Cuda, lora, o.GradientCheckpointing));
+        using var memory = DeviceMemory.Start(ctx.Cuda);
+        double runtimeMiB = memory.PeakMiB();
+        using var batch = Batch(ctx, 2 * pairs, o.SeqLen, o.SeqLen / 2, 11);
+        using var policy = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        policy.train();
+        policy.GradientCheckpointing = o.GradientCheckpointing;
+        using var adapter = lora is null ? null : LoraAdapter.Inject(policy, lora);
+        using var optimizer = new FlatAdamW(adapter?.Parameters() ?? policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+        var defaults = new DpoTrainingOptions();
+        var step = new DpoStep(policy, optimizer, ObjectiveFactory.Create(defaults.Objective), 1, defaults.MaxGradNorm);
+        Tensor stored;
+        using (no_grad())
+        using (var s = NewDisposeScope())
+            stored = CompletionScorer.Score(policy, batch).LogprobSum.DetachFromDisposeScope(); // [2·pairs] float32
+        long done = 0;
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            var sums = new Dictionary<string, double>();
+            var reference = stored;
+            if (o.ReferenceEveryStep)
+            {
+                // The reference is the frozen base: the adapters off (full fine-tuning has no frozen copy here: stored figures only).
+                using var _ = no_grad();
+                if (adapter is not null) adapter.Enabled = false;
+                reference = CompletionScorer.Score(policy, batch).LogprobSum;                           // [2·pairs] float32
+                if (adapter is not null) adapter.Enabled = true;
+            }
+            step.Accumulate(batch, reference.narrow(0, 0, pairs), reference.narrow(0, pairs, pairs), null, sums);
+            step.Update(1e-6, done++, sums);
+        }
+        double ms = ctx.TimeMs(Step);
+        var figures = ctx.Figures("lora", @case, ms, 2.0 * pairs * o.SeqLen, (lora is null ? 3 : 2) * ModelShapes.ForwardFlops(ctx.Config, 2 * pairs, o.SeqLen), memory);
+        double measured = figures.Single(f => f.Metric == "peak memory").Value;
+        double planned = plan.Total / (1024.0 * 1024);
+        figures.Add(new("lora", @case, "runtime before the model", runtimeMiB, "MiB"));
+        figures.Add(new("lora", @case, "planned peak", planned, "MiB"));
+        figures.Add(new("lora", @case, "plan error", 100 * (planned - measured) / measured, "%"));
+        figures.Add(new("lora", @case, "trainable parameters", plan.Trainable, "count"));
+        foreach (var (part, bytes) in plan.Rows()) ctx.Log($"    plan {part}: {bytes / (1024.0 * 1024):F0} MiB");
+        stored.Dispose();
         return figures;
     }
 

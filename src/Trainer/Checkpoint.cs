@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.SafeTensors;
 using PrefPipe.Trainer.Data;
 using PrefPipe.Trainer.Optimization;
@@ -100,8 +101,19 @@ public static class Checkpoint
          "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"];
 
     /// <summary>Writes a checkpoint folder; weights above <paramref name="maxShardBytes"/> are sharded with an index, as save_pretrained does.</summary>
+    /// <param name="directory">The checkpoint-N folder.</param>
+    /// <param name="model">The model.</param>
+    /// <param name="optimizer">Its optimizer (state goes to <see cref="StateFolder"/>).</param>
+    /// <param name="state">trainer_state.json.</param>
+    /// <param name="tokenizerSource">The folder whose tokenizer and generation files are copied.</param>
+    /// <param name="extraTensors">Stage state for <see cref="StateFolder"/>/extra.safetensors, or null.</param>
+    /// <param name="adapter">A LoRA run's adapter: the checkpoint is then a PEFT adapter folder (adapter_config.json,
+    /// adapter_model.safetensors) instead of the full weights.</param>
+    /// <param name="adapterBase">The adapter's base model folder (its base_model_name_or_path).</param>
+    /// <param name="maxShardBytes">Shard size of full weights (adapters are one file).</param>
     public static void Save(string directory, CausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
-        IReadOnlyDictionary<string, Tensor>? extraTensors = null, long maxShardBytes = SafeTensorsWriter.DefaultMaxShardBytes)
+        IReadOnlyDictionary<string, Tensor>? extraTensors = null, LoraAdapter? adapter = null, string? adapterBase = null,
+        long maxShardBytes = SafeTensorsWriter.DefaultMaxShardBytes)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -110,7 +122,8 @@ public static class Checkpoint
         string staging = full + ".partial";
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         Directory.CreateDirectory(staging);
-        model.Save(staging, maxShardBytes);
+        if (adapter is not null) adapter.Save(staging, Path.GetFullPath(adapterBase ?? throw new ArgumentNullException(nameof(adapterBase))));
+        else model.Save(staging, maxShardBytes);
         foreach (string f in TokenizerFiles)
             if (File.Exists(Path.Combine(tokenizerSource, f))) File.Copy(Path.Combine(tokenizerSource, f), Path.Combine(staging, f), overwrite: true);
         string stateDir = Directory.CreateDirectory(Path.Combine(staging, StateFolder)).FullName;
@@ -125,7 +138,7 @@ public static class Checkpoint
     /// <exception cref="InvalidDataException">Not a complete checkpoint (names what is missing).</exception>
     public static TrainerState ReadState(string directory)
     {
-        foreach (string f in new[] { "config.json", "trainer_state.json" })
+        foreach (string f in new[] { AdapterConfig.IsAdapter(directory) ? AdapterConfig.FileName : "config.json", "trainer_state.json" })
             if (!File.Exists(Path.Combine(directory, f)))
                 throw new InvalidDataException($"{directory} is not a resumable checkpoint: {f} is missing.");
         if (!File.Exists(StateFile(directory, OptimizerFile)))

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Reporting;
@@ -53,9 +54,17 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
             string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));
         var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
-        using var model = CausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
+        if (options.Lora is not null && AdapterConfig.IsAdapter(policyDirectory))
+            throw new InvalidDataException($"{policyDirectory} is a LoRA adapter: LoRA training starts from a full model. Merge it first (prefpipe model merge-lora --model BASE --adapter {policyDirectory} --output DIR).");
+        // LoRA: the frozen start with fresh adapters (a resume loads its adapters); otherwise every weight, from the checkpoint on resume.
+        using var model = AdapterModels.Load(options.Lora is null ? resumeFrom ?? policyDirectory : policyDirectory, device, dtype);
         model.train();
-        using var optimizer = new FlatAdamW(model.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings(WeightDecay: options.WeightDecay));
+        model.GradientCheckpointing = options.GradientCheckpointing;
+        CheckpointingDropout.Check(options.GradientCheckpointing, options.Lora, device);
+        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(model, options.Lora);
+        if (adapter is not null && resumeFrom is not null) adapter.LoadWeights(resumeFrom);
+        var trainable = adapter?.Parameters().ToList() ?? [.. model.named_parameters().Select(p => (p.name, p.parameter))];
+        using var optimizer = new FlatAdamW(trainable, new AdamWSettings(WeightDecay: options.WeightDecay));
         if (resumeFrom is not null) Checkpoint.LoadOptimizer(resumeFrom, optimizer);
         var dpoStep = new DpoStep(model, optimizer, objective, options.GradientAccumulationSteps, options.MaxGradNorm);
 
@@ -77,12 +86,12 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
             // The per-step check keeps NaN gradients out of the weights; this also refuses weights an update made infinite.
             using (var check = NewDisposeScope())
             using (no_grad())
-                foreach (var (name, parameter) in model.named_parameters())
+                foreach (var (name, parameter) in trainable)
                     if (!isfinite(parameter).all().item<bool>())
                         throw new InvalidOperationException($"training diverged at step {step}: {name} is not finite; no checkpoint was written. Lower the learning rate.");
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), model, optimizer,
                 new TrainerState { GlobalStep = step, MaxSteps = totalSteps, Epoch = position.Epoch, Batch = position.Batch, Seed = options.Seed, Stage = "dpo", TrainingFingerprint = fingerprint, LogHistory = [.. metrics] }, policyDirectory,
-                maxShardBytes: options.MaxShardBytes);
+                adapter: adapter, adapterBase: policyDirectory, maxShardBytes: options.MaxShardBytes);
         }
 
         var clock = Stopwatch.StartNew();
@@ -101,6 +110,8 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
                 var batch = epochBatches[position.Batch].Select(i => pairs[i]).ToList();
                 position = Checkpoint.Advance(position, sampler.BatchesPerEpoch, 1);
                 using var scope = NewDisposeScope();
+                // LoRA dropout draws from torch's generator: seeded per micro-batch, so a resumed run draws what an uninterrupted one does.
+                if (options.Lora is { Dropout: > 0 }) TorchSharp.torch.manual_seed(options.Seed + (step * options.GradientAccumulationSteps + micro + 1) * 1_000_003);
                 var items = batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
                     .Concat(batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
                 using var inputs = CompletionBatch.Build(items, pad, device);
@@ -138,6 +149,25 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
         string final = Path.Combine(outputDirectory, $"checkpoint-{step}");
         WriteChart(Path.Combine(outputDirectory, "loss.png"), metrics);
         return new TrainResult(final, step, metrics, resumeFrom);
+    }
+
+    /// <summary>
+    /// A warning when the memory plan of this training's step (<see cref="MemoryPlan"/>) exceeds the memory the process
+    /// may use (the machine's or the container's limit on CPU; on CUDA the device memory libtorch cannot tell us here, so
+    /// $PREFPIPE_DEVICE_MEMORY_GIB gives it); null when it fits or nothing is known.
+    /// </summary>
+    internal static string? MemoryWarning(DpoTrainingOptions options, string policyDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        bool cuda = TorchRuntime.DefaultDevice().type == TorchSharp.DeviceType.CUDA;
+        double? available = double.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB"), NumberStyles.Float, CultureInfo.InvariantCulture, out double gib)
+            ? gib * (1L << 30)
+            : cuda ? null : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (available is not double bytes) return null;
+        var config = DecoderConfig.Load(AdapterModels.ModelFolder(policyDirectory));
+        var plan = MemoryPlan.Estimate(config, new MemoryPlanInput(options.PerDeviceTrainBatchSize, options.MaxLength, options.MaxPromptLength, cuda, options.Lora, options.GradientCheckpointing));
+        return plan.Fits(bytes) ? null
+            : $"warning: the memory plan says this training will not fit: it {MemoryPlan.Describe(plan, bytes)} (see prefpipe plan); lower per_device_train_batch_size or max_length, or use lora / gradient_checkpointing.";
     }
 
     /// <summary>Loss and reward margin over steps.</summary>

@@ -1,6 +1,8 @@
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
+using System.Text.Json.Serialization;
 using PrefPipe.Models;
+using PrefPipe.Models.Lora;
 using PrefPipe.Trainer.Objectives;
 using PrefPipe.Trainer.Optimization;
 
@@ -113,6 +115,23 @@ public sealed class DpoTrainingOptions : IValidatableObject
     /// <summary>Training dtype: auto (float32 on CPU, bfloat16 on CUDA), float32 or bfloat16.</summary>
     /// <value>Default auto.</value>
     public TrainingDtype Dtype { get; set; } = TrainingDtype.Auto;
+
+    /// <summary>
+    /// LoRA (<c>lora: {r, alpha, dropout, target_modules, use_rslora}</c>): train low-rank adapters on the frozen policy
+    /// instead of every weight; checkpoints are PEFT adapter folders. Null trains every weight.
+    /// </summary>
+    /// <value>Default null (full fine-tuning).</value>
+    [ValidateObjectMembers]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] // off, it leaves the training fingerprint as it was
+    public LoraOptions? Lora { get; set; }
+
+    /// <summary>
+    /// Recompute each decoder layer's activations in the backward pass instead of keeping them (activation
+    /// checkpointing): less memory for about one more forward pass of time; the same losses and gradients.
+    /// </summary>
+    /// <value>Default false.</value>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] // off, it leaves the training fingerprint as it was
+    public bool GradientCheckpointing { get; set; }
 
     /// <summary>Throws when an option (the objective's included) is out of range or inconsistent, naming every one.</summary>
     /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>

@@ -6,6 +6,7 @@ using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Trainer.Data;
@@ -67,7 +68,9 @@ internal static class ReferencePass
     {
         var files = Directory.EnumerateFiles(directory).Where(Decides).Order(StringComparer.Ordinal).Select(f => new FileInfo(f)).ToList();
         string stamp = Path.GetFullPath(directory) + "|" + string.Join('|', files.Select(f => $"{f.Name}:{f.Length}:{f.LastWriteTimeUtc.Ticks}"));
-        return Fingerprints.GetOrAdd(stamp, _ => HashModelFiles(files));
+        string own = Fingerprints.GetOrAdd(stamp, _ => HashModelFiles(files));
+        // A LoRA adapter computes what its base does plus the adapter: the base's weights decide its outputs too.
+        return AdapterConfig.IsAdapter(directory) ? $"{own}+{ModelFingerprint(AdapterConfig.Read(directory).ResolveBase(directory))}" : own;
     }
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> Fingerprints = new(StringComparer.Ordinal);
@@ -135,7 +138,7 @@ internal static class ReferencePass
                 return (stored.ToDictionary(r => r.PromptId, StringComparer.Ordinal), true, path);
         }
         var rows = new List<ReferenceLogProbRow>(pairs.Count);
-        using (var model = CausalLM.Load(referenceDirectory, device, scalarType))
+        using (var model = AdapterModels.Load(referenceDirectory, device, scalarType))
         {
             int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
             double logVocab = Math.Log(model.Config.VocabSize);

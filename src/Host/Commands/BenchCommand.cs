@@ -21,14 +21,18 @@ internal static class BenchCommand
             Arity = ArgumentArity.ZeroOrMore,
         };
         var device = new Option<string?>("--device") { Description = "cpu or cuda (default: cuda when libtorch sees a GPU)." };
-        var model = new Option<string?>("--model") { Description = "Model shape with random weights: 1b (Llama-3.2-1B), small, demo (default: 1b on cuda, small on cpu)." };
+        var model = new Option<string?>("--model") { Description = "Model shape with random weights: 8b (Llama-3.1-8B), 1b (Llama-3.2-1B), 100m, small, demo (default: 1b on cuda, small on cpu)." };
         var json = new Option<string?>("--json") { Description = "Also write the figures to this JSON file." };
         var steps = new Option<int>("--steps") { Description = "Timed steps per case (median reported).", DefaultValueFactory = _ => 5 };
         var prompt = new Option<int>("--prompt-tokens") { Description = "Generation prompt length.", DefaultValueFactory = _ => 128 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Generation new tokens.", DefaultValueFactory = _ => 128 };
+        var loraR = new Option<int>("--lora-r") { Description = "The lora benchmark: LoRA rank (alpha 2r, all-linear); 0 = full fine-tuning.", DefaultValueFactory = _ => 0 };
+        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "The lora benchmark: recompute decoder activations in the backward pass." };
+        var refEveryStep = new Option<bool>("--ref-every-step") { Description = "The lora benchmark: the reference forward (adapters off) in every step, as TRL + PEFT by default." };
+        var warmup = new Option<int>("--warmup") { Description = "Warm-up steps per case.", DefaultValueFactory = _ => 2 };
         var command = new Command("bench", "Measure training steps, the optimizer, generation, reference and reward passes: tokens/s, peak memory, MFU on CUDA.")
         {
-            name, sizes, device, model, json, steps, prompt, newTokens,
+            name, sizes, device, model, json, steps, prompt, newTokens, loraR, checkpointing, refEveryStep, warmup,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -39,7 +43,12 @@ internal static class BenchCommand
                 Console.Error.WriteLine($"prefpipe bench: unknown benchmark '{which}'; expected one of {string.Join(", ", PerfSuite.Names)} or all.");
                 return Task.FromResult(Cli.ExitCodes.Usage);
             }
-            var options = new PerfOptions { Steps = parse.GetValue(steps), PromptTokens = parse.GetValue(prompt), NewTokens = parse.GetValue(newTokens) };
+            var options = new PerfOptions
+            {
+                Steps = parse.GetValue(steps), PromptTokens = parse.GetValue(prompt), NewTokens = parse.GetValue(newTokens),
+                LoraR = parse.GetValue(loraR), GradientCheckpointing = parse.GetValue(checkpointing), ReferenceEveryStep = parse.GetValue(refEveryStep),
+                Warmup = parse.GetValue(warmup),
+            };
             var info = TorchRuntime.Describe();
             options.Device = parse.GetValue(device) ?? (info.CudaAvailable ? "cuda" : "cpu");
             options.Model = parse.GetValue(model) ?? (options.Device == "cuda" ? "1b" : "small");

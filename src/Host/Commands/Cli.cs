@@ -45,6 +45,7 @@ internal static class Cli
         root.Subcommands.Add(WorkerCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
         root.Subcommands.Add(BenchCommand.Create(console));
+        root.Subcommands.Add(PlanCommand.Create(console));
         root.Options.Add(VerboseOption);
         return root;
     }

@@ -4,6 +4,8 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
+using PrefPipe.Models.SafeTensors;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
@@ -22,7 +24,34 @@ internal static class ModelCommand
         var root = new Command("model", "Run a Hugging Face causal LM (Llama, Qwen2/3, Mistral, Gemma 2/3, Phi-3, OLMo 2) from a model folder.");
         root.Subcommands.Add(Logprobs(console));
         root.Subcommands.Add(Generate(console));
+        root.Subcommands.Add(MergeLora(console));
         return root;
+    }
+
+    private static Option<string?> AdapterOption() => new("--adapter") { Description = "A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) applied live on the model." };
+
+    private static Command MergeLora(IAnsiConsole? console)
+    {
+        var model = new Option<string?>("--model") { Description = "The base model folder (default: the adapter's base_model_name_or_path)." };
+        var adapter = new Option<string>("--adapter") { Description = "The PEFT LoRA adapter folder.", Required = true };
+        var output = new Option<string>("--output") { Description = "Where the merged model goes: a full Hugging Face checkpoint (config.json, safetensors in the base's dtype, tokenizer).", Required = true };
+        var maxShardSize = new Option<string>("--max-shard-size")
+        {
+            Description = "Largest weight file of the merged model, as transformers' max_shard_size (bytes, or e.g. 500MB, 5GB, 2GiB); larger weights are sharded with model.safetensors.index.json.",
+            DefaultValueFactory = _ => "5GB",
+        };
+        var command = new Command("merge-lora", "Merge a LoRA adapter into its base model's weights (W + scaling·B·A) and write a full checkpoint.") { model, adapter, output, maxShardSize };
+        command.SetAction(parse => Run(() =>
+        {
+            string adapterDir = parse.GetValue(adapter)!;
+            string baseDir = parse.GetValue(model) ?? AdapterConfig.Read(adapterDir).ResolveBase(adapterDir);
+            string outDir = parse.GetValue(output)!;
+            long shardBytes = SafeTensorsWriter.ParseShardSize(parse.GetValue(maxShardSize)!);
+            AdapterModels.MergeToFolder(baseDir, adapterDir, outDir, maxShardBytes: shardBytes);
+            (console ?? AnsiConsole.Console).MarkupLine($"[green]merged[/] {Markup.Escape(adapterDir)} into {Markup.Escape(baseDir)}: {Markup.Escape(Path.GetFullPath(outDir))}");
+            return Cli.ExitCodes.Ok;
+        }));
+        return command;
     }
 
     private static Option<string> ModelOption() => new("--model") { Description = "Model folder: config.json, model.safetensors (or shards), tokenizer.json.", Required = true };
@@ -39,19 +68,21 @@ internal static class ModelCommand
         var texts = new Option<string[]>("--text") { Description = "Text to score (tokenised as transformers does, special tokens added).", Arity = ArgumentArity.ZeroOrMore };
         var ids = new Option<string[]>("--ids") { Description = "Token ids to score, comma-separated (repeatable).", Arity = ArgumentArity.ZeroOrMore };
         var json = new Option<bool>("--json") { Description = "One {\"text\", \"ids\", \"logprob_sum\"} JSON line per input." };
-        var command = new Command("logprobs", "Σ over positions 1..n−1 of log p(ids[i] | ids[<i]) for each input.") { model, texts, ids, json };
+        var adapter = AdapterOption();
+        var command = new Command("logprobs", "Σ over positions 1..n−1 of log p(ids[i] | ids[<i]) for each input.") { model, texts, ids, json, adapter };
         command.SetAction(parse => Run(() =>
         {
             string dir = parse.GetValue(model)!;
             var inputs = new List<(string? Text, int[] Ids)>();
             var textValues = parse.GetValue(texts) ?? [];
-            ITextTokenizer? tokenizer = textValues.Length > 0 ? HfTokenizer.Load(dir) : null;
+            ITextTokenizer? tokenizer = textValues.Length > 0 ? HfTokenizer.Load(AdapterModels.ModelFolder(dir)) : null;
             foreach (string t in textValues) inputs.Add((t, tokenizer!.Encode(t).ToArray()));
             foreach (string s in parse.GetValue(ids) ?? []) inputs.Add((null, ParseIds(s)));
             if (inputs.Count == 0) throw new ArgumentException("give --text or --ids");
             if (inputs.Any(i => i.Ids.Length < 2)) throw new ArgumentException("each input needs at least two tokens to score");
 
-            using var lm = CausalLM.Load(dir);
+            using var lm = AdapterModels.Load(dir);
+            using var lora = parse.GetValue(adapter) is { } adapterDir ? LoraAdapter.Load(lm, adapterDir) : null;
             foreach (var input in inputs) lm.Config.CheckTokenIds(input.Ids, input.Text is null ? "--ids" : "--text");
             using var _ = no_grad();
             using var scope = NewDisposeScope();
@@ -92,7 +123,8 @@ internal static class ModelCommand
         var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => 0 };
         var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print {\"prompt_ids\", \"new_ids\", \"text\"} as JSON." };
-        var command = new Command("generate", "Generate a continuation; prints the prompt ids the model was fed.") { model, prompt, messages, chatTemplate, systemPrompt, promptIds, maxNew, greedy, temperature, topP, topK, seed, json };
+        var adapter = AdapterOption();
+        var command = new Command("generate", "Generate a continuation; prints the prompt ids the model was fed.") { model, prompt, messages, chatTemplate, systemPrompt, promptIds, maxNew, greedy, temperature, topP, topK, seed, json, adapter };
         command.SetAction((parse, cancellationToken) => Task.FromResult(Run(() =>
         {
             // The pipeline's prompt encoding: what this prints is exactly what ingest feeds the policy.
@@ -107,7 +139,7 @@ internal static class ModelCommand
                 Temperature = parse.GetValue(temperature),
                 TopP = parse.GetValue(topP),
                 TopK = parse.GetValue(topK),
-            }, parse.GetValue(seed), cancellationToken);
+            }, parse.GetValue(seed), parse.GetValue(adapter), cancellationToken);
             var (ids, result) = (generated.PromptIds, generated.Result);
             var output = console ?? AnsiConsole.Console;
             if (parse.GetValue(json))

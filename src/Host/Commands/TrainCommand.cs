@@ -4,6 +4,7 @@ using System.Text.Json;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Artifacts.Storage;
+using PrefPipe.Models.Lora;
 using PrefPipe.Text.Templates;
 using PrefPipe.Trainer;
 using PrefPipe.Trainer.Objectives;
@@ -47,8 +48,12 @@ internal static class TrainCommand
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "For conversational pairs: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var dryRun = new Option<bool>("--dry-run") { Description = "Encode the pairs and print them (with --json: one {prompt_id, prompt_ids, chosen_ids, rejected_ids} line per pair); train nothing." };
         var json = new Option<bool>("--json") { Description = "With --dry-run: JSON lines." };
+        var lora = new LoraArguments();
         var command = new Command("dpo", "The dpo stage: train a DPO-family objective on preference pairs (reference log-probs computed once and stored).")
             { data, model, refModel, loss, beta, lr, epochs, maxSteps, batch, maxLength, maxPrompt, saveSteps, output, maxShardSize, chatTemplate, dryRun, json };
+        lora.AddTo(command);
+        var checkpointing = GradientCheckpointingOption();
+        command.Options.Add(checkpointing);
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
@@ -58,6 +63,7 @@ internal static class TrainCommand
                 LearningRate = parse.GetValue(lr), NumTrainEpochs = parse.GetValue(epochs), MaxSteps = parse.GetValue(maxSteps),
                 PerDeviceTrainBatchSize = parse.GetValue(batch), MaxLength = parse.GetValue(maxLength), MaxPromptLength = parse.GetValue(maxPrompt),
                 SaveSteps = parse.GetValue(saveSteps), LoggingSteps = 1, MaxShardSize = parse.GetValue(maxShardSize)!,
+                Lora = lora.Read(parse), GradientCheckpointing = parse.GetValue(checkpointing),
             };
             options.Validate();
             string policy = parse.GetValue(model)!;
@@ -114,8 +120,12 @@ internal static class TrainCommand
         var length = new Option<int>("--response-length") { Description = "New tokens per rollout sample.", DefaultValueFactory = _ => PpoDefaults.ResponseLength };
         var chatTemplate = new Option<ChatTemplateMode>("--chat-template") { Description = "Render prompts with the policy's chat template: auto, always or never (as ingest).", DefaultValueFactory = _ => ChatTemplateMode.Auto };
         var maxShardSize = MaxShardSizeOption();
+        var lora = new LoraArguments();
         var command = new Command("ppo", "The ppo stage: PPO against the ONNX reward model with a KL penalty to the reference.")
             { prompts, model, refModel, rewardModel, output, steps, lr, klCoef, targetKl, batch, length, maxShardSize, chatTemplate };
+        lora.AddTo(command);
+        var checkpointing = GradientCheckpointingOption();
+        command.Options.Add(checkpointing);
         command.SetAction((parse, ct) => Execute(async () =>
         {
             var o = console ?? AnsiConsole.Console;
@@ -123,6 +133,7 @@ internal static class TrainCommand
             {
                 MaxSteps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), KlCoef = parse.GetValue(klCoef), TargetKl = parse.GetValue(targetKl),
                 RolloutBatchSize = parse.GetValue(batch), ResponseLength = parse.GetValue(length), MaxShardSize = parse.GetValue(maxShardSize)!,
+                Lora = lora.Read(parse), GradientCheckpointing = parse.GetValue(checkpointing),
             };
             options.Validate();
             var (promptStore, promptPath) = ArtifactStores.OpenFile(parse.GetValue(prompts)!);
@@ -136,6 +147,44 @@ internal static class TrainCommand
             return Cli.ExitCodes.Ok;
         }));
         return command;
+    }
+
+    private static Option<bool> GradientCheckpointingOption() =>
+        new("--gradient-checkpointing") { Description = "Recompute each decoder layer's activations in the backward pass: less memory, about one more forward pass of time." };
+
+    /// <summary>The LoRA options of <c>train dpo|ppo</c>: --lora-r turns LoRA on; the others need it.</summary>
+    private sealed class LoraArguments
+    {
+        private static readonly LoraOptions Defaults = new();
+        private readonly Option<int?> _r = new("--lora-r") { Description = "Train LoRA adapters of this rank on the frozen policy (PEFT files) instead of every weight." };
+        private readonly Option<double?> _alpha = new("--lora-alpha") { Description = $"LoRA alpha: updates scaled by alpha/r (default {Defaults.Alpha})." };
+        private readonly Option<double?> _dropout = new("--lora-dropout") { Description = $"Dropout on the adapters' input (default {Defaults.Dropout})." };
+        private readonly Option<string?> _targets = new("--lora-target-modules") { Description = $"Comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear (default {string.Join(",", Defaults.TargetModules)})." };
+        private readonly Option<bool> _rslora = new("--use-rslora") { Description = "Rank-stabilised LoRA: scale by alpha/√r." };
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[] { _r, _alpha, _dropout, _targets, _rslora }) command.Options.Add(option);
+        }
+
+        /// <summary>The options, or null without --lora-r.</summary>
+        /// <exception cref="ArgumentException">A LoRA option without --lora-r.</exception>
+        public LoraOptions? Read(ParseResult parse)
+        {
+            if (parse.GetValue(_r) is not int r)
+            {
+                if (parse.GetValue(_alpha) is not null || parse.GetValue(_dropout) is not null || parse.GetValue(_targets) is not null || parse.GetValue(_rslora))
+                    throw new ArgumentException("--lora-alpha, --lora-dropout, --lora-target-modules and --use-rslora need --lora-r (the rank), which turns LoRA on");
+                return null;
+            }
+            var options = new LoraOptions
+            {
+                R = r, Alpha = parse.GetValue(_alpha) ?? Defaults.Alpha, Dropout = parse.GetValue(_dropout) ?? Defaults.Dropout, UseRslora = parse.GetValue(_rslora),
+                TargetModules = parse.GetValue(_targets) is { } list ? [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)] : [.. Defaults.TargetModules],
+            };
+            options.Validate("lora");
+            return options;
+        }
     }
 
     /// <summary>Says on stderr which rows were skipped and why.</summary>

@@ -40,8 +40,9 @@ internal static partial class YamlBinder
 
     public static string KeyOf(PropertyInfo p) => p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name ?? SnakeCase(p.Name);
 
+    // [JsonIgnore] leaves a property out of the file; [JsonIgnore(Condition = WhenWritingNull/Default)] only keeps an unset one out of hashes.
     private static IEnumerable<PropertyInfo> Bindable(Type type) =>
-        type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.GetIndexParameters().Length == 0 && p.GetCustomAttribute<JsonIgnoreAttribute>() is null);
+        type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.GetIndexParameters().Length == 0 && p.GetCustomAttribute<JsonIgnoreAttribute>() is not { Condition: JsonIgnoreCondition.Always });
 
     private static object? BindObject(Type type, YamlMappingNode node, string path, List<string> problems)
     {

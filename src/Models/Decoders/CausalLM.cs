@@ -54,6 +54,12 @@ public sealed class CausalLM : nn.Module
     /// <summary>Device of the parameters.</summary>
     public Device Device { get; }
 
+    /// <summary>
+    /// In training mode with gradients on (and no KV cache), recompute each decoder layer's activations in the backward
+    /// pass instead of keeping them (<see cref="ActivationCheckpoint"/>): the same losses and gradients in less memory.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Loads config.json and safetensors weights from a Hugging Face model folder.</summary>
     /// <param name="directory">The model folder.</param>
     /// <param name="device">Target device; default CUDA when available, else CPU.</param>
@@ -142,7 +148,7 @@ public sealed class CausalLM : nn.Module
         var sliding = full;
         if (Config.SlidingWindow is int window && past + t > window)
             sliding = new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType, window), false);     // [b, 1, t, keys]
-        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache, input.Fused));
+        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache, input.Fused), GradientCheckpointing);
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
     }
@@ -260,13 +266,35 @@ internal sealed class DecoderModel : nn.Module
 
     public Parameter EmbedWeight => embed_tokens.Weight;
 
-    public Tensor Forward(Tensor inputIds, DecoderState state)
+    public Tensor Forward(Tensor inputIds, DecoderState state, bool gradientCheckpointing = false)
     {
         using var scope = NewDisposeScope();
         var hidden = embed_tokens.forward(inputIds); // [b, t, hidden]
         // Gemma: the scale is a tensor in the hidden states' dtype (√hidden rounded to it), as transformers multiplies.
         if (_embeddingScale is double scale) hidden = hidden * tensor((float)scale, hidden.dtype, hidden.device);
-        foreach (var layer in layers) hidden = layer.Forward(hidden, state);
+        if (gradientCheckpointing && training && state.Cache is null && is_grad_enabled())
+        {
+            // The recomputation in the backward pass reads the RoPE tables and masks after this scope ends: handles of their own.
+            var kept = Keep(state);
+            foreach (var layer in layers) hidden = ActivationCheckpoint.Apply(h => layer.Forward(h, kept), hidden);
+        }
+        else
+        {
+            foreach (var layer in layers) hidden = layer.Forward(hidden, state);
+        }
         return norm.forward(hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The same state on handles outside every dispose scope (<see cref="ActivationCheckpoint.Keep"/>); no cache (training).</summary>
+    private static DecoderState Keep(DecoderState state)
+    {
+        static (Tensor, Tensor) Rope((Tensor Cos, Tensor SignedSin) rope) => (ActivationCheckpoint.Keep(rope.Cos)!, ActivationCheckpoint.Keep(rope.SignedSin)!);
+        static AttentionMasking Mask(AttentionMasking mask) => mask with { Additive = ActivationCheckpoint.Keep(mask.Additive) };
+        var fullRope = Rope(state.FullRope);
+        var fullMask = Mask(state.FullMask);
+        // Shared tables stay shared (one kept handle) when sliding layers use the full ones.
+        var slidingRope = ReferenceEquals(state.SlidingRope.Cos, state.FullRope.Cos) ? fullRope : Rope(state.SlidingRope);
+        var slidingMask = ReferenceEquals(state.SlidingMask.Additive, state.FullMask.Additive) ? fullMask with { Causal = state.SlidingMask.Causal } : Mask(state.SlidingMask);
+        return new DecoderState(fullRope, slidingRope, fullMask, slidingMask, null);
     }
 }

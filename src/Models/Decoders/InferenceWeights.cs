@@ -54,7 +54,7 @@ public sealed class InferenceWeights : IDisposable
     {
         var registered = parent.named_children().ToDictionary(c => c.name, c => c.module, StringComparer.Ordinal);
         return parts.All(p => registered.TryGetValue(p.GetName(), out var m) && ReferenceEquals(m, p)
-            && !p.named_children().Any() && p.named_parameters().Count() == (p.Bias is null ? 1 : 2));
+            && p.Delta is null && !p.named_children().Any() && p.named_parameters().Count() == (p.Bias is null ? 1 : 2));
     }
 
     /// <summary>Stacks the rows of <paramref name="parts"/> ([out_i, in] weights, [out_i] biases) into one detached matrix.</summary>

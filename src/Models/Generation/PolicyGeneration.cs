@@ -1,4 +1,5 @@
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Text.Templates;
 using PrefPipe.Text.Tokenizers;
 
@@ -31,21 +32,23 @@ public static class PolicyGeneration
     /// <param name="options">Sampling options; end-of-sequence ids default to the policy's.</param>
     /// <param name="seed">Sampling seed.</param>
     /// <param name="cancellationToken">Checked per decoding step.</param>
+    /// <param name="adapterDirectory">A PEFT LoRA adapter applied live on the policy, or null.</param>
     /// <exception cref="ArgumentException">Not exactly one way of giving the prompt.</exception>
     public static PolicyGenerationResult Generate(string policyDirectory, PolicyPrompt prompt, ChatTemplateMode mode, string? systemPrompt,
-        GenerationOptions options, long seed, CancellationToken cancellationToken = default)
+        GenerationOptions options, long seed, string? adapterDirectory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(options);
         if (new[] { prompt.Text is not null, prompt.Messages is not null, prompt.Ids is not null }.Count(x => x) != 1)
             throw new ArgumentException("give exactly one of a prompt text, messages or prompt ids", nameof(prompt));
-        var encoder = PromptEncoder.Load(policyDirectory, mode, systemPrompt);
+        var encoder = PromptEncoder.Load(AdapterModels.ModelFolder(policyDirectory), mode, systemPrompt);
         var tokenizer = encoder.Tokenizer;
         IReadOnlyList<int> ids = prompt.Text is { } text ? encoder.EncodeRendered(text)
             : prompt.Messages is { } messages ? encoder.Encode(messages).Ids
             : prompt.Ids!;
         options.EosTokenIds ??= encoder.EosTokenIds;
-        using var model = CausalLM.Load(policyDirectory);
+        using var model = AdapterModels.Load(policyDirectory);
+        using var adapter = adapterDirectory is null ? null : LoraAdapter.Load(model, adapterDirectory);
         var generator = new TextGenerator(model, encoder.PadTokenId, t => tokenizer.Decode(t, skipSpecialTokens: true));
         var result = generator.Generate([new GenerationRequest(ids, seed)], options, cancellationToken)[0];
         return new PolicyGenerationResult(ids, tokenizer.Decode(ids), result);

@@ -2,6 +2,7 @@ using System.Text.Json.Serialization;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.Reward;
 using PrefPipe.Models.Scoring;
 using PrefPipe.Reporting;
@@ -72,7 +73,7 @@ internal static class PolicyEvaluator
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
-        var encoder = PromptEncoder.Load(startPolicy);
+        var encoder = PromptEncoder.Load(AdapterModels.ModelFolder(startPolicy));
         var tokenizer = encoder.Tokenizer;
         var requests = prompts.SelectMany(p => Enumerable.Range(0, options.SamplesPerPrompt).Select(i =>
             (p.PromptId, Prompt: p.Text, Index: i, Request: new GenerationRequest(p.Ids, options.Seed * 1_000_003 + i * 7919 + StableHash(p.PromptId))))).ToList();
@@ -83,7 +84,7 @@ internal static class PolicyEvaluator
 
         List<GenerationResult> Sample(string dir)
         {
-            using var model = CausalLM.Load(dir);
+            using var model = AdapterModels.Load(dir);
             var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
             var results = new List<GenerationResult>();
             foreach (var chunk in requests.Chunk(32))
@@ -95,7 +96,7 @@ internal static class PolicyEvaluator
 
         // KL(final ‖ start) on the final policy's samples: log π_final from generation, log π_start scored on the same tokens.
         var kl = new double[final.Count];
-        using (var startModel = CausalLM.Load(startPolicy))
+        using (var startModel = AdapterModels.Load(startPolicy))
         using (no_grad())
         {
             int pad = encoder.PadTokenId;

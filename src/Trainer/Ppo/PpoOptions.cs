@@ -1,5 +1,7 @@
 using System.ComponentModel.DataAnnotations;
+using System.Text.Json.Serialization;
 using Microsoft.Extensions.Options;
+using PrefPipe.Models.Lora;
 
 namespace PrefPipe.Trainer.Ppo;
 
@@ -123,6 +125,24 @@ public sealed class PpoOptions
     /// <summary>Seed for prompt order and sampling.</summary>
     /// <value>Default 42.</value>
     public long Seed { get; set; } = 42;
+
+    /// <summary>
+    /// LoRA (<c>lora: {r, alpha, dropout, target_modules, use_rslora}</c>): the policy trains a new adapter on its frozen
+    /// start (a LoRA start is merged into its base first), the reference is that start with the adapter switched off, and
+    /// the value head reads the policy's hidden states (one backbone, as TRL's PEFT PPO). Null trains every weight.
+    /// </summary>
+    /// <value>Default null (full fine-tuning with a separate value model).</value>
+    [ValidateObjectMembers]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] // off, it leaves the training fingerprint as it was
+    public LoraOptions? Lora { get; set; }
+
+    /// <summary>
+    /// Recompute each decoder layer's activations in the backward pass of the PPO updates instead of keeping them
+    /// (activation checkpointing): less memory for about one more forward pass of time; the same losses and gradients.
+    /// </summary>
+    /// <value>Default false.</value>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] // off, it leaves the training fingerprint as it was
+    public bool GradientCheckpointing { get; set; }
 
     /// <summary>Throws when an option is out of range, naming every one and what it expects.</summary>
     /// <param name="name">What the names in messages start with (a configuration section or a pipeline file's key); default: the type name.</param>

@@ -2,6 +2,7 @@ using System.Globalization;
 using PrefPipe.Artifacts.Rows;
 using PrefPipe.Models.Generation;
 using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Lora;
 using PrefPipe.Models.Reward;
 using PrefPipe.Models.Runtime;
 using PrefPipe.Reporting;
@@ -46,21 +47,37 @@ internal sealed class PpoTrainer(PpoOptions options)
         var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
         TorchSharp.torch.manual_seed(options.Seed);
 
-        var encoder = PromptEncoder.Load(policyDirectory);
+        var encoder = PromptEncoder.Load(AdapterModels.ModelFolder(policyDirectory));
         var tokenizer = encoder.Tokenizer;
         var eos = encoder.EosTokenIds;
         var promptIds = prompts.Select(p => p.Ids).ToList();
         if (prompts.FirstOrDefault(p => p.Ids.Count == 0) is { } empty) throw new ArgumentException($"prompt {empty.PromptId} has no token ids", nameof(prompts));
 
-        using var policy = CausalLM.Load(resumeFrom ?? policyDirectory, device, dtype);
-        using var reference = CausalLM.Load(referenceDirectory, device, dtype);
-        using var value = new ValueModel(CausalLM.Load(policyDirectory, device, dtype));
+        // LoRA: a new adapter on the frozen start (a LoRA start merged into its base, on disk: the adapter's base); the
+        // reference is the start with the adapter off when it is the same model, and the critic a head on the policy.
+        string? adapterBase = options.Lora is null ? null : LoraStart(policyDirectory, outputDirectory, options.MaxShardBytes);
+        bool sharedReference = adapterBase is not null && ReferencePass.ModelFingerprint(referenceDirectory) == ReferencePass.ModelFingerprint(policyDirectory);
+        using var policy = AdapterModels.Load(adapterBase ?? resumeFrom ?? policyDirectory, device, dtype);
+        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(policy, options.Lora);
+        if (adapter is not null && resumeFrom is not null) adapter.LoadWeights(resumeFrom);
+        using var reference = sharedReference ? null : AdapterModels.Load(referenceDirectory, device, dtype);
+        using var value = adapter is not null ? ValueModel.SharedWith(policy) : new ValueModel(AdapterModels.Load(policyDirectory, device, dtype));
         int pad = encoder.PadTokenId;
+        CheckpointingDropout.Check(options.GradientCheckpointing, options.Lora, device);
+        policy.GradientCheckpointing = options.GradientCheckpointing;
+        if (adapter is null) value.Body!.GradientCheckpointing = options.GradientCheckpointing;
         policy.train();
         value.train();
-        reference.eval();
-        using var policyOpt = new FlatAdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
+        reference?.eval();
+        using var policyOpt = new FlatAdamW(adapter?.Parameters() ?? policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
         using var valueOpt = new FlatAdamW(value.Trainable(), new AdamWSettings());
+        (Tensor Logprobs, Tensor Entropy) ReferenceLogprobs(RolloutBatch rollout)
+        {
+            if (reference is not null) return rollout.TokenLogprobs(reference, options.Temperature);
+            adapter!.Enabled = false;
+            try { return rollout.TokenLogprobs(policy, options.Temperature); }
+            finally { adapter.Enabled = true; }
+        }
         var kl = new KlController(options.KlCoef, options.TargetKl, options.KlHorizon);
         if (resumeFrom is not null)
         {
@@ -86,7 +103,7 @@ internal sealed class PpoTrainer(PpoOptions options)
             Checkpoint.Save(Path.Combine(outputDirectory, $"checkpoint-{step}"), policy, policyOpt,
                 new TrainerState { GlobalStep = step, MaxSteps = options.MaxSteps, Seed = options.Seed, Stage = "ppo", Extra = new() { ["kl_coef"] = kl.Value },
                     TrainingFingerprint = fingerprint, LogHistory = [.. metrics] },
-                policyDirectory, extra, options.MaxShardBytes);
+                AdapterModels.ModelFolder(policyDirectory), extra, adapter, adapterBase, options.MaxShardBytes);
         }
 
         while (step < options.MaxSteps)
@@ -118,7 +135,7 @@ internal sealed class PpoTrainer(PpoOptions options)
                 using (ComputeClock.Measure())
                 {
                     (oldLogp, entropy) = rollout.TokenLogprobs(policy, options.Temperature);
-                    (refLogp, _) = rollout.TokenLogprobs(reference, options.Temperature);
+                    (refLogp, _) = ReferenceLogprobs(rollout);
                     oldValues = rollout.TokenValues(value);
                 }
                 var mask = rollout.ResponseMask;                                                   // [B, Tr] float32
@@ -184,6 +201,27 @@ internal sealed class PpoTrainer(PpoOptions options)
         Save();
         WriteChart(Path.Combine(outputDirectory, "reward_kl.png"), metrics);
         return new TrainResult(Path.Combine(outputDirectory, $"checkpoint-{step}"), step, metrics, resumeFrom);
+    }
+
+    /// <summary>
+    /// The full model a LoRA run's adapter sits on: the start policy itself, or, when the start is an adapter (MPO after a
+    /// LoRA dpo stage), that adapter merged into its base, written once to <paramref name="outputDirectory"/>/merged-start
+    /// (the checkpoints' base_model_name_or_path; a resume reuses it).
+    /// </summary>
+    private static string LoraStart(string policyDirectory, string outputDirectory, long maxShardBytes)
+    {
+        if (!AdapterConfig.IsAdapter(policyDirectory)) return policyDirectory;
+        string merged = Path.Combine(outputDirectory, "merged-start");
+        string stamp = Path.Combine(merged, "merged_from.txt");
+        string source = ReferencePass.ModelFingerprint(policyDirectory);
+        if (File.Exists(stamp) && File.ReadAllText(stamp) == source) return merged;
+        string staging = merged + ".partial";
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        AdapterModels.MergeToFolder(AdapterConfig.Read(policyDirectory).ResolveBase(policyDirectory), policyDirectory, staging, maxShardBytes: maxShardBytes);
+        File.WriteAllText(Path.Combine(staging, "merged_from.txt"), source);
+        if (Directory.Exists(merged)) Directory.Delete(merged, recursive: true);
+        Directory.Move(staging, merged);
+        return merged;
     }
 
     /// <summary>Reward and KL over iterations.</summary>
@@ -274,7 +312,7 @@ internal sealed class RolloutBatch
     /// <summary>Value estimates for the states before each response token. [B, Tr] float32</summary>
     public Tensor TokenValues(ValueModel value)
     {
-        var hidden = value.Body.Hidden(new CausalLMInput(Ids, Attention));         // [B, T, H]
+        var hidden = value.Hidden(new CausalLMInput(Ids, Attention));              // [B, T, H]
         return value.Values(Gather(hidden)).to(float32) * ResponseMask;
     }
 }

@@ -114,6 +114,7 @@ public sealed class DpoStage
         var (reference, reused, referencePath) = await ReferencePass.ComputeOrReuseAsync(store, prefix, encoded.Pairs, referenceDirectory,
             options.PerDeviceTrainBatchSize, options.Dtype, null, cancellationToken).ConfigureAwait(false);
         log?.Invoke($"reference log-probs for {encoded.Pairs.Count} pairs {(reused ? "reused" : "computed")}: {store.UriOf(referencePath)}");
+        if (DpoTrainer.MemoryWarning(options, policyDirectory) is { } warning) log?.Invoke(warning);
         var result = new DpoTrainer(options).Train(policyDirectory, encoded.Pairs, reference, workDirectory, progress, cancellationToken);
         var metrics = await ParquetArtifacts.WriteAsync(store, StagePaths.Join(prefix, "metrics.parquet"), result.Metrics, cancellationToken: cancellationToken).ConfigureAwait(false);
         await StagePaths.KeepTensorBoardAsync(store, prefix, workDirectory, cancellationToken).ConfigureAwait(false);

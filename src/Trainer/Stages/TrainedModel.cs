@@ -59,7 +59,7 @@ public sealed record TrainedModel(string Directory, string Sha256, string? Uri)
 public sealed record PromptFormat(ChatTemplateMode ChatTemplate = ChatTemplateMode.Auto, string? SystemPrompt = null)
 {
     /// <summary>The policy's prompt encoder in this format.</summary>
-    public PromptEncoder Load(string policyDirectory) => PromptEncoder.Load(policyDirectory, ChatTemplate, SystemPrompt);
+    public PromptEncoder Load(string policyDirectory) => PromptEncoder.Load(PrefPipe.Models.Lora.AdapterModels.ModelFolder(policyDirectory), ChatTemplate, SystemPrompt);
 }
 
 /// <summary>A file in a store: where a unit reads an input artifact.</summary>

@@ -64,4 +64,35 @@ public sealed class InferenceWeightsTests
         Assert.NotNull(fused.GateUp(0));
         Assert.Null(fused.GateUp(1));
     }
+
+    [Fact]
+    public void Generate_WithALiveLoraAdapter_EqualsTheMergedModel()
+    {
+        // A LoRA adapter lives in HfLinear.Delta, outside the registered modules: generation's fused fast path must see it
+        // and keep those layers on their modules, or rollouts with a live adapter would silently drop it.
+        using var model = CausalLM.Load(Dir("tiny-llama"), CPU);
+        PrefPipe.Models.Generation.GenerationRequest[] requests = [new([5, 17, 42, 9, 77], 0), new([8, 3, 61], 1)];
+        var options = new PrefPipe.Models.Generation.GenerationOptions { Greedy = true, MaxNewTokens = 10, EosTokenIds = [] };
+        var generator = new PrefPipe.Models.Generation.TextGenerator(model, padTokenId: 0);
+        var bare = generator.Generate(requests, options);
+
+        using var lora = PrefPipe.Models.Lora.LoraAdapter.Load(model, Path.Combine(AppContext.BaseDirectory, "fixtures", "peft-lora", "all-linear-r4"));
+        using (var fused = model.FuseProjections())
+        {
+            Assert.Null(fused.Qkv(0)); // every projection has an adapter: nothing is stacked
+            Assert.Null(fused.GateUp(0));
+        }
+        var live = generator.Generate(requests, options);
+        lora.Merge();
+        var merged = generator.Generate(requests, options);
+
+        for (int i = 0; i < requests.Length; i++)
+        {
+            Assert.Equal(merged[i].NewIds, live[i].NewIds);
+            for (int t = 0; t < live[i].Logprobs.Count; t++)
+                Assert.Equal(merged[i].Logprobs[t], live[i].Logprobs[t], 4);
+        }
+        // The adapter matters: without it the log-probs are others.
+        Assert.Contains(Enumerable.Range(0, requests.Length), i => Math.Abs(bare[i].Logprobs[0] - live[i].Logprobs[0]) > 1e-3);
+    }
 }

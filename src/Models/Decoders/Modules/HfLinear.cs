@@ -21,10 +21,34 @@ internal sealed class HfLinear : nn.Module<Tensor, Tensor>
 
     public Parameter? Bias => bias;
 
-    // Generation stacks the weights of plain projections (InferenceWeights.Plain / CausalLM.FuseProjections) and then
-    // never calls this forward: a term added here outside the registered submodules and parameters (an adapter's Δ(x)
-    // kept in a property) must also make InferenceWeights.Plain return false, or generation would drop it.
-    public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
+    /// <summary>Input features (the weight's second dimension).</summary>
+    public long InFeatures => weight.shape[1];
+
+    /// <summary>Output features (the weight's first dimension).</summary>
+    public long OutFeatures => weight.shape[0];
+
+    /// <summary>
+    /// A low-rank term added to the output (a LoRA adapter), or null. Kept out of the registered submodules, so the
+    /// module's parameters, checkpoint names and saved weights stay the base model's. Generation's fast path stacks the
+    /// weights of plain projections and never calls this forward, so a layer with a delta is not plain
+    /// (InferenceWeights.Plain checks it).
+    /// </summary>
+    public ILinearDelta? Delta { get; set; }
+
+    public override Tensor forward(Tensor input)
+    {
+        if (Delta is not { } delta) return nn.functional.linear(input, weight, bias);
+        using var y = nn.functional.linear(input, weight, bias);       // [..., out]
+        using var d = delta.Forward(input, training);                  // [..., out], y's dtype
+        return y + d;
+    }
+}
+
+/// <summary>A term a linear layer adds to its output: y = x·Wᵀ + b + Δ(x).</summary>
+internal interface ILinearDelta
+{
+    /// <summary>Δ(x) for <paramref name="input"/> [..., in] → [..., out] in the input's dtype; <paramref name="training"/> turns dropout on.</summary>
+    Tensor Forward(Tensor input, bool training);
 }
 
 /// <summary>How an RMSNorm applies its weight to x̂ = x / rms(x) (always computed in float32).</summary>
