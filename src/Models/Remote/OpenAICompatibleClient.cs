@@ -69,7 +69,7 @@ public sealed class OpenAICompatibleClient : IDisposable
             ChatUrl = new Uri($"{root}/chat/completions");
             CompletionsUrl = new Uri($"{root}/completions");
         }
-        Pipeline = BuildPipeline(options, pipelineName, _time, (status, error) => RemoteTelemetry.Retries.Add(1, RemoteTelemetry.Tags(_client, ChatUrl, status, error)));
+        Pipeline = BuildPipeline(options, pipelineName, _time, (status, error) => RemoteTelemetry.Retries.Add(1, RemoteTelemetry.Tags(_client, ChatUrl, status, error?.GetType().Name)));
     }
 
     /// <summary>Where chat completions go.</summary>
@@ -130,14 +130,16 @@ public sealed class OpenAICompatibleClient : IDisposable
                 }
                 catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
                 {
-                    RemoteTelemetry.Requests.Add(1, RemoteTelemetry.Tags(_client, url, null, ex));
+                    // Cancelled without the caller asking: the attempt timed out (the pipeline's timeout strategy says so next).
+                    string error = ex is OperationCanceledException && ct.IsCancellationRequested ? nameof(TimeoutRejectedException) : ex.GetType().Name;
+                    RemoteTelemetry.Requests.Add(1, RemoteTelemetry.Tags(_client, url, null, error));
                     throw;
                 }
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
-            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, null, ex));
+            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, null, ex.GetType().Name));
             throw;
         }
         using var owned = response;
@@ -166,7 +168,7 @@ public sealed class OpenAICompatibleClient : IDisposable
         }
         catch (Exception ex) when (ex is JsonException or InvalidDataException)
         {
-            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, null, ex));
+            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, null, ex.GetType().Name));
             throw new InvalidDataException($"{where}: reply is not a {(chat ? "chat completion" : "text completion")} ({ex.Message}): {Truncate(text)}", ex);
         }
     }

@@ -18,12 +18,12 @@ internal static class RemoteTelemetry
     public static readonly Counter<long> Retries = Meter.CreateCounter<long>("prefpipe.remote.retries", "{retry}", "Attempts retried after a transient failure (408, 429, 5xx, timeout, connection failure).");
     public static readonly Counter<long> Failures = Meter.CreateCounter<long>("prefpipe.remote.failures", "{call}", "Calls that failed after their retries.");
 
-    /// <summary>The tags of one outcome: the client, the server and the status code (or the error type when there was no response).</summary>
-    public static TagList Tags(string client, Uri server, HttpStatusCode? status, Exception? error)
+    /// <summary>The tags of one outcome: the client, the server and the status code, or the error's type name when there was no response.</summary>
+    public static TagList Tags(string client, Uri server, HttpStatusCode? status, string? errorType)
     {
         var tags = new TagList { { "prefpipe.client", client }, { "server.address", server.Host }, { "server.port", server.Port } };
         if (status is { } code) tags.Add("http.response.status_code", (int)code);
-        else if (error is not null) tags.Add("error.type", error.GetType().Name);
+        else if (errorType is not null) tags.Add("error.type", errorType);
         return tags;
     }
 }

@@ -37,10 +37,10 @@ public sealed class RemoteTelemetryTests
         public void Dispose() => _listener.Dispose();
     }
 
-    private static OpenAICompatibleClient Client(OpenAIReferenceServer server, int maxRetries = 3) => new(new HttpClient(), new OpenAIClientOptions
+    private static OpenAICompatibleClient Client(OpenAIReferenceServer server, int maxRetries = 3, double timeoutSeconds = 10) => new(new HttpClient(), new OpenAIClientOptions
     {
         BaseUrl = server.V1, Model = "policy", MaxConcurrency = 2, MaxRetries = maxRetries,
-        RetryBaseDelay = TimeSpan.FromMilliseconds(10), Timeout = TimeSpan.FromSeconds(10),
+        RetryBaseDelay = TimeSpan.FromMilliseconds(10), Timeout = TimeSpan.FromSeconds(timeoutSeconds),
     }, OpenAIAuthentication.ApiKey(SecretKey), "prefpipe-llm-judge", "LLM judge", client: "judge");
 
     [Fact]
@@ -78,5 +78,20 @@ public sealed class RemoteTelemetryTests
 
         Assert.Equal((2, 3, 1), (recorder.Sum("prefpipe.remote.retries"), recorder.Sum("prefpipe.remote.requests"), recorder.Sum("prefpipe.remote.failures")));
         Assert.Equal(500, Assert.Single(recorder.Measurements, m => m.Name == "prefpipe.remote.failures").Tags["http.response.status_code"]);
+    }
+
+    [Fact]
+    public async Task ChatAsync_EveryAttemptTimesOut_TaggedAsTimeouts()
+    {
+        await using var server = new OpenAIReferenceServer { Delay = TimeSpan.FromSeconds(3) };
+        using var recorder = new Recorder(server.BaseUri.Port);
+        using var client = Client(server, maxRetries: 1, timeoutSeconds: 0.2);
+
+        await Assert.ThrowsAsync<Polly.Timeout.TimeoutRejectedException>(() => client.ChatAsync(new ChatCompletionRequest { Messages = [new OpenAIChatMessage("user", "p")] }));
+
+        Assert.Equal(
+            [("prefpipe.remote.requests", "TimeoutRejectedException"), ("prefpipe.remote.retries", "TimeoutRejectedException"),
+             ("prefpipe.remote.requests", "TimeoutRejectedException"), ("prefpipe.remote.failures", "TimeoutRejectedException")],
+            recorder.Measurements.Select(m => (m.Name, m.Tags["error.type"] as string)));
     }
 }
