@@ -95,6 +95,36 @@ public sealed class PipelineTelemetryTests
     }
 
     [Fact]
+    public async Task Worker_RankShard_ReceiverGetsTheShardSpanWithItsJudgeBatches()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        string root = Directory.CreateTempSubdirectory("prefpipe-otel-shard-").FullName;
+        string storage = Path.Combine(root, "runs");
+        string file = PrefPipe.Host.Tests.Workers.WorkerTestPipeline.Write(root, storage, prompts: 40);
+        string runId = $"otels-{Guid.NewGuid():N}"[..16];
+        Assert.Equal(0, (await PrefPipe.Host.Tests.Workers.WorkerTestPipeline.Cli("run", file, "--run-id", runId, "--until", "ingest")).Exit);
+
+        using (PipelineTelemetry.Start(Settings(("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.Endpoint), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))))
+        {
+            var (exit, output) = await PrefPipe.Host.Tests.Workers.WorkerTestPipeline.Cli("worker", "--run", runId, "--stage", "rank", "--shard", "0/2", "--storage", storage);
+            Assert.True(exit == 0, output);
+        }
+
+        var shard = Assert.Single(receiver.Spans, s => s.Name == "shard" && s.Attributes.GetValueOrDefault("prefpipe.run_id") as string == runId);
+        Assert.Equal(("rank", "0/2"), ((string)shard.Attributes["prefpipe.stage"], (string)shard.Attributes["prefpipe.shard"]));
+        var batches = receiver.Spans.Where(s => s.Name == "judge batch" && s.ParentSpanId == shard.SpanId).ToList();
+        // The shard's prompts (those hashing to shard 0 of 2), 16 per batch; the demo's reward judge.
+        var candidates = await PrefPipe.Artifacts.ParquetArtifacts.ReadAllAsync<PrefPipe.Artifacts.Rows.CandidateRow>(
+            new PrefPipe.Artifacts.Storage.LocalArtifactStore(storage), $"{runId}/ingest/candidates.parquet");
+        int mine = candidates.Select(c => c.PromptId).Distinct().Count(id => new PrefPipe.Artifacts.Sharding.Shard(0, 2).Contains(id));
+        Assert.InRange(mine, 1, 39);
+        Assert.Equal((mine + 15) / 16, batches.Count);
+        Assert.Equal(mine, batches.Sum(b => (long)b.Attributes["prefpipe.batch.prompts"]));
+        Assert.All(batches, b => Assert.Equal("reward", b.Attributes["prefpipe.judge.kind"]));
+        Assert.All(batches, b => Assert.False(b.Attributes.ContainsKey("prefpipe.judge.model")));
+    }
+
+    [Fact]
     public void Start_NeitherOtlpNorApplicationInsightsConfigured_ExportsNothing()
     {
         using var session = PipelineTelemetry.Start(Settings(("OTEL_SERVICE_NAME", "x")));
