@@ -69,7 +69,7 @@ public sealed class IngestStage
         if (_client is not null) return _client();
         var g = _options.Generator;
         return new OpenAICompatibleClient(new HttpClient { Timeout = Timeout.InfiniteTimeSpan }, g.ToClientOptions(),
-            OpenAIAuthentication.FromEnvironment(GeneratorOptions.ApiKeyVariable, g.Api), GeneratorPipelineName, "generator");
+            OpenAIAuthentication.FromEnvironment(GeneratorOptions.ApiKeyVariable, g.Api), GeneratorPipelineName, "generator", client: "generator");
     }
 
     /// <summary>Runs the stage.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Rows;
@@ -12,10 +13,11 @@ using PrefPipe.Text.Tokenizers;
 namespace PrefPipe.Ranking;
 
 /// <summary>Progress of the ranking stage.</summary>
-/// <param name="Phase">scoring or ranking.</param>
+/// <param name="Phase">scoring (candidates) or ranking (prompts).</param>
 /// <param name="Done">Items done in this phase.</param>
 /// <param name="Total">Items in this phase.</param>
-public sealed record RankingProgress(string Phase, int Done, int Total);
+/// <param name="JudgeCalls">Judge calls made so far (ranking).</param>
+public sealed record RankingProgress(string Phase, int Done, int Total, int JudgeCalls = 0);
 
 /// <summary>What the ranking stage wrote.</summary>
 /// <param name="Scored">Scored candidates.</param>
@@ -177,7 +179,7 @@ public sealed class RankingStage
         using (var reward = OnnxRewardModel.Load(rewardModelDirectory, tokenizer, _options.Reward))
         {
             var texts = candidates.Select(c => c.Prompt + c.Response).ToList();
-            var result = reward.ScoreTexts(texts, new Progress<int>(n => progress?.Report(new RankingProgress("scoring", n, texts.Count))), cancellationToken);
+            var result = reward.ScoreTexts(texts, progress is null ? null : new Inline<int>(n => progress.Report(new RankingProgress("scoring", n, texts.Count))), cancellationToken);
             var reasons = result.Rejections.ToDictionary(r => r.Index, r => r.Reason);
             for (int i = 0; i < candidates.Count; i++)
             {
@@ -197,57 +199,80 @@ public sealed class RankingStage
         var comparisons = new List<ComparisonRow>();
         var preferences = new List<PreferenceRow>();
         var unpaired = new List<RejectRow>();
-        int calls = 0, done = 0;
-        foreach (var group in byPrompt)
+        int calls = 0, done = 0, batchIndex = 0;
+        // A judge batch span per BatchPrompts prompts (pairwise only), under the caller's stage or shard span.
+        foreach (var batch in byPrompt.Chunk(RankingTelemetry.BatchPrompts))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var scorable = group.Where(c => scores.ContainsKey((c.PromptId, c.CandidateIndex))).OrderBy(c => c.CandidateIndex).ToList();
-            progress?.Report(new RankingProgress("ranking", ++done, byPrompt.Count));
-            if (scorable.Count < 2)
+            using var span = pointwise ? null : RankingTelemetry.Source.StartActivity("judge batch");
+            int callsBefore = calls;
+            span?.SetTag("prefpipe.judge.kind", RankingTelemetry.Kind(judge.Name));
+            if (_options.Judge == JudgeKind.Llm) span?.SetTag("prefpipe.judge.model", _options.Llm!.Model);
+            span?.SetTag("prefpipe.batch.index", batchIndex++);
+            span?.SetTag("prefpipe.batch.prompts", batch.Length);
+            try
             {
-                unpaired.Add(Unpaired(group.Key, candidatesPath, $"{scorable.Count} scorable candidate(s) of {group.Count()}; a pair needs two"));
-                continue;
+                foreach (var group in batch)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var scorable = group.Where(c => scores.ContainsKey((c.PromptId, c.CandidateIndex))).OrderBy(c => c.CandidateIndex).ToList();
+                    progress?.Report(new RankingProgress("ranking", done++, byPrompt.Count, calls));
+                    if (scorable.Count < 2)
+                    {
+                        unpaired.Add(Unpaired(group.Key, candidatesPath, $"{scorable.Count} scorable candidate(s) of {group.Count()}; a pair needs two"));
+                        continue;
+                    }
+                    string prompt = scorable[0].Prompt;
+                    // The prompt as the input gave it (the ids say what the policy saw); the rendered text only when that is all there is.
+                    PromptRow? input = null;
+                    if (prompts is not null && !prompts.TryGetValue(group.Key, out input))
+                        throw new InvalidDataException($"{candidatesPath}: prompt '{group.Key}' is not in the prompts artifact beside it; candidates and prompts come from different ingests");
+                    var messages = input?.Messages is { Count: > 0 } turns ? turns : null;
+                    // The judge reads what the user asked (plain text or the conversation), never the policy's chat-template rendering.
+                    string judgePrompt = messages is not null ? JudgePromptText(messages) : input?.Prompt ?? prompt;
+                    var outcome = pointwise
+                        ? PointwiseRanker.Rank(scorable.Select(c => (c.CandidateIndex, (double)scores[(c.PromptId, c.CandidateIndex)])).ToList(), _options.TieEpsilon)
+                        : await ranker.RankAsync(group.Key, judgePrompt, scorable.Select(c => new RankCandidate(c.CandidateIndex, c.Response)).ToList(), cancellationToken).ConfigureAwait(false);
+                    calls += outcome.JudgeCalls;
+                    comparisons.AddRange(outcome.Comparisons.Select(c => new ComparisonRow
+                    {
+                        PromptId = c.PromptId, A = c.A, B = c.B, Order = c.Order, Verdict = c.Verdict.ToString().ToLowerInvariant(),
+                        Judge = c.Judge, LatencyMs = c.LatencyMs, Raw = c.Raw,
+                    }));
+                    if (!outcome.Paired)
+                    {
+                        unpaired.Add(Unpaired(group.Key, candidatesPath, outcome.Best is null
+                            ? pointwise
+                                ? $"all {scorable.Count} candidates tied (best and worst reward differ by less than tie_epsilon {_options.TieEpsilon.ToString(CultureInfo.InvariantCulture)})"
+                                : $"all {scorable.Count} candidates tied (no candidate beat another in both orders)"
+                            : "the best and the worst candidate are the same (intransitive verdicts)"));
+                        continue;
+                    }
+                    var chosen = scorable.First(c => c.CandidateIndex == outcome.Best);
+                    var rejected = scorable.First(c => c.CandidateIndex == outcome.Worst);
+                    double sc = scores[(chosen.PromptId, chosen.CandidateIndex)], sr = scores[(rejected.PromptId, rejected.CandidateIndex)];
+                    preferences.Add(new PreferenceRow
+                    {
+                        PromptId = group.Key,
+                        Prompt = messages is not null ? messages.LastOrDefault(t => t.Role == "user")?.Content ?? messages[^1].Content : input?.Prompt ?? prompt,
+                        PromptMessages = messages,
+                        Chosen = chosen.Response, Rejected = rejected.Response,
+                        ScoreChosen = sc, ScoreRejected = sr, RewardGap = sc - sr, JudgeAgrees = sc > sr,
+                        Method = pointwise ? "pointwise:reward" : $"ipr:{judge.Name}", ChosenIndex = chosen.CandidateIndex, RejectedIndex = rejected.CandidateIndex,
+                        PromptInputIds = scorable[0].PromptInputIds, ChosenInputIds = chosen.ResponseInputIds, RejectedInputIds = rejected.ResponseInputIds,
+                    });
+                }
             }
-            string prompt = scorable[0].Prompt;
-            // The prompt as the input gave it (the ids say what the policy saw); the rendered text only when that is all there is.
-            PromptRow? input = null;
-            if (prompts is not null && !prompts.TryGetValue(group.Key, out input))
-                throw new InvalidDataException($"{candidatesPath}: prompt '{group.Key}' is not in the prompts artifact beside it; candidates and prompts come from different ingests");
-            var messages = input?.Messages is { Count: > 0 } turns ? turns : null;
-            // The judge reads what the user asked (plain text or the conversation), never the policy's chat-template rendering.
-            string judgePrompt = messages is not null ? JudgePromptText(messages) : input?.Prompt ?? prompt;
-            var outcome = pointwise
-                ? PointwiseRanker.Rank(scorable.Select(c => (c.CandidateIndex, (double)scores[(c.PromptId, c.CandidateIndex)])).ToList(), _options.TieEpsilon)
-                : await ranker.RankAsync(group.Key, judgePrompt, scorable.Select(c => new RankCandidate(c.CandidateIndex, c.Response)).ToList(), cancellationToken).ConfigureAwait(false);
-            calls += outcome.JudgeCalls;
-            comparisons.AddRange(outcome.Comparisons.Select(c => new ComparisonRow
+            catch (Exception ex) when (span is not null)
             {
-                PromptId = c.PromptId, A = c.A, B = c.B, Order = c.Order, Verdict = c.Verdict.ToString().ToLowerInvariant(),
-                Judge = c.Judge, LatencyMs = c.LatencyMs, Raw = c.Raw,
-            }));
-            if (!outcome.Paired)
-            {
-                unpaired.Add(Unpaired(group.Key, candidatesPath, outcome.Best is null
-                    ? pointwise
-                        ? $"all {scorable.Count} candidates tied (best and worst reward differ by less than tie_epsilon {_options.TieEpsilon.ToString(CultureInfo.InvariantCulture)})"
-                        : $"all {scorable.Count} candidates tied (no candidate beat another in both orders)"
-                    : "the best and the worst candidate are the same (intransitive verdicts)"));
-                continue;
+                span.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
+                throw;
             }
-            var chosen = scorable.First(c => c.CandidateIndex == outcome.Best);
-            var rejected = scorable.First(c => c.CandidateIndex == outcome.Worst);
-            double sc = scores[(chosen.PromptId, chosen.CandidateIndex)], sr = scores[(rejected.PromptId, rejected.CandidateIndex)];
-            preferences.Add(new PreferenceRow
+            finally
             {
-                PromptId = group.Key,
-                Prompt = messages is not null ? messages.LastOrDefault(t => t.Role == "user")?.Content ?? messages[^1].Content : input?.Prompt ?? prompt,
-                PromptMessages = messages,
-                Chosen = chosen.Response, Rejected = rejected.Response,
-                ScoreChosen = sc, ScoreRejected = sr, RewardGap = sc - sr, JudgeAgrees = sc > sr,
-                Method = pointwise ? "pointwise:reward" : $"ipr:{judge.Name}", ChosenIndex = chosen.CandidateIndex, RejectedIndex = rejected.CandidateIndex,
-                PromptInputIds = scorable[0].PromptInputIds, ChosenInputIds = chosen.ResponseInputIds, RejectedInputIds = rejected.ResponseInputIds,
-            });
+                span?.SetTag("prefpipe.batch.comparisons", calls - callsBefore);
+            }
         }
+        progress?.Report(new RankingProgress("ranking", done, byPrompt.Count, calls));
         if (judge is IDisposable disposable) disposable.Dispose();
 
         return new RankedRows(scoredRows, comparisons, preferences, unpaired, byPrompt.Count, calls, pointwise ? "pointwise" : judge.Name);
@@ -266,6 +291,12 @@ public sealed class RankingStage
 
     private static RejectRow Unpaired(string promptId, string source, string reason) =>
         new() { Stage = "rank", Source = source, Row = -1, Key = promptId, Reason = reason };
+
+    /// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; posts to the thread pool and can reorder reports).</summary>
+    private sealed class Inline<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
 
     /// <summary>Formats counts for logs.</summary>
     public static string Describe(RankingResult r) => string.Create(CultureInfo.InvariantCulture,

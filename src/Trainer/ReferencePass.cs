@@ -143,6 +143,7 @@ internal static class ReferencePass
             int pad = model.Config.PadTokenId ?? (model.Config.EosTokenIds.Count > 0 ? model.Config.EosTokenIds[0] : 0);
             double logVocab = Math.Log(model.Config.VocabSize);
             using var _ = no_grad();
+            progress?.Report((0, pairs.Count));
             for (int start = 0; start < pairs.Count; start += batchSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();

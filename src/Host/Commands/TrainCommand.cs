@@ -90,7 +90,7 @@ internal static class TrainCommand
             }
             string outDir = Path.GetFullPath(parse.GetValue(output)!);
             var r = await stage.RunAsync(pairs, policy, parse.GetValue(refModel) ?? policy, format, new LocalArtifactStore(outDir), "", outDir,
-                new Progress<TrainProgress>(p => o.WriteLine($"step {p.Step}/{p.TotalSteps}  {DpoStage.Describe(p.Metrics)}")), line => o.WriteLine(line), ct).ConfigureAwait(false);
+                new Progress<TrainProgress>(p => o.WriteLine($"step {p.Step}/{p.TotalSteps}  {DpoStage.Describe(p.Metrics)}")), line => o.WriteLine(line), cancellationToken: ct).ConfigureAwait(false);
             Skipped(await ParquetArtifacts.ReadAllAsync<RejectRow>(new LocalArtifactStore(outDir), "rejects.parquet", ct).ConfigureAwait(false));
             o.MarkupLine($"{r.Trained} pairs ({r.Rejects.Rows} skipped); reference log-probs {(r.ReferenceReused ? "reused" : "computed")}");
             o.MarkupLine($"[green]done[/]: {r.Steps} steps; model at {Markup.Escape(r.Model.Directory)}");

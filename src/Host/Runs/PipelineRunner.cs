@@ -38,6 +38,9 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
     /// <summary>Every progress report of the long stages (ingest batches, training steps), unthrottled, for progress bars.</summary>
     public IProgress<RunProgress>? Progress { get; init; }
 
+    /// <summary>How often the plain progress lines of a long step may appear (redirected output); default 2 s.</summary>
+    public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromSeconds(2);
+
     private void Report(PipelineStage stage, long done, long total) => Progress?.Report(new RunProgress(stage, done, total));
 
     public static string NewRunId(string pipelineName) =>
@@ -77,7 +80,7 @@ internal sealed class PipelineRunner(LoadedPipeline pipeline, IArtifactStore sto
         run.CodeVersion = CodeVersion.Current;
         run.Status = RunStatus.Running;
         await SaveAsync(run, failing: false).ConfigureAwait(false);
-        var context = new StageContext(pipeline, store, runId, WorkDirectory(runId), log, Report);
+        var context = new StageContext(pipeline, store, runId, WorkDirectory(runId), log, Report) { ProgressInterval = ProgressInterval };
         var (from, until) = (scope.From ?? Stages.All[0], scope.Until ?? Stages.All[^1]);
 
         try

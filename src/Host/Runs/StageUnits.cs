@@ -37,6 +37,9 @@ internal sealed record StageContext(LoadedPipeline Pipeline, IArtifactStore Stor
 {
     public PipelineDefinition D => Pipeline.Definition;
 
+    /// <summary>How often a long step's plain progress line may appear.</summary>
+    public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>The stage's folder in the store.</summary>
     public string Prefix(PipelineStage stage) => $"{RunId}/{stage.Name()}";
 
@@ -62,13 +65,31 @@ internal static class StageUnits
         string prompts = c.Resolve(c.D.Inputs.Prompts);
         var rate = new ProgressRate("prompts");
         var progress = new Throttled<IngestProgress>(p => c.Log(Line($"  ingest: {p.PromptsDone}/{p.PromptsTotal} prompts, {p.Candidates} candidates", rate.Describe(p.PromptsDone, p.PromptsTotal))),
-            p => c.Report(PipelineStage.Ingest, p.PromptsDone, p.PromptsTotal));
+            p => c.Report(PipelineStage.Ingest, p.PromptsDone, p.PromptsTotal), c.ProgressInterval);
         var r = await new IngestStage(c.D.Ingest).RunAsync(PromptSource.ReadAsync(prompts, cancellationToken: ct), prompts, c.Resolve(c.D.Models.Policy), c.Store, c.Prefix(PipelineStage.Ingest), progress, ct).ConfigureAwait(false);
         return StageOutcome.From(r);
     }
 
-    public static async Task<StageOutcome> RankAsync(StageContext c, CancellationToken ct) =>
-        StageOutcome.From(await new RankingStage(c.D.Ranking).RunAsync(c.Store, $"{c.Prefix(PipelineStage.Ingest)}/candidates.parquet", c.Resolve(c.D.Models.Reward), c.Prefix(PipelineStage.Rank), null, ct).ConfigureAwait(false));
+    public static async Task<StageOutcome> RankAsync(StageContext c, CancellationToken ct)
+    {
+        var (candidates, prompts, comparisons) = (new ProgressRate("candidates"), new ProgressRate("prompts"), new ProgressRate("comparisons"));
+        var progress = new Throttled<RankingProgress>(p => c.Log(p.Phase == "scoring"
+                ? Line($"  rank: scored {p.Done}/{p.Total} candidates", candidates.Describe(p.Done, p.Total))
+                : Line($"  rank: ranked {p.Done}/{p.Total} prompts, {p.JudgeCalls} judge calls", Both(comparisons.Throughput(p.JudgeCalls), prompts.Describe(p.Done, p.Total)))),
+            p =>
+            {
+                // The rates count from each phase's first report, not from the first line printed.
+                if (p.Phase == "scoring")
+                {
+                    candidates.Observe(p.Done);
+                    return;
+                }
+                prompts.Observe(p.Done);
+                comparisons.Observe(p.JudgeCalls);
+                c.Report(PipelineStage.Rank, p.Done, p.Total);
+            }, c.ProgressInterval);
+        return StageOutcome.From(await new RankingStage(c.D.Ranking).RunAsync(c.Store, $"{c.Prefix(PipelineStage.Ingest)}/candidates.parquet", c.Resolve(c.D.Models.Reward), c.Prefix(PipelineStage.Rank), progress, ct).ConfigureAwait(false));
+    }
 
     public static async Task<StageOutcome> SplitAsync(StageContext c, CancellationToken ct)
     {
@@ -85,9 +106,12 @@ internal static class StageUnits
         var pairs = c.D.Training.Plan == TrainingPlan.Dpo ? c.Artifact(PipelineStage.Rank, "preferences.parquet") : c.Artifact(PipelineStage.Split, "easy.parquet");
         var rate = new ProgressRate("steps");
         var progress = new Throttled<TrainProgress>(p => { string r = rate.Describe(p.Step, p.TotalSteps); if (p.Metrics.Count > 0) c.Log(Line($"  step {p.Step}/{p.TotalSteps}  {DpoStage.Describe(p.Metrics)}", r)); },
-            p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps));
+            p => c.Report(PipelineStage.Dpo, p.Step, p.TotalSteps), c.ProgressInterval);
+        var referenceRate = new ProgressRate("pairs");
+        var reference = new Throttled<(int Done, int Total)>(p => c.Log(Line($"  reference pass: {p.Done}/{p.Total} pairs", referenceRate.Describe(p.Done, p.Total))),
+            p => referenceRate.Observe(p.Done), c.ProgressInterval);
         var r = await new DpoStage(c.D.Training.Dpo).RunAsync(pairs, c.Resolve(c.D.Models.Policy), Reference(c.Pipeline), Format(c.D),
-            c.Store, c.Prefix(PipelineStage.Dpo), c.Work(PipelineStage.Dpo), progress, line => c.Log($"  {line}"), ct).ConfigureAwait(false);
+            c.Store, c.Prefix(PipelineStage.Dpo), c.Work(PipelineStage.Dpo), progress, line => c.Log($"  {line}"), reference, ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Trained, r.Rejects.Rows,
             [ArtifactRecord.From("metrics", r.Metrics), ArtifactRecord.From("rejects", r.Rejects), ArtifactRecord.Of("model", r.Model)],
             Final(r.Steps, r.MetricRows), $"{r.Trained} pairs trained, {r.Rejects.Rows} rejected, {r.Steps} steps; model {r.Model.Directory}");
@@ -101,7 +125,7 @@ internal static class StageUnits
         var prompts = mpo ? c.Artifact(PipelineStage.Split, "difficult.parquet") : c.Artifact(PipelineStage.Ingest, "prompts.parquet");
         var rate = new ProgressRate("steps");
         var progress = new Throttled<TrainProgress>(p => { string r = rate.Describe(p.Step, p.TotalSteps); if (p.Metrics.Count > 0) c.Log(Line($"  ppo step {p.Step}/{p.TotalSteps}  {PpoStage.Describe(p.Metrics)}", r)); },
-            p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps));
+            p => c.Report(PipelineStage.Ppo, p.Step, p.TotalSteps), c.ProgressInterval);
         var r = await new PpoStage(c.D.Training.Ppo).RunAsync(prompts, start, start, c.Resolve(c.D.Models.Reward), Format(c.D), c.Resolve(c.D.Models.Policy),
             c.Store, c.Prefix(PipelineStage.Ppo), c.Work(PipelineStage.Ppo), progress, ct).ConfigureAwait(false);
         return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows,
@@ -114,8 +138,15 @@ internal static class StageUnits
     {
         string final = await ModelOfAsync(c, StageTable.FinalModelStage(c.D), ct).ConfigureAwait(false);
         var (store, path) = ArtifactStores.OpenFile(c.Resolve(c.D.Inputs.EvalPrompts!));
+        var rate = new ProgressRate("samples");
+        var progress = new Throttled<(int Done, int Total)>(p => c.Log(Line($"  evaluate: {p.Done}/{p.Total} samples", rate.Describe(p.Done, p.Total))),
+            p =>
+            {
+                rate.Observe(p.Done);
+                c.Report(PipelineStage.Evaluate, p.Done, p.Total);
+            }, c.ProgressInterval);
         var r = await new EvaluateStage(c.D.Evaluation).RunAsync(new StoreFile(store, path), c.Resolve(c.D.Models.Policy), final, c.Resolve(c.D.Models.Reward), Format(c.D),
-            c.Store, c.Prefix(PipelineStage.Evaluate), ct).ConfigureAwait(false);
+            c.Store, c.Prefix(PipelineStage.Evaluate), progress, ct).ConfigureAwait(false);
         var s = r.Summary;
         return new StageOutcome(r.RowsIn, r.Prompts, r.Rejects.Rows, [ArtifactRecord.From("samples", r.Samples), ArtifactRecord.From("rejects", r.Rejects)],
             new Dictionary<string, double> { ["win_rate"] = s.WinRate, ["mean_reward_start"] = s.MeanRewardStart, ["mean_reward_final"] = s.MeanRewardFinal, ["mean_kl"] = s.MeanKl },
@@ -123,6 +154,8 @@ internal static class StageUnits
     }
 
     private static string Line(string line, string rate) => rate.Length == 0 ? line : $"{line}  ({rate})";
+
+    private static string Both(string first, string second) => first.Length == 0 ? second : second.Length == 0 ? first : $"{first}, {second}";
 
     /// <summary>The latest checkpoint a training stage of this run made (restored from a remote store when only there).</summary>
     private static async Task<string> ModelOfAsync(StageContext c, PipelineStage stage, CancellationToken ct) =>
@@ -139,29 +172,47 @@ internal static class StageUnits
 
 /// <summary>
 /// Throughput and time left of a long step, for the plain progress lines (redirected output): the rate over the time
-/// since the first report, and the remaining units at that rate.
+/// since the first observation (<see cref="Observe"/>, else the first description), and the remaining units at that rate.
 /// </summary>
 internal sealed class ProgressRate(string unit, TimeProvider? clock = null)
 {
     private readonly TimeProvider _clock = clock ?? TimeProvider.System;
     private long _startTicks = -1, _startDone;
 
-    /// <summary>"12.5 prompts/s, about 20 s left" (or "…, done"); empty until a second report shows any progress.</summary>
+    /// <summary>Starts counting at <paramref name="done"/> units, unless already started.</summary>
+    public void Observe(long done)
+    {
+        if (_startTicks < 0) (_startTicks, _startDone) = (_clock.GetTimestamp(), done);
+    }
+
+    /// <summary>"12.5 prompts/s, about 20 s left" (or "…, done"); empty until a later report shows any progress.</summary>
     public string Describe(long done, long total)
+    {
+        if (Rate(done) is not { } rate) return "";
+        string left = done >= total ? "done" : $"about {Duration((total - done) / rate)} left";
+        return $"{Number(rate)} {unit}/s, {left}";
+    }
+
+    /// <summary>"48.2 comparisons/s" (no total, no time left); empty until a later report shows any progress.</summary>
+    public string Throughput(long done) => Rate(done) is { } rate ? $"{Number(rate)} {unit}/s" : "";
+
+    // Three significant digits, never an exponent: 0.0833, 12.4, 1250.
+    private static string Number(double rate) => rate.ToString(rate >= 100 ? "F0" : "G3", CultureInfo.InvariantCulture);
+
+    private double? Rate(long done)
     {
         if (_startTicks < 0)
         {
-            (_startTicks, _startDone) = (_clock.GetTimestamp(), done);
-            return "";
+            Observe(done);
+            return null;
         }
         double seconds = _clock.GetElapsedTime(_startTicks).TotalSeconds;
-        if (seconds <= 0 || done <= _startDone) return "";
-        double rate = (done - _startDone) / seconds;
-        string left = done >= total ? "done" : $"about {Duration((total - done) / rate)} left";
-        return string.Create(CultureInfo.InvariantCulture, $"{rate:G3} {unit}/s, {left}");
+        if (seconds <= 0 || done <= _startDone) return null;
+        return (done - _startDone) / seconds;
     }
 
-    private static string Duration(double seconds) => seconds switch
+    /// <summary>"42 s", "3 min 5 s", "2 h 10 min".</summary>
+    internal static string Duration(double seconds) => seconds switch
     {
         < 60 => string.Create(CultureInfo.InvariantCulture, $"{Math.Ceiling(seconds):F0} s"),
         < 3600 => string.Create(CultureInfo.InvariantCulture, $"{(int)(seconds / 60)} min {(int)(seconds % 60)} s"),
@@ -169,15 +220,19 @@ internal sealed class ProgressRate(string unit, TimeProvider? clock = null)
     };
 }
 
-/// <summary>Reports at most once every two seconds (and passes every value to <paramref name="every"/>), so logs stay short.</summary>
-internal sealed class Throttled<T>(Action<T> report, Action<T>? every = null) : IProgress<T>
+/// <summary>
+/// Reports at most once every <paramref name="interval"/> (default 2 s), and passes every value to
+/// <paramref name="every"/>, so logs stay short.
+/// </summary>
+internal sealed class Throttled<T>(Action<T> report, Action<T>? every = null, TimeSpan? interval = null) : IProgress<T>
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly TimeSpan _interval = interval ?? TimeSpan.FromSeconds(2);
 
     public void Report(T value)
     {
         every?.Invoke(value);
-        if (_clock.Elapsed < TimeSpan.FromSeconds(2)) return;
+        if (_clock.Elapsed < _interval) return;
         _clock.Restart();
         report(value);
     }

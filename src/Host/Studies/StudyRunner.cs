@@ -143,6 +143,9 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         var store = Commands.RunCommands.OpenStore(first.Resolve(first.Definition.Storage));
         var results = new Dictionary<(string, long), SeedRun>();
         var earlier = new List<string>();
+        // Time left: the mean wall time of the runs made so far (kept ones cost nothing) times the runs still to come.
+        double madeSeconds = 0;
+        int made = 0;
         for (int i = 0; i < jobs.Count; i++)
         {
             var (cell, seed, pipeline) = jobs[i];
@@ -159,7 +162,11 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
                 progress($"{at}: running");
                 var runClock = Stopwatch.StartNew();
                 run = await new PipelineRunner(pipeline, store, line => log($"    {line}")) { ReuseFrom = earlier }.RunAsync(runId, new RunScope(), cancellationToken).ConfigureAwait(false);
-                progress(string.Create(CultureInfo.InvariantCulture, $"{at}: done in {runClock.Elapsed.TotalSeconds:F0} s"));
+                (madeSeconds, made) = (madeSeconds + runClock.Elapsed.TotalSeconds, made + 1);
+                int left = jobs.Count - i - 1;
+                string eta = left == 0 ? "done" : $"about {ProgressRate.Duration(madeSeconds / made * left)} left";
+                progress(string.Create(CultureInfo.InvariantCulture,
+                    $"{at}: done in {runClock.Elapsed.TotalSeconds:F0} s ({i + 1}/{jobs.Count} runs, {60 * made / madeSeconds:G3} runs/min, {eta})"));
             }
             var result = await CollectAsync(store, pipeline, run!, seed, cancellationToken).ConfigureAwait(false);
             runSeconds += run!.Stages.Sum(s => s.Seconds);

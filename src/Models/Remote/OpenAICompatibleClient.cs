@@ -20,7 +20,8 @@ namespace PrefPipe.Models.Remote;
 /// requests in flight, the rest queued), retries with exponential back-off and jitter on 408, 429 and 5xx, attempt timeouts
 /// and connection failures only, honouring Retry-After (seconds or a date, up to 5 minutes), and a timeout per attempt.
 /// HttpClient gets no retry handler of its own, so retries never stack. Credentials go in a header and appear in no
-/// message, exception or log.
+/// message, exception or log. Every attempt, retry and failed call is counted in the <c>PrefPipe</c> meter
+/// (<c>prefpipe.remote.requests</c>, <c>prefpipe.remote.retries</c>, <c>prefpipe.remote.failures</c>).
 /// </remarks>
 public sealed class OpenAICompatibleClient : IDisposable
 {
@@ -30,6 +31,7 @@ public sealed class OpenAICompatibleClient : IDisposable
     private readonly OpenAIClientOptions _options;
     private readonly OpenAIAuthentication _auth;
     private readonly string _purpose;
+    private readonly string _client;
     private readonly TimeProvider _time;
 
     /// <summary>Creates a client; the options are checked here.</summary>
@@ -39,8 +41,10 @@ public sealed class OpenAICompatibleClient : IDisposable
     /// <param name="pipelineName">The resilience pipeline's name, e.g. prefpipe-generator.</param>
     /// <param name="purpose">What errors start with, e.g. "generator" or "LLM judge".</param>
     /// <param name="time">Clock for back-off and timeouts (tests); default the system's.</param>
+    /// <param name="client">The <c>prefpipe.client</c> tag of this client's metrics, e.g. "judge"; default <paramref name="purpose"/>.</param>
     /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is invalid.</exception>
-    public OpenAICompatibleClient(HttpClient http, OpenAIClientOptions options, OpenAIAuthentication authentication, string pipelineName, string purpose, TimeProvider? time = null)
+    public OpenAICompatibleClient(HttpClient http, OpenAIClientOptions options, OpenAIAuthentication authentication, string pipelineName, string purpose, TimeProvider? time = null,
+        string? client = null)
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(options);
@@ -50,6 +54,7 @@ public sealed class OpenAICompatibleClient : IDisposable
         _options = options;
         _auth = authentication;
         _purpose = purpose;
+        _client = client ?? purpose;
         _time = time ?? TimeProvider.System;
         string root = options.BaseUrl!.ToString().TrimEnd('/');
         if (options.Api == OpenAIApi.Azure)
@@ -64,7 +69,7 @@ public sealed class OpenAICompatibleClient : IDisposable
             ChatUrl = new Uri($"{root}/chat/completions");
             CompletionsUrl = new Uri($"{root}/completions");
         }
-        Pipeline = BuildPipeline(options, pipelineName, _time);
+        Pipeline = BuildPipeline(options, pipelineName, _time, (status, error) => RemoteTelemetry.Retries.Add(1, RemoteTelemetry.Tags(_client, ChatUrl, status, error?.GetType().Name)));
     }
 
     /// <summary>Where chat completions go.</summary>
@@ -109,18 +114,41 @@ public sealed class OpenAICompatibleClient : IDisposable
     private async Task<OpenAICompletion> PostAsync<T>(Uri url, T body, JsonTypeInfo<T> type, bool chat, CancellationToken cancellationToken)
     {
         int attempts = 0;
-        using var response = await Pipeline.ExecuteAsync(async ct =>
+        HttpResponseMessage response;
+        try
         {
-            Interlocked.Increment(ref attempts);
-            using var message = new HttpRequestMessage(HttpMethod.Post, url) { Content = JsonContent.Create(body, type) };
-            await _auth.ApplyAsync(message, _options.Api, ct).ConfigureAwait(false);
-            return await _http.SendAsync(message, HttpCompletionOption.ResponseContentRead, ct).ConfigureAwait(false);
-        }, cancellationToken).ConfigureAwait(false);
+            response = await Pipeline.ExecuteAsync(async ct =>
+            {
+                Interlocked.Increment(ref attempts);
+                using var message = new HttpRequestMessage(HttpMethod.Post, url) { Content = JsonContent.Create(body, type) };
+                await _auth.ApplyAsync(message, _options.Api, ct).ConfigureAwait(false);
+                try
+                {
+                    var reply = await _http.SendAsync(message, HttpCompletionOption.ResponseContentRead, ct).ConfigureAwait(false);
+                    RemoteTelemetry.Requests.Add(1, RemoteTelemetry.Tags(_client, url, reply.StatusCode, null));
+                    return reply;
+                }
+                catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+                {
+                    // Cancelled without the caller asking: the attempt timed out (the pipeline's timeout strategy says so next).
+                    string error = ex is OperationCanceledException && ct.IsCancellationRequested ? nameof(TimeoutRejectedException) : ex.GetType().Name;
+                    RemoteTelemetry.Requests.Add(1, RemoteTelemetry.Tags(_client, url, null, error));
+                    throw;
+                }
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, null, ex.GetType().Name));
+            throw;
+        }
+        using var owned = response;
 
         string where = $"{_purpose} {url.GetLeftPart(UriPartial.Path)}";
         string text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
+            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, response.StatusCode, null));
             string tries = attempts > 1 ? string.Create(CultureInfo.InvariantCulture, $" after {attempts} attempts") : "";
             throw new HttpRequestException($"{where}: HTTP {(int)response.StatusCode} {response.ReasonPhrase}{tries}: {Truncate(text)}", null, response.StatusCode);
         }
@@ -140,6 +168,7 @@ public sealed class OpenAICompatibleClient : IDisposable
         }
         catch (Exception ex) when (ex is JsonException or InvalidDataException)
         {
+            RemoteTelemetry.Failures.Add(1, RemoteTelemetry.Tags(_client, url, null, ex.GetType().Name));
             throw new InvalidDataException($"{where}: reply is not a {(chat ? "chat completion" : "text completion")} ({ex.Message}): {Truncate(text)}", ex);
         }
     }
@@ -165,7 +194,7 @@ public sealed class OpenAICompatibleClient : IDisposable
         }
     }
 
-    private static ResiliencePipeline<HttpResponseMessage> BuildPipeline(OpenAIClientOptions options, string name, TimeProvider time)
+    private static ResiliencePipeline<HttpResponseMessage> BuildPipeline(OpenAIClientOptions options, string name, TimeProvider time, Action<HttpStatusCode?, Exception?> retrying)
     {
         var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = name, TimeProvider = time };
         builder.AddConcurrencyLimiter(options.MaxConcurrency, queueLimit: int.MaxValue);
@@ -184,6 +213,7 @@ public sealed class OpenAICompatibleClient : IDisposable
                 DelayGenerator = args => ValueTask.FromResult(RetryAfter(args.Outcome.Result, time)),
                 OnRetry = args =>
                 {
+                    retrying(args.Outcome.Result?.StatusCode, args.Outcome.Exception);
                     args.Outcome.Result?.Dispose();
                     return default;
                 },

@@ -50,6 +50,7 @@ internal sealed class IterativePairwiseRanker(IPairwiseJudge judge)
         ArgumentNullException.ThrowIfNull(candidates);
         if (candidates.Count < 2) return new RankingOutcome(null, null, [], 0);
         var cache = new Dictionary<(int First, int Second), Verdict>();
+        string kind = RankingTelemetry.Kind(judge.Name);
         var records = new List<ComparisonRecord>();
 
         // Verdict as "which of (x, y) wins", asked with x first.
@@ -60,7 +61,17 @@ internal sealed class IterativePairwiseRanker(IPairwiseJudge judge)
                 return mirrored switch { Verdict.A => Verdict.B, Verdict.B => Verdict.A, _ => Verdict.Tie };
             cancellationToken.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
-            var v = await judge.CompareAsync(new JudgeRequest(promptId, prompt, x.Index, x.Response, y.Index, y.Response), cancellationToken).ConfigureAwait(false);
+            JudgeVerdict v;
+            try
+            {
+                v = await judge.CompareAsync(new JudgeRequest(promptId, prompt, x.Index, x.Response, y.Index, y.Response), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                RankingTelemetry.JudgeCalls.Add(1, new("prefpipe.judge.kind", kind), new("prefpipe.judge.outcome", "error"));
+                throw;
+            }
+            RankingTelemetry.JudgeCalls.Add(1, new("prefpipe.judge.kind", kind), new("prefpipe.judge.outcome", Outcome(v.Verdict)));
             records.Add(new ComparisonRecord(promptId, x.Index, y.Index, x.Index < y.Index ? "ab" : "ba", v.Verdict, judge.Name, sw.Elapsed.TotalMilliseconds, v.Raw));
             cache[(x.Index, y.Index)] = v.Verdict;
             return v.Verdict;
@@ -95,4 +106,6 @@ internal sealed class IterativePairwiseRanker(IPairwiseJudge judge)
             ? new RankingOutcome(best.Index, worst.Index, records, records.Count)
             : new RankingOutcome(null, null, records, records.Count);
     }
+
+    private static string Outcome(Verdict v) => v switch { Verdict.A => "a", Verdict.B => "b", _ => "tie" };
 }

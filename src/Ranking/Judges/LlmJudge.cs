@@ -35,7 +35,7 @@ internal sealed class LlmJudge : IPairwiseJudge, IDisposable
             Timeout = options.AttemptTimeout,
             MaxRetries = options.MaxRetries,
             RetryBaseDelay = options.RetryBaseDelay,
-        }, OpenAIAuthentication.FromEnvironment(options.ApiKeyVariable, api), PipelineName, "LLM judge", time);
+        }, OpenAIAuthentication.FromEnvironment(options.ApiKeyVariable, api), PipelineName, "LLM judge", time, client: "judge");
     }
 
     /// <inheritdoc />

@@ -66,10 +66,12 @@ internal static class PolicyEvaluator
     /// <param name="rewardModel">The reward model's folder.</param>
     /// <param name="options">Sampling options.</param>
     /// <param name="chartPath">Where to write the reward-distribution PNG, or null.</param>
+    /// <param name="progress">Samples generated of total: the start policy's, then the final policy's (2 × prompts × samples per prompt).</param>
     /// <param name="cancellationToken">Checked per decoding step.</param>
     /// <param name="prompts">Held-out prompts encoded as ingest encodes prompts (<see cref="TrainingPrompt.Encode"/>: chat template, system prompt).</param>
     public static (EvaluationSummary Summary, IReadOnlyList<EvaluationRow> Rows) Evaluate(string startPolicy, string finalPolicy, string rewardModel,
-        IReadOnlyList<TrainingPrompt> prompts, EvaluationOptions options, string? chartPath = null, CancellationToken cancellationToken = default)
+        IReadOnlyList<TrainingPrompt> prompts, EvaluationOptions options, string? chartPath = null, IProgress<(int Done, int Total)>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
@@ -82,15 +84,20 @@ internal static class PolicyEvaluator
             MaxNewTokens = options.MaxNewTokens, Temperature = Math.Max(1e-6, options.Temperature), Greedy = options.Temperature == 0, EosTokenIds = encoder.EosTokenIds,
         };
 
+        int total = 2 * requests.Count, done = 0;
         List<GenerationResult> Sample(string dir)
         {
             using var model = AdapterModels.Load(dir);
             var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
             var results = new List<GenerationResult>();
             foreach (var chunk in requests.Chunk(32))
+            {
                 results.AddRange(generator.Generate(chunk.Select(c => c.Request).ToList(), generation, cancellationToken));
+                progress?.Report((done += chunk.Length, total));
+            }
             return results;
         }
+        progress?.Report((0, total));
         var start = Sample(startPolicy);
         var final = Sample(finalPolicy);
 

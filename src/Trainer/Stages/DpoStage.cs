@@ -98,11 +98,12 @@ public sealed class DpoStage
     /// <param name="workDirectory">Local folder for checkpoints.</param>
     /// <param name="progress">Training steps.</param>
     /// <param name="log">Notes (reference log-probs reused or computed).</param>
+    /// <param name="referenceProgress">Pairs done of total in the reference pass (none when its log-probs are reused).</param>
     /// <param name="cancellationToken">Stops at a step boundary after a checkpoint.</param>
     /// <exception cref="InvalidDataException">No pair is trainable.</exception>
     public async Task<DpoStageResult> RunAsync(StoreFile pairs, string policyDirectory, string referenceDirectory, PromptFormat format,
         IArtifactStore store, string prefix, string workDirectory, IProgress<TrainProgress>? progress = null, Action<string>? log = null,
-        CancellationToken cancellationToken = default)
+        IProgress<(int Done, int Total)>? referenceProgress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(format);
         ArgumentNullException.ThrowIfNull(store);
@@ -112,7 +113,7 @@ public sealed class DpoStage
             throw new InvalidDataException($"{pairs.Uri}: no trainable pairs ({encoded.Rejects.Count} of {encoded.RowsIn} rejected, reasons in {rejects.Uri}); " +
                 "raise max_length / max_prompt_length, lower split.threshold, or raise ingest.candidates_per_prompt.");
         var (reference, reused, referencePath) = await ReferencePass.ComputeOrReuseAsync(store, prefix, encoded.Pairs, referenceDirectory,
-            options.PerDeviceTrainBatchSize, options.Dtype, null, cancellationToken).ConfigureAwait(false);
+            options.PerDeviceTrainBatchSize, options.Dtype, referenceProgress, cancellationToken).ConfigureAwait(false);
         log?.Invoke($"reference log-probs for {encoded.Pairs.Count} pairs {(reused ? "reused" : "computed")}: {store.UriOf(referencePath)}");
         if (DpoTrainer.MemoryWarning(options, policyDirectory) is { } warning) log?.Invoke(warning);
         var result = new DpoTrainer(options).Train(policyDirectory, encoded.Pairs, reference, workDirectory, progress, cancellationToken);

@@ -31,10 +31,11 @@ public sealed class EvaluateStage(EvaluationOptions options)
     /// <param name="format">How prompts become ids (as ingest).</param>
     /// <param name="store">Where the outputs go.</param>
     /// <param name="prefix">Folder of the outputs in <paramref name="store"/>.</param>
+    /// <param name="progress">Samples generated of total (both policies).</param>
     /// <param name="cancellationToken">Checked per decoding step.</param>
     /// <exception cref="InvalidDataException">No usable prompt.</exception>
     public async Task<EvaluateStageResult> RunAsync(StoreFile prompts, string startPolicy, string finalPolicy, string rewardDirectory, PromptFormat format,
-        IArtifactStore store, string prefix, CancellationToken cancellationToken = default)
+        IArtifactStore store, string prefix, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(format);
         ArgumentNullException.ThrowIfNull(store);
@@ -46,7 +47,7 @@ public sealed class EvaluateStage(EvaluationOptions options)
         string chart = Path.Combine(Path.GetTempPath(), $"prefpipe-eval-{Guid.NewGuid():N}.png");
         try
         {
-            var (summary, rows) = PolicyEvaluator.Evaluate(startPolicy, finalPolicy, rewardDirectory, set.Prompts, options, chart, cancellationToken);
+            var (summary, rows) = PolicyEvaluator.Evaluate(startPolicy, finalPolicy, rewardDirectory, set.Prompts, options, chart, progress, cancellationToken);
             var samples = await ParquetArtifacts.WriteAsync(store, StagePaths.Join(prefix, "samples.parquet"), rows, cancellationToken: cancellationToken).ConfigureAwait(false);
             await store.CommitAsync(StagePaths.Join(prefix, "reward_distributions.png"), chart, cancellationToken).ConfigureAwait(false);
             return new EvaluateStageResult(set.RowsIn, set.Prompts.Count, samples, rejects, summary);

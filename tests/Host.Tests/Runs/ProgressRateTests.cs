@@ -39,4 +39,26 @@ public sealed class ProgressRateTests
 
         Assert.Equal("", rate.Describe(3, 10));
     }
+
+    [Fact]
+    public void Observe_StartsTheClockBeforeTheFirstDescription_AndThroughputHasNoExponent()
+    {
+        var clock = new HandClock();
+        var prompts = new ProgressRate("prompts", clock);
+        var comparisons = new ProgressRate("comparisons", clock);
+        prompts.Observe(0);
+        comparisons.Observe(0);
+        prompts.Observe(5); // already started: ignored
+        clock.Ticks = TimeSpan.FromSeconds(2).Ticks;
+
+        Assert.Equal("60 prompts/s, about 2 s left", prompts.Describe(120, 240)); // 120 in 2 s; 120 left: 2 s
+        Assert.Equal("2500 comparisons/s", comparisons.Throughput(5000)); // not 2.5E+03
+        Assert.Equal("", new ProgressRate("runs", clock).Throughput(3)); // nothing observed before
+    }
+
+    [Fact]
+    public void Duration_SecondsMinutesHours()
+    {
+        Assert.Equal(["42 s", "3 min 5 s", "2 h 10 min"], new[] { 41.2, 185, 7800 }.Select(ProgressRate.Duration));
+    }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Spectre.Console.Testing;
 
 namespace PrefPipe.Host.Tests.Studies;
@@ -171,6 +172,9 @@ public sealed class StudyCommandTests
             Assert.Equal("completed", stages["split"].GetProperty("status").GetString());
         }
         Assert.False(File.Exists(Path.Combine(runs, "sweep", "study.json")));
+        // Each run made says how many are done, at what pace, and the time left at that pace.
+        Assert.Contains(progress, l => Regex.IsMatch(l, @"^\[1/6\] sig-beta0\.1 seed 5 \(sweep-sig-beta0\.1-s5\): done in \d+ s \(1/6 runs, \d+(\.\d+)? runs/min, about \d+ (s|min \d+ s) left\)$"));
+        Assert.Contains(progress, l => l.StartsWith("[4/6]", StringComparison.Ordinal) && l.Contains("(4/6 runs, ", StringComparison.Ordinal));
         DateTime fourth = File.GetLastWriteTimeUtc(Path.Combine(runs, "sweep-sig-beta0.5-s6", "run.json"));
 
         var lines = new List<string>();
