@@ -135,6 +135,9 @@ param keyVaultName string = '${take(namePrefix, 10)}-${uniqueString(resourceGrou
 @description('Name of the Key Vault secret holding the LLM judge API key (PREFPIPE_JUDGE_API_KEY). Empty: no judge key. The secret must exist before the jobs deploy.')
 param judgeApiKeySecretName string = ''
 
+@description('Name of the Key Vault secret holding the API key of an OpenAI-compatible generation server (PREFPIPE_GENERATOR_API_KEY, for ingest.generator type openai). Empty: no generator key (Azure OpenAI then uses the managed identity). The secret must exist before the jobs deploy.')
+param generatorApiKeySecretName string = ''
+
 @description('Log Analytics retention in days.')
 @minValue(30)
 @maxValue(730)
@@ -447,6 +450,14 @@ var commonEnv = concat(
           name: 'PREFPIPE_JUDGE_API_KEY'
           secretRef: 'judge-api-key'
         }
+      ],
+  empty(generatorApiKeySecretName)
+    ? []
+    : [
+        {
+          name: 'PREFPIPE_GENERATOR_API_KEY'
+          secretRef: 'generator-api-key'
+        }
       ]
 )
 
@@ -464,6 +475,15 @@ var jobSecrets = {
           {
             name: 'judge-api-key'
             keyVaultUrl: '${vault.properties.vaultUri}secrets/${judgeApiKeySecretName}'
+            identity: identity.id
+          }
+        ],
+    empty(generatorApiKeySecretName)
+      ? []
+      : [
+          {
+            name: 'generator-api-key'
+            keyVaultUrl: '${vault.properties.vaultUri}secrets/${generatorApiKeySecretName}'
             identity: identity.id
           }
         ]

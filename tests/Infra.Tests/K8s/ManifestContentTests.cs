@@ -104,9 +104,13 @@ public sealed class ManifestContentTests
             Assert.True(Scalar(spec, "securityContext", "runAsNonRoot") == "true", where);
 
             var env = ((YamlSequenceNode)Node(spec, "containers", "0", "env")).Children.Cast<YamlMappingNode>().ToList();
-            var key = env.Single(e => Scalar(e, "name") == "PREFPIPE_JUDGE_API_KEY");
-            Assert.True(Scalar(key, "valueFrom", "secretKeyRef", "name") == "prefpipe-secrets", where);
-            Assert.True(Scalar(key, "valueFrom", "secretKeyRef", "optional") == "true", where);
+            foreach (string name in new[] { "PREFPIPE_JUDGE_API_KEY", "PREFPIPE_GENERATOR_API_KEY" })
+            {
+                var key = env.Single(e => Scalar(e, "name") == name);
+                Assert.True(Scalar(key, "valueFrom", "secretKeyRef", "name") == "prefpipe-secrets", $"{where}: {name}");
+                Assert.True(Scalar(key, "valueFrom", "secretKeyRef", "key") == name, $"{where}: {name}");
+                Assert.True(Scalar(key, "valueFrom", "secretKeyRef", "optional") == "true", $"{where}: {name}");
+            }
         }
     }
 
