@@ -52,7 +52,7 @@ internal static class StudyCommand
                 if (parse.GetValue(render))
                 {
                     string path = parse.GetValue(file)!;
-                    var rendered = StudyRunner.Render(path);
+                    var rendered = await StudyRunner.RenderAsync(path, ct).ConfigureAwait(false);
                     output.WriteLine(StudyRunner.Markdown(rendered));
                     output.MarkupLine($"written beside [bold]{Markup.Escape(Path.GetFullPath(path))}[/]: study.md, win_rate.png, frontier.png");
                     return Cli.ExitCodes.Ok;

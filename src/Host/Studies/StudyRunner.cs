@@ -195,7 +195,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
             CodeVersion = CodeVersion.Current, Machine = $"{Environment.MachineName}, {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
             Finished = DateTimeOffset.UtcNow, WallSeconds = Math.Round(clock.Elapsed.TotalSeconds, 1), RunSeconds = Math.Round(runSeconds, 1), Cells = cells, PairedDifferences = differences, BestPerSweep = best,
         };
-        await WriteAsync(store, report, cancellationToken).ConfigureAwait(false);
+        await WriteAsync(store, study.Name, report, withJson: true, cancellationToken).ConfigureAwait(false);
         return (report, store);
     }
 
@@ -247,18 +247,27 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         return new StudyDifference { Cell = cell.Name, Reference = reference.Name, SharedSeeds = shared, Mean = interval.Mean, Low = interval.Low, High = interval.High };
     }
 
-    private async Task WriteAsync(IArtifactStore store, StudyReport report, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes <paramref name="report"/>'s files under <paramref name="folder"/> of the store (each committed whole):
+    /// study.json when <paramref name="withJson"/>, study.md, win_rate.png (a cell per row, coloured by sweep) and
+    /// frontier.png (reward against KL, a point per seed).
+    /// </summary>
+    private static async Task WriteAsync(IArtifactStore store, string folder, StudyReport report, bool withJson, CancellationToken cancellationToken)
     {
-        string prefix = study.Name;
-        await store.WriteBytesAsync($"{prefix}/study.json", JsonSerializer.SerializeToUtf8Bytes(report, Json), cancellationToken).ConfigureAwait(false);
-        await store.WriteTextAsync($"{prefix}/study.md", Markdown(report), cancellationToken).ConfigureAwait(false);
+        string At(string name) => folder.Length == 0 ? name : $"{folder}/{name}";
+        if (withJson)
+            await store.WriteBytesAsync(At("study.json"), JsonSerializer.SerializeToUtf8Bytes(report, Json), cancellationToken).ConfigureAwait(false);
+        await store.WriteTextAsync(At("study.md"), Markdown(report), cancellationToken).ConfigureAwait(false);
         string temp = Directory.CreateTempSubdirectory("prefpipe-study-").FullName;
         try
         {
             string win = Path.Combine(temp, "win_rate.png"), frontier = Path.Combine(temp, "frontier.png");
-            WriteCharts(report, win, frontier);
-            await store.CommitAsync($"{prefix}/win_rate.png", win, cancellationToken).ConfigureAwait(false);
-            await store.CommitAsync($"{prefix}/frontier.png", frontier, cancellationToken).ConfigureAwait(false);
+            Charts.Intervals(win, $"{report.Study}: win rate over the start policy (95% bootstrap interval)", "win rate",
+                [.. report.Cells.Select(c => new ChartInterval(c.Name, c.WinRateMean, c.WinRateCi95Low, c.WinRateCi95High, c.Group))]);
+            Charts.Points(frontier, $"{report.Study}: reward–KL frontier (a point per seed)", "KL(final ‖ start) per sample", "mean reward (final policy)",
+                [.. report.Cells.Select(c => new ChartSeries(c.Name, [.. c.PerSeed.Select(s => s.MeanKl)], [.. c.PerSeed.Select(s => s.MeanRewardFinal)], c.Group))]);
+            await store.CommitAsync(At("win_rate.png"), win, cancellationToken).ConfigureAwait(false);
+            await store.CommitAsync(At("frontier.png"), frontier, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -266,26 +275,17 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         }
     }
 
-    /// <summary>win_rate.png (a cell per row, coloured by sweep) and frontier.png (reward against KL, a point per seed).</summary>
-    internal static void WriteCharts(StudyReport report, string winRatePath, string frontierPath)
-    {
-        Charts.Intervals(winRatePath, $"{report.Study}: win rate over the start policy (95% bootstrap interval)", "win rate",
-            [.. report.Cells.Select(c => new ChartInterval(c.Name, c.WinRateMean, c.WinRateCi95Low, c.WinRateCi95High, c.Group))]);
-        Charts.Points(frontierPath, $"{report.Study}: reward–KL frontier (a point per seed)", "KL(final ‖ start) per sample", "mean reward (final policy)",
-            [.. report.Cells.Select(c => new ChartSeries(c.Name, [.. c.PerSeed.Select(s => s.MeanKl)], [.. c.PerSeed.Select(s => s.MeanRewardFinal)], c.Group))]);
-    }
-
     /// <summary>
     /// Writes study.md, win_rate.png and frontier.png again beside an existing study.json (a local file), running nothing:
     /// for a study whose runs were made by another code version, or after the report format changed.
     /// </summary>
-    internal static StudyReport Render(string studyJson)
+    internal static async Task<StudyReport> RenderAsync(string studyJson, CancellationToken cancellationToken = default)
     {
         string full = Path.GetFullPath(studyJson);
         StudyReport report;
         try
         {
-            report = JsonSerializer.Deserialize<StudyReport>(File.ReadAllBytes(full), Json)
+            report = JsonSerializer.Deserialize<StudyReport>(await File.ReadAllBytesAsync(full, cancellationToken).ConfigureAwait(false), Json)
                 ?? throw new InvalidDataException($"{full}: empty study.json");
         }
         catch (JsonException ex)
@@ -294,11 +294,7 @@ internal sealed class StudyRunner(StudyFile study, IReadOnlyList<string> baseOve
         }
         if (report.Cells.Count == 0)
             throw new InvalidDataException($"{full}: study.json has no cells");
-        string dir = Path.GetDirectoryName(full)!;
-        string md = Path.Combine(dir, "study.md");
-        File.WriteAllText(md + ".partial", Markdown(report));
-        File.Move(md + ".partial", md, overwrite: true);
-        WriteCharts(report, Path.Combine(dir, "win_rate.png"), Path.Combine(dir, "frontier.png"));
+        await WriteAsync(new LocalArtifactStore(Path.GetDirectoryName(full)!), "", report, withJson: false, cancellationToken).ConfigureAwait(false);
         return report;
     }
 
