@@ -70,3 +70,54 @@ public sealed record GenerationRequest(IReadOnlyList<int> PromptIds, long Seed);
 /// <param name="FinishReason">Why it ended.</param>
 /// <param name="Text">Decoded text of the new tokens (special tokens skipped; cut at a stop string), when a decoder was given.</param>
 public sealed record GenerationResult(IReadOnlyList<int> NewIds, IReadOnlyList<float> Logprobs, FinishReason FinishReason, string? Text);
+
+/// <summary>
+/// Running totals of a <see cref="TextGenerator"/>'s work, summed over its calls (thread-safe): how full the decoding
+/// batches were, and how often continuous batching had sequences join, moved the cache window or dropped idle rows.
+/// </summary>
+public sealed class GenerationCounters
+{
+    private long _steps;
+    private long _rowSteps;
+    private long _tokens;
+    private long _prefills;
+    private long _joined;
+    private long _windowMoves;
+    private long _compactions;
+
+    /// <summary>Decoding steps (one forward of the whole batch, one new token per row).</summary>
+    public long DecodingSteps => Interlocked.Read(ref _steps);
+
+    /// <summary>Rows computed over all decoding steps (batch rows × steps): the work done.</summary>
+    public long RowSteps => Interlocked.Read(ref _rowSteps);
+
+    /// <summary>Tokens of those steps that became part of a result (the rest is rows that had already ended).</summary>
+    public long DecodedTokens => Interlocked.Read(ref _tokens);
+
+    /// <summary>Prefill forwards (prompts entering the batch, in groups).</summary>
+    public long Prefills => Interlocked.Read(ref _prefills);
+
+    /// <summary>Sequences that took the place of a finished one while others were decoding.</summary>
+    public long Joined => Interlocked.Read(ref _joined);
+
+    /// <summary>Times the live rows' cache entries were moved to the front of the cache to make room.</summary>
+    public long WindowMoves => Interlocked.Read(ref _windowMoves);
+
+    /// <summary>Times finished rows were dropped from the batch.</summary>
+    public long Compactions => Interlocked.Read(ref _compactions);
+
+    /// <summary>Share of computed rows that produced a kept token (1 = no compute on finished rows).</summary>
+    public double Utilisation => RowSteps == 0 ? 1 : (double)DecodedTokens / RowSteps;
+
+    internal void AddStep(long rows) { Interlocked.Increment(ref _steps); Interlocked.Add(ref _rowSteps, rows); }
+
+    internal void AddTokens(long tokens) => Interlocked.Add(ref _tokens, tokens);
+
+    internal void AddPrefill() => Interlocked.Increment(ref _prefills);
+
+    internal void AddJoined(long rows) => Interlocked.Add(ref _joined, rows);
+
+    internal void AddWindowMove() => Interlocked.Increment(ref _windowMoves);
+
+    internal void AddCompaction() => Interlocked.Increment(ref _compactions);
+}

@@ -12,29 +12,92 @@ namespace PrefPipe.Models.Generation;
 /// sample depends on its seed and prompt only — not on batch size, order or neighbours (up to floating-point noise
 /// from different padding).
 /// </summary>
-public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnlyList<int>, string>? decode = null)
+public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnlyList<int>, string>? decode = null)
 {
+    private readonly CausalLM _model = model ?? throw new ArgumentNullException(nameof(model));
+    private readonly int _padTokenId = padTokenId;
+    private readonly Func<IReadOnlyList<int>, string>? _decodeText = decode;
+
     /// <summary>
     /// Whether each call stacks q/k/v and gate/up into one matrix each for its forwards (<see cref="CausalLM.FuseProjections"/>;
     /// the same outputs, fewer operations per step, one more copy of those weights while the call runs). Default true.
     /// </summary>
     public bool FuseProjections { get; init; } = true;
 
-    /// <summary>Generates one sample per request.</summary>
+    /// <summary>What this generator's calls have done so far (continuous batching's joins, moves and idle rows).</summary>
+    public GenerationCounters Counters { get; } = new();
+
+    /// <summary>Decoding steps between host reads of the generated tokens when nothing needs the text each step (CUDA only;
+    /// every step on CPU, where a read costs no device sync). Finished rows are seen, and replaced, at these reads.</summary>
+    private const int CudaReadEvery = 8;
+
+    /// <summary>Generates one sample per request, all requests decoded together (rows that finish leave the batch).</summary>
     /// <exception cref="OperationCanceledException">Cancelled; checked every decoding step.</exception>
     /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is out of range.</exception>
     public IReadOnlyList<GenerationResult> Generate(IReadOnlyList<GenerationRequest> requests, GenerationOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
+        return Generate(requests, options, Math.Max(1, requests.Count), null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Generates one sample per request with continuous batching: at most <paramref name="maxBatchRows"/> sequences
+    /// decode at once; a sequence that finishes leaves the batch and a waiting prompt is prefilled into its place
+    /// (waiting prompts join longest first, so they fit the cache's current window without moving it); when none wait,
+    /// finished rows are dropped from the cache once a quarter of the batch is idle. Each result is handed to
+    /// <paramref name="onFinished"/> (request index, result) as soon as its sequence ends, on the calling thread.
+    /// A sample depends on its seed and prompt only, up to floating-point noise from its neighbours.
+    /// </summary>
+    /// <param name="requests">The prompts and seeds.</param>
+    /// <param name="options">Sampling options.</param>
+    /// <param name="maxBatchRows">Sequences decoded at once (the KV cache holds this many rows).</param>
+    /// <param name="onFinished">Called per finished request, or null.</param>
+    /// <param name="cancellationToken">Checked every decoding step.</param>
+    /// <returns>The results in request order.</returns>
+    /// <exception cref="OperationCanceledException">Cancelled; checked every decoding step.</exception>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">An option is out of range.</exception>
+    public IReadOnlyList<GenerationResult> Generate(IReadOnlyList<GenerationRequest> requests, GenerationOptions options, int maxBatchRows,
+        Action<int, GenerationResult>? onFinished, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchRows, 1);
         options.Validate();
         if (requests.Count == 0) return [];
         using var compute = ComputeClock.Measure();
         if (requests.Any(r => r.PromptIds.Count == 0)) throw new ArgumentException("every prompt needs at least one token (e.g. BOS)", nameof(requests));
-        foreach (var r in requests) model.Config.CheckTokenIds(r.PromptIds, "prompt");
-        if (options.StopStrings.Count > 0 && decode is null) throw new ArgumentException("stop strings need a decoder", nameof(options));
-        var eos = new HashSet<int>(options.EosTokenIds ?? model.Config.EosTokenIds);
-        var device = model.Device;
+        foreach (var r in requests) _model.Config.CheckTokenIds(r.PromptIds, "prompt");
+        if (options.StopStrings.Count > 0 && _decodeText is null) throw new ArgumentException("stop strings need a decoder", nameof(options));
+        var eos = new HashSet<int>(options.EosTokenIds ?? _model.Config.EosTokenIds);
+        int longestPrompt = requests.Max(r => r.PromptIds.Count);
+        if (_model.CacheGoesStale(1, longestPrompt + options.MaxNewTokens))
+        {
+            // Longrope past its original context: static batches in request order.
+            var all = new GenerationResult[requests.Count];
+            for (int start = 0; start < requests.Count; start += maxBatchRows)
+            {
+                var chunk = requests.Skip(start).Take(maxBatchRows).ToList();
+                var results = GenerateStatic(chunk, options, eos, cancellationToken);
+                for (int i = 0; i < results.Length; i++)
+                {
+                    all[start + i] = results[i];
+                    onFinished?.Invoke(start + i, results[i]);
+                }
+            }
+            return all;
+        }
+        using var batch = new ContinuousBatch(this, requests, options, eos, Math.Min(maxBatchRows, requests.Count), onFinished);
+        return batch.Run(cancellationToken);
+    }
+
+    /// <summary>
+    /// One static batch (every row from the first step to the last, finished rows feeding pads): what longrope models
+    /// need when a sequence can cross the original context, since the cache is then re-encoded for the whole batch at
+    /// one step, as transformers does.
+    /// </summary>
+    private GenerationResult[] GenerateStatic(List<GenerationRequest> requests, GenerationOptions options, HashSet<int> eos, CancellationToken cancellationToken)
+    {
+        var device = _model.Device;
         int b = requests.Count;
         int promptLength = requests.Max(r => r.PromptIds.Count);
         int maxNew = options.MaxNewTokens;
@@ -44,7 +107,7 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
         // Left padding: [b, promptLength] ids and mask.
         var ids = new long[b * promptLength];
         var mask = new long[b * promptLength];
-        Array.Fill(ids, padTokenId);
+        Array.Fill(ids, _padTokenId);
         for (int r = 0; r < b; r++)
         {
             var p = requests[r].PromptIds;
@@ -73,12 +136,12 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
         var logprobs = Enumerable.Range(0, b).Select(_ => new List<float>(maxNew)).ToArray();
         var reasons = new FinishReason?[b];
         var texts = new string?[b];
-        using var cache = new KvCache(model.Config, b, promptLength + maxNew, model.DType, device);
-        using var fused = FuseProjections ? model.FuseProjections() : null;
+        using var cache = new KvCache(_model.Config, b, promptLength + maxNew, _model.DType, device);
+        using var fused = FuseProjections ? _model.FuseProjections() : null;
 
         // Tokens and log-probs stay on the device; the host reads them every few steps (every step with stop strings,
         // which need the text), so the GPU is not drained by a copy after each token.
-        var tokenOut = full(new long[] { b, maxNew }, padTokenId, int64, device);          // [b, N] int64
+        var tokenOut = full(new long[] { b, maxNew }, _padTokenId, int64, device);          // [b, N] int64
         var logpOut = zeros(new long[] { b, maxNew }, float32, device);                     // [b, N] float32
         var finished = zeros(new long[] { b }, ScalarType.Bool, device);                    // [b] bool: eos seen
         var eosIds = eos.Count > 0 ? tensor(eos.Select(e => (long)e).ToArray(), int64, device).unsqueeze(0) : null; // [1, E] int64
@@ -96,7 +159,7 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
             using (var scope = NewDisposeScope())
             {
                 long seen = cache.Length + current.shape[1];
-                if (model.CacheGoesStale(cache.Length, seen))
+                if (_model.CacheGoesStale(cache.Length, seen))
                 {
                     // Longrope passes its original context here: re-encode prompt and generated tokens with the long
                     // factors, as transformers' Phi-3 prepare_inputs_for_generation drops the cache at this step.
@@ -104,12 +167,12 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
                     current = cat([inputIds, tokenOut.narrow(1, 0, step)], 1);                                   // [b, seen]
                     if (padded) positions = (attention.narrow(1, 0, seen).cumsum(1) - 1).clamp_min(0);           // [b, seen]
                 }
-                var hidden = model.Hidden(new CausalLMInput(current, padded ? attention.narrow(1, 0, seen) : null, positions, cache, fused)); // [b, t, h]
-                var logits = model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1);                        // [b, vocab]
+                var hidden = _model.Hidden(new CausalLMInput(current, padded ? attention.narrow(1, 0, seen) : null, positions, cache, fused)); // [b, t, h]
+                var logits = _model.Head(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1);                        // [b, vocab]
                 if (logits.dtype != float32) logits = logits.to(float32);
                 var logp = logits.log_softmax(-1);                                                                   // [b, vocab]
                 var chosen = options.Greedy ? logits.argmax(-1) : Sample(logits, options, uniforms!.narrow(1, step, 1));             // [b] int64
-                chosen = chosen.masked_fill(finished, padTokenId);                                                  // finished rows feed pads
+                chosen = chosen.masked_fill(finished, _padTokenId);                                                  // finished rows feed pads
                 var chosenLogp = logp.gather(1, chosen.unsqueeze(1)).squeeze(1);                                    // [b]
                 tokenOut.select(1, step).copy_(chosen);
                 logpOut.select(1, step).copy_(chosenLogp);
@@ -143,7 +206,7 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
                     if (eos.Contains(token)) { reasons[r] = FinishReason.Eos; continue; }
                     if (options.StopStrings.Count > 0)
                     {
-                        string text = decode!(newIds[r]);
+                        string text = _decodeText!(newIds[r]);
                         int cut = options.StopStrings.Select(x => text.IndexOf(x, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
                         if (cut >= 0) { reasons[r] = FinishReason.Stop; texts[r] = text[..cut]; stopStringHit = true; }
                     }
@@ -163,7 +226,7 @@ public sealed class TextGenerator(CausalLM model, int padTokenId, Func<IReadOnly
         for (int r = 0; r < b; r++)
         {
             var reason = reasons[r] ?? FinishReason.Length;
-            string? text = texts[r] ?? decode?.Invoke(newIds[r]);
+            string? text = texts[r] ?? _decodeText?.Invoke(newIds[r]);
             results[r] = new GenerationResult(newIds[r], logprobs[r], reason, text);
         }
         return results;

@@ -57,6 +57,62 @@ public sealed class KvCache : IDisposable
     /// <summary>Forgets every position, so the next forward re-encodes from position 0 (longrope's switch to its long factors).</summary>
     internal void Reset() => Length = 0;
 
+    /// <summary>Rows (sequences) the cache holds.</summary>
+    public long Rows => _keys.Length == 0 ? 0 : _keys[0].shape[0];
+
+    /// <summary>Sets the filled length (continuous batching places rows' positions itself).</summary>
+    internal void SetLength(long length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Capacity);
+        Length = length;
+    }
+
+    /// <summary>
+    /// Writes the first <paramref name="count"/> positions of every row of <paramref name="source"/> into the rows
+    /// <paramref name="rows"/> ([n] int64, one per source row) at positions <paramref name="at"/> … at + count − 1.
+    /// </summary>
+    internal void WriteRows(KvCache source, Tensor rows, long at, long count)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (at < 0 || at + count > Capacity || count > source.Capacity)
+            throw new ArgumentOutOfRangeException(nameof(at), $"positions {at}…{at + count} do not fit a cache of {Capacity}");
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            using var scope = NewDisposeScope();
+            _keys[i].narrow(2, at, count).index_copy_(0, rows, source._keys[i].narrow(2, 0, count));
+            _values[i].narrow(2, at, count).index_copy_(0, rows, source._values[i].narrow(2, 0, count));
+        }
+    }
+
+    /// <summary>Moves positions <paramref name="from"/> … from + count − 1 of every row to start at <paramref name="to"/> (ranges may overlap).</summary>
+    internal void Move(long from, long count, long to)
+    {
+        if (from < 0 || to < 0 || from + count > Capacity || to + count > Capacity)
+            throw new ArgumentOutOfRangeException(nameof(from), $"cannot move {count} positions from {from} to {to} in a cache of {Capacity}");
+        if (count == 0 || from == to) return;
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            using var scope = NewDisposeScope();
+            _keys[i].narrow(2, to, count).copy_(_keys[i].narrow(2, from, count).clone());
+            _values[i].narrow(2, to, count).copy_(_values[i].narrow(2, from, count).clone());
+        }
+    }
+
+    /// <summary>Keeps only the rows <paramref name="rows"/> ([n] int64), in that order; the others' memory is freed.</summary>
+    internal void KeepRows(Tensor rows)
+    {
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            var k = _keys[i].index_select(0, rows).DetachFromDisposeScope();   // [n, kv, capacity, d]
+            var v = _values[i].index_select(0, rows).DetachFromDisposeScope();
+            _keys[i].Dispose();
+            _values[i].Dispose();
+            _keys[i] = k;
+            _values[i] = v;
+        }
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {

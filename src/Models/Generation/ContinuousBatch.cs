@@ -1,0 +1,366 @@
+using PrefPipe.Models.Decoders;
+using PrefPipe.Models.Decoders.Modules;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PrefPipe.Models.Generation;
+
+public sealed partial class TextGenerator
+{
+    /// <summary>Prompt tokens prefilled in one forward at most when sequences join (bounds the prefill's activations).</summary>
+    private const long PrefillTokenBudget = 16_384;
+
+    /// <summary>
+    /// One continuous-batching run (<see cref="Generate(IReadOnlyList{GenerationRequest}, GenerationOptions, int, Action{int, GenerationResult}?, CancellationToken)"/>).
+    /// The KV cache holds <c>rows</c> sequences at a shared write position (its length): every decoding step writes one
+    /// token per row there. A row's tokens sit contiguously in the cache, from its start to the write position; before a
+    /// row's start lies whatever an earlier occupant of the slot left, masked out by the attention mask. A joining
+    /// prompt is prefilled on its own cache and copied in so that it ends at the write position; when the write position
+    /// reaches the capacity, every live row's tokens move to the front (one copy), which frees the positions finished
+    /// occupants used. Positions (RoPE) count each row's real tokens, so moving cache entries changes nothing.
+    /// The host reads the generated tokens every step (every <see cref="CudaReadEvery"/> on CUDA) from a small ring
+    /// buffer; finished sequences are seen, reported and replaced there.
+    /// </summary>
+    private sealed class ContinuousBatch : IDisposable
+    {
+        private readonly CausalLM _model;
+        private readonly int _padTokenId;
+        private readonly Func<IReadOnlyList<int>, string>? _decode;
+        private readonly IReadOnlyList<GenerationRequest> _requests;
+        private readonly GenerationOptions _options;
+        private readonly HashSet<int> _eos;
+        private readonly Action<int, GenerationResult>? _onFinished;
+        private readonly int _maxNew;
+        private readonly long _capacity;
+        private readonly int _readEvery;
+        private readonly bool _masked;
+        private readonly Device _device;
+        private readonly GenerationCounters _counters;
+
+        // Per request (host).
+        private readonly Queue<int> _waiting;
+        private readonly List<int>[] _ids;
+        private readonly List<float>[] _logprobs;
+        private readonly GenerationResult?[] _results;
+
+        // Per cache row (host): the request in it (−1: none yet), where its first real token sits in the cache, tokens
+        // generated so far by count of steps (known without reading them), and whether its sequence has ended.
+        private int[] _slotRequest;
+        private long[] _slotStart;
+        private int[] _slotSteps;
+        private bool[] _slotDone;
+
+        // Per cache row (device); every tensor here is owned by this object.
+        private readonly KvCache _cache;
+        private readonly InferenceWeights? _fused;
+        private Tensor _attention;   // [rows, capacity] int64: 1 where a row's own token is cached
+        private Tensor _nextPosition; // [rows, 1] int64: the position of the token fed next
+        private Tensor _current;     // [rows, 1] int64: the token fed next (sampled, not yet in the cache)
+        private Tensor _step;        // [rows, 1] int64: index of the next uniform draw of the row's request
+        private Tensor? _uniforms;   // [rows, maxNew] float32: the row's request's draws, one per new token (sampling only)
+        private Tensor _ringTokens;  // [rows, readEvery] int64: tokens sampled since the last host read
+        private Tensor _ringLogprobs; // [rows, readEvery] float32
+        private int _ringCount;
+
+        public ContinuousBatch(TextGenerator owner, IReadOnlyList<GenerationRequest> requests, GenerationOptions options, HashSet<int> eos,
+            int rows, Action<int, GenerationResult>? onFinished)
+        {
+            _model = owner._model;
+            _padTokenId = owner._padTokenId;
+            _decode = owner._decodeText;
+            _requests = requests;
+            _options = options;
+            _eos = eos;
+            _onFinished = onFinished;
+            _maxNew = options.MaxNewTokens;
+            _device = _model.Device;
+            _counters = owner.Counters;
+            int longest = requests.Max(r => r.PromptIds.Count);
+            // A row needs at most longest + maxNew − 1 positions; slack beyond that lets rows join for maxNew steps
+            // between moves of the window (kept within the model's context, which some rope types check).
+            long needed = longest + _maxNew;
+            long slack = requests.Count > rows ? Math.Clamp(_model.Config.MaxPositionEmbeddings - needed, 0, _maxNew) : 0;
+            _capacity = needed + slack;
+            _readEvery = options.StopStrings.Count > 0 || _device.type != DeviceType.CUDA ? 1 : CudaReadEvery;
+            // Rows of one prompt length that all start together never need a padding mask (causal prefill; each new
+            // token sees the whole cache), which keeps SDPA on its unmasked path.
+            _masked = requests.Count > rows || requests.Any(r => r.PromptIds.Count != longest);
+
+            // Longest prompts first: a joining prompt is then never longer than the cache's current window.
+            _waiting = new Queue<int>(Enumerable.Range(0, requests.Count).OrderByDescending(i => requests[i].PromptIds.Count).ThenBy(i => i));
+            _ids = requests.Select(_ => new List<int>(_maxNew)).ToArray();
+            _logprobs = requests.Select(_ => new List<float>(_maxNew)).ToArray();
+            _results = new GenerationResult?[requests.Count];
+            _slotRequest = Enumerable.Repeat(-1, rows).ToArray();
+            _slotStart = new long[rows];
+            _slotSteps = new int[rows];
+            _slotDone = new bool[rows];
+
+            _cache = new KvCache(_model.Config, rows, _capacity, _model.DType, _device);
+            _fused = owner.FuseProjections ? _model.FuseProjections() : null;
+            _attention = zeros(new long[] { rows, _capacity }, int64, _device).DetachFromDisposeScope();
+            _nextPosition = zeros(new long[] { rows, 1 }, int64, _device).DetachFromDisposeScope();
+            _current = full(new long[] { rows, 1 }, _padTokenId, int64, _device).DetachFromDisposeScope();
+            _step = zeros(new long[] { rows, 1 }, int64, _device).DetachFromDisposeScope();
+            _uniforms = options.Greedy ? null : zeros(new long[] { rows, _maxNew }, float32, _device).DetachFromDisposeScope();
+            _ringTokens = zeros(new long[] { rows, _readEvery }, int64, _device).DetachFromDisposeScope();
+            _ringLogprobs = zeros(new long[] { rows, _readEvery }, float32, _device).DetachFromDisposeScope();
+        }
+
+        private int Rows => _slotRequest.Length;
+
+        private bool Live(int row) => _slotRequest[row] >= 0 && !_slotDone[row];
+
+        private bool NeedsStep(int row) => Live(row) && _slotSteps[row] < _maxNew;
+
+        public GenerationResult[] Run(CancellationToken cancellationToken)
+        {
+            using var noGrad = no_grad();
+            Refill();
+            while (Enumerable.Range(0, Rows).Any(NeedsStep))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                Step();
+                if (_ringCount == _readEvery || !Enumerable.Range(0, Rows).Any(NeedsStep))
+                {
+                    Read();
+                    Refill();
+                }
+            }
+            return _results.Select(r => r ?? throw new InvalidOperationException("a request ended without a result")).ToArray();
+        }
+
+        /// <summary>One decoding step for every row: feed each row's current token, sample the next.</summary>
+        private void Step()
+        {
+            if (_cache.Length == _capacity)
+            {
+                MoveWindow(0);
+                if (_cache.Length == _capacity) throw new InvalidOperationException($"generation: the KV cache of {_capacity} positions is full with live rows");
+            }
+            using var scope = NewDisposeScope();
+            long seen = _cache.Length + 1;
+            if (_masked) _attention.narrow(1, _cache.Length, 1).fill_(1);
+            var hidden = _model.Hidden(new CausalLMInput(_current, _masked ? _attention.narrow(1, 0, seen) : null, _masked ? _nextPosition : null, _cache, _fused)); // [rows, 1, h]
+            var chosen = Choose(_model.Head(hidden).squeeze(1), _uniforms is null ? null : _uniforms.gather(1, _step.clamp_max(_maxNew - 1)), out var chosenLogp); // [rows, 1] each
+            _ringTokens.narrow(1, _ringCount, 1).copy_(chosen);
+            _ringLogprobs.narrow(1, _ringCount, 1).copy_(chosenLogp);
+            _current.copy_(chosen);
+            _nextPosition.add_(1);
+            _step.add_(1);
+            _ringCount++;
+            _counters.AddStep(Rows);
+            for (int row = 0; row < Rows; row++)
+                if (Live(row)) _slotSteps[row]++;
+        }
+
+        /// <summary>The next token of each row and its log-prob (temperature 1, unfiltered), each [rows, 1].</summary>
+        /// <param name="logits">[rows, vocab]</param>
+        /// <param name="uniform">Each row's draw for this token, [rows, 1] float32; null when greedy.</param>
+        /// <param name="logprob">[rows, 1] float32.</param>
+        private Tensor Choose(Tensor logits, Tensor? uniform, out Tensor logprob)
+        {
+            if (logits.dtype != float32) logits = logits.to(float32);
+            var chosen = uniform is null ? logits.argmax(-1, keepdim: true) : Sample(logits, _options, uniform).unsqueeze(1); // [rows, 1] int64
+            logprob = logits.log_softmax(-1).gather(1, chosen);                                                            // [rows, 1] float32
+            return chosen;
+        }
+
+        /// <summary>Hands the tokens sampled since the last read to their requests; sequences that end are reported.</summary>
+        private void Read()
+        {
+            if (_ringCount == 0) return;
+            using var scope = NewDisposeScope();
+            int count = _ringCount;
+            long[] tokens = _ringTokens.narrow(1, 0, count).cpu().data<long>().ToArray();     // [rows, count]
+            float[] logprobs = _ringLogprobs.narrow(1, 0, count).cpu().data<float>().ToArray();
+            _ringCount = 0;
+            long kept = 0;
+            for (int row = 0; row < Rows; row++)
+                for (int s = 0; s < count && Live(row); s++, kept++)
+                    Append(row, (int)tokens[row * count + s], logprobs[row * count + s]);
+            _counters.AddTokens(kept);
+        }
+
+        private void Append(int row, int token, float logprob)
+        {
+            int request = _slotRequest[row];
+            var ids = _ids[request];
+            ids.Add(token);
+            _logprobs[request].Add(logprob);
+            if (_eos.Contains(token)) { Finish(row, FinishReason.Eos, null); return; }
+            if (_options.StopStrings.Count > 0)
+            {
+                string text = _decode!(ids);
+                int cut = _options.StopStrings.Select(x => text.IndexOf(x, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                if (cut >= 0) { Finish(row, FinishReason.Stop, text[..cut]); return; }
+            }
+            if (ids.Count == _maxNew) Finish(row, FinishReason.Length, null);
+        }
+
+        private void Finish(int row, FinishReason reason, string? text)
+        {
+            int request = _slotRequest[row];
+            _slotDone[row] = true;
+            var result = new GenerationResult(_ids[request], _logprobs[request], reason, text ?? _decode?.Invoke(_ids[request]));
+            _results[request] = result;
+            _onFinished?.Invoke(request, result);
+        }
+
+        /// <summary>Waiting prompts take the free rows; with none waiting, idle rows leave once they are a quarter of the cache.</summary>
+        private void Refill()
+        {
+            while (_waiting.Count > 0)
+            {
+                var free = Enumerable.Range(0, Rows).Where(r => !Live(r)).Take(_waiting.Count).ToList();
+                if (free.Count == 0) break;
+                Admit(free.Select(row => (row, _waiting.Dequeue())).ToList());
+            }
+            if (_waiting.Count > 0) return;
+            var live = Enumerable.Range(0, Rows).Where(Live).ToList();
+            if (live.Count > 0 && (Rows - live.Count) * 4 >= Rows) KeepRows(live);
+        }
+
+        /// <summary>Prefills the joining prompts (in groups within the token budget) into their rows, ending at the write position.</summary>
+        private void Admit(List<(int Row, int Request)> joins)
+        {
+            int longest = joins.Max(j => _requests[j.Request].PromptIds.Count);
+            if (!Enumerable.Range(0, Rows).Any(Live))
+                _cache.SetLength(longest);                      // nothing to keep: the window starts afresh
+            else
+            {
+                _counters.AddJoined(joins.Count);
+                if (_cache.Length < longest) MoveWindow(longest - LiveSpan()); // only when prompts join out of length order
+            }
+            int perGroup = (int)Math.Max(1, PrefillTokenBudget / longest);
+            foreach (var group in joins.Chunk(perGroup)) Prefill(group);
+        }
+
+        private void Prefill((int Row, int Request)[] group)
+        {
+            using var scope = NewDisposeScope();
+            _counters.AddPrefill();
+            int g = group.Length;
+            int p = group.Max(j => _requests[j.Request].PromptIds.Count);
+            long end = _cache.Length;
+            // Left padding within the group: [g, p] ids and mask.
+            var ids = new long[g * p];
+            var mask = new long[g * p];
+            Array.Fill(ids, _padTokenId);
+            for (int i = 0; i < g; i++)
+            {
+                var prompt = _requests[group[i].Request].PromptIds;
+                int offset = p - prompt.Count;
+                for (int t = 0; t < prompt.Count; t++) { ids[i * p + offset + t] = prompt[t]; mask[i * p + offset + t] = 1; }
+            }
+            bool padded = group.Any(j => _requests[j.Request].PromptIds.Count != p);
+            var inputIds = tensor(ids, new long[] { g, p }, int64, _device);                   // [g, p] int64
+            var promptMask = tensor(mask, new long[] { g, p }, int64, _device);                // [g, p] int64
+            var positions = padded ? (promptMask.cumsum(1) - 1).clamp_min(0) : null;            // [g, p] int64
+            using var own = new KvCache(_model.Config, g, p, _model.DType, _device);
+            var hidden = _model.Hidden(new CausalLMInput(inputIds, padded ? promptMask : null, positions, own, _fused)); // [g, p, h]
+            Tensor? uniforms = null;                                                            // [g, maxNew] float32
+            if (_uniforms is not null)
+            {
+                // Each request's draws for the whole sequence at once, from its own seeded generator (CPU uniform_
+                // fills serially, one generator call per element: the same numbers as one draw per step).
+                uniforms = stack(group.Select(j =>
+                {
+                    using var generator = new torch.Generator((ulong)_requests[j.Request].Seed, CPU);
+                    return rand(_maxNew, float32, CPU, generator: generator);
+                }).ToArray()).to(_device);
+            }
+            var chosen = Choose(_model.Head(hidden.narrow(1, p - 1, 1)).squeeze(1), uniforms?.narrow(1, 0, 1), out var chosenLogp); // [g, 1] each
+
+            var rows = tensor(group.Select(j => (long)j.Row).ToArray(), int64, _device);        // [g] int64
+            _cache.WriteRows(own, rows, end - p, p);
+            var attention = zeros(new long[] { g, _capacity }, int64, _device);                 // [g, capacity] int64
+            attention.narrow(1, end - p, p).copy_(promptMask);
+            _attention.index_copy_(0, rows, attention);
+            _nextPosition.index_copy_(0, rows, promptMask.sum(1, keepdim: true));
+            _current.index_copy_(0, rows, chosen);
+            _step.index_copy_(0, rows, ones(new long[] { g, 1 }, int64, _device));
+            if (uniforms is not null) _uniforms!.index_copy_(0, rows, uniforms);
+
+            long[] first = chosen.cpu().data<long>().ToArray();
+            float[] firstLogp = chosenLogp.cpu().data<float>().ToArray();
+            for (int i = 0; i < g; i++)
+            {
+                var (row, request) = group[i];
+                _slotRequest[row] = request;
+                _slotStart[row] = end - _requests[request].PromptIds.Count;
+                _slotSteps[row] = 1;
+                _slotDone[row] = false;
+                Append(row, (int)first[i], firstLogp[i]);
+            }
+        }
+
+        /// <summary>Positions from the earliest start of a row that still decodes to the write position.</summary>
+        private long LiveSpan() => _cache.Length - Enumerable.Range(0, Rows).Where(NeedsStep).Select(r => _slotStart[r]).DefaultIfEmpty(_cache.Length).Min();
+
+        /// <summary>Moves the live rows' tokens (the last <see cref="LiveSpan"/> positions) to start at <paramref name="start"/>.</summary>
+        private void MoveWindow(long start)
+        {
+            long span = LiveSpan();
+            long from = _cache.Length - span;
+            if (start + span > _capacity)
+                throw new InvalidOperationException($"generation: {span} cached positions cannot move to {start} in a cache of {_capacity}");
+            if (from == start) return;
+            using var scope = NewDisposeScope();
+            _counters.AddWindowMove();
+            _cache.Move(from, span, start);
+            var kept = _attention.narrow(1, from, span).clone();                               // [rows, span] int64
+            _attention.zero_();
+            _attention.narrow(1, start, span).copy_(kept);
+            for (int row = 0; row < Rows; row++) _slotStart[row] += start - from;
+            _cache.SetLength(start + span);
+        }
+
+        /// <summary>Drops every row but <paramref name="keep"/> from the cache and the per-row state.</summary>
+        private void KeepRows(List<int> keep)
+        {
+            _counters.AddCompaction();
+            using (var scope = NewDisposeScope())
+            {
+                var rows = tensor(keep.Select(r => (long)r).ToArray(), int64, _device);          // [n] int64
+                _cache.KeepRows(rows);
+                Replace(ref _attention, _attention.index_select(0, rows));
+                Replace(ref _nextPosition, _nextPosition.index_select(0, rows));
+                Replace(ref _current, _current.index_select(0, rows));
+                Replace(ref _step, _step.index_select(0, rows));
+                if (_uniforms is not null)
+                {
+                    var uniforms = _uniforms;
+                    _uniforms = uniforms.index_select(0, rows).DetachFromDisposeScope();
+                    uniforms.Dispose();
+                }
+                Replace(ref _ringTokens, _ringTokens.index_select(0, rows));
+                Replace(ref _ringLogprobs, _ringLogprobs.index_select(0, rows));
+            }
+            _slotRequest = [.. keep.Select(r => _slotRequest[r])];
+            _slotStart = [.. keep.Select(r => _slotStart[r])];
+            _slotSteps = [.. keep.Select(r => _slotSteps[r])];
+            _slotDone = [.. keep.Select(r => _slotDone[r])];
+        }
+
+        private static void Replace(ref Tensor field, Tensor value)
+        {
+            var old = field;
+            field = value.DetachFromDisposeScope();
+            old.Dispose();
+        }
+
+        public void Dispose()
+        {
+            _cache.Dispose();
+            _fused?.Dispose();
+            _attention.Dispose();
+            _nextPosition.Dispose();
+            _current.Dispose();
+            _step.Dispose();
+            _uniforms?.Dispose();
+            _ringTokens.Dispose();
+            _ringLogprobs.Dispose();
+        }
+    }
+}
