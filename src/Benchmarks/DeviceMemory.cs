@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using PrefPipe.Models.Runtime;
 
 namespace PrefPipe.Benchmarks;
 
@@ -7,18 +7,17 @@ namespace PrefPipe.Benchmarks;
 /// milliseconds on a background thread (context plus the caching allocator's reserve, so run one benchmark per process
 /// for a clean figure); on CPU the process's peak resident set (VmHWM).
 /// </summary>
-internal sealed partial class DeviceMemory : IDisposable
+internal sealed class DeviceMemory : IDisposable
 {
     private readonly bool _cuda;
     private readonly Thread? _thread;
-    private readonly IntPtr _device;
     private volatile bool _stop;
     private long _peakBytes;
 
     private DeviceMemory(bool cuda)
     {
         _cuda = cuda;
-        if (cuda && TryInitNvml(out _device))
+        if (cuda && DeviceMemoryInfo.Gpu() is not null)
         {
             _thread = new Thread(Sample) { IsBackground = true, Name = "nvml-sampler" };
             _thread.Start();
@@ -58,23 +57,11 @@ internal sealed partial class DeviceMemory : IDisposable
 
     private void SampleOnce()
     {
-        var info = new NvmlMemory();
-        if (nvmlDeviceGetMemoryInfo(_device, ref info) != 0) return;
-        long used = (long)info.Used;
+        if (DeviceMemoryInfo.Gpu() is not GpuMemory memory) return;
+        long used = memory.Used;
         long seen;
         do seen = Interlocked.Read(ref _peakBytes);
         while (used > seen && Interlocked.CompareExchange(ref _peakBytes, used, seen) != seen);
-    }
-
-    private static bool TryInitNvml(out IntPtr device)
-    {
-        device = IntPtr.Zero;
-        try
-        {
-            return nvmlInit_v2() == 0 && nvmlDeviceGetHandleByIndex_v2(0, out device) == 0;
-        }
-        catch (DllNotFoundException) { return false; }
-        catch (EntryPointNotFoundException) { return false; }
     }
 
     private static double PeakRssMiB()
@@ -95,21 +82,4 @@ internal sealed partial class DeviceMemory : IDisposable
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct NvmlMemory
-    {
-        public ulong Total;
-        public ulong Free;
-        public ulong Used;
-    }
-
-    [LibraryImport("libnvidia-ml.so.1")]
-    private static partial int nvmlInit_v2();
-
-    [LibraryImport("libnvidia-ml.so.1")]
-    private static partial int nvmlDeviceGetHandleByIndex_v2(uint index, out IntPtr device);
-
-    [LibraryImport("libnvidia-ml.so.1")]
-    private static partial int nvmlDeviceGetMemoryInfo(IntPtr device, ref NvmlMemory memory);
 }

@@ -53,6 +53,22 @@ public sealed class IngestOptions : IValidatableObject
     [Range(1, 4096)]
     public int BatchSize { get; set; } = 8;
 
+    /// <summary>
+    /// Sequences the local engine decodes at once (continuous batching within a batch of batch_size prompts: a candidate
+    /// that ends leaves, the next waiting one of the batch joins); 0 = batch_size × candidates_per_prompt, the whole batch.
+    /// </summary>
+    /// <value>Default 0; 0 to 65,536.</value>
+    [Range(0, 65_536)]
+    public int MaxBatchRows { get; set; }
+
+    /// <summary>
+    /// Choose the local engine's rows from the memory left once the policy is loaded (at most max_batch_rows when that
+    /// is set). Off by default: candidates depend on their batch neighbours through floating-point noise, so with this
+    /// on a rerun on a machine with other free memory may sample other tokens; the rows chosen are logged.
+    /// </summary>
+    /// <value>Default false.</value>
+    public bool BatchRowsFromMemory { get; set; }
+
     /// <summary>Longest templated prompt, in tokens.</summary>
     /// <value>Default 512; 1 to 1,048,576.</value>
     [Range(1, 1_048_576)]

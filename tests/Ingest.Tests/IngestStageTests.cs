@@ -44,6 +44,57 @@ public sealed class IngestStageTests
     }
 
     [Fact]
+    public async Task Ingest_FewerDecodingRowsThanABatch_SameCandidates_AndResumesByteIdentical()
+    {
+        // 8 prompts × 4 candidates per batch through 5 decoding rows: candidates join as others end. The samples are the
+        // ones the whole-batch engine draws (same seeds; log-probs up to floating-point noise), and a resumed run writes
+        // the same bytes as an uninterrupted one with the same rows.
+        string policy = Path.Combine(Demo, "policy");
+        var whole = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-rows-whole-").FullName);
+        var narrow = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-rows-narrow-").FullName);
+        var options = Ingest();
+        options.MaxBatchRows = 5;
+
+        var wide = await new IngestStage(Ingest()).RunAsync(Prompts(16), "p", policy, whole, "i");
+        var first = await new IngestStage(options).RunAsync(Prompts(16), "p", policy, narrow, "i");
+        string part = await narrow.ListAsync("i/").SingleAsync(p => p.StartsWith("i/parts-", StringComparison.Ordinal) && p.EndsWith("/batch-00000.parquet", StringComparison.Ordinal));
+        await narrow.DeleteAsync(part);
+        var resumed = await new IngestStage(options).RunAsync(Prompts(16), "p", policy, narrow, "i");
+
+        Assert.Equal(32, wide.Generation!.BatchRows);
+        Assert.Equal(5, first.Generation!.BatchRows);
+        Assert.True(first.Generation.Joined > 0, "no candidate joined a running batch");
+        Assert.True(first.Generation.Utilisation > wide.Generation.Utilisation, $"utilisation {first.Generation.Utilisation:F3} vs {wide.Generation.Utilisation:F3}");
+        Assert.Equal(first.Candidates.Sha256, resumed.Candidates.Sha256);
+        Assert.Equal(1, resumed.ResumedBatches);
+        var a = await ParquetArtifacts.ReadAllAsync<CandidateRow>(whole, wide.Candidates.Path);
+        var b = await ParquetArtifacts.ReadAllAsync<CandidateRow>(narrow, first.Candidates.Path);
+        Assert.Equal(a.Count, b.Count);
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.Equal(a[i].ResponseInputIds, b[i].ResponseInputIds);
+            Assert.Equal(a[i].FinishReason, b[i].FinishReason);
+            Assert.True(Math.Abs(a[i].LogprobSum - b[i].LogprobSum) <= 1e-3, $"row {i}: {a[i].LogprobSum} vs {b[i].LogprobSum}");
+        }
+    }
+
+    [Fact]
+    public async Task Ingest_BatchRowsFromMemory_UsesWhatFitsWithinMaxBatchRows()
+    {
+        string policy = Path.Combine(Demo, "policy");
+        var store = new LocalArtifactStore(Directory.CreateTempSubdirectory("prefpipe-rows-memory-").FullName);
+        var options = Ingest();
+        options.BatchRowsFromMemory = true;
+        options.MaxBatchRows = 7;
+
+        var result = await new IngestStage(options).RunAsync(Prompts(8), "p", policy, store, "i");
+
+        // The demo policy needs well under a megabyte per row: free memory allows the cap.
+        Assert.Equal(7, result.Generation!.BatchRows);
+        Assert.Equal(4 * result.Prompts.Rows, result.Candidates.Rows);
+    }
+
+    [Fact]
     public async Task Ingest_OtherPromptsIntoTheSameOutput_GeneratesForTheNewPromptsOnly()
     {
         // Batch parts of the first prompts are in the output folder; other prompts must never be merged with them (the

@@ -8,7 +8,7 @@ namespace PrefPipe.Models.Generation;
 public sealed partial class TextGenerator
 {
     /// <summary>Prompt tokens prefilled in one forward at most when sequences join (bounds the prefill's activations).</summary>
-    private const long PrefillTokenBudget = 16_384;
+    internal const long PrefillTokenBudget = 16_384;
 
     /// <summary>
     /// One continuous-batching run (<see cref="Generate(IReadOnlyList{GenerationRequest}, GenerationOptions, int, Action{int, GenerationResult}?, CancellationToken)"/>).

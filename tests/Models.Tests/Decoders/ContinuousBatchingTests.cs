@@ -137,3 +137,39 @@ public sealed class ContinuousBatchingTests
     private static (long DecodingSteps, long RowSteps, long DecodedTokens, long Joined) Snapshot(GenerationCounters c) =>
         (c.DecodingSteps, c.RowSteps, c.DecodedTokens, c.Joined);
 }
+
+/// <summary><see cref="BatchRows"/>: rows from memory, checked against what the engine really allocates.</summary>
+public sealed class BatchRowsTests
+{
+    [Fact]
+    public void BytesPerRow_CoversTheKvCacheTheEngineAllocates()
+    {
+        using var model = CausalLM.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "demo", "policy"), CPU);
+        const int prompt = 24, maxNew = 40;
+        // The engine's cache with joins: prompt + 2 × new positions per row.
+        using var cache = new PrefPipe.Models.Decoders.Modules.KvCache(model.Config, 3, prompt + 2 * maxNew, model.DType, CPU);
+        long kvPerRow = 2L * model.Config.NumHiddenLayers * model.Config.NumKeyValueHeads * model.Config.HeadDim * (prompt + 2 * maxNew) * 4;
+
+        long perRow = BatchRows.BytesPerRow(model.Config, model.DType, prompt, maxNew);
+
+        Assert.Equal(3, cache.Rows);
+        Assert.True(perRow > kvPerRow, $"{perRow} bytes per row, the cache alone {kvPerRow}");
+        Assert.True(perRow < 4 * kvPerRow + model.Config.VocabSize * 64L, "the estimate should stay near what a row holds");
+    }
+
+    [Fact]
+    public void FromMemory_FitsTheBudget_AndStaysWithinItsBounds()
+    {
+        using var model = CausalLM.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "demo", "policy"), CPU);
+        long perRow = BatchRows.BytesPerRow(model.Config, model.DType, 32, 64);
+        long fixedBytes = BatchRows.FixedBytes(model.Config, model.DType, 32);
+        long available = fixedBytes * 2 + 100 * perRow;
+
+        int rows = BatchRows.FromMemory(model.Config, model.DType, 32, 64, available, fraction: 1.0);
+
+        Assert.True(rows * perRow + fixedBytes <= available);
+        Assert.True((rows + 1) * perRow + fixedBytes > available);
+        Assert.Equal(1, BatchRows.FromMemory(model.Config, model.DType, 32, 64, 1));
+        Assert.Equal(BatchRows.Max, BatchRows.FromMemory(model.Config, model.DType, 32, 64, long.MaxValue / 4));
+    }
+}
