@@ -471,5 +471,6 @@ public sealed class IngestStage
 
     /// <summary>Formats counts for logs.</summary>
     public static string Describe(IngestResult r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.RowsIn} rows in → {r.Prompts.Rows} prompts, {r.Rejects.Rows} rejected, {r.Candidates.Rows} candidates{(r.ResumedBatches > 0 ? $" ({r.ResumedBatches} batches kept from an earlier attempt)" : "")}");
+        $"{r.RowsIn} rows in → {r.Prompts.Rows} prompts, {r.Rejects.Rows} rejected, {r.Candidates.Rows} candidates{(r.ResumedBatches > 0 ? $" ({r.ResumedBatches} batches kept from an earlier attempt)" : "")}") +
+        (r.Generation is { } g ? string.Create(CultureInfo.InvariantCulture, $"; decoded {g.BatchRows} rows at once, {g.Utilisation:P1} of rows computed kept a token, {g.Joined} joined") : "");
 }

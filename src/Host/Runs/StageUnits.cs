@@ -17,7 +17,10 @@ internal sealed record StageOutcome(long RowsIn, long RowsOut, long RowsRejected
 {
     public static StageOutcome From(IngestResult r) => new(r.RowsIn, r.Prompts.Rows, r.Rejects.Rows,
         [ArtifactRecord.From("prompts", r.Prompts), ArtifactRecord.From("candidates", r.Candidates), ArtifactRecord.From("rejects", r.Rejects)],
-        new Dictionary<string, double> { ["candidates"] = r.Candidates.Rows }, IngestStage.Describe(r));
+        r.Generation is { } g
+            ? new Dictionary<string, double> { ["candidates"] = r.Candidates.Rows, ["decoding_rows"] = g.BatchRows, ["decoding_utilisation"] = g.Utilisation }
+            : new Dictionary<string, double> { ["candidates"] = r.Candidates.Rows },
+        IngestStage.Describe(r));
 
     public static StageOutcome From(RankingResult r) => new(r.PromptsIn, r.Preferences.Rows, r.Unpaired.Rows,
         [ArtifactRecord.From("scored_candidates", r.Scored), ArtifactRecord.From("comparisons", r.Comparisons), ArtifactRecord.From("preferences", r.Preferences), ArtifactRecord.From("unpaired", r.Unpaired)],
