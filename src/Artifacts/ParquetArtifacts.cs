@@ -75,7 +75,7 @@ public static class ParquetArtifacts
         IReadOnlyDictionary<string, string>? metadata = null, CancellationToken cancellationToken = default) where T : class, new() =>
         WriteAsync(store, path, ToAsync(rows), metadata, DefaultRowGroupSize, cancellationToken);
 
-    /// <summary>Reads a Parquet artifact a row group at a time.</summary>
+    /// <summary>Reads a Parquet artifact a row group at a time; files of an older schema version of <typeparamref name="T"/> that changed a column's nullability are upgraded as read (<see cref="LegacyRows"/>).</summary>
     /// <exception cref="InvalidDataException">The file is not Parquet or does not have the columns of <typeparamref name="T"/> (named).</exception>
     public static async IAsyncEnumerable<T> ReadAsync<T>(IArtifactStore store, string path, [EnumeratorCancellation] CancellationToken cancellationToken = default)
         where T : class, new()
@@ -83,10 +83,12 @@ public static class ParquetArtifacts
         ArgumentNullException.ThrowIfNull(store);
         await using var stream = await store.OpenReadAsync(path, cancellationToken).ConfigureAwait(false);
         int groups;
+        LegacyRows.RowGroupReader<T>? legacy;
         try
         {
             await using var reader = await ParquetReader.CreateAsync(stream, leaveStreamOpen: true, cancellationToken: cancellationToken).ConfigureAwait(false);
             groups = reader.RowGroupCount;
+            legacy = LegacyRows.ReaderFor<T>(reader.Schema); // an older schema version of T: read in its own shape, upgraded
         }
         // Parquet.Net reports corrupt footers with several exception types (Thrift protocol errors among them).
         catch (Exception ex) when (ex is not OperationCanceledException and not OutOfMemoryException)
@@ -99,7 +101,9 @@ public static class ParquetArtifacts
             IList<T> rows;
             try
             {
-                rows = (await ParquetSerializer.DeserializeAsync<T>(stream, null, g, cancellationToken).ConfigureAwait(false)).Data;
+                rows = legacy is not null
+                    ? await legacy(stream, g, cancellationToken).ConfigureAwait(false)
+                    : (await ParquetSerializer.DeserializeAsync<T>(stream, null, g, cancellationToken).ConfigureAwait(false)).Data;
             }
             catch (Exception ex) when (ex is InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException or InvalidCastException or KeyNotFoundException)
             {

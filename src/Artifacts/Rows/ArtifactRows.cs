@@ -48,7 +48,7 @@ public sealed record PromptRow
 public sealed record CandidateRow
 {
     /// <summary>Schema version.</summary>
-    public const int SchemaVersion = 2; // 2: token id columns
+    public const int SchemaVersion = 3; // 2: token id columns; 3: logprob_sum nullable (v2 files still read: LegacyRows)
 
     /// <summary>The prompt's id.</summary>
     [JsonPropertyName("prompt_id")] public string PromptId { get; init; } = "";
@@ -71,8 +71,12 @@ public sealed record CandidateRow
     /// <summary>The sample's seed (derived from the run seed, prompt id and index).</summary>
     [JsonPropertyName("seed")] public long Seed { get; init; }
 
-    /// <summary>Σ log p of the generated tokens under the policy (temperature 1): of <see cref="ResponseInputIds"/>.</summary>
-    [JsonPropertyName("logprob_sum")] public double LogprobSum { get; init; }
+    /// <summary>
+    /// Σ log p of the generated tokens under the policy (temperature 1): of <see cref="ResponseInputIds"/>. Null when the
+    /// generator returned no log-probs (an external server without them, or with <c>logprobs: false</c>); the local
+    /// engine always writes it.
+    /// </summary>
+    [JsonPropertyName("logprob_sum")] public double? LogprobSum { get; init; }
 
     /// <summary>The prompt ids generation was fed.</summary>
     [JsonPropertyName("prompt_input_ids")] public List<int>? PromptInputIds { get; init; }

@@ -2,9 +2,11 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using PrefPipe.Artifacts;
 using PrefPipe.Artifacts.Inputs;
 using PrefPipe.Artifacts.Storage;
+using PrefPipe.Host.Pipelines;
 using PrefPipe.Ingest;
 using PrefPipe.Models.Reward;
 using PrefPipe.Ranking;
@@ -47,9 +49,12 @@ internal static partial class StageCommands
         var overLong = new Option<OverLongPolicy>("--over-long") { Description = "Longer prompts: reject or truncate.", DefaultValueFactory = _ => IngestDefaults.OverLong };
         var template = new Option<ChatTemplateMode>("--chat-template") { Description = "auto, always or never.", DefaultValueFactory = _ => IngestDefaults.ChatTemplate };
         var system = new Option<string?>("--system-prompt") { Description = "System message for prompts given as text." };
+        var generator = GeneratorFlags.Create();
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
-        var command = new Command("ingest", "The ingest stage alone: validate and template prompts, generate K candidates each with the policy.")
+        var command = new Command("ingest", "The ingest stage alone: validate and template prompts, generate K candidates each with the policy "
+            + "(here, or on an OpenAI-compatible server with --generator openai).")
             { prompts, model, output, candidates, maxNew, temperature, topP, topK, seed, batch, maxPrompt, overLong, template, system, json };
+        foreach (var option in generator.All) command.Options.Add(option);
         command.SetAction((parse, ct) => Execute("ingest", parse.GetValue(json), console, async () =>
         {
             var options = new IngestOptions
@@ -57,9 +62,9 @@ internal static partial class StageCommands
                 CandidatesPerPrompt = parse.GetValue(candidates), MaxNewTokens = parse.GetValue(maxNew), Temperature = parse.GetValue(temperature),
                 TopP = parse.GetValue(topP), TopK = parse.GetValue(topK), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch),
                 MaxPromptTokens = parse.GetValue(maxPrompt), OverLong = parse.GetValue(overLong), ChatTemplate = parse.GetValue(template),
-                SystemPrompt = parse.GetValue(system),
+                SystemPrompt = parse.GetValue(system), Generator = generator.Bind(parse),
             };
-            options.Validate();
+            ValidateNamingFlags(options);
             string promptsUri = parse.GetValue(prompts)!, policy = parse.GetValue(model)!;
             var (promptStore, promptPath) = ArtifactStores.OpenFile(promptsUri);
             var (store, prefix) = OpenFolder(parse.GetValue(output)!);
@@ -71,6 +76,39 @@ internal static partial class StageCommands
         }, ct));
         return command;
     }
+
+    /// <summary>ingest's pipeline keys → the flags that set them (ingest.generator.KEY: <see cref="GeneratorFlags.FlagOf"/>).</summary>
+    private static readonly Dictionary<string, string> IngestFlags = new(StringComparer.Ordinal)
+    {
+        ["candidates_per_prompt"] = "--candidates", ["max_new_tokens"] = "--max-new-tokens", ["temperature"] = "--temperature",
+        ["top_p"] = "--top-p", ["top_k"] = "--top-k", ["seed"] = "--seed", ["batch_size"] = "--batch-size",
+        ["max_prompt_tokens"] = "--max-prompt-tokens", ["over_long"] = "--over-long", ["chat_template"] = "--chat-template",
+        ["system_prompt"] = "--system-prompt",
+    };
+
+    /// <summary>
+    /// Validates ingest's options with their own validator (the one a pipeline file's <c>ingest:</c> goes through) and
+    /// reports every failure under the flag that set the option: <c>--generator-max-concurrency (value 0): must be …</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">Some option is invalid (exit 2); one "; "-separated part per failure.</exception>
+    internal static void ValidateNamingFlags(IngestOptions options)
+    {
+        var problems = new List<string>();
+        YamlBinder.Validate(options, "ingest", name => options.Validate(name), problems);
+        if (problems.Count == 0) return;
+        throw new ArgumentException(string.Join("; ", problems.Select(p =>
+        {
+            var key = IngestKey().Match(p);
+            string name = key.Groups["key"].Value;
+            string? flag = !key.Success ? null
+                : name.StartsWith("generator.", StringComparison.Ordinal) ? GeneratorFlags.FlagOf(name["generator.".Length..])
+                : IngestFlags.GetValueOrDefault(name);
+            return (flag is null ? p : flag + p[key.Length..]).TrimEnd('.');
+        })));
+    }
+
+    [GeneratedRegex(@"^ingest\.(?<key>[a-z_]+(?:\.[a-z_]+)*)")]
+    private static partial Regex IngestKey();
 
     private static Command Rank(IAnsiConsole? console)
     {

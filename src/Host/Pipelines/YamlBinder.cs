@@ -126,6 +126,29 @@ internal static partial class YamlBinder
 
     private static string Describe(Type t) => t.IsEnum ? "name" : t.Name.ToLowerInvariant();
 
+    /// <summary>What a duration looks like, for messages.</summary>
+    public const string DurationExpected = "a duration such as 250ms, 30s, 5m, 2h or 00:05:00";
+
+    /// <summary>A duration as pipeline files (and the CLI flags that mirror their keys) write it: 250ms, 30s, 5m, 2h or 00:05:00.</summary>
+    public static bool TryDuration(string text, out TimeSpan value)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var m = DurationRegex().Match(text);
+        if (m.Success)
+        {
+            double n = double.Parse(m.Groups[1].Value, inv);
+            value = m.Groups[2].Value switch
+            {
+                "ms" => TimeSpan.FromMilliseconds(n),
+                "s" => TimeSpan.FromSeconds(n),
+                "m" => TimeSpan.FromMinutes(n),
+                _ => TimeSpan.FromHours(n),
+            };
+            return true;
+        }
+        return TimeSpan.TryParse(text, inv, out value);
+    }
+
     private static bool TryScalar(Type type, string text, out object? value, out string expected)
     {
         var inv = CultureInfo.InvariantCulture;
@@ -156,22 +179,10 @@ internal static partial class YamlBinder
         }
         if (type == typeof(TimeSpan))
         {
-            expected = "a duration such as 250ms, 30s, 5m, 2h or 00:05:00";
-            var m = DurationRegex().Match(text);
-            if (m.Success)
-            {
-                double n = double.Parse(m.Groups[1].Value, inv);
-                value = m.Groups[2].Value switch
-                {
-                    "ms" => TimeSpan.FromMilliseconds(n),
-                    "s" => TimeSpan.FromSeconds(n),
-                    "m" => TimeSpan.FromMinutes(n),
-                    _ => TimeSpan.FromHours(n),
-                };
-                return true;
-            }
-            if (TimeSpan.TryParse(text, inv, out var ts)) { value = ts; return true; }
-            return false;
+            expected = DurationExpected;
+            if (!TryDuration(text, out var duration)) return false;
+            value = duration;
+            return true;
         }
         // Enums: snake_case or the C# name, case-insensitive.
         var names = Enum.GetNames(type);

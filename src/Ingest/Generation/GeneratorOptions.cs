@@ -73,7 +73,7 @@ public sealed class GeneratorOptions : IValidatableObject
     public bool? NSupported { get; set; }
 
     /// <summary>Ask for per-token log-probs (chat: <c>logprobs: true</c>; completions: <c>logprobs: 1</c>). Turn off for a
-    /// server that refuses the parameter; logprob_sum is then NaN.</summary>
+    /// server that refuses the parameter; logprob_sum is then null.</summary>
     /// <value>Default true.</value>
     public bool Logprobs { get; set; } = true;
 

@@ -118,8 +118,8 @@ internal sealed class RemoteCandidateGenerator(OpenAICompatibleClient client, In
             TokenCount = tokens,
             FinishReason = FinishReason(choice),
             Seed = seed,
-            // logprob_sum is a required double (the local engine's column, kept byte for byte): NaN says "not returned".
-            LogprobSum = logprobs?.Sum() ?? double.NaN,
+            // Null when the server returned no log-probs (or any entry was not a number): never a made-up value.
+            LogprobSum = logprobs?.Sum(),
             PromptInputIds = [.. prompt.PromptIds],
             // The server's token ids are not known: training encodes the response text with the policy's tokenizer.
             ResponseInputIds = null,

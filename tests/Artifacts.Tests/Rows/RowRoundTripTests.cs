@@ -27,7 +27,10 @@ public sealed class RowRoundTripTests
 
     [Fact]
     public Task CandidateRow_RoundTrips() => RoundTrip<CandidateRow>(
-        [new() { PromptId = "p-1", Prompt = "x", CandidateIndex = 3, Response = "A joy.", TokenCount = 4, FinishReason = "eos", Seed = long.MaxValue, LogprobSum = -3.25 }]);
+    [
+        new() { PromptId = "p-1", Prompt = "x", CandidateIndex = 3, Response = "A joy.", TokenCount = 4, FinishReason = "eos", Seed = long.MaxValue, LogprobSum = -3.25, PromptInputIds = [5, 6], ResponseInputIds = [7, 1] },
+        new() { PromptId = "p-1", Prompt = "x", CandidateIndex = 4, Response = "Dull.", TokenCount = 2, FinishReason = "stop", Seed = 9, LogprobSum = null, PromptInputIds = [5, 6] },
+    ]);
 
     [Fact]
     public Task PreferenceRow_RoundTrips() => RoundTrip<PreferenceRow>(

@@ -101,7 +101,9 @@ public sealed class SameTokenIdsTests
             {
                 var candidate = candidates[(r.PromptId, index)];
                 if (candidate.FinishReason != "eos") continue; // a sample cut by max_new_tokens is trained with an EOS it did not generate
-                worst = Math.Max(worst, Math.Abs(logps - candidate.LogprobSum));
+                // Null is only for an external server that returned no log-probs; the local engine must always record them.
+                Assert.True(candidate.LogprobSum is not null, $"{r.PromptId}/{index}: the local engine wrote no logprob_sum");
+                worst = Math.Max(worst, Math.Abs(logps - candidate.LogprobSum.Value));
                 checkedCount++;
             }
         }
