@@ -74,7 +74,7 @@ public sealed class IngestStageTests
         {
             Assert.Equal(a[i].ResponseInputIds, b[i].ResponseInputIds);
             Assert.Equal(a[i].FinishReason, b[i].FinishReason);
-            Assert.True(Math.Abs(a[i].LogprobSum - b[i].LogprobSum) <= 1e-3, $"row {i}: {a[i].LogprobSum} vs {b[i].LogprobSum}");
+            Assert.True(Math.Abs(a[i].LogprobSum!.Value - b[i].LogprobSum!.Value) <= 1e-3, $"row {i}: {a[i].LogprobSum} vs {b[i].LogprobSum}");
         }
     }
 

@@ -45,6 +45,8 @@ internal static partial class StageCommands
         var topK = new Option<int>("--top-k") { Description = "Top-k sampling (0 = off).", DefaultValueFactory = _ => IngestDefaults.TopK };
         var seed = new Option<long>("--seed") { Description = "Run seed (candidates are reproducible per prompt and index).", DefaultValueFactory = _ => IngestDefaults.Seed };
         var batch = new Option<int>("--batch-size") { Description = "Prompts per generation batch (and per committed part).", DefaultValueFactory = _ => IngestDefaults.BatchSize };
+        var maxRows = new Option<int>("--max-batch-rows") { Description = "Sequences the local engine decodes at once (continuous batching within a batch; 0 = batch size × K).", DefaultValueFactory = _ => IngestDefaults.MaxBatchRows };
+        var fromMemory = new Option<bool>("--batch-rows-from-memory") { Description = "Choose the decoding rows from the memory left once the policy is loaded (at most --max-batch-rows when set)." };
         var maxPrompt = new Option<int>("--max-prompt-tokens") { Description = "Longest prompt in tokens.", DefaultValueFactory = _ => IngestDefaults.MaxPromptTokens };
         var overLong = new Option<OverLongPolicy>("--over-long") { Description = "Longer prompts: reject or truncate.", DefaultValueFactory = _ => IngestDefaults.OverLong };
         var template = new Option<ChatTemplateMode>("--chat-template") { Description = "auto, always or never.", DefaultValueFactory = _ => IngestDefaults.ChatTemplate };
@@ -53,7 +55,7 @@ internal static partial class StageCommands
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };
         var command = new Command("ingest", "The ingest stage alone: validate and template prompts, generate K candidates each with the policy "
             + "(here, or on an OpenAI-compatible server with --generator openai).")
-            { prompts, model, output, candidates, maxNew, temperature, topP, topK, seed, batch, maxPrompt, overLong, template, system, json };
+            { prompts, model, output, candidates, maxNew, temperature, topP, topK, seed, batch, maxRows, fromMemory, maxPrompt, overLong, template, system, json };
         foreach (var option in generator.All) command.Options.Add(option);
         command.SetAction((parse, ct) => Execute("ingest", parse.GetValue(json), console, async () =>
         {
@@ -61,7 +63,7 @@ internal static partial class StageCommands
             {
                 CandidatesPerPrompt = parse.GetValue(candidates), MaxNewTokens = parse.GetValue(maxNew), Temperature = parse.GetValue(temperature),
                 TopP = parse.GetValue(topP), TopK = parse.GetValue(topK), Seed = parse.GetValue(seed), BatchSize = parse.GetValue(batch),
-                MaxPromptTokens = parse.GetValue(maxPrompt), OverLong = parse.GetValue(overLong), ChatTemplate = parse.GetValue(template),
+                MaxBatchRows = parse.GetValue(maxRows), BatchRowsFromMemory = parse.GetValue(fromMemory), MaxPromptTokens = parse.GetValue(maxPrompt), OverLong = parse.GetValue(overLong), ChatTemplate = parse.GetValue(template),
                 SystemPrompt = parse.GetValue(system), Generator = generator.Bind(parse),
             };
             ValidateNamingFlags(options);
@@ -72,7 +74,10 @@ internal static partial class StageCommands
                 cancellationToken: ct).ConfigureAwait(false);
             return new StageSummary("ingest", result.RowsIn,
                 [("prompts", result.Prompts), ("rejects", result.Rejects), ("candidates", result.Candidates)],
-                [("candidates per prompt", options.CandidatesPerPrompt), ("resumed batches", result.ResumedBatches)]);
+                [("candidates per prompt", options.CandidatesPerPrompt), ("resumed batches", result.ResumedBatches),
+                 .. result.Generation is { } g
+                    ? new (string, object)[] { ("decoding rows", g.BatchRows), ("decoding utilisation", Math.Round(g.Utilisation, 4)), ("joined", g.Joined) }
+                    : []]);
         }, ct));
         return command;
     }
@@ -82,6 +87,7 @@ internal static partial class StageCommands
     {
         ["candidates_per_prompt"] = "--candidates", ["max_new_tokens"] = "--max-new-tokens", ["temperature"] = "--temperature",
         ["top_p"] = "--top-p", ["top_k"] = "--top-k", ["seed"] = "--seed", ["batch_size"] = "--batch-size",
+        ["max_batch_rows"] = "--max-batch-rows", ["batch_rows_from_memory"] = "--batch-rows-from-memory",
         ["max_prompt_tokens"] = "--max-prompt-tokens", ["over_long"] = "--over-long", ["chat_template"] = "--chat-template",
         ["system_prompt"] = "--system-prompt",
     };

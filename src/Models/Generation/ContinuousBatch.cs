@@ -34,6 +34,7 @@ public sealed partial class TextGenerator
         private readonly long _capacity;
         private readonly int _readEvery;
         private readonly bool _masked;
+        private readonly int _joinAtOnce;
         private readonly Device _device;
         private readonly GenerationCounters _counters;
 
@@ -85,6 +86,7 @@ public sealed partial class TextGenerator
             // Rows of one prompt length that all start together never need a padding mask (causal prefill; each new
             // token sees the whole cache), which keeps SDPA on its unmasked path.
             _masked = requests.Count > rows || requests.Any(r => r.PromptIds.Count != longest);
+            _joinAtOnce = Math.Max(1, rows / 8);
 
             // Longest prompts first: a joining prompt is then never longer than the cache's current window.
             _waiting = new Queue<int>(Enumerable.Range(0, requests.Count).OrderByDescending(i => requests[i].PromptIds.Count).ThenBy(i => i));
@@ -207,13 +209,16 @@ public sealed partial class TextGenerator
             _onFinished?.Invoke(request, result);
         }
 
-        /// <summary>Waiting prompts take the free rows; with none waiting, idle rows leave once they are a quarter of the cache.</summary>
+        /// <summary>Waiting prompts take the free rows (an eighth of the rows at a time); with none waiting, idle rows leave once they are a quarter of the cache.</summary>
         private void Refill()
         {
             while (_waiting.Count > 0)
             {
                 var free = Enumerable.Range(0, Rows).Where(r => !Live(r)).Take(_waiting.Count).ToList();
-                if (free.Count == 0) break;
+                // A join costs a prefill forward: wait until an eighth of the rows (or every waiting prompt) can join at once,
+                // unless nothing decodes.
+                bool anyLive = free.Count < Rows && Enumerable.Range(0, Rows).Any(Live);
+                if (free.Count == 0 || (anyLive && free.Count < Math.Min(_joinAtOnce, _waiting.Count))) break;
                 Admit(free.Select(row => (row, _waiting.Dequeue())).ToList());
             }
             if (_waiting.Count > 0) return;
