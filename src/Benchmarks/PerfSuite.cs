@@ -96,7 +96,7 @@ public static class PerfSuite
     public const double PeakFlops = 989e12;
 
     /// <summary>Benchmark names, in run order.</summary>
-    public static readonly IReadOnlyList<string> Names = ["dpo", "sft", "optimizer", "ppo", "generate", "refpass", "reward", "overhead", "lora"];
+    public static readonly IReadOnlyList<string> Names = ["dpo", "sft", "optimizer", "ppo", "generate", "continuous", "refpass", "reward", "overhead", "lora"];
 
     /// <summary>Runs one benchmark by name.</summary>
     /// <exception cref="ArgumentException">Unknown name.</exception>
@@ -117,6 +117,7 @@ public static class PerfSuite
             "optimizer" => Optimizer(ctx),
             "ppo" => Ppo(ctx),
             "generate" => Generate(ctx),
+            "continuous" => Continuous(ctx),
             "refpass" => RefPass(ctx),
             "reward" => Reward(ctx),
             "overhead" => Overhead(ctx),
@@ -391,6 +392,55 @@ public static class PerfSuite
                 }
             }
             ctx.Log(line);
+        }
+        return figures;
+    }
+
+    /// <summary>
+    /// Continuous batching against batch-at-a-time decoding, for each generation batch size B: 4·B sampled requests with
+    /// prompts of ½–1 × prompt-tokens and lengths that vary as real samples do (the end-of-sequence ids are every
+    /// (new-tokens / 2)-th vocabulary id, so a near-uniform random-weights model ends a sequence with probability about
+    /// 2 / new-tokens per token). "chunks": B requests per call (finished rows still leave the batch); "continuous": one
+    /// call with B rows, waiting requests joining as others end. Tokens/s counts the tokens the samples kept; the row
+    /// figures are the engine's (<see cref="GenerationCounters"/>); "static row-steps" is what a batch that runs every row
+    /// to its longest sample would have computed.
+    /// </summary>
+    private static List<PerfFigure> Continuous(Context ctx)
+    {
+        var o = ctx.Options;
+        var figures = new List<PerfFigure>();
+        using var model = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        model.eval();
+        int every = Math.Max(2, o.NewTokens / 2);
+        var eos = Enumerable.Range(0, ctx.Config.VocabSize).Where(v => v % every == every - 1).ToList();
+        var options = new GenerationOptions { MaxNewTokens = o.NewTokens, Temperature = 1.0, EosTokenIds = eos };
+        foreach (int b in o.GenerationBatches)
+        {
+            var prompts = Prompts(ctx, 4 * b, o.PromptTokens, 41);
+            var requests = prompts.Select((r, i) => r with { PromptIds = r.PromptIds.Take(o.PromptTokens / 2 + (i * 7919) % Math.Max(1, o.PromptTokens / 2 + 1)).ToList(), Seed = 500 + i }).ToList();
+            string label = $"rows={b} requests={4 * b} prompt≤{o.PromptTokens} new≤{o.NewTokens}";
+            var chunked = new TextGenerator(model, ctx.Config.PadTokenId ?? 0);
+            IReadOnlyList<GenerationResult>? last = null;
+            double chunkMs = ctx.TimeMs(() => last = requests.Chunk(b).SelectMany(c => chunked.Generate(c, options, ctx.Cancel)).ToList(), steps: 2, warmup: 1);
+            var chunkResults = last!;
+            long tokens = chunkResults.Sum(r => (long)r.NewIds.Count);
+            long staticRowSteps = requests.Chunk(b).Select((c, i) => (long)c.Length * (chunkResults.Skip(i * b).Take(c.Length).Max(r => r.NewIds.Count) - 1)).Sum();
+            var continuous = new TextGenerator(model, ctx.Config.PadTokenId ?? 0);
+            double contMs = ctx.TimeMs(() => last = continuous.Generate(requests, options, b, null, ctx.Cancel), steps: 2, warmup: 1);
+            long contTokens = last!.Sum(r => (long)r.NewIds.Count);
+            int calls = 2 + 1; // warm-up + timed calls share the counters
+            figures.Add(new("continuous", label, "tokens/s chunks", tokens / (chunkMs / 1000), "tok/s"));
+            figures.Add(new("continuous", label, "tokens/s continuous", contTokens / (contMs / 1000), "tok/s"));
+            figures.Add(new("continuous", label, "speed-up", chunkMs / contMs * contTokens / tokens, "x"));
+            figures.Add(new("continuous", label, "forwards per call chunks", (double)(chunked.Counters.DecodingSteps + chunked.Counters.Prefills) / calls, "forwards"));
+            figures.Add(new("continuous", label, "forwards per call continuous", (double)(continuous.Counters.DecodingSteps + continuous.Counters.Prefills) / calls, "forwards"));
+            figures.Add(new("continuous", label, "utilisation chunks", chunked.Counters.Utilisation, "share"));
+            figures.Add(new("continuous", label, "utilisation continuous", continuous.Counters.Utilisation, "share"));
+            figures.Add(new("continuous", label, "utilisation static batches", (double)(tokens - requests.Count) / staticRowSteps, "share"));
+            ctx.Log(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"  continuous {label}: {tokens / (chunkMs / 1000):F0} tok/s in chunks of {b}, {contTokens / (contMs / 1000):F0} continuous; " +
+                $"forwards/call {(chunked.Counters.DecodingSteps + chunked.Counters.Prefills) / calls} vs {(continuous.Counters.DecodingSteps + continuous.Counters.Prefills) / calls}; " +
+                $"utilisation {chunked.Counters.Utilisation:P1} vs {continuous.Counters.Utilisation:P1} (static batches {(double)(tokens - requests.Count) / staticRowSteps:P1}); mean length {tokens / (double)requests.Count:F1}"));
         }
         return figures;
     }
