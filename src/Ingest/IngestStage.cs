@@ -384,7 +384,9 @@ public sealed class IngestStage
             EosTokenIds = encoder.EosTokenIds,
             StopStrings = [.. _options.StopStrings],
         };
-        var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
+        // The policy does not change during ingest: q/k/v and gate/up are stacked once, not per batch.
+        using var fused = model.FuseProjections();
+        var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true)) { Fused = fused };
         foreach (int b in pending)
         {
             var requests = batches[b].SelectMany(p => Enumerable.Range(0, k)

@@ -54,6 +54,7 @@ public sealed partial class TextGenerator
         // Per cache row (device); every tensor here is owned by this object.
         private readonly KvCache _cache;
         private readonly InferenceWeights? _fused;
+        private readonly InferenceWeights? _ownFused;
         private Tensor _attention;   // [rows, capacity] int64: 1 where a row's own token is cached
         private Tensor _nextPosition; // [rows, 1] int64: the position of the token fed next
         private Tensor _current;     // [rows, 1] int64: the token fed next (sampled, not yet in the cache)
@@ -99,7 +100,8 @@ public sealed partial class TextGenerator
             _slotDone = new bool[rows];
 
             _cache = new KvCache(_model.Config, rows, _capacity, _model.DType, _device);
-            _fused = owner.FuseProjections ? _model.FuseProjections() : null;
+            _ownFused = owner.Fused is null && owner.FuseProjections ? _model.FuseProjections() : null;
+            _fused = owner.Fused ?? _ownFused;
             _attention = zeros(new long[] { rows, _capacity }, int64, _device).DetachFromDisposeScope();
             _nextPosition = zeros(new long[] { rows, 1 }, int64, _device).DetachFromDisposeScope();
             _current = full(new long[] { rows, 1 }, _padTokenId, int64, _device).DetachFromDisposeScope();
@@ -358,7 +360,7 @@ public sealed partial class TextGenerator
         public void Dispose()
         {
             _cache.Dispose();
-            _fused?.Dispose();
+            _ownFused?.Dispose();
             _attention.Dispose();
             _nextPosition.Dispose();
             _current.Dispose();

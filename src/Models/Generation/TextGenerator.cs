@@ -24,6 +24,13 @@ public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<I
     /// </summary>
     public bool FuseProjections { get; init; } = true;
 
+    /// <summary>
+    /// Fused projections the caller made once (<see cref="CausalLM.FuseProjections"/>, at load) and owns, used by every
+    /// call instead of a copy per call; only while the model's weights do not change (ingest, evaluation — not PPO's
+    /// rollouts, whose policy is trained between calls). Null: per call, as <see cref="FuseProjections"/> says.
+    /// </summary>
+    public InferenceWeights? Fused { get; init; }
+
     /// <summary>What this generator's calls have done so far (continuous batching's joins, moves and idle rows).</summary>
     public GenerationCounters Counters { get; } = new();
 
@@ -137,7 +144,8 @@ public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<I
         var reasons = new FinishReason?[b];
         var texts = new string?[b];
         using var cache = new KvCache(_model.Config, b, promptLength + maxNew, _model.DType, device);
-        using var fused = FuseProjections ? _model.FuseProjections() : null;
+        using var ownFused = Fused is null && FuseProjections ? _model.FuseProjections() : null;
+        var fused = Fused ?? ownFused;
 
         // Tokens and log-probs stay on the device; the host reads them every few steps (every step with stop strings,
         // which need the text), so the GPU is not drained by a copy after each token.

@@ -88,14 +88,10 @@ internal static class PolicyEvaluator
         List<GenerationResult> Sample(string dir)
         {
             using var model = AdapterModels.Load(dir);
-            var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true));
-            var results = new List<GenerationResult>();
-            foreach (var chunk in requests.Chunk(32))
-            {
-                results.AddRange(generator.Generate(chunk.Select(c => c.Request).ToList(), generation, cancellationToken));
-                progress?.Report((done += chunk.Length, total));
-            }
-            return results;
+            using var fused = model.FuseProjections();   // the model does not change while it samples
+            var generator = new TextGenerator(model, encoder.PadTokenId, ids => tokenizer.Decode(ids, skipSpecialTokens: true)) { Fused = fused };
+            // 32 sequences at a time, continuously: a sample that ends makes room for the next.
+            return [.. generator.Generate([.. requests.Select(c => c.Request)], generation, 32, (_, _) => progress?.Report((++done, total)), cancellationToken)];
         }
         progress?.Report((0, total));
         var start = Sample(startPolicy);
