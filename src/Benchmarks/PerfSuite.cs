@@ -255,7 +255,7 @@ public static class PerfSuite
         using var policy = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
         policy.train();
         policy.GradientCheckpointing = o.GradientCheckpointing;
-        using var adapter = lora is null ? null : LoraAdapter.Inject(policy, lora);
+        using var adapter = lora is null ? null : LoraAdapter.Inject(policy, lora, seed: 1);
         using var optimizer = new FlatAdamW(adapter?.Parameters() ?? policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
         var defaults = new DpoTrainingOptions();
         var step = new DpoStep(policy, optimizer, ObjectiveFactory.Create(defaults.Objective), 1, defaults.MaxGradNorm);

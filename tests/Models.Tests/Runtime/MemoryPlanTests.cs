@@ -26,7 +26,7 @@ public sealed class MemoryPlanTests
         string[]? targets = targetList.Length == 0 ? null : targetList.Split(',');
         using var model = CausalLM.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", family), CPU, ScalarType.Float32);
         var lora = targets is null ? null : new LoraOptions { R = 4, Alpha = 8, TargetModules = targets };
-        using var adapter = lora is null ? null : LoraAdapter.Inject(model, lora);
+        using var adapter = lora is null ? null : LoraAdapter.Inject(model, lora, seed: 0);
 
         var plan = MemoryPlan.Estimate(model.Config, new MemoryPlanInput(2, 64, 16, false, lora, false));
 
