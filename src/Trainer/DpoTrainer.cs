@@ -168,7 +168,8 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
         ArgumentNullException.ThrowIfNull(options);
         if (available is not double bytes) return null;
         var config = DecoderConfig.Load(AdapterModels.ModelFolder(policyDirectory));
-        var plan = MemoryPlan.Estimate(config, new MemoryPlanInput(options.PerDeviceTrainBatchSize, options.MaxLength, options.MaxPromptLength, cuda, options.Lora, options.GradientCheckpointing));
+        var plan = MemoryPlan.Estimate(config, new MemoryPlanInput(options.PerDeviceTrainBatchSize, options.MaxLength, options.MaxPromptLength, cuda, options.Lora, options.GradientCheckpointing,
+            ProcessBaselineBytes: cuda ? null : MemoryPlan.ProcessResidentBytes())); // this process is the one that trains
         return plan.Fits(bytes) ? null
             : $"warning: the memory plan says this training will not fit: it {MemoryPlan.Describe(plan, bytes)} (see prefpipe plan); lower per_device_train_batch_size or max_length, or use lora / gradient_checkpointing.";
     }
