@@ -249,24 +249,30 @@ public static class PerfSuite
         long pairs = o.Batch / 2;
         var lora = o.LoraR > 0 ? new LoraOptions { R = o.LoraR, Alpha = 2 * o.LoraR, TargetModules = [LoraTargets.AllLinear] } : null;
         string @case = $"{(lora is null ? "full" : $"lora-r{o.LoraR}")}{(o.GradientCheckpointing ? "+ckpt" : "")}{(o.ReferenceEveryStep ? " ref-every-step" : "")} {ctx.Size}";
-        var plan = MemoryPlan.Estimate(ctx.Config, new MemoryPlanInput((int)pairs, o.SeqLen, o.SeqLen / 2, ctx.Cuda, lora, o.GradientCheckpointing));
+        var plan = MemoryPlan.Estimate(ctx.Config, new MemoryPlanInput((int)pairs, o.SeqLen, o.SeqLen / 2, ctx.Cuda, lora, o.GradientCheckpointing,
+            ProcessBaselineBytes: ctx.Cuda ? null : MemoryPlan.ProcessResidentBytes()));
         using var memory = DeviceMemory.Start(ctx.Cuda);
         double runtimeMiB = memory.PeakMiB();
+        TraceRss(ctx, "start");
         using var batch = Batch(ctx, 2 * pairs, o.SeqLen, o.SeqLen / 2, 11);
         using var policy = ModelShapes.Create(ctx.Config, ctx.DType, ctx.Device, 1);
+        TraceRss(ctx, "model");
         policy.train();
         policy.GradientCheckpointing = o.GradientCheckpointing;
-        using var adapter = lora is null ? null : LoraAdapter.Inject(policy, lora);
+        using var adapter = lora is null ? null : LoraAdapter.Inject(policy, lora, seed: 1);
         using var optimizer = new FlatAdamW(adapter?.Parameters() ?? policy.named_parameters().Select(p => (p.name, p.parameter)), new AdamWSettings());
         var defaults = new DpoTrainingOptions();
         var step = new DpoStep(policy, optimizer, ObjectiveFactory.Create(defaults.Objective), 1, defaults.MaxGradNorm);
+        TraceRss(ctx, "optimizer");
         Tensor stored;
         using (no_grad())
         using (var s = NewDisposeScope())
             stored = CompletionScorer.Score(policy, batch).LogprobSum.DetachFromDisposeScope(); // [2·pairs] float32
+        TraceRss(ctx, "stored ref");
         long done = 0;
         void Step()
         {
+            TraceRss(ctx, "step start");
             using var scope = NewDisposeScope();
             var sums = new Dictionary<string, double>();
             var reference = stored;
@@ -279,7 +285,9 @@ public static class PerfSuite
                 if (adapter is not null) adapter.Enabled = true;
             }
             step.Accumulate(batch, reference.narrow(0, 0, pairs), reference.narrow(0, pairs, pairs), null, sums);
+            TraceRss(ctx, "after backward");
             step.Update(1e-6, done++, sums);
+            TraceRss(ctx, "after update");
         }
         double ms = ctx.TimeMs(Step);
         var figures = ctx.Figures("lora", @case, ms, 2.0 * pairs * o.SeqLen, (lora is null ? 3 : 2) * ModelShapes.ForwardFlops(ctx.Config, 2 * pairs, o.SeqLen), memory);
@@ -292,6 +300,14 @@ public static class PerfSuite
         foreach (var (part, bytes) in plan.Rows()) ctx.Log($"    plan {part}: {bytes / (1024.0 * 1024):F0} MiB");
         stored.Dispose();
         return figures;
+    }
+
+    private static void TraceRss(Context ctx, string label)
+    {
+        if (ctx.Cuda) return;
+        var v = File.ReadLines("/proc/self/status").Where(l => l.StartsWith("Vm", StringComparison.Ordinal) || l.StartsWith("Rss", StringComparison.Ordinal))
+            .ToDictionary(l => l[..l.IndexOf(':', StringComparison.Ordinal)], l => long.Parse(l.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024.0);
+        ctx.Log($"    rss {label}: rss {v["VmRSS"]:F0} hwm {v["VmHWM"]:F0} anon {v["RssAnon"]:F0} file {v["RssFile"]:F0} MiB, gc {GC.GetTotalMemory(false) / 1048576.0:F0} MiB");
     }
 
     private static List<PerfFigure> Sft(Context ctx)

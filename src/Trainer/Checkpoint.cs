@@ -24,7 +24,10 @@ public sealed record TrainerState
     /// <summary>Index of the next batch within that epoch.</summary>
     [JsonPropertyName("batch")] public int Batch { get; init; }
 
-    /// <summary>The run seed (the data order is a function of seed and epoch; DPO uses no other randomness).</summary>
+    /// <summary>
+    /// The run seed: the data order is a function of seed and epoch; a LoRA adapter's generator (A's initial values,
+    /// dropout masks) starts from it and continues from its saved state (training_state/rng_state.safetensors).
+    /// </summary>
     [JsonPropertyName("seed")] public long Seed { get; init; }
 
     /// <summary>Stage that wrote it (dpo or ppo).</summary>
@@ -93,6 +96,8 @@ public static class Checkpoint
 
     private const string OptimizerFile = "optimizer.safetensors";
     private const string ExtraFile = "extra.safetensors";
+    private const string RngStateFile = "rng_state.safetensors";
+    private const string LoraGeneratorKey = "lora";
 
     private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
 
@@ -108,7 +113,8 @@ public static class Checkpoint
     /// <param name="tokenizerSource">The folder whose tokenizer and generation files are copied.</param>
     /// <param name="extraTensors">Stage state for <see cref="StateFolder"/>/extra.safetensors, or null.</param>
     /// <param name="adapter">A LoRA run's adapter: the checkpoint is then a PEFT adapter folder (adapter_config.json,
-    /// adapter_model.safetensors) instead of the full weights.</param>
+    /// adapter_model.safetensors) instead of the full weights, and its generator's state goes to
+    /// <see cref="StateFolder"/>/rng_state.safetensors.</param>
     /// <param name="adapterBase">The adapter's base model folder (its base_model_name_or_path).</param>
     /// <param name="maxShardBytes">Shard size of full weights (adapters are one file).</param>
     public static void Save(string directory, CausalLM model, FlatAdamW optimizer, TrainerState state, string tokenizerSource,
@@ -129,6 +135,8 @@ public static class Checkpoint
         string stateDir = Directory.CreateDirectory(Path.Combine(staging, StateFolder)).FullName;
         SafeTensorsWriter.Write(Path.Combine(stateDir, OptimizerFile), optimizer.StateDict());
         if (extraTensors is not null) SafeTensorsWriter.Write(Path.Combine(stateDir, ExtraFile), extraTensors);
+        if (adapter is not null)
+            SafeTensorsWriter.Write(Path.Combine(stateDir, RngStateFile), new Dictionary<string, Tensor> { [LoraGeneratorKey] = adapter.Generator.get_state() }); // [5056] uint8
         File.WriteAllText(Path.Combine(staging, "trainer_state.json"), JsonSerializer.Serialize(state, IndentedJson));
         if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
         Directory.Move(staging, full);
@@ -154,6 +162,24 @@ public static class Checkpoint
         using var file = SafeTensorsFile.Open(StateFile(directory, OptimizerFile));
         using var scope = NewDisposeScope();
         optimizer.LoadStateDict(file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k)));
+    }
+
+    /// <summary>
+    /// Loads a LoRA run's adapter weights from a checkpoint and sets its generator to the saved state, so the resumed run
+    /// draws the dropout masks an uninterrupted one would. A checkpoint written before the state was saved leaves the
+    /// generator as seeded.
+    /// </summary>
+    public static void LoadAdapter(string directory, LoraAdapter adapter)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        adapter.LoadWeights(directory);
+        string path = Path.Combine(directory, StateFolder, RngStateFile);
+        if (!File.Exists(path)) return;
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Tensors.ContainsKey(LoraGeneratorKey))
+            throw new InvalidDataException($"{path}: no '{LoraGeneratorKey}' tensor (the LoRA adapter's generator state).");
+        using var scope = NewDisposeScope();
+        adapter.Generator.set_state(file.Load(LoraGeneratorKey));
     }
 
     /// <summary>Reads the stage-specific state of a checkpoint (such as PPO's value model): <see cref="StateFolder"/>/extra.safetensors.</summary>

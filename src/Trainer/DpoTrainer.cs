@@ -53,16 +53,15 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
         string fingerprint = TrainingResume.Fingerprint(options, ReferencePass.Fingerprint(pairs, policyDirectory, dtype),
             string.Join(',', pairs.Select(p => reference[p.Key]).Select(r => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{r.ChosenLogps:R}/{r.RejectedLogps:R}"))));
         var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
-        TorchSharp.torch.manual_seed(options.Seed);
         if (options.Lora is not null && AdapterConfig.IsAdapter(policyDirectory))
             throw new InvalidDataException($"{policyDirectory} is a LoRA adapter: LoRA training starts from a full model. Merge it first (prefpipe model merge-lora --model BASE --adapter {policyDirectory} --output DIR).");
         // LoRA: the frozen start with fresh adapters (a resume loads its adapters); otherwise every weight, from the checkpoint on resume.
         using var model = AdapterModels.Load(options.Lora is null ? resumeFrom ?? policyDirectory : policyDirectory, device, dtype);
         model.train();
         model.GradientCheckpointing = options.GradientCheckpointing;
-        CheckpointingDropout.Check(options.GradientCheckpointing, options.Lora, device);
-        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(model, options.Lora);
-        if (adapter is not null && resumeFrom is not null) adapter.LoadWeights(resumeFrom);
+        // The adapter's generator (its A, then the dropout masks) is this training's own: nothing here draws from torch's global one.
+        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(model, options.Lora, options.Seed);
+        if (adapter is not null && resumeFrom is not null) Checkpoint.LoadAdapter(resumeFrom, adapter);
         var trainable = adapter?.Parameters().ToList() ?? [.. model.named_parameters().Select(p => (p.name, p.parameter))];
         using var optimizer = new FlatAdamW(trainable, new AdamWSettings(WeightDecay: options.WeightDecay));
         if (resumeFrom is not null) Checkpoint.LoadOptimizer(resumeFrom, optimizer);
@@ -110,8 +109,6 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
                 var batch = epochBatches[position.Batch].Select(i => pairs[i]).ToList();
                 position = Checkpoint.Advance(position, sampler.BatchesPerEpoch, 1);
                 using var scope = NewDisposeScope();
-                // LoRA dropout draws from torch's generator: seeded per micro-batch, so a resumed run draws what an uninterrupted one does.
-                if (options.Lora is { Dropout: > 0 }) TorchSharp.torch.manual_seed(options.Seed + (step * options.GradientAccumulationSteps + micro + 1) * 1_000_003);
                 var items = batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.ChosenIds))
                     .Concat(batch.Select(p => ((IReadOnlyList<int>)p.PromptIds, (IReadOnlyList<int>)p.RejectedIds))).ToList();
                 using var inputs = CompletionBatch.Build(items, pad, device);
@@ -158,14 +155,21 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
     /// </summary>
     internal static string? MemoryWarning(DpoTrainingOptions options, string policyDirectory)
     {
-        ArgumentNullException.ThrowIfNull(options);
         bool cuda = TorchRuntime.DefaultDevice().type == TorchSharp.DeviceType.CUDA;
         double? available = double.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB"), NumberStyles.Float, CultureInfo.InvariantCulture, out double gib)
             ? gib * (1L << 30)
             : cuda ? null : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return MemoryWarning(options, policyDirectory, cuda, available);
+    }
+
+    /// <summary>The warning for <paramref name="available"/> bytes of memory (null: unknown, no warning).</summary>
+    internal static string? MemoryWarning(DpoTrainingOptions options, string policyDirectory, bool cuda, double? available)
+    {
+        ArgumentNullException.ThrowIfNull(options);
         if (available is not double bytes) return null;
         var config = DecoderConfig.Load(AdapterModels.ModelFolder(policyDirectory));
-        var plan = MemoryPlan.Estimate(config, new MemoryPlanInput(options.PerDeviceTrainBatchSize, options.MaxLength, options.MaxPromptLength, cuda, options.Lora, options.GradientCheckpointing));
+        var plan = MemoryPlan.Estimate(config, new MemoryPlanInput(options.PerDeviceTrainBatchSize, options.MaxLength, options.MaxPromptLength, cuda, options.Lora, options.GradientCheckpointing,
+            ProcessBaselineBytes: cuda ? null : MemoryPlan.ProcessResidentBytes())); // this process is the one that trains
         return plan.Fits(bytes) ? null
             : $"warning: the memory plan says this training will not fit: it {MemoryPlan.Describe(plan, bytes)} (see prefpipe plan); lower per_device_train_batch_size or max_length, or use lora / gradient_checkpointing.";
     }

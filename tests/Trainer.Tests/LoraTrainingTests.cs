@@ -13,18 +13,6 @@ using static TorchSharp.torch;
 
 namespace PrefPipe.Trainer.Tests;
 
-/// <summary>
-/// Tests that seed torch's global CPU generator and compare two trainings draw for draw (LoRA dropout, resumed against
-/// uninterrupted): they run alone, since another test drawing from the process-wide generator in between changes the
-/// masks of one run only.
-/// </summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class GlobalGeneratorCollection
-{
-    public const string Name = "torch global generator";
-}
-
-[Collection(GlobalGeneratorCollection.Name)]
 public sealed class LoraTrainingTests
 {
     private static readonly string Demo = Path.Combine(AppContext.BaseDirectory, "fixtures", "demo");
@@ -183,6 +171,79 @@ public sealed class LoraTrainingTests
             Assert.True((a.Load(key) - b.Load(key)).abs().max().item<float>() < 1e-6f, $"{key} differs after resume");
     }
 
+    /// <summary>
+    /// Two LoRA-with-dropout trainings at once in one process (one with activation checkpointing, which replays the masks),
+    /// while a third thread reseeds and draws from torch's process-wide generator in a loop, as another run of `serve`
+    /// could: each adapter's generator is its own, so each training ends bit for bit where it ends alone.
+    /// </summary>
+    [Fact]
+    public async Task Dpo_LoraDropout_TwoTrainingsAtOnceBesideGlobalDraws_EachEqualsItsLoneRun()
+    {
+        var pairs = Pairs();
+        var reference = await Reference(pairs);
+        var first = Options(steps: 4);
+        first.Lora!.Dropout = 0.1;
+        var second = Options(steps: 4);
+        second.Seed = 9;
+        second.GradientCheckpointing = true;
+        second.Lora!.Dropout = 0.2;
+        var aloneFirst = new DpoTrainer(first).Train(Policy, pairs, reference, Out());
+        var aloneSecond = new DpoTrainer(second).Train(Policy, pairs, reference, Out());
+
+        using var stop = new CancellationTokenSource();
+        long globalDraws = 0;
+        var noise = Task.Factory.StartNew(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                using var scope = NewDisposeScope();
+                manual_seed(globalDraws);
+                nn.functional.dropout(rand(4, 256), 0.5, training: true).sum().item<float>();
+                globalDraws++;
+            }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        TrainResult Run(DpoTrainingOptions options) => new DpoTrainer(options).Train(Policy, pairs, reference, Out());
+        var together = await Task.WhenAll(
+            Task.Factory.StartNew(() => Run(first), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default),
+            Task.Factory.StartNew(() => Run(second), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
+        await stop.CancelAsync();
+        await noise;
+
+        Assert.True(globalDraws > 10, $"the global generator was drawn from {globalDraws} times only");
+        foreach (var (alone, concurrent) in new[] { (aloneFirst, together[0]), (aloneSecond, together[1]) })
+        {
+            Assert.Equal(alone.Metrics.Where(m => m.Name == "loss").Select(m => m.Value), concurrent.Metrics.Where(m => m.Name == "loss").Select(m => m.Value));
+            foreach (string file in new[] { "adapter_model.safetensors", Path.Combine(Checkpoint.StateFolder, "rng_state.safetensors"), Path.Combine(Checkpoint.StateFolder, "optimizer.safetensors") })
+                Assert.True(File.ReadAllBytes(Path.Combine(alone.FinalCheckpoint, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(concurrent.FinalCheckpoint, file))),
+                    $"{file} of the concurrent run differs from the lone run's");
+        }
+    }
+
+    [Fact]
+    public void Ppo_LoraDropout_CancelledThenResumed_EqualsUninterruptedRun()
+    {
+        var prompts = File.ReadLines(Path.Combine(Demo, "prompts.jsonl")).Take(16)
+            .Select((l, i) => TrainingPrompt.Encode($"p{i}", JsonDocument.Parse(l).RootElement.GetProperty("prompt").GetString()!, null, PromptEncoder.Load(Policy))).ToList();
+        var options = new PpoOptions
+        {
+            MaxSteps = 3, LearningRate = 3e-3, RolloutBatchSize = 8, NumPpoEpochs = 2, ResponseLength = 12, Seed = 3,
+            Lora = new LoraOptions { R = 4, Alpha = 8, Dropout = 0.2, TargetModules = ["all-linear"] },
+        };
+        string reward = Path.Combine(Demo, "reward"), straight = Out(), interrupted = Out();
+
+        var uninterrupted = new PpoTrainer(options).Train(Policy, Policy, reward, prompts, straight);
+        using var cts = new CancellationTokenSource();
+        Assert.ThrowsAny<OperationCanceledException>(() => new PpoTrainer(options).Train(Policy, Policy, reward, prompts, interrupted, new Sync(p => { if (p.Step == 1) cts.Cancel(); }), cts.Token));
+        var resumed = new PpoTrainer(options).Train(Policy, Policy, reward, prompts, interrupted);
+
+        Assert.EndsWith("checkpoint-1", resumed.ResumedFrom, StringComparison.Ordinal);
+        using var scope = NewDisposeScope();
+        using var a = SafeTensorsFile.Open(Path.Combine(uninterrupted.FinalCheckpoint, "adapter_model.safetensors"));
+        using var b = SafeTensorsFile.Open(Path.Combine(resumed.FinalCheckpoint, "adapter_model.safetensors"));
+        foreach (string key in a.Tensors.Keys)
+            Assert.True((a.Load(key) - b.Load(key)).abs().max().item<float>() < 1e-6f, $"{key} differs after resume");
+    }
+
     [Fact]
     public async Task Ppo_Lora_AfterLoraDpo_StartsFromTheMergedAdapterWithTheAdapterOffAsReference()
     {
@@ -222,23 +283,15 @@ public sealed class LoraTrainingTests
     [Fact]
     public void MemoryWarning_PlanAboveTheGivenMemory_SaysSoAndWhatToChange()
     {
-        string? before = Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB");
-        try
-        {
-            Environment.SetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB", "0.01");
-            string? warning = DpoTrainer.MemoryWarning(Options(), Policy);
-            Environment.SetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB", "64");
-            string? none = DpoTrainer.MemoryWarning(Options(), Policy);
+        string? warning = DpoTrainer.MemoryWarning(Options(), Policy, cuda: false, 0.01 * (1L << 30));
+        string? none = DpoTrainer.MemoryWarning(Options(), Policy, cuda: false, 64.0 * (1L << 30));
+        string? unknown = DpoTrainer.MemoryWarning(Options(), Policy, cuda: true, null);
 
-            Assert.NotNull(warning);
-            Assert.Contains("will not fit", warning, StringComparison.Ordinal);
-            Assert.Contains("of 0.0 GiB: does not fit", warning, StringComparison.Ordinal);
-            Assert.Null(none);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB", before);
-        }
+        Assert.NotNull(warning);
+        Assert.Contains("will not fit", warning, StringComparison.Ordinal);
+        Assert.Contains("of 0.0 GiB: does not fit", warning, StringComparison.Ordinal);
+        Assert.Null(none);
+        Assert.Null(unknown);
     }
 
     private sealed class Sync(Action<TrainProgress> report) : IProgress<TrainProgress>

@@ -41,14 +41,18 @@ internal static class PlanCommand
                     lora = new LoraOptions { R = r, Alpha = 2 * r, TargetModules = [.. parse.GetValue(targets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)] };
                     lora.Validate("lora");
                 }
-                var estimate = MemoryPlan.Estimate(config, new MemoryPlanInput(parse.GetValue(batch), length, prompt, dev == "cuda", lora, parse.GetValue(checkpointing)));
+                // On CPU the runtime part starts from this process's resident memory with libtorch loaded, as a training process's would.
+                var estimate = MemoryPlan.Estimate(config, new MemoryPlanInput(parse.GetValue(batch), length, prompt, dev == "cuda", lora, parse.GetValue(checkpointing),
+                    ProcessBaselineBytes: dev == "cuda" ? null : MemoryPlan.ProcessResidentBytes()));
                 double? available = parse.GetValue(deviceMemory) is double gib ? gib * (1L << 30) : dev == "cpu" ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : null;
                 var output = console ?? AnsiConsole.Console;
                 output.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                     $"{config.ModelType}: {estimate.Parameters:N0} parameters, {estimate.Trainable:N0} trainable ({(lora is null ? "full fine-tuning" : $"LoRA r={lora.R}")}{(parse.GetValue(checkpointing) ? ", gradient checkpointing" : "")}), {parse.GetValue(batch)} pairs × {length} tokens on {dev}")));
-                var table = new Table().AddColumn("part").AddColumn(new TableColumn("GiB").RightAligned());
+                // MiB for small plans (a CPU run of a small model), GiB from 10 GiB up.
+                bool inGiB = estimate.Total >= 10.0 * (1L << 30);
+                var table = new Table().AddColumn("part").AddColumn(new TableColumn(inGiB ? "GiB" : "MiB").RightAligned());
                 foreach (var (part, bytes) in estimate.Rows())
-                    table.AddRow(part, (bytes / (1L << 30)).ToString("F2", CultureInfo.InvariantCulture));
+                    table.AddRow(part, inGiB ? (bytes / (1L << 30)).ToString("F2", CultureInfo.InvariantCulture) : (bytes / (1L << 20)).ToString("F0", CultureInfo.InvariantCulture));
                 output.Write(table);
                 output.MarkupLine(Markup.Escape(MemoryPlan.Describe(estimate, available)));
                 return available is double a && !estimate.Fits(a) ? Cli.ExitCodes.Failed : Cli.ExitCodes.Ok;

@@ -60,6 +60,13 @@ public sealed class CausalLM : nn.Module
     /// </summary>
     public bool GradientCheckpointing { get; set; }
 
+    /// <summary>
+    /// The generator dropout inside the decoder layers draws from (a LoRA adapter's, set when it is injected with dropout),
+    /// or null when nothing draws. Activation checkpointing saves its state before each layer and replays it in the
+    /// recomputation, so the backward pass sees the forward pass's masks.
+    /// </summary>
+    public torch.Generator? DropoutGenerator { get; set; }
+
     /// <summary>Loads config.json and safetensors weights from a Hugging Face model folder.</summary>
     /// <param name="directory">The model folder.</param>
     /// <param name="device">Target device; default CUDA when available, else CPU.</param>
@@ -148,7 +155,7 @@ public sealed class CausalLM : nn.Module
         var sliding = full;
         if (Config.SlidingWindow is int window && past + t > window)
             sliding = new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType, window), false);     // [b, 1, t, keys]
-        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache, input.Fused), GradientCheckpointing);
+        var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache, input.Fused), GradientCheckpointing, DropoutGenerator);
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
     }
@@ -266,7 +273,7 @@ internal sealed class DecoderModel : nn.Module
 
     public Parameter EmbedWeight => embed_tokens.Weight;
 
-    public Tensor Forward(Tensor inputIds, DecoderState state, bool gradientCheckpointing = false)
+    public Tensor Forward(Tensor inputIds, DecoderState state, bool gradientCheckpointing = false, torch.Generator? dropoutGenerator = null)
     {
         using var scope = NewDisposeScope();
         var hidden = embed_tokens.forward(inputIds); // [b, t, hidden]
@@ -276,7 +283,7 @@ internal sealed class DecoderModel : nn.Module
         {
             // The recomputation in the backward pass reads the RoPE tables and masks after this scope ends: handles of their own.
             var kept = Keep(state);
-            foreach (var layer in layers) hidden = ActivationCheckpoint.Apply(h => layer.Forward(h, kept), hidden);
+            foreach (var layer in layers) hidden = ActivationCheckpoint.Apply(h => layer.Forward(h, kept), hidden, dropoutGenerator);
         }
         else
         {

@@ -13,6 +13,9 @@ namespace PrefPipe.Models.Lora;
 /// and on (the DPO-family and PPO reference is the base with the adapters off, so no second copy of the weights);
 /// <see cref="Merge"/> folds them into the base weights. Files follow PEFT: adapter_config.json and
 /// adapter_model.safetensors with keys <c>base_model.model.{module}.lora_A.weight</c> [r, in] and <c>….lora_B.weight</c> [out, r].
+/// The adapter owns the generator its initial A and its dropout masks draw from (<see cref="Generator"/>): a training's
+/// randomness is its own, whatever else the process runs, and its state goes into checkpoints so a resumed run draws what
+/// an uninterrupted one does.
 /// </summary>
 public sealed class LoraAdapter : IDisposable
 {
@@ -23,12 +26,20 @@ public sealed class LoraAdapter : IDisposable
     private bool _enabled = true;
     private bool _merged;
 
-    private LoraAdapter(CausalLM model, LoraOptions options, List<LoraLinear> layers)
+    private LoraAdapter(CausalLM model, LoraOptions options, List<LoraLinear> layers, Generator generator)
     {
         Model = model;
         Options = options;
         _layers = layers;
+        Generator = generator;
     }
+
+    /// <summary>
+    /// The adapter's own CPU generator (TorchSharp 0.107 makes no other kind): A's initial values, then every dropout mask,
+    /// in forward order. Activation checkpointing replays it (<see cref="CausalLM.DropoutGenerator"/>); trainers save and
+    /// restore its state (get_state / set_state) with their checkpoints.
+    /// </summary>
+    public Generator Generator { get; }
 
     /// <summary>The adapted model (not owned: dispose it yourself, after the adapter).</summary>
     public CausalLM Model { get; }
@@ -68,10 +79,14 @@ public sealed class LoraAdapter : IDisposable
 
     /// <summary>
     /// Freezes <paramref name="model"/> and puts a fresh adapter (A as PEFT initialises it, B zero) on every linear layer
-    /// <see cref="LoraOptions.TargetModules"/> selects. Seeded by torch's global generator.
+    /// <see cref="LoraOptions.TargetModules"/> selects.
     /// </summary>
+    /// <param name="model">The model to adapt (frozen here).</param>
+    /// <param name="options">r, alpha, dropout, targets, rsLoRA.</param>
+    /// <param name="seed">Seeds the adapter's <see cref="Generator"/>: A's initial values and the dropout masks.</param>
+    /// <param name="targetsAreRegex">Whether the single target is a regular expression (PEFT's string form).</param>
     /// <exception cref="ArgumentException">The targets select no linear layer (the model's linear layer names are listed).</exception>
-    public static LoraAdapter Inject(CausalLM model, LoraOptions options, bool targetsAreRegex = false)
+    public static LoraAdapter Inject(CausalLM model, LoraOptions options, long seed, bool targetsAreRegex = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
@@ -84,14 +99,21 @@ public sealed class LoraAdapter : IDisposable
                 string.Join(", ", linears.Select(l => l.name[(l.name.LastIndexOf('.') + 1)..]).Distinct()) + " (or all-linear).", nameof(options));
         if (selected.Where(l => l.Linear.Delta is not null).Select(l => l.name).FirstOrDefault() is { } taken)
             throw new InvalidOperationException($"{taken} already has an adapter: one adapter per model.");
+        if (options.Dropout > 0 && model.DropoutGenerator is not null)
+            throw new InvalidOperationException("the model already has an adapter with dropout: a second one with dropout cannot share its recomputation (one adapter per model).");
         foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
-        var layers = selected.Select(l => new LoraLinear(l.name, l.Linear, options.R, options.Scaling, options.Dropout)).ToList();
-        var adapter = new LoraAdapter(model, options, layers);
+        var generator = new Generator(unchecked((ulong)seed), CPU);
+        var layers = selected.Select(l => new LoraLinear(l.name, l.Linear, options.R, options.Scaling, options.Dropout, generator)).ToList();
+        var adapter = new LoraAdapter(model, options, layers, generator);
         adapter.Enabled = true;
+        if (options.Dropout > 0) model.DropoutGenerator = generator;
         return adapter;
     }
 
-    /// <summary>Applies the PEFT adapter in <paramref name="adapterDirectory"/> to <paramref name="model"/> (live, switchable).</summary>
+    /// <summary>
+    /// Applies the PEFT adapter in <paramref name="adapterDirectory"/> to <paramref name="model"/> (live, switchable); its
+    /// generator is seeded with 0 (only dropout in training mode draws from it).
+    /// </summary>
     /// <exception cref="InvalidDataException">The config cannot be applied, or the weights have unknown, missing or mis-shaped keys (named).</exception>
     public static LoraAdapter Load(CausalLM model, string adapterDirectory)
     {
@@ -100,7 +122,7 @@ public sealed class LoraAdapter : IDisposable
         LoraAdapter adapter;
         try
         {
-            adapter = Inject(model, config.Lora, config.TargetModulesIsRegex);
+            adapter = Inject(model, config.Lora, seed: 0, config.TargetModulesIsRegex);
         }
         catch (ArgumentException ex)
         {
@@ -191,5 +213,7 @@ public sealed class LoraAdapter : IDisposable
             layer.Dispose();
         }
         _layers.Clear();
+        if (ReferenceEquals(Model.DropoutGenerator, Generator)) Model.DropoutGenerator = null;
+        Generator.Dispose();
     }
 }

@@ -45,7 +45,6 @@ internal sealed class PpoTrainer(PpoOptions options)
             string.Join(';', prompts.Select(p => $"{p.PromptId}:{string.Join(',', p.Ids)}")),
             ReferencePass.ModelFingerprint(policyDirectory), ReferencePass.ModelFingerprint(referenceDirectory), ReferencePass.ModelFingerprint(rewardDirectory), $"dtype={dtype}");
         var (resumeFrom, state) = TrainingResume.From(outputDirectory, fingerprint);
-        TorchSharp.torch.manual_seed(options.Seed);
 
         var encoder = PromptEncoder.Load(AdapterModels.ModelFolder(policyDirectory));
         var tokenizer = encoder.Tokenizer;
@@ -58,12 +57,11 @@ internal sealed class PpoTrainer(PpoOptions options)
         string? adapterBase = options.Lora is null ? null : LoraStart(policyDirectory, outputDirectory, options.MaxShardBytes);
         bool sharedReference = adapterBase is not null && ReferencePass.ModelFingerprint(referenceDirectory) == ReferencePass.ModelFingerprint(policyDirectory);
         using var policy = AdapterModels.Load(adapterBase ?? resumeFrom ?? policyDirectory, device, dtype);
-        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(policy, options.Lora);
-        if (adapter is not null && resumeFrom is not null) adapter.LoadWeights(resumeFrom);
+        using var adapter = options.Lora is null ? null : LoraAdapter.Inject(policy, options.Lora, options.Seed); // its own generator: A, dropout masks
+        if (adapter is not null && resumeFrom is not null) Checkpoint.LoadAdapter(resumeFrom, adapter);
         using var reference = sharedReference ? null : AdapterModels.Load(referenceDirectory, device, dtype);
         using var value = adapter is not null ? ValueModel.SharedWith(policy) : new ValueModel(AdapterModels.Load(policyDirectory, device, dtype));
         int pad = encoder.PadTokenId;
-        CheckpointingDropout.Check(options.GradientCheckpointing, options.Lora, device);
         policy.GradientCheckpointing = options.GradientCheckpointing;
         if (adapter is null) value.Body!.GradientCheckpointing = options.GradientCheckpointing;
         policy.train();

@@ -87,9 +87,7 @@ public sealed class LoraAdapterTests
         using var model = Tiny();
         using var expected = SafeTensorsFile.Open(Path.Combine(PeftDir, "expected.safetensors"));
         var before = Logits(model, expected);
-        manual_seed(7);
-
-        using var lora = LoraAdapter.Inject(model, new LoraOptions { R = 4, Alpha = 8, TargetModules = ["all-linear"] });
+        using var lora = LoraAdapter.Inject(model, new LoraOptions { R = 4, Alpha = 8, TargetModules = ["all-linear"] }, seed: 7);
 
         Assert.Equal(14, lora.ModuleNames.Count); // 7 linear layers × 2 decoder layers; lm_head left out
         Assert.DoesNotContain("lm_head", lora.ModuleNames);
@@ -112,8 +110,7 @@ public sealed class LoraAdapterTests
         Tensor trained;
         using (var model = Tiny())
         {
-            manual_seed(3);
-            using var lora = LoraAdapter.Inject(model, new LoraOptions { R = 2, Alpha = 6, Dropout = 0.1, TargetModules = ["q_proj", "down_proj"], UseRslora = true });
+            using var lora = LoraAdapter.Inject(model, new LoraOptions { R = 2, Alpha = 6, Dropout = 0.1, TargetModules = ["q_proj", "down_proj"], UseRslora = true }, seed: 3);
             using (no_grad())
                 foreach (var (_, p) in lora.Parameters()) p.uniform_(-0.2, 0.2);
             trained = Logits(model, expected);
@@ -202,7 +199,7 @@ public sealed class LoraAdapterTests
     {
         using var model = Tiny();
 
-        var ex = Assert.Throws<ArgumentException>(() => LoraAdapter.Inject(model, new LoraOptions { TargetModules = ["query_key_value"] }));
+        var ex = Assert.Throws<ArgumentException>(() => LoraAdapter.Inject(model, new LoraOptions { TargetModules = ["query_key_value"] }, seed: 0));
 
         Assert.Contains("select no linear layer", ex.Message, StringComparison.Ordinal);
         string listed = ex.Message[(ex.Message.IndexOf("its linear layers are ", StringComparison.Ordinal) + "its linear layers are ".Length)..];
@@ -216,12 +213,12 @@ public sealed class LoraAdapterTests
         using var model = CausalLM.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny-phi3"), CPU, ScalarType.Float32);
 
         // PEFT has no default target_modules for phi3 either; Phi-3's attention projection is the fused qkv_proj.
-        var ex = Assert.Throws<ArgumentException>(() => LoraAdapter.Inject(model, new LoraOptions()));
+        var ex = Assert.Throws<ArgumentException>(() => LoraAdapter.Inject(model, new LoraOptions(), seed: 0));
 
         Assert.Contains("phi3 model", ex.Message, StringComparison.Ordinal);
         string listed = ex.Message[(ex.Message.IndexOf("its linear layers are ", StringComparison.Ordinal) + "its linear layers are ".Length)..];
         Assert.Equal(["down_proj", "gate_up_proj", "lm_head", "o_proj", "qkv_proj"], listed.Split(" (or")[0].Split(", ").Order(StringComparer.Ordinal));
-        using var adapter = LoraAdapter.Inject(model, new LoraOptions { TargetModules = ["qkv_proj"] });
+        using var adapter = LoraAdapter.Inject(model, new LoraOptions { TargetModules = ["qkv_proj"] }, seed: 0);
         Assert.Equal(["model.layers.0.self_attn.qkv_proj", "model.layers.1.self_attn.qkv_proj"], adapter.ModuleNames);
     }
 

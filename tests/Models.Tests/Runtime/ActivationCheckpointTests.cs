@@ -6,18 +6,6 @@ using static TorchSharp.torch;
 
 namespace PrefPipe.Models.Tests.Runtime;
 
-/// <summary>
-/// Tests that draw from torch's global CPU generator and compare two runs draw for draw (LoRA dropout replayed by
-/// activation checkpointing): they run alone, since a test of another class drawing in between (a fresh adapter's
-/// kaiming init) would change the masks of one run only.
-/// </summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class GlobalGeneratorCollection
-{
-    public const string Name = "torch global generator";
-}
-
-[Collection(GlobalGeneratorCollection.Name)]
 public sealed class ActivationCheckpointTests
 {
     private static readonly string PeftDir = Path.Combine(AppContext.BaseDirectory, "fixtures", "peft-lora");
@@ -26,20 +14,22 @@ public sealed class ActivationCheckpointTests
 
     /// <summary>
     /// Next-token NLL of the fixture batch (padding included: any scalar that reaches every layer will do), and every
-    /// trainable parameter's gradient. LoRA on tiny-llama is the PEFT fixture adapter (lora_dropout 0.05); on another
-    /// family a fresh all-linear adapter with dropout 0.1 and B drawn at random (a fresh B = 0 would give A no gradient).
+    /// trainable parameter's gradient, and the state the adapter's generator is left in. LoRA on tiny-llama is the PEFT
+    /// fixture adapter (lora_dropout 0.05); on another family a fresh all-linear adapter with dropout 0.1 and B drawn at
+    /// random (a fresh B = 0 would give A no gradient). Every draw comes from a generator of this call, so the test needs
+    /// no other test to keep off torch's global generator.
     /// </summary>
-    private static (float Loss, Dictionary<string, Tensor> Grads) LossAndGrads(string family, bool checkpointing, bool lora)
+    private static (float Loss, Dictionary<string, Tensor> Grads, byte[]? Rng) LossAndGrads(string family, bool checkpointing, bool lora)
     {
         using var model = CausalLM.Load(Dir(family), CPU, ScalarType.Float32);
         LoraAdapter? adapter = null;
         if (lora && family == "tiny-llama") adapter = LoraAdapter.Load(model, Path.Combine(PeftDir, "all-linear-r4"));
         else if (lora)
         {
-            manual_seed(7);
-            adapter = LoraAdapter.Inject(model, new LoraOptions { R = 4, Alpha = 8, Dropout = 0.1, TargetModules = ["all-linear"] });
+            adapter = LoraAdapter.Inject(model, new LoraOptions { R = 4, Alpha = 8, Dropout = 0.1, TargetModules = ["all-linear"] }, seed: 7);
             using var noGrad = no_grad();
-            foreach (var (name, p) in adapter.Parameters().Where(p => p.Name.Contains("lora_B", StringComparison.Ordinal))) p.normal_(0, 0.05);
+            using var b = new Generator(8);
+            foreach (var (name, p) in adapter.Parameters().Where(p => p.Name.Contains("lora_B", StringComparison.Ordinal))) p.normal_(0, 0.05, b);
         }
         using (adapter)
         {
@@ -49,13 +39,12 @@ public sealed class ActivationCheckpointTests
             using var file = SafeTensorsFile.Open(family == "tiny-llama" ? Path.Combine(PeftDir, "expected.safetensors") : Path.Combine(Dir(family), "reference.safetensors"));
             using var scope = NewDisposeScope();
             var ids = file.Load("input_ids");                                                   // [3, T] int64
-            manual_seed(11);
             var logits = model.Logits(new CausalLMInput(ids, file.Load("attention_mask")));    // [3, T, vocab] float32
             var logp = logits.narrow(1, 0, ids.shape[1] - 1).log_softmax(-1);
             var loss = -logp.gather(2, ids.narrow(1, 1, ids.shape[1] - 1).unsqueeze(-1)).mean();
             loss.backward();
             var grads = trainable.ToDictionary(p => p.Name, p => p.Parameter.grad!.clone().DetachFromDisposeScope());
-            return (loss.item<float>(), grads);
+            return (loss.item<float>(), grads, adapter?.Generator.get_state().data<byte>().ToArray());
         }
     }
 
@@ -72,10 +61,12 @@ public sealed class ActivationCheckpointTests
     [InlineData("tiny-phi3", true, 2 * 4 * 2)]
     public void Backward_WithCheckpointing_GivesTheSameLossAndGradients(string family, bool lora, int trainable)
     {
-        var (plainLoss, plain) = LossAndGrads(family, checkpointing: false, lora);
-        var (checkpointedLoss, checkpointed) = LossAndGrads(family, checkpointing: true, lora);
+        var (plainLoss, plain, plainRng) = LossAndGrads(family, checkpointing: false, lora);
+        var (checkpointedLoss, checkpointed, checkpointedRng) = LossAndGrads(family, checkpointing: true, lora);
 
         Assert.Equal(plainLoss, checkpointedLoss);
+        // The recomputation replays the masks and then puts the generator back: later draws are the plain run's.
+        Assert.Equal(plainRng, checkpointedRng);
         Assert.Equal(plain.Keys.Order(), checkpointed.Keys.Order());
         Assert.Equal(trainable, plain.Count);
         foreach (var (name, g) in plain)
