@@ -115,9 +115,12 @@ public sealed class CliErrorsTests
     }
 
     [Theory]
-    [InlineData("--max-new-tokens", "-3", "MaxNewTokens")]
-    [InlineData("--temperature", "NaN", "Temperature")]
-    [InlineData("--top-p", "1.5", "TopP")]
+    // The error names the flag that set the option and its value (ingest's options are validated as a pipeline file's
+    // ingest: section, each failure reported under its flag).
+    [InlineData("--max-new-tokens", "-3", "--max-new-tokens (value -3)")]
+    [InlineData("--temperature", "NaN", "--temperature (value NaN)")]
+    [InlineData("--top-p", "1.5", "--top-p (value 1.5)")]
+    [InlineData("--max-batch-rows", "-1", "--max-batch-rows (value -1)")]
     public async Task Ingest_InvalidSamplingOption_ClearErrorExit2(string option, string value, string field)
     {
         string dir = Folder();
