@@ -430,18 +430,19 @@ public static class PerfSuite
         int every = Math.Max(2, o.NewTokens / 2);
         var eos = Enumerable.Range(0, ctx.Config.VocabSize).Where(v => v % every == every - 1).ToList();
         var options = new GenerationOptions { MaxNewTokens = o.NewTokens, Temperature = 1.0, EosTokenIds = eos };
+        using var fused = model.FuseProjections();   // both sides stack the projections once, as ingest does
         foreach (int b in o.GenerationBatches)
         {
             var prompts = Prompts(ctx, 4 * b, o.PromptTokens, 41);
             var requests = prompts.Select((r, i) => r with { PromptIds = r.PromptIds.Take(o.PromptTokens / 2 + (i * 7919) % Math.Max(1, o.PromptTokens / 2 + 1)).ToList(), Seed = 500 + i }).ToList();
             string label = $"rows={b} requests={4 * b} prompt≤{o.PromptTokens} new≤{o.NewTokens}";
-            var chunked = new TextGenerator(model, ctx.Config.PadTokenId ?? 0);
+            var chunked = new TextGenerator(model, ctx.Config.PadTokenId ?? 0) { Fused = fused };
             IReadOnlyList<GenerationResult>? last = null;
             double chunkMs = ctx.TimeMs(() => last = requests.Chunk(b).SelectMany(c => chunked.Generate(c, options, ctx.Cancel)).ToList(), steps: 2, warmup: 1);
             var chunkResults = last!;
             long tokens = chunkResults.Sum(r => (long)r.NewIds.Count);
             long staticRowSteps = requests.Chunk(b).Select((c, i) => (long)c.Length * (chunkResults.Skip(i * b).Take(c.Length).Max(r => r.NewIds.Count) - 1)).Sum();
-            var continuous = new TextGenerator(model, ctx.Config.PadTokenId ?? 0);
+            var continuous = new TextGenerator(model, ctx.Config.PadTokenId ?? 0) { Fused = fused };
             double contMs = ctx.TimeMs(() => last = continuous.Generate(requests, options, b, null, ctx.Cancel), steps: 2, warmup: 1);
             long contTokens = last!.Sum(r => (long)r.NewIds.Count);
             int calls = 2 + 1; // warm-up + timed calls share the counters
