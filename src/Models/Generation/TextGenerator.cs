@@ -230,6 +230,11 @@ public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<I
             }
         }
 
+        // The counters as continuous batching keeps them: the first step is the prefill; every later step ran all b rows.
+        int steps = newIds.Max(ids => ids.Count);
+        Counters.AddPrefill();
+        for (int step = 1; step < steps; step++) Counters.AddStep(b);
+        Counters.AddTokens(newIds.Sum(ids => (long)ids.Count) - b);
         var results = new GenerationResult[b];
         for (int r = 0; r < b; r++)
         {
