@@ -27,14 +27,17 @@ internal sealed class GeneratorFlags
     public Option<Uri?> BaseUrl { get; } = new("--generator-base-url")
     {
         Description = "openai: the server's base URL, e.g. http://vllm:8000/v1, https://api.openai.com/v1, https://NAME.openai.azure.com.",
-        // A parse error (exit 2 naming the flag), not an exception when the value is read.
-        CustomParser = result =>
-        {
-            string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-            if (Uri.TryCreate(text, UriKind.Absolute, out var uri)) return uri;
-            result.AddError($"--generator-base-url {text}: expected an absolute http(s) URL, e.g. http://localhost:8000/v1");
-            return null;
-        },
+        CustomParser = AbsoluteUrl("--generator-base-url", "http://localhost:8000/v1"),
+    };
+
+    /// <summary>A URL flag's parser: a value that is not an absolute URL is a parse error (exit 2 naming the flag), not an
+    /// exception when the value is read.</summary>
+    internal static Func<System.CommandLine.Parsing.ArgumentResult, Uri?> AbsoluteUrl(string flag, string example) => result =>
+    {
+        string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        if (Uri.TryCreate(text, UriKind.Absolute, out var uri)) return uri;
+        result.AddError($"{flag} {text}: expected an absolute http(s) URL, e.g. {example}");
+        return null;
     };
 
     public Option<OpenAIApi> Api { get; } = new("--generator-api")

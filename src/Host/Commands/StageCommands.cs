@@ -126,7 +126,11 @@ internal static partial class StageCommands
         var tie = new Option<double>("--tie-epsilon") { Description = "Reward judge: |r_a − r_b| below this is a tie.", DefaultValueFactory = _ => RankingDefaults.TieEpsilon };
         var batch = new Option<int>("--batch-size") { Description = "Reward model: sequences per batch.", DefaultValueFactory = _ => RankingDefaults.Reward.BatchSize };
         var maxLength = new Option<int>("--max-length") { Description = "Reward model: longest sequence in tokens (longer ones are cut on the left).", DefaultValueFactory = _ => RankingDefaults.Reward.MaxLength };
-        var endpoint = new Option<Uri?>("--judge-endpoint") { Description = "LLM judge: base URL (e.g. https://api.openai.com/v1). The key comes from PREFPIPE_JUDGE_API_KEY." };
+        var endpoint = new Option<Uri?>("--judge-endpoint")
+        {
+            Description = "LLM judge: base URL (e.g. https://api.openai.com/v1). The key comes from PREFPIPE_JUDGE_API_KEY.",
+            CustomParser = GeneratorFlags.AbsoluteUrl("--judge-endpoint", "https://api.openai.com/v1"),
+        };
         var judgeModel = new Option<string?>("--judge-model") { Description = "LLM judge: model (OpenAI) or deployment (Azure OpenAI) name." };
         var api = new Option<LlmApiKind>("--judge-api") { Description = "LLM judge API shape: OpenAI or AzureOpenAI.", DefaultValueFactory = _ => LlmApiKind.OpenAI };
         var json = new Option<bool>("--json") { Description = "Print one JSON line instead of a table." };

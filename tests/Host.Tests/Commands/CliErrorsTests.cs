@@ -132,6 +132,17 @@ public sealed class CliErrorsTests
         AssertNoStackTrace(error);
     }
 
+    [Fact]
+    public async Task Rank_JudgeEndpointNotAUrl_ParseErrorExit2NamingTheFlag()
+    {
+        var (exit, error, _) = await Invoke("rank", "--candidates", "c.parquet", "--reward-model", "r", "--output", "o",
+            "--judge", "llm", "--judge-endpoint", "foo/bar", "--judge-model", "m");
+
+        Assert.Equal(Cli.ExitCodes.Usage, exit);
+        Assert.Contains("--judge-endpoint foo/bar: expected an absolute http(s) URL", error, StringComparison.Ordinal);
+        AssertNoStackTrace(error);
+    }
+
     [Theory]
     [InlineData("ppo", "--kl-coef", "NaN", "KlCoef")]
     [InlineData("dpo", "--learning-rate", "NaN", "LearningRate")]
