@@ -15,7 +15,18 @@ namespace PrefPipe.Models.Decoders;
 /// <param name="PositionIds">Positions. [batch, seq]; null = past … past + seq − 1 (right padding or none).</param>
 /// <param name="Cache">KV cache to read and extend, or null.</param>
 /// <param name="Fused">Fused projections from <see cref="CausalLM.FuseProjections"/> (inference only), or null.</param>
-public sealed record CausalLMInput(Tensor InputIds, Tensor? AttentionMask = null, Tensor? PositionIds = null, KvCache? Cache = null, InferenceWeights? Fused = null);
+/// <param name="Masks">Additive masks kept by the caller (decoding with a cache), used as they are instead of building them from
+/// <paramref name="AttentionMask"/>; null = built here.</param>
+public sealed record CausalLMInput(Tensor InputIds, Tensor? AttentionMask = null, Tensor? PositionIds = null, KvCache? Cache = null, InferenceWeights? Fused = null,
+    AdditiveMasks? Masks = null);
+
+/// <summary>
+/// Additive attention masks a caller keeps across decoding steps (updated in place, not rebuilt per step): 0 where a query
+/// may see a key, the dtype's lowest value where not, causal order, padding and sliding windows already applied.
+/// </summary>
+/// <param name="Full">[batch, 1, seq, keys] in the model's dtype, for full-attention layers.</param>
+/// <param name="Sliding">The same for sliding-window layers; null when the model has no window (or it is not reached).</param>
+public sealed record AdditiveMasks(Tensor Full, Tensor? Sliding);
 
 /// <summary>
 /// A decoder-only causal LM of any registered family (<see cref="ModelFamilies"/>: Llama, Qwen2/3, Mistral, Gemma 2/3,
@@ -149,12 +160,21 @@ public sealed class CausalLM : nn.Module
         // No padding mask: causal attention needs no mask tensor (SDPA's is_causal fast path, flash attention on CUDA),
         // and a single new token after a cache sees every cached key. Otherwise an explicit additive mask. Sliding-window
         // layers need one as soon as the keys outnumber the window: key j is visible to query i when i − window < j ≤ i.
-        bool explicitMask = input.AttentionMask is not null || (past > 0 && t > 1);
-        Tensor KeyMask() => input.AttentionMask?.to(Device) ?? ones(new[] { b, past + t }, int64, Device); // [b, keys]
-        var full = explicitMask ? new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType), false) : new AttentionMasking(null, t > 1);
-        var sliding = full;
-        if (Config.SlidingWindow is int window && past + t > window)
-            sliding = new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType, window), false);     // [b, 1, t, keys]
+        AttentionMasking full, sliding;
+        if (input.Masks is { } given)
+        {
+            full = new AttentionMasking(given.Full, false);
+            sliding = given.Sliding is { } s ? new AttentionMasking(s, false) : full;
+        }
+        else
+        {
+            bool explicitMask = input.AttentionMask is not null || (past > 0 && t > 1);
+            Tensor KeyMask() => input.AttentionMask?.to(Device) ?? ones(new[] { b, past + t }, int64, Device); // [b, keys]
+            full = explicitMask ? new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType), false) : new AttentionMasking(null, t > 1);
+            sliding = full;
+            if (Config.SlidingWindow is int window && past + t > window)
+                sliding = new AttentionMasking(CausalPaddingMask(KeyMask(), past, t, DType, window), false);     // [b, 1, t, keys]
+        }
         var hidden = model.Forward(input.InputIds, new DecoderState(fullRope, slidingRope, full, sliding, input.Cache, input.Fused), GradientCheckpointing, DropoutGenerator);
         input.Cache?.Advance(t);
         return hidden.MoveToOuterDisposeScope();
@@ -224,6 +244,10 @@ public sealed class CausalLM : nn.Module
         File.Move(path + ".tmp", path, overwrite: true);
     }
 
+    /// <summary>What an additive mask holds where a key is hidden: the dtype's lowest finite value (as transformers).</summary>
+    internal static double MaskedValue(ScalarType dtype) =>
+        dtype switch { ScalarType.BFloat16 => -3.3895313892515355e38, ScalarType.Float16 => -65504.0, ScalarType.Float64 => double.MinValue, _ => float.MinValue };
+
     /// <summary>
     /// Builds the additive mask [batch, 1, t, keys]: query i (absolute past + i) may see key j when j ≤ past + i, key j is
     /// not padding, and, with a <paramref name="window"/>, j &gt; past + i − window (transformers' sliding_window_overlay).
@@ -237,8 +261,7 @@ public sealed class CausalLM : nn.Module
         var keyPos = arange(0, keys, int64, device).view(1, 1, 1, keys);         // [1, 1, 1, keys]
         var allowed = keyPos.le(queryPos).logical_and(keyMask.view(keyMask.shape[0], 1, 1, keys).to(ScalarType.Bool)); // [b, 1, t, keys]
         if (window is int w) allowed = allowed.logical_and(keyPos.gt(queryPos - w));
-        double min = dtype switch { ScalarType.BFloat16 => -3.3895313892515355e38, ScalarType.Float16 => -65504.0, ScalarType.Float64 => double.MinValue, _ => float.MinValue };
-        var additive = zeros(allowed.shape, dtype, device).masked_fill(allowed.logical_not(), min);
+        var additive = zeros(allowed.shape, dtype, device).masked_fill(allowed.logical_not(), MaskedValue(dtype));
         return additive.MoveToOuterDisposeScope();
     }
 

@@ -55,7 +55,12 @@ public sealed partial class TextGenerator
         private readonly KvCache _cache;
         private readonly InferenceWeights? _fused;
         private readonly InferenceWeights? _ownFused;
-        private Tensor _attention;   // [rows, capacity] int64: 1 where a row's own token is cached
+        // [rows, 1, 1, capacity] in the model's dtype: 0 where a row's next query may see a cached key, the lowest value
+        // where not (another occupant's positions, or positions not written yet); updated in place each step, not rebuilt.
+        private Tensor _maskFull;
+        private Tensor? _maskSliding; // the same, also hiding keys that left the sliding window (models with one)
+        private readonly int? _window;
+        private readonly double _hidden;
         private Tensor _nextPosition; // [rows, 1] int64: the position of the token fed next
         private Tensor _current;     // [rows, 1] int64: the token fed next (sampled, not yet in the cache)
         private Tensor _step;        // [rows, 1] int64: index of the next uniform draw of the row's request
@@ -102,7 +107,10 @@ public sealed partial class TextGenerator
             _cache = new KvCache(_model.Config, rows, _capacity, _model.DType, _device);
             _ownFused = owner.Fused is null && owner.FuseProjections ? _model.FuseProjections() : null;
             _fused = owner.Fused ?? _ownFused;
-            _attention = zeros(new long[] { rows, _capacity }, int64, _device).DetachFromDisposeScope();
+            _window = _model.Config.SlidingWindow;
+            _hidden = CausalLM.MaskedValue(_model.DType);
+            _maskFull = full(new long[] { rows, 1, 1, _capacity }, _hidden, _model.DType, _device).DetachFromDisposeScope();
+            _maskSliding = _window is null ? null : full(new long[] { rows, 1, 1, _capacity }, _hidden, _model.DType, _device).DetachFromDisposeScope();
             _nextPosition = zeros(new long[] { rows, 1 }, int64, _device).DetachFromDisposeScope();
             _current = full(new long[] { rows, 1 }, _padTokenId, int64, _device).DetachFromDisposeScope();
             _step = zeros(new long[] { rows, 1 }, int64, _device).DetachFromDisposeScope();
@@ -144,8 +152,20 @@ public sealed partial class TextGenerator
             }
             using var scope = NewDisposeScope();
             long seen = _cache.Length + 1;
-            if (_masked) _attention.narrow(1, _cache.Length, 1).fill_(1);
-            var hidden = _model.Hidden(new CausalLMInput(_current, _masked ? _attention.narrow(1, 0, seen) : null, _masked ? _nextPosition : null, _cache, _fused)); // [rows, 1, h]
+            AdditiveMasks? masks = null;
+            if (_masked)
+            {
+                // The key written this step becomes visible to every row; with a window, the one that leaves it is hidden.
+                long len = _cache.Length;
+                _maskFull.narrow(3, len, 1).fill_(0);
+                if (_maskSliding is not null)
+                {
+                    _maskSliding.narrow(3, len, 1).fill_(0);
+                    if (len - _window!.Value >= 0) _maskSliding.narrow(3, len - _window.Value, 1).fill_(_hidden);
+                }
+                masks = new AdditiveMasks(_maskFull.narrow(3, 0, seen), _maskSliding?.narrow(3, 0, seen));
+            }
+            var hidden = _model.Hidden(new CausalLMInput(_current, null, _masked ? _nextPosition : null, _cache, _fused, masks)); // [rows, 1, h]
             var chosen = Choose(_model.Head(hidden).squeeze(1), _uniforms is null ? null : _uniforms.gather(1, _step.clamp_max(_maxNew - 1)), out var chosenLogp); // [rows, 1] each
             _ringTokens.narrow(1, _ringCount, 1).copy_(chosen);
             _ringLogprobs.narrow(1, _ringCount, 1).copy_(chosenLogp);
@@ -281,9 +301,15 @@ public sealed partial class TextGenerator
 
             var rows = tensor(group.Select(j => (long)j.Row).ToArray(), int64, _device);        // [g] int64
             _cache.WriteRows(own, rows, end - p, p);
-            var attention = zeros(new long[] { g, _capacity }, int64, _device);                 // [g, capacity] int64
-            attention.narrow(1, end - p, p).copy_(promptMask);
-            _attention.index_copy_(0, rows, attention);
+            // The rows' masks: their prompt's positions visible, everything else hidden; the window over the same.
+            var rowMask = full(new long[] { g, 1, 1, _capacity }, _hidden, _model.DType, _device);                        // [g, 1, 1, capacity]
+            rowMask.narrow(3, end - p, p).copy_(zeros(new long[] { g, 1, 1, p }, _model.DType, _device).masked_fill(promptMask.eq(0).view(g, 1, 1, p), _hidden));
+            _maskFull.index_copy_(0, rows, rowMask);
+            if (_maskSliding is not null)
+            {
+                if (end - _window!.Value >= 0) rowMask.narrow(3, 0, end - _window.Value + 1).fill_(_hidden);
+                _maskSliding.index_copy_(0, rows, rowMask);
+            }
             _nextPosition.index_copy_(0, rows, promptMask.sum(1, keepdim: true));
             _current.index_copy_(0, rows, chosen);
             _step.index_copy_(0, rows, ones(new long[] { g, 1 }, int64, _device));
@@ -316,9 +342,13 @@ public sealed partial class TextGenerator
             using var scope = NewDisposeScope();
             _counters.AddWindowMove();
             _cache.Move(from, span, start);
-            var kept = _attention.narrow(1, from, span).clone();                               // [rows, span] int64
-            _attention.zero_();
-            _attention.narrow(1, start, span).copy_(kept);
+            foreach (var mask in new[] { _maskFull, _maskSliding })
+            {
+                if (mask is null) continue;
+                var kept = mask.narrow(3, from, span).clone();                                  // [rows, 1, 1, span]
+                mask.fill_(_hidden);
+                mask.narrow(3, start, span).copy_(kept);
+            }
             for (int row = 0; row < Rows; row++) _slotStart[row] += start - from;
             _cache.SetLength(start + span);
         }
@@ -331,7 +361,13 @@ public sealed partial class TextGenerator
             {
                 var rows = tensor(keep.Select(r => (long)r).ToArray(), int64, _device);          // [n] int64
                 _cache.KeepRows(rows);
-                Replace(ref _attention, _attention.index_select(0, rows));
+                Replace(ref _maskFull, _maskFull.index_select(0, rows));
+                if (_maskSliding is not null)
+                {
+                    var sliding = _maskSliding;
+                    _maskSliding = sliding.index_select(0, rows).DetachFromDisposeScope();
+                    sliding.Dispose();
+                }
                 Replace(ref _nextPosition, _nextPosition.index_select(0, rows));
                 Replace(ref _current, _current.index_select(0, rows));
                 Replace(ref _step, _step.index_select(0, rows));
@@ -361,7 +397,8 @@ public sealed partial class TextGenerator
         {
             _cache.Dispose();
             _ownFused?.Dispose();
-            _attention.Dispose();
+            _maskFull.Dispose();
+            _maskSliding?.Dispose();
             _nextPosition.Dispose();
             _current.Dispose();
             _step.Dispose();
