@@ -361,24 +361,14 @@ public sealed partial class TextGenerator
             {
                 var rows = tensor(keep.Select(r => (long)r).ToArray(), int64, _device);          // [n] int64
                 _cache.KeepRows(rows);
-                Replace(ref _maskFull, _maskFull.index_select(0, rows));
-                if (_maskSliding is not null)
-                {
-                    var sliding = _maskSliding;
-                    _maskSliding = sliding.index_select(0, rows).DetachFromDisposeScope();
-                    sliding.Dispose();
-                }
-                Replace(ref _nextPosition, _nextPosition.index_select(0, rows));
-                Replace(ref _current, _current.index_select(0, rows));
-                Replace(ref _step, _step.index_select(0, rows));
-                if (_uniforms is not null)
-                {
-                    var uniforms = _uniforms;
-                    _uniforms = uniforms.index_select(0, rows).DetachFromDisposeScope();
-                    uniforms.Dispose();
-                }
-                Replace(ref _ringTokens, _ringTokens.index_select(0, rows));
-                Replace(ref _ringLogprobs, _ringLogprobs.index_select(0, rows));
+                _maskFull = Select(_maskFull, rows)!;
+                _maskSliding = Select(_maskSliding, rows);
+                _nextPosition = Select(_nextPosition, rows)!;
+                _current = Select(_current, rows)!;
+                _step = Select(_step, rows)!;
+                _uniforms = Select(_uniforms, rows);
+                _ringTokens = Select(_ringTokens, rows)!;
+                _ringLogprobs = Select(_ringLogprobs, rows)!;
             }
             _slotRequest = [.. keep.Select(r => _slotRequest[r])];
             _slotStart = [.. keep.Select(r => _slotStart[r])];
@@ -386,11 +376,13 @@ public sealed partial class TextGenerator
             _slotDone = [.. keep.Select(r => _slotDone[r])];
         }
 
-        private static void Replace(ref Tensor field, Tensor value)
+        /// <summary>The rows <paramref name="rows"/> of <paramref name="field"/> as a tensor owned here; the old one is freed.</summary>
+        private static Tensor? Select(Tensor? field, Tensor rows)
         {
-            var old = field;
-            field = value.DetachFromDisposeScope();
-            old.Dispose();
+            if (field is null) return null;
+            var kept = field.index_select(0, rows).DetachFromDisposeScope();
+            field.Dispose();
+            return kept;
         }
 
         public void Dispose()
