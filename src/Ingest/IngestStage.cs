@@ -373,7 +373,8 @@ public sealed class IngestStage
     {
         var tokenizer = encoder.Tokenizer;
         int k = _options.CandidatesPerPrompt;
-        int rows = DecodingRows(model, pending.Max(b => batches[b].Max(p => p.PromptIds.Count)));
+        // No more rows than a batch has candidates (what the summary reports is what was used).
+        int rows = Math.Min(DecodingRows(model, pending.Max(b => batches[b].Max(p => p.PromptIds.Count))), pending.Max(b => batches[b].Length) * k);
         var options = new GenerationOptions
         {
             MaxNewTokens = _options.MaxNewTokens,
