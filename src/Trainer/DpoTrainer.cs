@@ -156,9 +156,7 @@ internal sealed class DpoTrainer(DpoTrainingOptions options)
     internal static string? MemoryWarning(DpoTrainingOptions options, string policyDirectory)
     {
         bool cuda = TorchRuntime.DefaultDevice().type == TorchSharp.DeviceType.CUDA;
-        double? available = double.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB"), NumberStyles.Float, CultureInfo.InvariantCulture, out double gib)
-            ? gib * (1L << 30)
-            : cuda ? null : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        double? available = DeviceMemoryInfo.ConfiguredBytes ?? (cuda ? null : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
         return MemoryWarning(options, policyDirectory, cuda, available);
     }
 

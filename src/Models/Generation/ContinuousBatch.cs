@@ -215,9 +215,7 @@ public sealed partial class TextGenerator
             if (_eos.Contains(token)) { Finish(row, FinishReason.Eos, null); return; }
             if (_options.StopStrings.Count > 0)
             {
-                string text = _decode!(ids);
-                int cut = _options.StopStrings.Select(x => text.IndexOf(x, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-                if (cut >= 0) { Finish(row, FinishReason.Stop, text[..cut]); return; }
+                if (CutAtStop(_decode!(ids), _options.StopStrings) is string cut) { Finish(row, FinishReason.Stop, cut); return; }
             }
             if (ids.Count == _maxNew) Finish(row, FinishReason.Length, null);
         }
@@ -286,17 +284,7 @@ public sealed partial class TextGenerator
             var positions = padded ? (promptMask.cumsum(1) - 1).clamp_min(0) : null;            // [g, p] int64
             using var own = new KvCache(_model.Config, g, p, _model.DType, _device);
             var hidden = _model.Hidden(new CausalLMInput(inputIds, padded ? promptMask : null, positions, own, _fused)); // [g, p, h]
-            Tensor? uniforms = null;                                                            // [g, maxNew] float32
-            if (_uniforms is not null)
-            {
-                // Each request's draws for the whole sequence at once, from its own seeded generator (CPU uniform_
-                // fills serially, one generator call per element: the same numbers as one draw per step).
-                uniforms = stack(group.Select(j =>
-                {
-                    using var generator = new torch.Generator((ulong)_requests[j.Request].Seed, CPU);
-                    return rand(_maxNew, float32, CPU, generator: generator);
-                }).ToArray()).to(_device);
-            }
+            var uniforms = _uniforms is null ? null : Uniforms(group.Select(j => _requests[j.Request].Seed), _maxNew, _device); // [g, maxNew] float32
             var chosen = Choose(_model.Head(hidden.narrow(1, p - 1, 1)).squeeze(1), uniforms?.narrow(1, 0, 1), out var chosenLogp); // [g, 1] each
 
             var rows = tensor(group.Select(j => (long)j.Row).ToArray(), int64, _device);        // [g] int64

@@ -132,11 +132,7 @@ public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<I
         if (!options.Greedy)
         {
             using var draws = NewDisposeScope();
-            uniforms = stack(requests.Select(r =>
-            {
-                using var g = new torch.Generator((ulong)r.Seed, CPU);
-                return rand(maxNew, float32, CPU, generator: g);
-            }).ToArray()).to(device).MoveToOuterDisposeScope();
+            uniforms = Uniforms(requests.Select(r => r.Seed), maxNew, device).MoveToOuterDisposeScope();
         }
 
         var newIds = Enumerable.Range(0, b).Select(_ => new List<int>(maxNew)).ToArray();
@@ -214,9 +210,7 @@ public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<I
                     if (eos.Contains(token)) { reasons[r] = FinishReason.Eos; continue; }
                     if (options.StopStrings.Count > 0)
                     {
-                        string text = _decodeText!(newIds[r]);
-                        int cut = options.StopStrings.Select(x => text.IndexOf(x, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-                        if (cut >= 0) { reasons[r] = FinishReason.Stop; texts[r] = text[..cut]; stopStringHit = true; }
+                        if (CutAtStop(_decodeText!(newIds[r]), options.StopStrings) is string cut) { reasons[r] = FinishReason.Stop; texts[r] = cut; stopStringHit = true; }
                     }
                 }
             }
@@ -243,6 +237,25 @@ public sealed partial class TextGenerator(CausalLM model, int padTokenId, Func<I
             results[r] = new GenerationResult(newIds[r], logprobs[r], reason, text);
         }
         return results;
+    }
+
+    /// <summary>
+    /// Each request's uniform draws for its whole sequence, from its own seeded generator, as [requests, maxNew] float32 on
+    /// <paramref name="device"/>: CPU uniform_ fills serially, one generator call per element, so these are the numbers one
+    /// draw per step would give — a sample depends on its seed only, not on its batch.
+    /// </summary>
+    private static Tensor Uniforms(IEnumerable<long> seeds, int maxNew, Device device) =>
+        stack(seeds.Select(seed =>
+        {
+            using var generator = new torch.Generator((ulong)seed, CPU);
+            return rand(maxNew, float32, CPU, generator: generator);
+        }).ToArray()).to(device);
+
+    /// <summary>The text up to the first stop string it contains (the earliest position over all of them), or null.</summary>
+    private static string? CutAtStop(string text, IReadOnlyList<string> stops)
+    {
+        int cut = stops.Select(x => text.IndexOf(x, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+        return cut >= 0 ? text[..cut] : null;
     }
 
     /// <summary>Temperature, top-k, top-p (in that order, as transformers), then inverse-CDF sampling with each row's uniform draw.</summary>

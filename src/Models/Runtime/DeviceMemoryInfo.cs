@@ -22,8 +22,7 @@ public static partial class DeviceMemoryInfo
     public static long? Available(torch.Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        long? configured = double.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB"), NumberStyles.Float, CultureInfo.InvariantCulture, out double gib)
-            ? (long)(gib * (1L << 30)) : null;
+        long? configured = ConfiguredBytes;
         if (device.type == DeviceType.CUDA)
         {
             var gpu = Gpu((uint)Math.Max(0, device.index));
@@ -36,6 +35,11 @@ public static partial class DeviceMemoryInfo
         if (configured is null && MemAvailable() is long kernel) available = Math.Min(available, kernel);
         return Math.Max(0, available);
     }
+
+    /// <summary>The device's memory as <c>PREFPIPE_DEVICE_MEMORY_GIB</c> gives it, in bytes; null when unset or not a number.</summary>
+    public static long? ConfiguredBytes =>
+        double.TryParse(Environment.GetEnvironmentVariable("PREFPIPE_DEVICE_MEMORY_GIB"), NumberStyles.Float, CultureInfo.InvariantCulture, out double gib)
+            ? (long)(gib * (1L << 30)) : null;
 
     /// <summary>NVML's view of GPU <paramref name="index"/> (NVML's order, which is CUDA's unless CUDA_DEVICE_ORDER says otherwise), or null without NVML.</summary>
     public static GpuMemory? Gpu(uint index = 0)
